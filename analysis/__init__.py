@@ -1,0 +1,1 @@
+"""Canary-vs-stable statistics. Pure: numpy and scipy only, no I/O."""

@@ -1,0 +1,1 @@
+"""Command-line entry points (top layer: may wire everything together)."""

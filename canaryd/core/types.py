@@ -1,0 +1,257 @@
+"""The vocabulary between the pure decision core and the I/O around it.
+
+A tick is: the reconciler asks :func:`canaryd.core.machine.plan` what to observe, gathers
+:class:`Observations` through the adapters, calls :func:`canaryd.core.machine.decide`, executes
+the returned :class:`Action` s in order, and writes the returned status once (conflict-safe).
+Notices are sent only after that status write succeeded (an outbox: the status records the
+notice key, so a restart or a second replica never sends the same notice twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from canaryd.api.models import (
+    IntervalRecord,
+    MetricEvidence,
+    MetricSpec,
+    MetricTemplateSpec,
+    RolloutStatus,
+    Severity,
+    WebhookType,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadState:
+    """What the decision needs to know about one Deployment (target or primary)."""
+
+    name: str
+    """Deployment name."""
+    template_hash: str
+    """Stable hash of ``spec.template`` (see :func:`canaryd.core.revision.template_hash`)."""
+    image: str
+    """Image of the first container, for messages."""
+    replicas: int
+    """``spec.replicas``."""
+    ready_replicas: int
+    """``status.readyReplicas`` (0 when absent)."""
+    updated_replicas: int
+    """``status.updatedReplicas`` (0 when absent)."""
+    rolled_out: bool
+    """``status.observedGeneration >= metadata.generation``: the Deployment controller has seen
+    the latest spec."""
+    failure: str | None = None
+    """Why the pods cannot become ready (CrashLoopBackOff, ProgressDeadlineExceeded), if known."""
+
+    @property
+    def ready(self) -> bool:
+        """All desired replicas run the latest template and are ready."""
+        return (
+            self.replicas > 0
+            and self.rolled_out
+            and self.updated_replicas >= self.replicas
+            and self.ready_replicas >= self.replicas
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """One metric to measure for one Rollout over one window ending at ``at``."""
+
+    namespace: str
+    rollout: str
+    canary_workload: str
+    """``destination_workload`` of the canary (the target Deployment)."""
+    primary_workload: str
+    """``destination_workload`` of the stable version (``<target>-primary``)."""
+    metric: MetricSpec
+    template: MetricTemplateSpec | None
+    """Resolved MetricTemplate spec for ``kind: template`` metrics."""
+    window_seconds: float
+    at: datetime
+    reporter: str = "destination"
+    weight: int = 0
+    """Canary weight in force during the window (recorded with the counts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricReading:
+    """What the provider measured for one :class:`MetricQuery`.
+
+    Exactly one of three cases: ``record`` set (data), ``no_data`` (Prometheus answered with no
+    series: no information, never a pass), or ``error`` (query failed, Prometheus unreachable,
+    invalid template, several series where one was expected)."""
+
+    metric: str
+    record: IntervalRecord | None = None
+    no_data: bool = False
+    error: str | None = None
+
+
+class GateStatus(StrEnum):
+    OPEN = "Open"
+    CLOSED = "Closed"
+    ERROR = "Error"
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """Answer of one webhook gate."""
+
+    name: str
+    type: WebhookType
+    status: GateStatus
+    message: str = ""
+
+
+class ManualVerb(StrEnum):
+    PROMOTE = "promote"
+    ABORT = "abort"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class ManualAction:
+    """A manual action requested by annotation ``canaryd.io/action: <verb>[:<id>]``; consumed
+    exactly once (the id is remembered in ``status.consumedAction``)."""
+
+    verb: ManualVerb
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficState:
+    """Weights currently routed (primary + canary == 100)."""
+
+    canary_weight: int
+
+    @property
+    def primary_weight(self) -> int:
+        return 100 - self.canary_weight
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Everything observed for one Rollout in one tick."""
+
+    now: datetime
+    generation: int
+    target: WorkloadState | None
+    """The target Deployment; None when it does not exist."""
+    primary: WorkloadState | None
+    """``<target>-primary``; None when not created yet."""
+    traffic: TrafficState | None
+    """Current routing; None when routing is not set up yet."""
+    traffic_error: str | None = None
+    """Why routing cannot be read or set up (malformed VirtualService, missing route...)."""
+    readings: tuple[MetricReading, ...] | None = None
+    """Metric readings, when :class:`Plan` asked for them."""
+    gates: tuple[GateResult, ...] = ()
+    """Webhook answers, for the gates :class:`Plan` asked for."""
+    manual: ManualAction | None = None
+    spec_error: str | None = None
+    """Set when the Rollout's spec is invalid (field path and reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the core wants observed this tick (I/O that costs: metrics and webhooks)."""
+
+    metrics: bool = False
+    window_seconds: float = 0.0
+    gates: tuple[WebhookType, ...] = ()
+
+
+class NoticeKind(StrEnum):
+    STARTED = "Started"
+    STEP = "Step"
+    WAITING = "Waiting"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    NOT_READY = "NotReady"
+    NO_DATA = "NoData"
+    INVALID = "Invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An alert to send (Slack) after the status that records ``key`` was written."""
+
+    key: str
+    """Idempotency key, unique per rollout, revision and event."""
+    kind: NoticeKind
+    severity: Severity
+    namespace: str
+    rollout: str
+    title: str
+    message: str
+    revision: str = ""
+    image: str = ""
+    weight: int = 0
+    phase: str = ""
+    duration_seconds: float | None = None
+    evidence: tuple[MetricEvidence, ...] = ()
+
+
+# ---- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureRouting:
+    """Create or verify Services and VirtualService, routing ``canary_weight`` to the canary."""
+
+    canary_weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetWeight:
+    canary_weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnsurePrimary:
+    """Create ``<target>-primary`` from the target's template when missing (bootstrap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromotePrimary:
+    """Copy the target's pod template (revision ``revision``) to the primary Deployment."""
+
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleTarget:
+    """Scale the canary (the target Deployment) to ``replicas``; None means the primary's."""
+
+    replicas: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvent:
+    """A Kubernetes Event on the Rollout."""
+
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    notice: Notice
+
+
+Action = EnsureRouting | SetWeight | EnsurePrimary | PromotePrimary | ScaleTarget | RecordEvent | Notify
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The core's answer for one tick: the new status and the actions, in order."""
+
+    status: RolloutStatus
+    actions: tuple[Action, ...] = ()
+    requeue_after: float | None = None
+    """Seconds until the next tick is useful (None: the Rollout's interval)."""
