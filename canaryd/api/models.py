@@ -391,6 +391,8 @@ class AnalysisStatus(Model):
     intervals: int = Field(default=0, description="Intervals judged in this rollout.")
     no_data_intervals: int = Field(default=0, description="Consecutive intervals with no data.")
     error_intervals: int = Field(default=0, description="Consecutive intervals with errors.")
+    step_intervals: int = Field(default=0, description="Intervals judged at the current step.")
+    step_requests: float = Field(default=0, description="Canary requests seen at the current step.")
     last_analysis_time: datetime | None = None
 
 

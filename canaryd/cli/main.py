@@ -14,6 +14,16 @@ from collections.abc import Sequence
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("canaryd.cli.run", "run the controller (kubeconfig or in-cluster config)"),
+    "analyze": ("canaryd.cli.analyze", "judge recorded rollouts offline (JSON or JSON Lines)"),
+    "get": ("canaryd.cli.ops", "list rollouts: phase, weight, step, verdict, age"),
+    "status": ("canaryd.cli.ops", "show a rollout (evidence, conditions, events); --watch waits"),
+    "promote": ("canaryd.cli.ops", "promote a rollout now (skip the remaining steps)"),
+    "abort": ("canaryd.cli.ops", "abort a rollout: route all traffic to primary, mark Failed"),
+    "retry": ("canaryd.cli.ops", "retry a failed rollout of the current revision"),
+    "pause": ("canaryd.cli.ops", "pause a rollout (spec.paused=true) without losing state"),
+    "resume": ("canaryd.cli.ops", "resume a paused rollout"),
+    "lint": ("canaryd.cli.lint", "validate Rollout/MetricTemplate/AlertProvider YAML files"),
+    "completion": ("canaryd.cli.ops", "print a bash or zsh completion script"),
 }
 
 

@@ -1,0 +1,151 @@
+"""Kubernetes Events on a Rollout (core/v1), aggregated the way client-go's recorder does.
+
+An Event with the same involved object, type, reason, message and source as one this process
+wrote recently is not created again: the existing Event's ``count`` and ``lastTimestamp`` are
+patched instead, which is what ``kubectl describe`` shows as ``(x5 over 10m)``.
+
+Assumptions:
+
+- The aggregation cache is per process and bounded (LRU, as client-go's 4096 entries); after a
+  restart the first repeat creates a new Event, exactly as client-go does.
+- Writing Events is best effort: any failure is logged (without the message body's secrets:
+  messages are the controller's own text) and counted in :attr:`KubeEventRecorder.failures`,
+  never raised into the tick.
+- Events expire on the API server (1 h by default); a patch answered 404 falls back to create.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client import ApiClient, CoreV1Api, CoreV1Event
+from kubernetes.client.exceptions import ApiException
+
+from canaryd.api.models import API_VERSION, Rollout
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("Normal", "Warning")
+MAX_MESSAGE = 1024
+"""client-go truncates messages to 1 KiB; so do we (``kubectl describe`` stays readable)."""
+
+_Key = tuple[str, str, str, str, str, str]
+
+
+class KubeEventRecorder:
+    """:class:`canaryd.core.ports.EventRecorder`: core/v1 Events through the official client."""
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        component: str = "canaryd",
+        *,
+        instance: str | None = None,
+        cache_size: int = 4096,
+    ) -> None:
+        self._core = CoreV1Api(api_client)
+        self.component = component
+        self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
+        self._cache: OrderedDict[_Key, tuple[str, int]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.failures = 0
+        """Events that could not be written."""
+
+    def record(self, rollout: Rollout, *, type: str, reason: str, message: str) -> None:
+        """Create or aggregate an Event on ``rollout``; never raises."""
+        try:
+            self._record(rollout, type=type, reason=reason, message=message)
+        except Exception as error:
+            self.failures += 1
+            log.warning(
+                "event %s on rollout %s/%s not written: %s",
+                reason,
+                rollout.metadata.namespace,
+                rollout.metadata.name,
+                _describe(error),
+            )
+
+    def _record(self, rollout: Rollout, *, type: str, reason: str, message: str) -> None:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"event type must be one of {EVENT_TYPES}, got {type!r}")
+        meta = rollout.metadata
+        message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+        key: _Key = (meta.namespace, meta.name, meta.uid, type, reason, message)
+        now = _now()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            name, count = cached
+            try:
+                self._core.patch_namespaced_event(
+                    name,
+                    meta.namespace,
+                    {"count": count + 1, "lastTimestamp": now},
+                    _content_type="application/merge-patch+json",
+                )
+                self._remember(key, name, count + 1)
+                return
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                # The Event expired (TTL) or was deleted: start a new one below.
+        name = f"{meta.name}.{time.time_ns():x}"
+        body = self._event(rollout, name=name, type=type, reason=reason, message=message, now=now)
+        self._core.create_namespaced_event(meta.namespace, CoreV1Event.model_validate(body))
+        self._remember(key, name, 1)
+
+    def _event(
+        self, rollout: Rollout, *, name: str, type: str, reason: str, message: str, now: str
+    ) -> dict[str, Any]:
+        meta = rollout.metadata
+        involved: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": "Rollout",
+            "name": meta.name,
+            "namespace": meta.namespace,
+        }
+        if meta.uid:
+            involved["uid"] = meta.uid
+        if meta.resource_version:
+            involved["resourceVersion"] = meta.resource_version
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": meta.namespace},
+            "involvedObject": involved,
+            "type": type,
+            "reason": reason,
+            "message": message,
+            "source": {"component": self.component, "host": self.instance},
+            "reportingComponent": self.component,
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+
+    def _remember(self, key: _Key, name: str, count: int) -> None:
+        with self._lock:
+            self._cache[key] = (name, count)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+
+def _now() -> str:
+    # Events carry second-precision RFC 3339 timestamps (metav1.Time).
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ApiException):
+        return f"HTTP {error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"

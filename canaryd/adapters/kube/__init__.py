@@ -1,0 +1,26 @@
+"""Kubernetes adapter: typed access to Rollouts, Deployments, Secrets, canaryd's other custom
+resources and Leases, through the official ``kubernetes`` client (raw JSON transport, typed
+models at the boundary), with retries and the PermanentError/TemporaryError taxonomy."""
+
+from canaryd.adapters.kube.connect import load_api_client
+from canaryd.adapters.kube.leases import Leases
+from canaryd.adapters.kube.parse import InvalidSpecError, parse_rollout
+from canaryd.adapters.kube.resources import Resources
+from canaryd.adapters.kube.rest import ConflictError, GoneError, KubeApi, NotFoundError, RetryPolicy
+from canaryd.adapters.kube.workloads import REVISION_ANNOTATION, Workloads, primary_name
+
+__all__ = [
+    "REVISION_ANNOTATION",
+    "ConflictError",
+    "GoneError",
+    "InvalidSpecError",
+    "KubeApi",
+    "Leases",
+    "NotFoundError",
+    "Resources",
+    "RetryPolicy",
+    "Workloads",
+    "load_api_client",
+    "parse_rollout",
+    "primary_name",
+]

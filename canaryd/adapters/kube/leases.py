@@ -1,0 +1,48 @@
+"""``coordination.k8s.io/v1`` Leases as plain JSON (the election logic lives in
+:mod:`canaryd.controller.leader`). Writes are create (409 when it exists) and PUT guarded by
+``resourceVersion`` (409 when stale), which is what makes an election safe."""
+
+from __future__ import annotations
+
+from canaryd.adapters.kube import paths
+from canaryd.adapters.kube.rest import JSON, KubeApi
+
+
+class Leases:
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self.api.get_or_none(
+            paths.lease(namespace, name), what=f"read Lease {namespace}/{name}"
+        )
+
+    def create(self, namespace: str, name: str, spec: JSON) -> JSON:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        return self.api.create(
+            paths.lease(namespace), body, what=f"create Lease {namespace}/{name}"
+        )
+
+    def replace(self, lease: JSON, spec: JSON) -> JSON:
+        """PUT ``spec`` with the ``resourceVersion`` of ``lease`` (409 when it changed)."""
+        meta = lease["metadata"]
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": spec,
+        }
+        return self.api.replace(
+            paths.lease(meta["namespace"], meta["name"]),
+            body,
+            what=f"update Lease {meta['namespace']}/{meta['name']}",
+        )

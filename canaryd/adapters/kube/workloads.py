@@ -1,0 +1,248 @@
+"""Deployments: observe them as :class:`WorkloadState`, create, promote and scale the primary.
+
+Naming (as Flagger's): the Rollout's target Deployment ``<t>`` is the canary; canaryd owns
+``<t>-primary`` (the stable version), whose labels and selector are ``app: <t>-primary`` and
+whose pod template is a copy of the target's with that label. The primary carries the
+annotation ``canaryd.io/revision``: the hash of the *target* template it was copied from, so
+primary and target revisions compare directly (the label rewrite would change a plain hash).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from canaryd.adapters.kube import paths
+from canaryd.adapters.kube.rest import JSON, ConflictError, KubeApi
+from canaryd.api.models import API_VERSION, Rollout
+from canaryd.core.ports import TemporaryError
+from canaryd.core.revision import template_hash
+from canaryd.core.types import WorkloadState
+
+REVISION_ANNOTATION = "canaryd.io/revision"
+PRIMARY_SUFFIX = "-primary"
+
+# Container waiting reasons that mean "these pods will not become ready by themselves".
+_STUCK_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def primary_name(target: str) -> str:
+    return f"{target}{PRIMARY_SUFFIX}"
+
+
+# ---- pure: JSON -> state, and the objects we write -------------------------------------------
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _image(template: Mapping[str, Any]) -> str:
+    containers = template.get("spec", {}).get("containers") or [{}]
+    return str(containers[0].get("image", ""))
+
+
+def deployment_failure(deployment: Mapping[str, Any]) -> str | None:
+    """Why a Deployment cannot progress, from its conditions (kube's deployment controller)."""
+    for cond in deployment.get("status", {}).get("conditions") or []:
+        if (
+            cond.get("type") == "Progressing"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return f"ProgressDeadlineExceeded: {cond.get('message', '')}".rstrip(": ")
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return f"ReplicaFailure: {cond.get('message', cond.get('reason', ''))}"
+    return None
+
+
+def pods_failure(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first container stuck in a state it will not leave alone (CrashLoopBackOff...)."""
+    for pod in pods:
+        status = pod.get("status", {})
+        for cs in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in _STUCK_REASONS:
+                pod_name = pod.get("metadata", {}).get("name", "?")
+                detail = waiting.get("message", "")
+                text = f"{reason}: pod {pod_name} container {cs.get('name', '?')}"
+                return f"{text}: {detail}" if detail else text
+    return None
+
+
+def workload_state(
+    deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
+) -> WorkloadState:
+    """The :class:`WorkloadState` of a Deployment JSON (and, when given, its pods)."""
+    meta = deployment.get("metadata", {})
+    spec = deployment.get("spec", {})
+    status = deployment.get("status", {})
+    template = spec.get("template", {})
+    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION) or template_hash(template)
+    return WorkloadState(
+        name=str(meta.get("name", "")),
+        template_hash=str(revision),
+        image=_image(template),
+        replicas=_int(spec.get("replicas", 1)),
+        ready_replicas=_int(status.get("readyReplicas")),
+        updated_replicas=_int(status.get("updatedReplicas")),
+        rolled_out=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
+        failure=deployment_failure(deployment) or pods_failure(pods),
+    )
+
+
+def _primary_template(target: Mapping[str, Any], name: str) -> JSON:
+    template: JSON = copy.deepcopy(dict(target.get("spec", {}).get("template", {})))
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), "app": name}
+    return template
+
+
+def owner_reference(rollout: Rollout) -> JSON:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Rollout",
+        "name": rollout.metadata.name,
+        "uid": rollout.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def primary_from(target: Mapping[str, Any], rollout: Rollout) -> JSON:
+    """The primary Deployment built from the target (bootstrap). Replicas: the target's, at
+    least 1 (a target already scaled to zero still yields a serving primary)."""
+    t_meta = target.get("metadata", {})
+    name = primary_name(str(t_meta["name"]))
+    labels = {**(t_meta.get("labels") or {}), "app": name}
+    spec = target.get("spec", {})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": t_meta.get("namespace", rollout.metadata.namespace),
+            "labels": labels,
+            "annotations": {REVISION_ANNOTATION: template_hash(spec.get("template", {}))},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": {
+            "replicas": max(_int(spec.get("replicas", 1)), 1),
+            "selector": {"matchLabels": {"app": name}},
+            "template": _primary_template(target, name),
+        },
+    }
+
+
+def selector_string(deployment: Mapping[str, Any]) -> str:
+    """``k=v,...`` from ``spec.selector.matchLabels`` (matchExpressions are not used here)."""
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+# ---- I/O -------------------------------------------------------------------------------------
+
+
+class Workloads:
+    """Reads and writes Deployments for the reconciler."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self.api.get_or_none(
+            paths.deployment(namespace, name), what=f"read Deployment {namespace}/{name}"
+        )
+
+    def state(self, namespace: str, name: str) -> WorkloadState | None:
+        """None when the Deployment does not exist. Pods are listed only when it is not ready
+        (the only case where their container states matter), to keep ticks cheap."""
+        deployment = self.get(namespace, name)
+        if deployment is None:
+            return None
+        state = workload_state(deployment)
+        if state.ready or state.replicas == 0 or state.failure:
+            return state
+        selector = selector_string(deployment)
+        if not selector:
+            return state
+        pods = self.api.list(
+            paths.pods(namespace), label_selector=selector, what=f"list pods of {name}"
+        )
+        return workload_state(deployment, pods.get("items") or [])
+
+    def ensure_primary(self, rollout: Rollout) -> None:
+        """Create ``<target>-primary`` from the target when missing. Idempotent."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        if self.get(ns, primary_name(target)) is not None:
+            return
+        source = self.get(ns, target)
+        if source is None:
+            raise TemporaryError(f"target Deployment {ns}/{target} not found")
+        try:
+            self.api.create(
+                paths.deployment(ns),
+                primary_from(source, rollout),
+                what=f"create Deployment {ns}/{primary_name(target)}",
+            )
+        except ConflictError:
+            # Created meanwhile (a retry after a lost answer, or another writer): it exists.
+            if self.get(ns, primary_name(target)) is None:
+                raise
+
+    def promote(self, rollout: Rollout, *, revision: str) -> None:
+        """Copy the target's pod template into the primary (PUT guarded by resourceVersion).
+        ``revision`` is recorded as the primary's revision annotation."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        source = self.get(ns, target)
+        if source is None:
+            raise TemporaryError(f"target Deployment {ns}/{target} not found")
+        primary = self.get(ns, primary_name(target))
+        if primary is None:
+            self.ensure_primary(rollout)
+            return
+        updated = copy.deepcopy(primary)
+        updated["spec"]["template"] = _primary_template(source, primary_name(target))
+        meta = updated["metadata"]
+        meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+        if updated == primary:
+            return
+        self.api.replace(
+            paths.deployment(ns, primary_name(target)),
+            updated,
+            what=f"promote Deployment {ns}/{primary_name(target)}",
+        )
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set ``spec.replicas`` (merge patch of one field; skipped when already there)."""
+        current = self.get(namespace, name)
+        if current is None:
+            raise TemporaryError(f"Deployment {namespace}/{name} not found")
+        if _int(current.get("spec", {}).get("replicas", 1)) == replicas:
+            return
+        self.api.merge_patch(
+            paths.deployment(namespace, name),
+            {"spec": {"replicas": replicas}},
+            what=f"scale Deployment {namespace}/{name} to {replicas}",
+        )
+
+    def primary_replicas(self, rollout: Rollout) -> int:
+        """Replicas of the primary (what a canary scales up to); 1 when it is missing."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        primary = self.get(ns, primary_name(target))
+        if primary is None:
+            return 1
+        return max(_int(primary.get("spec", {}).get("replicas", 1)), 1)

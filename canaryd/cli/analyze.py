@@ -1,0 +1,252 @@
+"""``canaryd analyze``: judge recorded rollouts offline (the judge's public contract).
+
+Input: one JSON object, or JSON Lines of many, each a recorded rollout::
+
+    {"analysis": {...same fields as a Rollout's spec.analysis, optional...},
+     "intervals": [{"weight": 5,
+                    "canary": {"requests": 300, "errors": 2,
+                               "latency": {"25": 120, ..., "+Inf": 300}},
+                    "stable": {"requests": 5700, "errors": 31}},
+                   ...]}
+
+``latency`` (optional) holds cumulative bucket counts keyed by ``le`` in ms. Template metrics
+read their per-interval data from ``"metrics": {"<name>": {"canary": {...}, "stable": {...}}}``
+inside an interval (``value`` for value templates, ``requests``/``errors`` for count templates).
+
+Output: one JSON object per input line: ``decision`` (rollback / promote / inconclusive),
+``interval`` (0-based, or null), ``outcome``, ``reason`` and per-metric ``metrics`` evidence.
+A bad line gets ``{"line": n, "error": ...}`` on stdout and a message on stderr naming the line
+and field; the other lines are still judged and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from canaryd.api.models import AnalysisSpec, ArmCounts, IntervalRecord, MetricKind
+from canaryd.core.judging import replay
+
+
+class InputError(ValueError):
+    """A recorded rollout that cannot be judged; the message names the field."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        help="JSON or JSON Lines file of recorded rollouts (- = stdin)",
+    )
+    parser.add_argument("--output", "-o", default="-", help="where to write results (- = stdout)")
+    parser.add_argument("--summary", action="store_true", help="print decision counts to stderr")
+
+
+def main(args: argparse.Namespace) -> int:
+    source: IO[str] = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    sink: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        return run(source.read(), sink, sys.stderr, summary=args.summary)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+
+
+def run(text: str, out: IO[str], err: IO[str], *, summary: bool = False) -> int:
+    """Judge every document in ``text``; write one result line each. Returns the exit code."""
+    failures = 0
+    counts: dict[str, int] = {}
+    for line_no, doc in _documents(text):
+        try:
+            result = analyze_document(doc)
+            result = {"line": line_no, **result}
+            counts[result["decision"]] = counts.get(result["decision"], 0) + 1
+        except InputError as exc:
+            failures += 1
+            print(f"line {line_no}: {exc}", file=err)
+            result = {"line": line_no, "error": str(exc)}
+        out.write(json.dumps(result, allow_nan=False) + "\n")
+    if summary:
+        print(json.dumps({"decisions": counts, "errors": failures}), file=err)
+    return 1 if failures else 0
+
+
+def _documents(text: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) for a single JSON document or for JSON Lines."""
+    stripped = text.strip()
+    if not stripped:
+        return
+    try:
+        whole = json.loads(stripped)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):
+        yield 1, whole
+        return
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield i, _Broken(f"invalid JSON: {exc.msg} at column {exc.colno}")
+
+
+class _Broken:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def analyze_document(doc: Any) -> dict[str, Any]:
+    """Judge one recorded rollout; raises :class:`InputError` naming the bad field."""
+    if isinstance(doc, _Broken):
+        raise InputError(doc.message)
+    if not isinstance(doc, dict):
+        raise InputError(f"expected a JSON object, got {type(doc).__name__}")
+    unknown = sorted(set(doc) - {"analysis", "intervals", "name"})
+    if unknown:
+        raise InputError(f"unknown field(s) {unknown}; allowed: analysis, intervals, name")
+    try:
+        analysis = AnalysisSpec.model_validate(doc.get("analysis") or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"analysis.{where}: {first['msg']}") from None
+    intervals = doc.get("intervals")
+    if not isinstance(intervals, list):
+        raise InputError("intervals: missing or not a list")
+    names = {m.name for m in analysis.metrics}
+    histories: dict[str, list[IntervalRecord]] = {m.name: [] for m in analysis.metrics}
+    for i, raw in enumerate(intervals):
+        where = f"intervals[{i}]"
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected an object")
+        extra = sorted(set(raw) - {"weight", "canary", "stable", "metrics"})
+        if extra:
+            raise InputError(f"{where}: unknown field(s) {extra}")
+        canary = _arm(raw.get("canary"), f"{where}.canary")
+        stable = _arm(raw.get("stable"), f"{where}.stable")
+        weight = _weight(raw.get("weight"), canary, stable, f"{where}.weight")
+        per_metric = raw.get("metrics") or {}
+        if not isinstance(per_metric, dict):
+            raise InputError(f"{where}.metrics: expected an object of metric name -> arms")
+        for name in per_metric:
+            if name not in names:
+                raise InputError(
+                    f"{where}.metrics: unknown metric {name!r}; known: {sorted(names)}"
+                )
+        for spec in analysis.metrics:
+            if spec.kind == MetricKind.TEMPLATE:
+                data = per_metric.get(spec.name)
+                if data is None:
+                    rec = IntervalRecord(
+                        weight=weight, canary=ArmCounts(requests=0), stable=ArmCounts(requests=0)
+                    )
+                else:
+                    mw = f"{where}.metrics.{spec.name}"
+                    if not isinstance(data, dict):
+                        raise InputError(f"{mw}: expected an object with canary and stable")
+                    rec = IntervalRecord(
+                        weight=weight,
+                        canary=_arm(data.get("canary"), f"{mw}.canary", template=True),
+                        stable=_arm(data.get("stable"), f"{mw}.stable", template=True),
+                    )
+            else:
+                rec = IntervalRecord(weight=weight, canary=canary, stable=stable)
+            histories[spec.name].append(rec)
+    result = replay(analysis, histories)
+    return {
+        **({"name": doc["name"]} if "name" in doc else {}),
+        "decision": result.decision,
+        "interval": result.interval,
+        "outcome": result.verdict.outcome.value,
+        "reason": result.verdict.reason,
+        "metrics": [
+            e.model_dump(mode="json", by_alias=True, exclude={"history"})
+            for e in result.verdict.metrics
+        ],
+    }
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{where}: expected a number, got {json.dumps(value)}")
+    x = float(value)
+    if not math.isfinite(x) or x < 0:
+        raise InputError(f"{where}: must be a finite number >= 0, got {value}")
+    return x
+
+
+def _arm(raw: Any, where: str, *, template: bool = False) -> ArmCounts:
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: missing or not an object")
+    allowed = {"requests", "errors", "latency", "value"}
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise InputError(f"{where}: unknown field(s) {extra}; allowed: {sorted(allowed)}")
+    if template and "value" in raw and "requests" not in raw:
+        value = raw["value"]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InputError(f"{where}.value: expected a finite number, got {json.dumps(value)}")
+        return ArmCounts(requests=0, value=float(value))
+    if "requests" not in raw:
+        raise InputError(f"{where}.requests: missing")
+    requests = _number(raw["requests"], f"{where}.requests")
+    errors = _number(raw.get("errors", 0), f"{where}.errors")
+    if errors > requests:
+        raise InputError(f"{where}.errors: {errors:g} exceeds requests {requests:g}")
+    buckets = None
+    if raw.get("latency") is not None:
+        lat = raw["latency"]
+        if not isinstance(lat, dict) or not lat:
+            raise InputError(f"{where}.latency: expected an object of le (ms) -> cumulative count")
+        buckets = {}
+        for key, count in lat.items():
+            try:
+                le = math.inf if key.strip().lower() in ("+inf", "inf") else float(key)
+            except ValueError:
+                raise InputError(
+                    f"{where}.latency: bucket key {key!r} is not a number or +Inf"
+                ) from None
+            if le <= 0:
+                raise InputError(f"{where}.latency: bucket key {key!r} must be > 0")
+            buckets[key] = _number(count, f"{where}.latency[{key!r}]")
+        ordered = sorted(
+            buckets.items(), key=lambda kv: math.inf if "inf" in kv[0].lower() else float(kv[0])
+        )
+        if any(b[1] < a[1] - 1e-9 for a, b in itertools.pairwise(ordered)):
+            raise InputError(f"{where}.latency: counts must be cumulative (non-decreasing in le)")
+        if not any("inf" in k.lower() for k in buckets):
+            buckets["+Inf"] = requests
+    value = raw.get("value")
+    return ArmCounts(
+        requests=requests,
+        errors=errors,
+        latency_buckets=buckets,
+        value=float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else None,
+    )
+
+
+def _weight(raw: Any, canary: ArmCounts, stable: ArmCounts, where: str) -> int:
+    if raw is None:
+        total = canary.requests + stable.requests
+        return round(100 * canary.requests / total) if total > 0 else 0
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
+        raise InputError(f"{where}: expected a number between 0 and 100, got {json.dumps(raw)}")
+    return round(raw)

@@ -1,0 +1,303 @@
+"""``canaryd demo``: a complete progressive delivery on this machine, no cluster needed.
+
+What runs, all on 127.0.0.1 and all stopped at the end (also on Ctrl-C / SIGTERM):
+
+1. the Kubernetes API emulator (``kubeemu``) with Istio's CRDs and canaryd's ``crds/``;
+2. the mesh simulator (``meshsim``), playing Istio sidecars: it follows the VirtualService's
+   weights and serves ``istio_requests_total`` / ``istio_request_duration_milliseconds`` per
+   version, each image with its own error rate and latency;
+3. a real Prometheus scraping the simulator every second (when the ``prometheus`` binary is
+   installed; otherwise :class:`~canaryd.cli.demo_metrics.SimulatorCountsProvider` reads the
+   simulator's counters directly, and the terminal says so);
+4. a local Slack webhook endpoint that prints every message the controller posts (and, with
+   ``--slack-webhook URL``, a second AlertProvider sends the same messages to that URL);
+5. the real controller (``canaryd.controller``) with the Istio router, the Prometheus provider,
+   the Slack notifier and Kubernetes Events, exactly as ``canaryd run`` wires them.
+
+Then it ships releases by changing the Deployment's image, as a CI pipeline would, and watches
+the Rollout's status (only the status: what ``kubectl get rollouts`` shows) until each ends.
+
+Exit code 0 when every release ended as expected (good promoted, bad rolled back), 1 otherwise,
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, TextIO
+
+from canaryd.cli import demo_resources as res
+from canaryd.cli.demo_render import LiveView, Style, slack_box, status_block, status_line
+from canaryd.cli.demo_slack import SlackCapture
+from canaryd.cli.demo_summary import (
+    PROMOTED,
+    ROLLED_BACK,
+    DemoSummary,
+    Release,
+    ReleaseResult,
+    ServedCounts,
+    outcome_of,
+    release_result,
+    summary_lines,
+)
+
+RELEASES = {
+    "good": Release(
+        name="good",
+        image=res.GOOD_IMAGE,
+        expected=PROMOTED,
+        description="same error rate and latency as the stable version",
+    ),
+    "bad": Release(
+        name="bad",
+        image=res.BAD_IMAGE,
+        expected=ROLLED_BACK,
+        description="4x the stable version's error rate",
+    ),
+    "latency": Release(
+        name="latency",
+        image=res.SLOW_IMAGE,
+        expected=ROLLED_BACK,
+        description="same errors, but 2x slower (median and tail)",
+    ),
+}
+SCENARIOS = {
+    "good": ("good",),
+    "bad": ("bad",),
+    "both": ("good", "bad"),
+    "latency": ("latency",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The Rollout's schedule and how long the demo waits for each ending."""
+
+    interval: str
+    interval_seconds: float
+    step_weights: tuple[int, ...]
+    intervals_per_step: int
+
+    @property
+    def release_timeout(self) -> float:
+        """Generous: the whole schedule three times over, plus start-up of the canary."""
+        intervals = len(self.step_weights) * self.intervals_per_step + 4
+        return 60.0 + 3 * intervals * self.interval_seconds
+
+
+NORMAL = Timings(
+    interval="2s", interval_seconds=2.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
+)
+FAST = Timings(
+    interval="1s", interval_seconds=1.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="both",
+        help="which releases to ship: good (promoted), bad (4x errors, rolled back), both "
+        "(default), latency (2x slower, rolled back)",
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="1s analysis intervals instead of 2s (about half the time)"
+    )
+    parser.add_argument(
+        "--rps",
+        type=float,
+        default=400.0,
+        help="simulated requests per second through the mesh (default 400)",
+    )
+    parser.add_argument(
+        "--no-prometheus",
+        action="store_true",
+        help="do not start Prometheus: read the simulator's counters directly",
+    )
+    parser.add_argument(
+        "--slack-webhook",
+        metavar="URL",
+        help="also send the Slack messages to this incoming-webhook URL",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a machine-readable summary on stdout (progress goes to stderr)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="random seed of the simulator")
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so every ``finally`` runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+@contextmanager
+def _step(view: LiveView, text: str) -> Iterator[None]:
+    """``==> text ... ok (0.4s)``: one line per piece started."""
+    started = time.monotonic()
+    view.log(f"==> {text}")
+    yield
+    view.log(f"    ok ({time.monotonic() - started:.1f}s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stderr if args.json else sys.stdout
+    view = LiveView(out)
+    style = Style(enabled=view.tty and not os.environ.get("NO_COLOR"))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with ExitStack() as stack:
+            summary = run(args, stack=stack, view=view, style=style)
+    except (KeyboardInterrupt, Interrupted):
+        view.log("", "interrupted: every server the demo started has been stopped")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    view.log(*summary_lines(summary))
+    if args.json:
+        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
+        sys.stdout.flush()
+    return 0 if summary.ok else 1
+
+
+def run(
+    args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: Style
+) -> DemoSummary:
+    """Start everything (registered on ``stack`` for shutdown), ship the releases, summarise."""
+    # Imported here so `canaryd --help` stays fast and the other sub-commands never load the
+    # test rig (emulator, simulator).
+    from canaryd.cli import demo_stack
+
+    timings = FAST if args.fast else NORMAL
+    started = time.monotonic()
+    view.log(
+        style("canaryd demo", "bold")
+        + f": progressive delivery of podinfo on this machine (interval {timings.interval}, "
+        f"steps {list(timings.step_weights)} %, {timings.intervals_per_step} intervals per "
+        f"step, {args.rps:g} rps)"
+    )
+    env = demo_stack.start(
+        stack=stack,
+        view=view,
+        timings=timings,
+        rps=args.rps,
+        seed=args.seed,
+        use_prometheus=not args.no_prometheus,
+        user_webhook=args.slack_webhook,
+    )
+    show_slack = _slack_printer(env.slack, view, style)
+    with _step(view, "bootstrap: primary Deployment, Services, VirtualService at 100% stable"):
+        env.wait_until(lambda r: r.status.phase.value in ("Initialized", "Succeeded"), 60.0, show_slack)
+    view.log(status_line(env.read_rollout_or_fail(), style=style))
+
+    results: list[ReleaseResult] = []
+    for name in SCENARIOS[args.scenario]:
+        release = RELEASES[name]
+        results.append(ship(env, release, timings=timings, view=view, style=style, on_tick=show_slack))
+    # Late messages (the last notice is sent after the final status write).
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and env.slack_pending():
+        show_slack()
+        time.sleep(0.1)
+    show_slack()
+    return DemoSummary(
+        metrics_backend=env.metrics_backend,
+        interval=timings.interval,
+        step_weights=list(timings.step_weights),
+        intervals_per_step=timings.intervals_per_step,
+        rps=args.rps,
+        results=results,
+        slack_messages=len(env.slack.messages),
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def _slack_printer(slack: SlackCapture, view: LiveView, style: Style) -> Callable[[], None]:
+    def show() -> None:
+        for payload in slack.drain():
+            view.log(*slack_box(payload, style=style))
+
+    return show
+
+
+def ship(
+    env: Any,
+    release: Release,
+    *,
+    timings: Timings,
+    view: LiveView,
+    style: Style,
+    on_tick: Callable[[], None],
+) -> ReleaseResult:
+    """Change the Deployment's image to ``release.image`` and follow the Rollout to its end."""
+    view.log(
+        "",
+        style(f"==> release {release.name}: {release.image}", "bold")
+        + f" ({release.description}); expected: {release.expected}",
+    )
+    revision = env.set_image(release.image)
+    served_before = env.served(release.image)
+    started = time.monotonic()
+    deadline = started + timings.release_timeout
+    last_phase = ""
+    rollout = None
+    done = False
+    while time.monotonic() < deadline:
+        on_tick()
+        rollout = env.read_rollout()
+        if rollout is not None:
+            status = rollout.status
+            ours = status.canary_revision == revision
+            if status.phase.value != last_phase and ours:
+                last_phase = status.phase.value
+                view.log(
+                    f"  {time.monotonic() - started:5.1f}s  phase {last_phase}  "
+                    f"weight {status.canary_weight}%"
+                )
+            block = status_block(rollout, style=style)
+            view.show(
+                block,
+                key=(
+                    status.phase.value,
+                    str(status.canary_weight),
+                    str(status.current_step),
+                    str(status.analysis.intervals),
+                ),
+            )
+            if ours and outcome_of(status.phase) is not None:
+                done = True
+                break
+        time.sleep(0.2)
+    view.freeze()
+    on_tick()
+    served_after = env.served(release.image)
+    served = ServedCounts(
+        requests=served_after.requests - served_before.requests,
+        errors=served_after.errors - served_before.errors,
+    )
+    result = release_result(
+        release, rollout, seconds=time.monotonic() - started, served=served, done=done
+    )
+    colour = "green" if result.ok else "red"
+    view.log(
+        style(
+            f"<== {release.name}: {result.outcome} after {result.seconds:.1f}s "
+            f"(weights {result.weight_history}); expected {release.expected}",
+            colour,
+        )
+    )
+    return result

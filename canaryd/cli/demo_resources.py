@@ -1,0 +1,122 @@
+"""The Kubernetes objects ``canaryd demo`` creates, as plain dicts (what ``kubectl apply`` sends).
+
+Pure functions: no I/O, so the manifests shown in ``docs/demo.md`` and the ones the demo applies
+are the same text. The app is podinfo-like (``ghcr.io/stefanprodan/podinfo``); nothing pulls
+the image: the API emulator's Deployment controller only pretends to run it, and the mesh
+simulator decides how each image behaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from canaryd.api.models import API_VERSION
+
+NAMESPACE = "demo"
+APP = "podinfo"
+PORT = 9898
+IMAGE_REPO = "ghcr.io/stefanprodan/podinfo"
+STABLE_IMAGE = f"{IMAGE_REPO}:6.7.0"
+GOOD_IMAGE = f"{IMAGE_REPO}:6.7.1"
+BAD_IMAGE = f"{IMAGE_REPO}:6.7.2-bad"
+SLOW_IMAGE = f"{IMAGE_REPO}:6.7.3-slow"
+WEBHOOK_SECRET = "demo-slack-webhook"
+LOCAL_PROVIDER = "demo-terminal"
+USER_PROVIDER = "demo-slack"
+
+
+def namespace(name: str = NAMESPACE) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def deployment(image: str, *, replicas: int = 2, ns: str = NAMESPACE) -> dict[str, Any]:
+    """The app as its owners deploy it; canaryd takes it over as the canary (target)."""
+    labels = {"app": APP}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": APP, "namespace": ns, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": APP,
+                            "image": image,
+                            "ports": [{"name": "http", "containerPort": PORT}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": PORT},
+                                "periodSeconds": 2,
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def webhook_secret(url: str, *, name: str = WEBHOOK_SECRET, ns: str = NAMESPACE) -> dict[str, Any]:
+    """The Slack webhook URL, kept in a Secret as in a real cluster."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "Opaque",
+        "stringData": {"url": url},
+    }
+
+
+def alert_provider(
+    name: str,
+    *,
+    secret: str = WEBHOOK_SECRET,
+    ns: str = NAMESPACE,
+    dashboard_url: str | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": "slack", "webhookSecretRef": {"name": secret, "key": "url"}}
+    if dashboard_url:
+        spec["dashboardUrl"] = dashboard_url
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AlertProvider",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def rollout(
+    *,
+    interval: str,
+    step_weights: Sequence[int],
+    intervals_per_step: int,
+    providers: Sequence[str],
+    progress_deadline_seconds: int = 60,
+    ns: str = NAMESPACE,
+) -> dict[str, Any]:
+    """The Rollout: host-level split, short schedule, the built-in analysis (error rate and
+    latency, judged by the sequential test), one alert per provider."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Rollout",
+        "metadata": {"name": APP, "namespace": ns},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "service": {"port": PORT, "hosts": [f"{APP}.{ns}.svc.cluster.local"]},
+            "schedule": {
+                "interval": interval,
+                "stepWeights": list(step_weights),
+                "intervalsPerStep": intervals_per_step,
+            },
+            "progressDeadlineSeconds": progress_deadline_seconds,
+            "analysis": {"judge": "sequential", "alpha": 0.01, "toleratedDegradation": 0.25},
+            "alerts": [
+                {"name": provider, "providerRef": {"name": provider}, "severity": "info"}
+                for provider in providers
+            ],
+        },
+    }

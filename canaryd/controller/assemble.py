@@ -1,0 +1,95 @@
+"""Build a complete controller from options: the one assembly used by ``canaryd run``, the
+demo and the end-to-end tests (which swap only the metrics provider, through ``metrics_for``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubernetes.client import ApiClient
+
+from canaryd.adapters.events import KubeEventRecorder
+from canaryd.adapters.istio import IstioRouter
+from canaryd.adapters.kube import KubeApi, Resources, RetryPolicy, Workloads
+from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
+from canaryd.adapters.slack import SlackNotifier
+from canaryd.controller.alerting import ProviderRef
+from canaryd.controller.metrics_source import prometheus_metrics_for
+from canaryd.controller.observe import MetricsFor
+from canaryd.controller.reconciler import Ports, Reconciler
+from canaryd.controller.runtime import Controller, ControllerConfig
+from canaryd.controller.telemetry import Telemetry
+from canaryd.core.ports import TrafficRouter
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything ``canaryd run`` can be told (see ``canaryd run --help``)."""
+
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    default_alert: ProviderRef | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    api_timeout: tuple[float, float] = (3.0, 15.0)
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+
+
+@dataclass
+class Assembled:
+    """A wired controller and the parts a caller may need to stop or inspect."""
+
+    api: KubeApi
+    controller: Controller
+    reconciler: Reconciler
+    telemetry: Telemetry
+    notifier: SlackNotifier
+    events: KubeEventRecorder
+    providers: ProviderCache
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        """Stop ticking (release the Lease), then flush alerts and close connections."""
+        self.controller.stop()
+        self.notifier.close()
+        self.providers.close()
+        self.api.api_client.close()
+
+
+def assemble(
+    api_client: ApiClient,
+    options: Options,
+    *,
+    metrics_for: MetricsFor | None = None,
+    router: TrafficRouter | None = None,
+    telemetry: Telemetry | None = None,
+) -> Assembled:
+    """Wire adapters, reconciler and runtime. Starts nothing but the Slack worker thread."""
+    api = KubeApi(api_client, retry=options.retry, timeout=options.api_timeout)
+    resources = Resources(api)
+    telemetry = telemetry or Telemetry()
+    notifier = SlackNotifier(
+        on_failure=telemetry.notification_failed, on_sent=telemetry.notification_sent
+    )
+    events = KubeEventRecorder(api_client)
+    providers = ProviderCache(options.prometheus)
+    ports = Ports(
+        resources=resources,
+        workloads=Workloads(api),
+        router=router or IstioRouter(api_client),
+        metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
+        notifier=notifier,
+        events=events,
+    )
+    reconciler = Reconciler(
+        ports,
+        telemetry=telemetry,
+        default_alert=options.default_alert,
+        backoff_base=options.backoff_base,
+        backoff_cap=options.backoff_cap,
+    )
+    controller = Controller(api, reconciler, options.controller)
+    controller.on_leader_change = telemetry.set_leader
+    return Assembled(api, controller, reconciler, telemetry, notifier, events, providers)

@@ -1,0 +1,152 @@
+"""Gather one tick's :class:`Observations` through the adapters.
+
+Only what the core's :class:`Plan` asked for costs I/O beyond the reads every tick makes
+(Rollout, target and primary Deployments, routing): metrics and webhook gates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from canaryd.adapters.kube import Resources, Workloads, primary_name
+from canaryd.api.models import MetricKind, MetricTemplateSpec, Rollout
+from canaryd.controller.gates import call_gates
+from canaryd.controller.manual import BadActionError, manual_action
+from canaryd.core.ports import MetricsProvider, PermanentError, TemporaryError, TrafficRouter
+from canaryd.core.types import (
+    MetricQuery,
+    MetricReading,
+    Observations,
+    Plan,
+    TrafficState,
+)
+
+log = logging.getLogger(__name__)
+
+MetricsFor = Callable[[Rollout], MetricsProvider]
+"""Picks the metrics provider of a Rollout (the global one, or one built from the Rollout's
+``analysis.prometheus`` override)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Observations plus what went wrong on the side (becomes Warning events)."""
+
+    observations: Observations
+    warnings: tuple[str, ...] = ()
+
+
+def metric_queries(
+    rollout: Rollout,
+    resources: Resources,
+    *,
+    window_seconds: float,
+    now: datetime,
+) -> tuple[list[MetricQuery], dict[str, MetricReading]]:
+    """One query per metric of the analysis; MetricTemplates resolved here. A template that
+    cannot be read yields an error reading instead of a query (the core decides what an error
+    means; a missing template is never a crash)."""
+    ns = rollout.metadata.namespace
+    target = rollout.spec.target_ref.name
+    queries: list[MetricQuery] = []
+    failed: dict[str, MetricReading] = {}
+    for metric in rollout.spec.analysis.metrics:
+        template: MetricTemplateSpec | None = None
+        if metric.kind == MetricKind.TEMPLATE and metric.template_ref is not None:
+            ref = metric.template_ref
+            try:
+                template = resources.metric_template(ref.namespace or ns, ref.name).spec
+            except (PermanentError, TemporaryError) as exc:
+                failed[metric.name] = MetricReading(metric=metric.name, error=str(exc))
+                continue
+        queries.append(
+            MetricQuery(
+                namespace=ns,
+                rollout=rollout.metadata.name,
+                canary_workload=target,
+                primary_workload=primary_name(target),
+                metric=metric,
+                template=template,
+                window_seconds=window_seconds,
+                at=now,
+                reporter=rollout.spec.analysis.reporter,
+                weight=rollout.status.canary_weight,
+            )
+        )
+    return queries, failed
+
+
+def read_metrics(
+    rollout: Rollout, resources: Resources, provider: MetricsProvider, *, plan: Plan, now: datetime
+) -> tuple[MetricReading, ...]:
+    """One reading per metric, in spec order; provider failures become error readings."""
+    queries, failed = metric_queries(
+        rollout, resources, window_seconds=plan.window_seconds, now=now
+    )
+    got: dict[str, MetricReading] = {}
+    if queries:
+        try:
+            answers = provider.read(queries)
+        except Exception as exc:  # the port says never raises; a broken provider must not kill us
+            log.exception("metrics provider raised")
+            answers = [
+                MetricReading(metric=q.metric.name, error=f"provider: {exc}") for q in queries
+            ]
+        for query, reading in zip(queries, answers, strict=False):
+            got[query.metric.name] = reading
+    out = []
+    for metric in rollout.spec.analysis.metrics:
+        found = failed.get(metric.name) or got.get(metric.name)
+        out.append(found or MetricReading(metric=metric.name, error="no reading returned"))
+    return tuple(out)
+
+
+def observe(
+    rollout: Rollout,
+    plan: Plan,
+    *,
+    now: datetime,
+    resources: Resources,
+    workloads: Workloads,
+    router: TrafficRouter,
+    metrics_for: MetricsFor,
+) -> Observed:
+    """Read everything the core needs for this tick. TemporaryError from the API propagates
+    (the tick is retried); a PermanentError of routing is an observation (``traffic_error``)."""
+    ns = rollout.metadata.namespace
+    target_name = rollout.spec.target_ref.name
+    warnings: list[str] = []
+    target = workloads.state(ns, target_name)
+    primary = workloads.state(ns, primary_name(target_name))
+    traffic: TrafficState | None = None
+    traffic_error: str | None = None
+    try:
+        traffic = router.get_weights(rollout)
+    except PermanentError as exc:
+        traffic_error = str(exc)
+    readings = None
+    if plan.metrics:
+        readings = read_metrics(rollout, resources, metrics_for(rollout), plan=plan, now=now)
+    gates = call_gates(rollout, plan.gates) if plan.gates else ()
+    try:
+        manual = manual_action(rollout)
+    except BadActionError as exc:
+        manual = None
+        warnings.append(str(exc))
+    return Observed(
+        Observations(
+            now=now,
+            generation=rollout.metadata.generation,
+            target=target,
+            primary=primary,
+            traffic=traffic,
+            traffic_error=traffic_error,
+            readings=readings,
+            gates=gates,
+            manual=manual,
+        ),
+        tuple(warnings),
+    )

@@ -1,0 +1,142 @@
+"""The running controller: watches + scheduler + reconciler + leader election, wired together.
+
+:class:`Controller` is what ``canaryd run`` starts and what the end-to-end tests start (the
+same code path, against the API emulator). It owns threads only; every adapter is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from canaryd.adapters.kube import KubeApi, Leases
+from canaryd.controller.leader import LeaderElector, lease_name_for
+from canaryd.controller.reconciler import Reconciler
+from canaryd.controller.scheduler import Scheduler
+from canaryd.controller.watches import (
+    DeploymentTrigger,
+    Reflector,
+    RolloutTracker,
+    deployment_reflector,
+    rollout_reflector,
+)
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    """``<hostname>-<pid>-<random>``: unique per process, readable in the Lease."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    namespaces: tuple[str, ...] | None = None
+    """Namespaces to watch; None means all."""
+    shard: str = ""
+    """Label selector of the Rollouts this controller serves (``canaryd.io/shard=a``); each
+    shard has its own Lease."""
+    leader_election: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = ""
+    """Defaults to ``canaryd-leader`` (plus the shard)."""
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    workers: int = 4
+    idle_resync_seconds: float = 60.0
+    watch_timeout_seconds: int = 60
+
+
+class Controller:
+    """Start with :meth:`start`, stop with :meth:`stop` (releases the Lease)."""
+
+    def __init__(self, api: KubeApi, reconciler: Reconciler, config: ControllerConfig) -> None:
+        self.api = api
+        self.reconciler = reconciler
+        self.config = config
+        self.identity = config.identity or default_identity()
+        self.elector: LeaderElector | None = None
+        if config.leader_election:
+            self.elector = LeaderElector(
+                Leases(api),
+                namespace=config.lease_namespace,
+                name=config.lease_name or lease_name_for(config.shard),
+                identity=self.identity,
+                lease_duration=config.lease_duration,
+                renew_deadline=config.renew_deadline,
+                retry_period=config.retry_period,
+                on_started=self._on_leader,
+                on_stopped=self._on_follower,
+            )
+        self.scheduler = Scheduler(
+            reconciler,
+            is_leader=self.is_leader,
+            workers=config.workers,
+            idle_resync_seconds=config.idle_resync_seconds,
+        )
+        self.reflectors: list[Reflector] = []
+        scopes: tuple[str | None, ...] = config.namespaces or (None,)
+        for ns in scopes:
+            tracker = RolloutTracker(self.scheduler, namespace=ns)
+            self.reflectors.append(
+                rollout_reflector(
+                    api,
+                    tracker,
+                    namespace=ns,
+                    label_selector=config.shard,
+                    timeout_seconds=config.watch_timeout_seconds,
+                )
+            )
+            self.reflectors.append(
+                deployment_reflector(
+                    api,
+                    DeploymentTrigger(tracker),
+                    namespace=ns,
+                    timeout_seconds=config.watch_timeout_seconds,
+                )
+            )
+        self._started = False
+        self.on_leader_change: Callable[[bool], None] | None = None
+        """Called with True when this process starts leading, False when it stops."""
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def _on_leader(self) -> None:
+        # A new leader knows nothing of timing: tick everything now, then at intervals.
+        self.scheduler.trigger_all()
+        if self.on_leader_change is not None:
+            self.on_leader_change(True)
+
+    def _on_follower(self) -> None:
+        if self.on_leader_change is not None:
+            self.on_leader_change(False)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        for reflector in self.reflectors:
+            reflector.start()
+        if self.elector is not None:
+            self.elector.start()
+        elif self.on_leader_change is not None:
+            self.on_leader_change(True)
+        self._started = True
+        log.info("controller %s started", self.identity)
+
+    def stop(self) -> None:
+        """Stop watching and ticking (waits for running ticks), then release the Lease."""
+        if not self._started:
+            return
+        self._started = False
+        for reflector in self.reflectors:
+            reflector.stop()
+        self.scheduler.shutdown(wait=True)
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        log.info("controller %s stopped", self.identity)

@@ -1,0 +1,178 @@
+"""One apscheduler job per Rollout, ticking at the Rollout's interval.
+
+apscheduler 3.x ``BackgroundScheduler`` with a thread pool: each job has ``max_instances=1``
+(two ticks of one Rollout never overlap) and ``coalesce=True`` (missed runs collapse into one).
+After each tick the job is re-timed from the :class:`TickResult`: sooner when the core asked
+for it (``requeue_after``) or after a failure (backoff), later when the Rollout is idle
+(Initialized, Succeeded, Failed: a Deployment watch event wakes it when its target changes).
+
+``trigger(key)`` runs a tick as soon as possible; a trigger that arrives while that Rollout's
+tick is running is remembered and honoured right after it (apscheduler would drop it).
+Ticks run only while ``is_leader()`` is true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from canaryd.controller.reconciler import Reconciler, TickResult
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+IDLE_PHASES = frozenset({"Initialized", "Succeeded", "Failed"})
+
+
+def job_id(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        workers: int = 4,
+        idle_resync_seconds: float = 60.0,
+        min_interval_seconds: float = 0.1,
+    ) -> None:
+        self.reconciler = reconciler
+        self.is_leader = is_leader
+        self.idle_resync = idle_resync_seconds
+        self.min_interval = min_interval_seconds
+        self._aps = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._lock = threading.Lock()
+        self._intervals: dict[Key, float] = {}
+        self._running: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self.ticks = 0
+        """Ticks run (all Rollouts), for tests and telemetry."""
+        self.on_tick: Callable[[Key, TickResult], None] | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._aps.start()
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=wait)
+
+    # ---- jobs --------------------------------------------------------------------------------
+
+    def keys(self) -> set[Key]:
+        with self._lock:
+            return set(self._intervals)
+
+    def ensure(self, key: Key, interval_seconds: float) -> bool:
+        """Add the job when missing (first tick at once). True when it was added. The interval
+        of an existing job is changed by its ticks (they see spec changes and idleness)."""
+        interval = max(interval_seconds, self.min_interval)
+        with self._lock:
+            if key in self._intervals:
+                return False
+            self._intervals[key] = interval
+        self._aps.add_job(
+            self._run,
+            IntervalTrigger(seconds=interval, timezone=UTC),
+            args=[key],
+            id=job_id(key),
+            name=job_id(key),
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
+        return True
+
+    def remove(self, key: Key) -> None:
+        with self._lock:
+            self._intervals.pop(key, None)
+            self._dirty.discard(key)
+        with contextlib.suppress(JobLookupError):
+            self._aps.remove_job(job_id(key))
+
+    def trigger(self, key: Key, *, delay: float = 0.0) -> None:
+        """Tick ``key`` after ``delay`` seconds (at once by default)."""
+        with self._lock:
+            if key not in self._intervals:
+                return
+            if key in self._running and delay <= 0:
+                self._dirty.add(key)
+                return
+        self._next_at(key, delay)
+
+    def trigger_all(self) -> None:
+        for key in self.keys():
+            self.trigger(key)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _retime(self, key: Key, interval: float) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._aps.reschedule_job(
+                job_id(key), trigger=IntervalTrigger(seconds=interval, timezone=UTC)
+            )
+
+    def _next_at(self, key: Key, delay: float) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._aps.modify_job(
+                job_id(key), next_run_time=datetime.now(UTC) + timedelta(seconds=max(delay, 0.0))
+            )
+
+    def _run(self, key: Key) -> None:
+        if not self.is_leader():
+            return
+        with self._lock:
+            if key not in self._intervals:
+                return
+            self._running.add(key)
+            self._dirty.discard(key)
+        try:
+            result = self.reconciler.tick(*key)
+        finally:
+            with self._lock:
+                self._running.discard(key)
+                dirty = key in self._dirty
+                self._dirty.discard(key)
+        self.ticks += 1
+        if self.on_tick is not None:
+            try:
+                self.on_tick(key, result)
+            except Exception:
+                log.exception("on_tick hook failed")
+        self._after(key, result, dirty=dirty)
+
+    def _after(self, key: Key, result: TickResult, *, dirty: bool) -> None:
+        if result.deleted:
+            self.remove(key)
+            return
+        if result.interval_seconds is not None:
+            interval = result.interval_seconds
+            if result.phase in IDLE_PHASES:
+                interval = max(interval, self.idle_resync)
+            with self._lock:
+                old = self._intervals.get(key)
+                if old is not None:
+                    self._intervals[key] = max(interval, self.min_interval)
+            if old is not None and abs(old - max(interval, self.min_interval)) > 1e-9:
+                self._retime(key, max(interval, self.min_interval))
+        if dirty:
+            self._next_at(key, 0.0)
+        elif result.requeue_after is not None:
+            with self._lock:
+                interval = self._intervals.get(key, 0.0)
+            if result.requeue_after < interval:
+                self._next_at(key, result.requeue_after)

@@ -1,0 +1,229 @@
+"""Defaulting and validation of built-in kinds, as far as canaryd and its tests rely on them.
+
+Not the whole of Kubernetes' validation: names, the Deployment selector/template contract,
+required containers, Service ports, Secret ``stringData``, and CRD naming.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from kubeemu.registry import ResourceType
+from kubeemu.selectors import selector_from_match
+
+Cause = tuple[str, str, str]
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL_KINDS = {"Namespace", "Service"}
+
+
+def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
+    if rt.kind in _DNS_LABEL_KINDS:
+        if len(name) > 63 or not _LABEL.match(name):
+            return [(
+                "FieldValueInvalid", "metadata.name",
+                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must consist '
+                "of lower case alphanumeric characters or '-', and must start and end with an "
+                "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation "
+                "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            )]
+        return []
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        return [(
+            "FieldValueInvalid", "metadata.name",
+            f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist '
+            "of lower case alphanumeric characters, '-' or '.', and must start and end with an "
+            "alphanumeric character (e.g. 'example.com', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )]
+    return []
+
+
+def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Server-side defaults of built-in kinds (the subset controllers read back)."""
+    if rt.kind == "Deployment" and rt.group == "apps":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault(
+            "strategy",
+            {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+        )
+        _pod_spec_defaults((spec.get("template") or {}).get("spec"))
+    elif rt.kind == "Pod":
+        _pod_spec_defaults(obj.get("spec"))
+        obj.setdefault("status", {}).setdefault("phase", "Pending")
+    elif rt.kind == "Service":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                port.setdefault("targetPort", port.get("port"))
+    elif rt.kind == "Secret":
+        obj.setdefault("type", "Opaque")
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            data = obj.setdefault("data", {})
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+    elif rt.kind == "Namespace":
+        labels = obj.setdefault("metadata", {}).setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+
+
+def _pod_spec_defaults(spec: Any) -> None:
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in spec.get("containers") or []:
+        if isinstance(c, dict):
+            image = str(c.get("image", ""))
+            tag_latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+            c.setdefault("imagePullPolicy", "Always" if tag_latest else "IfNotPresent")
+            for p in c.get("ports") or []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
+
+
+def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+    """Validation causes (empty when valid)."""
+    causes = _name_causes(rt, obj["metadata"]["name"]) if old is None else []
+    if rt.kind == "Deployment" and rt.group == "apps":
+        causes += _deployment(obj, old)
+    elif rt.kind == "Pod":
+        causes += _containers("spec", obj.get("spec"))
+    elif rt.kind == "Service":
+        spec = obj.get("spec") or {}
+        if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get(
+            "ports"
+        ):
+            causes.append(("FieldValueRequired", "spec.ports", "spec.ports: Required value"))
+        for i, p in enumerate(spec.get("ports") or []):
+            port = p.get("port") if isinstance(p, dict) else None
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                causes.append((
+                    "FieldValueInvalid", f"spec.ports[{i}].port",
+                    f"spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, "
+                    "inclusive",
+                ))
+    elif rt.kind == "CustomResourceDefinition":
+        causes += _crd(obj, old)
+    return causes
+
+
+def _containers(prefix: str, spec: Any) -> list[Cause]:
+    if not isinstance(spec, dict) or not spec.get("containers"):
+        f = f"{prefix}.containers"
+        return [("FieldValueRequired", f, f"{f}: Required value")]
+    out: list[Cause] = []
+    for i, c in enumerate(spec["containers"]):
+        for field in ("name", "image"):
+            if not isinstance(c, dict) or not c.get(field):
+                f = f"{prefix}.containers[{i}].{field}"
+                out.append(("FieldValueRequired", f, f"{f}: Required value"))
+    return out
+
+
+def _deployment(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    out: list[Cause] = []
+    selector = spec.get("selector")
+    if not selector:
+        out.append(("FieldValueRequired", "spec.selector", "spec.selector: Required value"))
+    else:
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not selector_from_match(selector)(labels):
+            out.append((
+                "FieldValueInvalid", "spec.template.metadata.labels",
+                f"spec.template.metadata.labels: Invalid value: {_labels(labels)}: `selector` "
+                "does not match template `labels`",
+            ))
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        out.append((
+            "FieldValueInvalid", "spec.replicas",
+            f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+        ))
+    out += _containers("spec.template.spec", (spec.get("template") or {}).get("spec"))
+    if old is not None and (old.get("spec") or {}).get("selector") != selector:
+        out.append((
+            "FieldValueInvalid", "spec.selector",
+            f"spec.selector: Invalid value: {_labels(selector)}: field is immutable",
+        ))
+    return out
+
+
+def _labels(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _crd(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
+    spec = obj.get("spec") or {}
+    names = spec.get("names") or {}
+    out: list[Cause] = []
+    for field, value in (
+        ("spec.group", spec.get("group")),
+        ("spec.names.plural", names.get("plural")),
+        ("spec.names.kind", names.get("kind")),
+    ):
+        if not value:
+            out.append(("FieldValueRequired", field, f"{field}: Required value"))
+    if out:
+        return out
+    want = f"{names['plural']}.{spec['group']}"
+    if obj["metadata"]["name"] != want:
+        out.append((
+            "FieldValueInvalid", "metadata.name",
+            f'metadata.name: Invalid value: "{obj["metadata"]["name"]}": must be spec.names.plural+'
+            f'"."+spec.group',
+        ))
+    versions = spec.get("versions") or []
+    if not versions:
+        out.append(("FieldValueRequired", "spec.versions", "spec.versions: Required value"))
+    elif sum(1 for v in versions if v.get("storage")) != 1:
+        out.append((
+            "FieldValueInvalid", "spec.versions",
+            "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion"
+            "{...}: must have exactly one version marked as storage version",
+        ))
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        out.append((
+            "FieldValueNotSupported", "spec.scope",
+            f'spec.scope: Unsupported value: "{spec.get("scope")}": supported values: '
+            '"Cluster", "Namespaced"',
+        ))
+    if old is not None and (old.get("spec") or {}).get("group") != spec.get("group"):
+        out.append(("FieldValueInvalid", "spec.group", "spec.group: Invalid value: field is immutable"))
+    return out
+
+
+def crd_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """The status apiserver gives an accepted CRD (Established, NamesAccepted)."""
+    spec = obj["spec"]
+    names = dict(spec["names"])
+    names.setdefault("singular", names["kind"].lower())
+    names.setdefault("listKind", names["kind"] + "List")
+    now = obj["metadata"]["creationTimestamp"]
+    return {
+        "acceptedNames": names,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
+    }

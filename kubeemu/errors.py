@@ -1,0 +1,121 @@
+"""API errors and their ``kind: Status`` bodies, shaped like kube-apiserver's.
+
+The official clients decode these bodies (``ApiException.body``), and controllers branch on
+``reason`` and ``code``, so the shapes follow ``k8s.io/apimachinery/pkg/api/errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class ApiError(Exception):
+    """An error answered as a ``Status`` body with HTTP status ``code``."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason or _REASONS.get(code, "InternalError" if code >= 500 else "Unknown")
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        """The ``kind: Status`` body of this error."""
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def qualified(resource: str, group: str) -> str:
+    """``deployments.apps`` / ``pods``: how apiserver names a resource in messages."""
+    return f"{resource}.{group}" if group else resource
+
+
+def not_found(resource: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        404,
+        f'{qualified(resource, group)} "{name}" not found',
+        details={"name": name, "group": group, "kind": resource} if group else
+        {"name": name, "kind": resource},
+    )
+
+
+def already_exists(resource: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        f'{qualified(resource, group)} "{name}" already exists',
+        reason="AlreadyExists",
+        details={"name": name, "group": group, "kind": resource},
+    )
+
+
+def conflict(resource: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": the object '
+        "has been modified; please apply your changes to the latest version and try again",
+        reason="Conflict",
+        details={"name": name, "group": group, "kind": resource},
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
+    """422 Invalid. ``causes`` are ``(reason, field, message)`` like ``FieldValueInvalid``."""
+    rendered = [msg for _, _, msg in causes]
+    joined = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    qual = f"{kind}.{group}" if group else kind
+    return ApiError(
+        422,
+        f'{qual} "{name}" is invalid: {joined}',
+        reason="Invalid",
+        details={
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [
+                {"reason": reason, "message": msg, "field": field}
+                for reason, field, msg in causes
+            ],
+        },
+    )
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, message, reason="Expired")

@@ -1,0 +1,230 @@
+"""Structural-schema handling of custom resources: pruning, defaulting, validation.
+
+Order as in kube-apiserver: unknown fields are pruned (unless
+``x-kubernetes-preserve-unknown-fields``), schema defaults are applied, then the object is
+validated. OpenAPI v3.0 is translated to JSON Schema draft 4 (same ``exclusiveMaximum``
+boolean form) with ``nullable`` and ``x-kubernetes-int-or-string`` mapped. CEL rules
+(``x-kubernetes-validations``) are not evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+_ROOT_KEPT = ("apiVersion", "kind", "metadata")
+
+
+@dataclass(frozen=True)
+class SchemaBundle:
+    """One version's ``openAPIV3Schema`` with its compiled validator."""
+
+    raw: dict[str, Any]
+    validator: Any
+
+    def prune(self, obj: dict[str, Any]) -> None:
+        """Drop fields the schema does not declare, in place (root metadata kept)."""
+        for key in list(obj):
+            if key in _ROOT_KEPT:
+                continue
+            props = self.raw.get("properties") or {}
+            if key in props:
+                obj[key] = _prune(obj[key], props[key])
+            elif not self.raw.get("x-kubernetes-preserve-unknown-fields"):
+                del obj[key]
+
+    def apply_defaults(self, obj: dict[str, Any]) -> None:
+        """Fill missing fields from schema ``default`` values, in place."""
+        _default(obj, self.raw, root=True)
+
+    def errors(self, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """Validation failures as (cause reason, field path, apiserver-style message)."""
+        out: list[tuple[str, str, str]] = []
+        body = {k: v for k, v in obj.items() if k != "metadata"}
+        for err in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
+            out.append(_render(err))
+        return out
+
+
+def _prune(value: Any, schema: dict[str, Any]) -> Any:
+    preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-embedded-resource"):
+            kept = {k: value[k] for k in _ROOT_KEPT if k in value}
+        else:
+            kept = {}
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        for key, sub in value.items():
+            if props and key in props:
+                kept[key] = _prune(sub, props[key])
+            elif isinstance(addl, dict):
+                kept[key] = _prune(sub, addl)
+            elif addl is True or preserve or key in kept:
+                kept[key] = sub
+        return kept
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_prune(v, schema["items"]) for v in value]
+    return value
+
+
+def _default(value: Any, schema: dict[str, Any], *, root: bool = False) -> None:
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if root and key in _ROOT_KEPT:
+                continue
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                _default(value[key], sub)
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, dict):
+            for key, sub in value.items():
+                if key not in (schema.get("properties") or {}):
+                    _default(sub, addl)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for v in value:
+            _default(v, schema["items"])
+
+
+def _translate(node: Any) -> Any:
+    """OpenAPI v3.0 (Kubernetes dialect) -> JSON Schema draft 4."""
+    if isinstance(node, list):
+        return [_translate(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, val in node.items():
+        if key in ("description", "default", "example", "externalDocs", "format") or key.startswith(
+            "x-kubernetes-"
+        ):
+            continue
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {k: _translate(v) for k, v in val.items()}
+        elif key == "nullable":
+            continue
+        else:
+            out[key] = _translate(val)
+    if node.get("x-kubernetes-int-or-string") and "anyOf" not in out:
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable"):
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+_CACHE: dict[str, SchemaBundle] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def compile_schema(raw: dict[str, Any]) -> SchemaBundle:
+    """Compile (cached by content: Istio's big schemas are compiled once per process)."""
+    key = hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    translated = _translate(raw)
+    props = dict(translated.get("properties") or {})
+    props.pop("metadata", None)
+    translated["properties"] = props
+    bundle = SchemaBundle(raw=raw, validator=jsonschema.Draft4Validator(translated))
+    with _CACHE_LOCK:
+        _CACHE[key] = bundle
+    return bundle
+
+
+def _path(parts: list[Any]) -> str:
+    s = ""
+    for p in parts:
+        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
+    return s
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _val(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return '"' + _json_type(value) + '"'
+    return json.dumps(value)
+
+
+def _render(err: Any) -> tuple[str, str, str]:
+    parts = list(err.absolute_path)
+    path = _path(parts)
+    v = err.validator
+    inst = err.instance
+    if v == "required":
+        missing = [r for r in err.validator_value if not isinstance(inst, dict) or r not in inst]
+        field = _path([*parts, missing[0]]) if missing else path
+        return ("FieldValueRequired", field, f"{field}: Required value")
+    if v == "type":
+        want = err.validator_value
+        want_s = want if isinstance(want, str) else "/".join(w for w in want if w != "null")
+        got = _json_type(inst)
+        return (
+            "FieldValueTypeInvalid",
+            path,
+            f'{path}: Invalid value: "{got}": {path} in body must be of type {want_s}: "{got}"',
+        )
+    if v == "enum":
+        allowed = ", ".join(json.dumps(a) for a in err.validator_value if a is not None)
+        return (
+            "FieldValueNotSupported",
+            path,
+            f"{path}: Unsupported value: {_val(inst)}: supported values: {allowed}",
+        )
+    phrases = {
+        "maximum": "should be less than or equal to {}",
+        "minimum": "should be greater than or equal to {}",
+        "maxLength": "should be at most {} chars long",
+        "minLength": "should be at least {} chars long",
+        "maxItems": "should have at most {} items",
+        "minItems": "should have at least {} items",
+        "maxProperties": "should have at most {} properties",
+        "minProperties": "should have at least {} properties",
+        "pattern": "should match '{}'",
+        "multipleOf": "should be a multiple of {}",
+    }
+    if v in phrases:
+        limit = err.validator_value
+        if v == "maximum" and err.schema.get("exclusiveMaximum"):
+            text = f"should be less than {limit}"
+        elif v == "minimum" and err.schema.get("exclusiveMinimum"):
+            text = f"should be greater than {limit}"
+        else:
+            text = phrases[v].format(limit)
+        return ("FieldValueInvalid", path, f"{path}: Invalid value: {_val(inst)}: {path} in body {text}")
+    if v == "uniqueItems":
+        return ("FieldValueDuplicate", path, f"{path}: Duplicate value: {_val(inst)}")
+    if v == "oneOf":
+        text = "must validate one and only one schema (oneOf)"
+    elif v == "anyOf":
+        text = "must validate at least one schema (anyOf)"
+    elif v == "not":
+        text = "must not validate the schema (not)"
+    else:
+        text = str(err.message)
+    return ("FieldValueInvalid", path, f"{path}: Invalid value: {_val(inst)}: {path} in body {text}")

@@ -1,0 +1,618 @@
+"""The object store: kube-apiserver's storage semantics over an in-memory map.
+
+One lock guards everything; every write takes the next value of one global, monotonically
+increasing ``resourceVersion`` and appends a watch event to a bounded history (older events
+are compacted away, so watches from before the oldest kept event get 410 Gone).
+Objects are never mutated in place once stored: readers may share them until they copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import copy
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubeemu import builtins
+from kubeemu.errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from kubeemu.patch import json_patch, merge_patch, strategic_merge_patch
+from kubeemu.registry import Registry, ResourceType
+from kubeemu.selectors import Matcher, selector_string
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change, as kept in the watch history."""
+
+    rv: int
+    type: str
+    store_key: tuple[str, str]
+    obj: Obj
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _rand_suffix(n: int = 5) -> str:
+    # apiserver's generateName alphabet: no vowels, no confusable characters.
+    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(n))
+
+
+def get_path(obj: Any, dotted: str) -> Any:
+    cur = obj
+    for part in dotted.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def set_path(obj: Obj, dotted: str, value: Any) -> None:
+    parts = dotted.strip(".").split(".")
+    cur = obj
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+json": "apply",
+}
+
+
+class Store:
+    """All objects, the resourceVersion counter and the watch history."""
+
+    def __init__(self, registry: Registry, *, history_size: int = 1000) -> None:
+        self.registry = registry
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._rv = 0
+        self._objects: dict[tuple[str, str], dict[Key, Obj]] = {}
+        self._history: list[WatchEvent] = []
+        self._history_rvs: list[int] = []
+        self._history_size = history_size
+        #: Highest resourceVersion whose event was dropped from the history.
+        self.compacted_rv = 0
+        self._listeners: list[Callable[[WatchEvent], None]] = []
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    @property
+    def resource_version(self) -> int:
+        with self.lock:
+            return self._rv
+
+    def add_listener(self, fn: Callable[[WatchEvent], None]) -> None:
+        """``fn`` runs under the store lock after every write: keep it tiny (set a flag)."""
+        with self.lock:
+            self._listeners.append(fn)
+
+    def _emit(self, type_: str, rt: ResourceType, obj: Obj) -> None:
+        ev = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, rt.store_key, obj)
+        self._history.append(ev)
+        self._history_rvs.append(ev.rv)
+        if len(self._history) > self._history_size * 2:
+            self._trim(self._history_size)
+        for fn in self._listeners:
+            fn(ev)
+        self.changed.notify_all()
+
+    def _trim(self, keep: int) -> None:
+        drop = len(self._history) - keep
+        if drop <= 0:
+            return
+        self.compacted_rv = self._history_rvs[drop - 1]
+        del self._history[:drop]
+        del self._history_rvs[:drop]
+
+    def compact(self, keep: int = 0) -> int:
+        """Forget all but the last ``keep`` watch events; returns the compacted revision.
+
+        A watch from an older resourceVersion then gets ``410 Gone``."""
+        with self.lock:
+            self._trim(keep)
+            if keep == 0:
+                self.compacted_rv = self._rv
+            return self.compacted_rv
+
+    def events_after(self, rv: int) -> list[WatchEvent] | None:
+        """Events with resourceVersion > ``rv``, or None when ``rv`` is too old."""
+        with self.lock:
+            if rv < self.compacted_rv:
+                return None
+            idx = bisect.bisect_right(self._history_rvs, rv)
+            return self._history[idx:]
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _bucket(self, rt: ResourceType) -> dict[Key, Obj]:
+        return self._objects.setdefault(rt.store_key, {})
+
+    @staticmethod
+    def present(rt: ResourceType, obj: Obj) -> Obj:
+        """A deep copy of a stored object as seen through ``rt``'s version."""
+        out = copy.deepcopy(obj)
+        out["apiVersion"] = rt.api_version
+        out["kind"] = rt.kind
+        return out
+
+    # ---- reads -------------------------------------------------------------------------
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        with self.lock:
+            obj = self._bucket(rt).get((namespace, name))
+            if obj is None:
+                raise not_found(rt.plural, rt.group, name)
+            return self.present(rt, obj)
+
+    def raw(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The stored object itself (do not mutate), or None."""
+        with self.lock:
+            return self._bucket(rt).get((namespace, name))
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        match: Matcher,
+        *,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> Obj:
+        """A ``<Kind>List`` of matching objects in key order, with the list resourceVersion."""
+        start: Key | None = None
+        if continue_token:
+            try:
+                start = tuple(json.loads(base64.b64decode(continue_token))["start"])  # type: ignore[assignment]
+            except (ValueError, KeyError, TypeError):
+                raise bad_request("continue key is not valid") from None
+        with self.lock:
+            keys = sorted(
+                k for k in self._bucket(rt) if namespace is None or k[0] == namespace
+            )
+            items = []
+            more = False
+            remaining = 0
+            for k in keys:
+                if start is not None and k <= start:
+                    continue
+                obj = self._bucket(rt)[k]
+                if not match(obj):
+                    continue
+                if limit and len(items) >= limit:
+                    more = True
+                    remaining += 1
+                    continue
+                items.append(obj)
+            rv = str(self._rv)
+            last = (items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]) if items else None
+            presented = [self.present(rt, o) for o in items]
+        meta: Obj = {"resourceVersion": rv}
+        if more and last is not None:
+            meta["continue"] = base64.b64encode(
+                json.dumps({"rv": rv, "start": list(last)}).encode()
+            ).decode()
+            meta["remainingItemCount"] = remaining
+        return {
+            "kind": rt.list_kind_name,
+            "apiVersion": rt.api_version,
+            "metadata": meta,
+            "items": presented,
+        }
+
+    def snapshot(self, rt: ResourceType, namespace: str | None) -> tuple[list[Obj], int]:
+        """Current objects (stored references) and the revision they are consistent with."""
+        with self.lock:
+            objs = [
+                o for k, o in sorted(self._bucket(rt).items())
+                if namespace is None or k[0] == namespace
+            ]
+            return objs, self._rv
+
+    def all_of(self, group: str, plural: str) -> list[Obj]:
+        with self.lock:
+            return list(self._objects.get((group, plural), {}).values())
+
+    # ---- writes ------------------------------------------------------------------------
+    def _check_kind(self, rt: ResourceType, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise bad_request("the body of the request was not a JSON object")
+        api_version = body.get("apiVersion")
+        if api_version and api_version.split("/")[0] != rt.api_version.split("/")[0] and (
+            api_version != rt.api_version
+        ):
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({rt.api_version})"
+            )
+        kind = body.get("kind")
+        if kind and kind != rt.kind:
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+        return body
+
+    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """Defaults, pruning and validation; raises 422 with every cause."""
+        obj["apiVersion"] = rt.api_version
+        obj["kind"] = rt.kind
+        if rt.builtin:
+            builtins.apply_defaults(rt, obj)
+            causes = builtins.validate(rt, obj, old)
+        else:
+            causes = []
+            if old is None:
+                causes += builtins._name_causes(rt, obj["metadata"]["name"])
+            if rt.schema is not None:
+                rt.schema.prune(obj)
+                rt.schema.apply_defaults(obj)
+                causes += rt.schema.errors(obj)
+        meta = obj.get("metadata") or {}
+        for field in ("labels", "annotations"):
+            val = meta.get(field)
+            if val is not None and (
+                not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())
+            ):
+                causes.append((
+                    "FieldValueTypeInvalid", f"metadata.{field}",
+                    f"metadata.{field}: Invalid value: must be a map of strings",
+                ))
+        if causes:
+            raise invalid(rt.kind, rt.group, meta.get("name", ""), causes)
+
+    def create(self, rt: ResourceType, namespace: str, body: Any, *, dry_run: bool = False) -> Obj:
+        obj = copy.deepcopy(self._check_kind(rt, body))
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if meta.get("resourceVersion"):
+            raise bad_request("resourceVersion should not be set on objects to be created")
+        if rt.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request"
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        with self.lock:
+            if not meta.get("name"):
+                if meta.get("generateName"):
+                    meta["name"] = meta["generateName"] + _rand_suffix()
+                else:
+                    raise invalid(rt.kind, rt.group, "", [(
+                        "FieldValueRequired", "metadata.name",
+                        "metadata.name: Required value: name or generateName is required",
+                    )])
+            name = meta["name"]
+            if rt.namespaced:
+                ns_rt = self.registry.lookup("", "v1", "namespaces")
+                assert ns_rt is not None
+                if (("", namespace)) not in self._bucket(ns_rt):
+                    raise not_found("namespaces", "", namespace)
+            key = (namespace if rt.namespaced else "", name)
+            if key in self._bucket(rt):
+                raise already_exists(rt.plural, rt.group, name)
+            if rt.status_subresource and rt.kind not in ("Namespace",):
+                obj.pop("status", None)
+            for server_field in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
+                meta.pop(server_field, None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            if rt.tracks_generation:
+                meta["generation"] = 1
+            self._admit(rt, obj, None)
+            if rt.kind == "CustomResourceDefinition":
+                obj["status"] = builtins.crd_status(obj)
+            if dry_run:
+                return self.present(rt, obj)
+            meta["resourceVersion"] = self._next_rv()
+            self._bucket(rt)[key] = obj
+            if rt.kind == "CustomResourceDefinition":
+                self.registry.add_crd(obj)
+            self._emit("ADDED", rt, obj)
+            return self.present(rt, obj)
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        new = copy.deepcopy(self._check_kind(rt, body))
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        if rt.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
+            )
+        key = (namespace if rt.namespaced else "", name)
+        with self.lock:
+            old = self._bucket(rt).get(key)
+            if old is None:
+                raise not_found(rt.plural, rt.group, name)
+            if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"][
+                "resourceVersion"
+            ]:
+                raise conflict(rt.plural, rt.group, name)
+            if subresource == "status":
+                status = new.get("status")
+                new = copy.deepcopy(old)
+                if status is None:
+                    new.pop("status", None)
+                else:
+                    new["status"] = status
+            elif rt.status_subresource:
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                else:
+                    new.pop("status", None)
+            meta = new.setdefault("metadata", {})
+            for fixed in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "name"):
+                if fixed in old["metadata"]:
+                    meta[fixed] = old["metadata"][fixed]
+                else:
+                    meta.pop(fixed, None)
+            if rt.namespaced:
+                meta["namespace"] = namespace
+            meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+            self._admit(rt, new, old)
+            if rt.kind == "CustomResourceDefinition" and subresource != "status":
+                new["status"] = builtins.crd_status(new)
+            if new == old:
+                return self.present(rt, old)  # a no-op write changes nothing, not even the rv
+            if rt.tracks_generation and self._spec_part(rt, new) != self._spec_part(rt, old):
+                meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            if dry_run:
+                return self.present(rt, new)
+            meta["resourceVersion"] = self._next_rv()
+            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+                del self._bucket(rt)[key]
+                self._emit("DELETED", rt, new)
+                self._after_delete(rt, new)
+                return self.present(rt, new)
+            self._bucket(rt)[key] = new
+            if rt.kind == "CustomResourceDefinition":
+                self.registry.add_crd(new)
+            self._emit("MODIFIED", rt, new)
+            return self.present(rt, new)
+
+    @staticmethod
+    def _spec_part(rt: ResourceType, obj: Obj) -> Obj:
+        skip = {"metadata", "apiVersion", "kind"}
+        if rt.status_subresource:
+            skip.add("status")
+        return {k: v for k, v in obj.items() if k not in skip}
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch_body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        kind = PATCH_TYPES.get(content_type)
+        if kind is None:
+            raise ApiError(
+                415, f'the body of the request was in an unknown format - accepted media types '
+                f'include: {", ".join(PATCH_TYPES)}',
+            )
+        if kind == "strategic" and not rt.builtin:
+            raise ApiError(
+                415, "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml",
+            )
+        with self.lock:
+            raw = self._bucket(rt).get((namespace if rt.namespaced else "", name))
+            if raw is None:
+                if kind == "apply":
+                    return self.create(rt, namespace, patch_body, dry_run=dry_run)
+                raise not_found(rt.plural, rt.group, name)
+            current = self.present(rt, raw)
+            if kind == "json":
+                result = json_patch(current, patch_body)
+            elif kind == "strategic":
+                if not isinstance(patch_body, dict):
+                    raise bad_request("strategic merge patch must be a JSON object")
+                result = strategic_merge_patch(current, patch_body)
+            else:
+                if not isinstance(patch_body, dict):
+                    raise bad_request("merge patch must be a JSON object")
+                result = merge_patch(current, patch_body)
+            if not isinstance(result, dict):
+                raise bad_request("the patched object is not a JSON object")
+            rmeta = result.setdefault("metadata", {})
+            if not isinstance(rmeta, dict):
+                raise bad_request("metadata must be an object")
+            if not rmeta.get("resourceVersion"):
+                rmeta["resourceVersion"] = raw["metadata"]["resourceVersion"]
+            return self.update(
+                rt, namespace, name, result, subresource=subresource, dry_run=dry_run
+            )
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        propagation: str | None = None,
+        precondition_rv: str | None = None,
+        precondition_uid: str | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Delete (or mark for deletion when finalizers remain). Returns (object, gone)."""
+        key = (namespace if rt.namespaced else "", name)
+        with self.lock:
+            old = self._bucket(rt).get(key)
+            if old is None:
+                raise not_found(rt.plural, rt.group, name)
+            if precondition_uid and precondition_uid != old["metadata"]["uid"]:
+                raise ApiError(
+                    409, f"Precondition failed: UID in precondition: {precondition_uid}, UID in "
+                    f"object meta: {old['metadata']['uid']}", reason="Conflict",
+                )
+            if precondition_rv and precondition_rv != old["metadata"]["resourceVersion"]:
+                raise conflict(rt.plural, rt.group, name)
+            if dry_run:
+                return self.present(rt, old), True
+            if old["metadata"].get("finalizers"):
+                if old["metadata"].get("deletionTimestamp"):
+                    return self.present(rt, old), False
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionTimestamp"] = now_rfc3339()
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                new["metadata"]["resourceVersion"] = self._next_rv()
+                self._bucket(rt)[key] = new
+                self._emit("MODIFIED", rt, new)
+                return self.present(rt, new), False
+            gone = copy.deepcopy(old)
+            gone["metadata"]["resourceVersion"] = self._next_rv()
+            del self._bucket(rt)[key]
+            self._emit("DELETED", rt, gone)
+            self._after_delete(rt, gone, orphan=propagation == "Orphan")
+            return self.present(rt, gone), True
+
+    def _after_delete(self, rt: ResourceType, obj: Obj, *, orphan: bool = False) -> None:
+        """Cascades: CRD -> its objects, Namespace -> its content, owner -> dependents."""
+        if rt.kind == "CustomResourceDefinition":
+            group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
+            crt = self.registry.by_store_key(group, plural)
+            if crt is not None:
+                for o in list(self._objects.get((group, plural), {}).values()):
+                    self._force_delete(crt, o)
+            self.registry.remove_crd(obj)
+            self._objects.pop((group, plural), None)
+        if rt.kind == "Namespace":
+            ns = obj["metadata"]["name"]
+            for (group, plural), bucket in list(self._objects.items()):
+                crt = self.registry.by_store_key(group, plural)
+                if crt is None or not crt.namespaced:
+                    continue
+                for (ons, _), o in list(bucket.items()):
+                    if ons == ns:
+                        self._force_delete(crt, o)
+        if not orphan:
+            uid = obj["metadata"]["uid"]
+            for (group, plural), bucket in list(self._objects.items()):
+                crt = self.registry.by_store_key(group, plural)
+                if crt is None:
+                    continue
+                for o in list(bucket.values()):
+                    refs = o["metadata"].get("ownerReferences") or []
+                    if any(r.get("uid") == uid for r in refs):
+                        self._force_delete(crt, o)
+
+    def _force_delete(self, rt: ResourceType, obj: Obj) -> None:
+        key = (obj["metadata"].get("namespace", "") if rt.namespaced else "", obj["metadata"]["name"])
+        if self._bucket(rt).pop(key, None) is None:
+            return
+        gone = copy.deepcopy(obj)
+        gone["metadata"]["resourceVersion"] = self._next_rv()
+        self._emit("DELETED", rt, gone)
+        self._after_delete(rt, gone)
+
+    # ---- /scale ------------------------------------------------------------------------
+    def get_scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        assert rt.scale is not None
+        obj = self.get(rt, namespace, name)
+        return self._scale_of(rt, obj)
+
+    @staticmethod
+    def _scale_of(rt: ResourceType, obj: Obj) -> Obj:
+        assert rt.scale is not None
+        meta = obj["metadata"]
+        status: Obj = {"replicas": get_path(obj, rt.scale.status_replicas_path) or 0}
+        if rt.scale.label_selector_path:
+            sel = get_path(obj, rt.scale.label_selector_path)
+            if sel:
+                status["selector"] = sel
+        elif rt.builtin:
+            status["selector"] = selector_string((obj.get("spec") or {}).get("selector"))
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                             "creationTimestamp") if k in meta},
+            "spec": {"replicas": get_path(obj, rt.scale.spec_replicas_path) or 0},
+            "status": status,
+        }
+
+    def update_scale(
+        self, rt: ResourceType, namespace: str, name: str, body: Any, *,
+        content_type: str | None = None,
+    ) -> Obj:
+        """PUT (``content_type`` None) or PATCH of the Scale view of an object."""
+        assert rt.scale is not None
+        with self.lock:
+            current = self.get(rt, namespace, name)
+            scale = self._scale_of(rt, current)
+            if content_type is not None:
+                kind = PATCH_TYPES.get(content_type)
+                if kind == "json":
+                    scale = json_patch(scale, body)
+                elif kind in ("merge", "strategic", "apply"):
+                    scale = merge_patch(scale, body)
+                else:
+                    raise ApiError(415, "unsupported patch type for scale")
+            else:
+                scale = body
+            if not isinstance(scale, dict):
+                raise bad_request("the body of the request was not a JSON object")
+            replicas = (scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise invalid("Scale", "autoscaling", name, [(
+                    "FieldValueInvalid", "spec.replicas",
+                    f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+                )])
+            rv = (scale.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise conflict(rt.plural, rt.group, name)
+            set_path(current, rt.scale.spec_replicas_path, replicas)
+            updated = self.update(rt, namespace, name, current)
+            return self._scale_of(rt, updated)
+
+
+def pod_name(prefix: str) -> str:
+    """``<prefix>-xxxxx`` as a ReplicaSet names its pods."""
+    return f"{prefix}-{_rand_suffix()}"
+
+
+__all__ = ["PATCH_TYPES", "Store", "WatchEvent", "get_path", "now_rfc3339", "pod_name", "set_path"]

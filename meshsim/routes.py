@@ -1,0 +1,178 @@
+"""Where each app's traffic goes right now: route weights and the image behind each workload.
+
+Two sources with one method, :meth:`RouteSource.destinations`:
+
+- :class:`KubeRoutes` reads the VirtualService and Deployments through the official kubernetes
+  client (kubeconfig, in-cluster, or any ``ApiClient``, e.g. the API emulator's).
+- :class:`StaticRoutes` is set by hand (tests and benchmarks without an API server).
+
+Assumptions (canaryd's host-level split, as Flagger): the VirtualService ``<service>`` routes to
+hosts ``<service>-primary`` and ``<service>-canary`` (short or fully qualified names), Services
+that select Deployments ``<target>-primary`` and ``<target>``. Any other host maps to the
+workload of the same short name. Before canaryd has bootstrapped (no VirtualService yet) all
+traffic goes to ``<target>``. A workload without ready pods serves nothing: its share of the
+traffic is dropped (counted, not reported by the destination sidecar, as with Envoy's 503 UH).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+
+@dataclass(frozen=True, slots=True)
+class MeshApp:
+    """One application whose sidecars the simulator plays."""
+
+    namespace: str
+    target: str
+    """The Deployment canaryd's Rollout targets (the canary)."""
+    service: str | None = None
+    """Base name of the Services and the VirtualService; defaults to ``target``."""
+    route: str | None = None
+    """Name of the VirtualService HTTP route carrying the split; None: the first one."""
+    virtual_service: str | None = None
+    """VirtualService name; defaults to ``service``."""
+    primary_host: str | None = None
+    canary_host: str | None = None
+    protocol: str = "http"
+    rps: float | None = None
+    """Requests per second for this app; None: the simulator's default."""
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.target
+
+    @property
+    def vs_name(self) -> str:
+        return self.virtual_service or self.service_name
+
+    def workload_for_host(self, host: str) -> tuple[str, str]:
+        """(workload, service) behind a destination host."""
+        short = host.split(".", 1)[0]
+        if short == (self.primary_host or f"{self.service_name}-primary").split(".", 1)[0]:
+            return f"{self.target}-primary", short
+        if short == (self.canary_host or f"{self.service_name}-canary").split(".", 1)[0]:
+            return self.target, short
+        return short, short
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One destination of an app with its weight and what runs there."""
+
+    workload: str
+    service: str
+    weight: int
+    image: str | None
+    """Image of the workload's first container; None when it has no ready pod."""
+
+
+class RouteSource(Protocol):
+    def destinations(self, app: MeshApp) -> list[Route]:
+        """Current destinations of ``app`` (weights as routed, images as deployed)."""
+        ...
+
+
+class KubeRoutes:
+    """Reads routes from the API server (VirtualService + Deployments)."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient | None = None,
+        *,
+        istio_version: str = "v1",
+    ) -> None:
+        if api_client is None:
+            try:
+                k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+            api_client = k8s.ApiClient()
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._apps = k8s.AppsV1Api(api_client)
+        self._istio_version = istio_version
+
+    def destinations(self, app: MeshApp) -> list[Route]:
+        vs = self._get_vs(app)
+        if vs is None:
+            return [self._route(app, app.target, app.service_name, 100)]
+        out: list[Route] = []
+        for dest in _split(vs, app.route):
+            host = str(dest.get("destination", {}).get("host", ""))
+            workload, service = app.workload_for_host(host)
+            out.append(self._route(app, workload, service, int(dest.get("weight", 100))))
+        return out
+
+    def _get_vs(self, app: MeshApp) -> dict[str, Any] | None:
+        try:
+            vs = self._custom.get_namespaced_custom_object(
+                "networking.istio.io", self._istio_version, app.namespace,
+                "virtualservices", app.vs_name,
+            )  # fmt: skip
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], vs)
+
+    def _route(self, app: MeshApp, workload: str, service: str, weight: int) -> Route:
+        try:
+            dep = self._apps.read_namespaced_deployment(workload, app.namespace)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return Route(workload, service, weight, None)
+            raise
+        pod_spec = dep.spec.template.spec if dep.spec is not None else None
+        containers = (pod_spec.containers if pod_spec is not None else None) or []
+        image = containers[0].image if containers else None
+        ready = (dep.status.ready_replicas or 0) if dep.status is not None else 0
+        return Route(workload, service, weight, image if ready > 0 else None)
+
+
+def _split(vs: dict[str, Any], route_name: str | None) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = vs.get("spec", {}).get("http", []) or []
+    if route_name is not None:
+        routes = [r for r in routes if r.get("name") == route_name]
+    if not routes:
+        return []
+    dests: list[dict[str, Any]] = routes[0].get("route", []) or []
+    return dests
+
+
+@dataclass(slots=True)
+class StaticRoutes:
+    """Routes set by hand: ``set_weight(app, canary_weight)`` and ``set_image(...)``.
+
+    Until set, an app routes 100% to ``<target>-primary``; a workload's image defaults to
+    ``"<workload>:latest"``; ``set_image(ns, workload, None)`` takes its pods away."""
+
+    _weights: dict[tuple[str, str], int] = field(default_factory=dict)
+    _images: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set_weight(self, app: MeshApp, canary_weight: int) -> None:
+        if not 0 <= canary_weight <= 100:
+            raise ValueError(f"canary_weight must be in [0, 100], got {canary_weight}")
+        with self._lock:
+            self._weights[(app.namespace, app.target)] = canary_weight
+
+    def set_image(self, namespace: str, workload: str, image: str | None) -> None:
+        with self._lock:
+            self._images[(namespace, workload)] = image
+
+    def destinations(self, app: MeshApp) -> list[Route]:
+        with self._lock:
+            w = self._weights.get((app.namespace, app.target), 0)
+            routes = []
+            for workload, service, weight in (
+                (f"{app.target}-primary", f"{app.service_name}-primary", 100 - w),
+                (app.target, f"{app.service_name}-canary", w),
+            ):
+                image = self._images.get((app.namespace, workload), f"{workload}:latest")
+                routes.append(Route(workload, service, weight, image))
+            return routes

@@ -1,0 +1,296 @@
+"""The mesh simulator: plays the Istio sidecars of some apps and serves their metrics.
+
+Two ways to drive it:
+
+- **Stepping** (tests, benchmarks, backfill; no threads, fully deterministic for a seed)::
+
+      sim = MeshSimulator(apps=[MeshApp("default", "podinfo")], routes=StaticRoutes(), seed=1,
+                          start_time=1_700_000_000.0)
+      sim.routes.set_weight(sim.apps[0], 10)
+      text = sim.record(duration_s=600, step_s=1.0, sample_every_s=5.0)  # OpenMetrics
+      prometheus.backfill(text)
+
+- **Live** (the demo and the full loop): ``sim.start()`` serves ``/metrics`` on 127.0.0.1 and a
+  background thread advances in real time, re-reading routes from the API server every
+  ``refresh_s``; ``sim.url`` is the address to scrape; ``sim.stop()`` ends both.
+
+Each version is keyed by its container image, so a bad image stays bad after promotion.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+from meshsim.istio import Destination, IstioMetrics, OpenMetricsRecorder
+from meshsim.routes import MeshApp, Route, RouteSource
+from meshsim.traffic import Profiles, TrafficShape, VersionProfile, serve, split_requests
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """What one step did, per ``(namespace, workload)``: (requests, errors); plus dropped."""
+
+    served: Mapping[tuple[str, str], tuple[int, int]]
+    dropped: int
+
+
+class MeshSimulator:
+    """Simulated Istio sidecars for ``apps``.
+
+    Parameters
+    ----------
+    apps:
+        The applications (namespace, target Deployment, Service/VirtualService names).
+    routes:
+        Where weights and images come from (:class:`~meshsim.routes.KubeRoutes` or
+        :class:`~meshsim.routes.StaticRoutes`).
+    profiles:
+        Image (or glob) -> behaviour; ``default_profile`` for any other image.
+    rps:
+        Requests per second per app (unless the app sets its own).
+    shape:
+        Drift, incidents, over-dispersion, zero-traffic periods shared by all versions.
+    reporters:
+        Which reporters to emit (``destination`` and ``source``, like a meshed ingress).
+    start_time:
+        Simulated epoch seconds at start (stepping mode); default: now.
+    prime:
+        Create a workload's success series at zero when it first gets traffic, so that
+        ``increase()`` counts its first requests (Envoy would create them at the first request).
+    """
+
+    def __init__(
+        self,
+        *,
+        apps: Sequence[MeshApp],
+        routes: RouteSource,
+        profiles: Mapping[str, VersionProfile] | None = None,
+        default_profile: VersionProfile | None = None,
+        rps: float = 50.0,
+        shape: TrafficShape | None = None,
+        reporters: Sequence[str] = ("destination", "source"),
+        seed: int | None = 0,
+        start_time: float | None = None,
+        prime: bool = True,
+        refresh_s: float = 0.5,
+        tick_s: float = 0.25,
+    ) -> None:
+        if rps < 0:
+            raise ValueError(f"rps must be >= 0, got {rps}")
+        self.apps = list(apps)
+        self.routes = routes
+        self.profiles = Profiles(dict(profiles or {}), default_profile or VersionProfile())
+        self.rps = rps
+        self.shape = shape or TrafficShape()
+        self.metrics = IstioMetrics(reporters=reporters)
+        self.now = time.time() if start_time is None else float(start_time)
+        self.t0 = self.now
+        self.dropped = 0
+        self._prime = prime
+        self._primed: set[tuple[str, str]] = set()
+        self._rng = np.random.default_rng(seed)
+        self._od: dict[tuple[str, str, int], float] = {}
+        self._current: dict[tuple[str, str], list[Route]] = {}
+        self._refresh_s = refresh_s
+        self._tick_s = tick_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        """Last failure to read routes in live mode (the previous routes stay in force)."""
+
+    # ---- stepping -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read every app's routes and images from the route source."""
+        fresh = {(a.namespace, a.target): self.routes.destinations(a) for a in self.apps}
+        with self._lock:
+            self._current = fresh
+
+    def step(self, dt: float = 1.0, *, refresh: bool = True) -> StepStats:
+        """Advance simulated time by ``dt`` seconds, serving that much traffic."""
+        if dt <= 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        if refresh:
+            self.refresh()
+        t_rel = self.now - self.t0
+        served: dict[tuple[str, str], tuple[int, int]] = {}
+        dropped = 0
+        with self._lock:
+            current = dict(self._current)
+        for app in self.apps:
+            routes = current.get((app.namespace, app.target), [])
+            if not routes:
+                continue
+            rate = (app.rps if app.rps is not None else self.rps) * dt
+            counts = split_requests(
+                self._rng, rate * self.shape.traffic_factor(t_rel), [r.weight for r in routes]
+            )
+            for route, n in zip(routes, counts, strict=True):
+                if route.image is None:
+                    dropped += n
+                    continue
+                dest = Destination(app.namespace, route.workload, route.service, route.workload,
+                                   app.protocol)  # fmt: skip
+                if (
+                    self._prime
+                    and route.weight > 0
+                    and (app.namespace, route.workload) not in (self._primed)
+                ):
+                    self.metrics.prime(dest)
+                    self._primed.add((app.namespace, route.workload))
+                if n == 0:
+                    continue
+                profile = self.profiles.for_image(route.image)
+                outcome = serve(
+                    self._rng, profile, n,
+                    error_factor=self.shape.error_factor(t_rel)
+                    * self._overdispersion(app.namespace, route.workload, t_rel),
+                    latency_factor=self.shape.latency_factor(t_rel),
+                )  # fmt: skip
+                self.metrics.record(dest, outcome, error_code=profile.error_code)
+                prev = served.get((app.namespace, route.workload), (0, 0))
+                served[(app.namespace, route.workload)] = (
+                    prev[0] + outcome.requests,
+                    prev[1] + outcome.errors,
+                )
+        self.now += dt
+        self.dropped += dropped
+        return StepStats(served, dropped)
+
+    def restart_pods(self, namespace: str, workload: str) -> int:
+        """Simulate a pod (sidecar) restart: the workload's counters fall back to zero."""
+        return self.metrics.reset_workload(namespace, workload)
+
+    def record(
+        self,
+        duration_s: float,
+        *,
+        step_s: float = 1.0,
+        sample_every_s: float = 5.0,
+        recorder: OpenMetricsRecorder | None = None,
+    ) -> str:
+        """Step for ``duration_s`` and return OpenMetrics text sampled every ``sample_every_s``
+        (what Prometheus would have scraped), for ``PrometheusServer.backfill``.
+
+        Pass the same ``recorder`` across calls (changing weights or images in between) to
+        build one continuous history; the returned text then covers all calls so far."""
+        rec = recorder or OpenMetricsRecorder(self.metrics)
+        if not rec.timestamps:
+            rec.capture(self.now)
+        end = self.now + duration_s
+        next_sample = rec.timestamps[-1] + sample_every_s
+        while self.now < end - 1e-9:
+            self.step(min(step_s, end - self.now))
+            if self.now >= next_sample - 1e-9:
+                rec.capture(self.now)
+                next_sample = self.now + sample_every_s
+        return rec.openmetrics()
+
+    def _overdispersion(self, namespace: str, workload: str, t_rel: float) -> float:
+        cv = self.shape.overdispersion
+        if cv <= 0:
+            return 1.0
+        key = (namespace, workload, int(t_rel // self.shape.overdispersion_period_s))
+        factor = self._od.get(key)
+        if factor is None:
+            shape = 1.0 / (cv * cv)
+            factor = float(self._rng.gamma(shape, 1.0 / shape))
+            self._od[key] = factor
+        return factor
+
+    # ---- live mode ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` of ``/metrics`` (after :meth:`start`)."""
+        if self._server is None:
+            raise RuntimeError("the simulator is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def target(self) -> str:
+        """``127.0.0.1:<port>``: what Prometheus scrapes."""
+        return self.url.removeprefix("http://")
+
+    def start(self, *, port: int = 0, advance: bool = True) -> MeshSimulator:
+        """Serve ``/metrics`` on 127.0.0.1 (``port`` 0: a free one) and, when ``advance``,
+        step in real time in a background thread."""
+        sim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] == "/metrics":
+                    body = sim.metrics.exposition().encode()
+                    ctype = "text/plain; version=0.0.4; charset=utf-8"
+                    code = 200
+                elif self.path == "/healthz":
+                    body, ctype, code = b"ok\n", "text/plain", 200
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes every second would flood the test output
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._server_thread = threading.Thread(
+            target=self._server.serve_forever, name="meshsim-http", daemon=True
+        )
+        self._server_thread.start()
+        if advance:
+            self.now = time.time()
+            self.t0 = self.now
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="meshsim-traffic", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the traffic thread and the HTTP server (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=10)
+            self._server_thread = None
+
+    def __enter__(self) -> MeshSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        last_refresh = -1e18
+        while not self._stop.is_set():
+            wall = time.time()
+            if wall - last_refresh >= self._refresh_s:
+                try:
+                    self.refresh()
+                    self.last_error = None
+                except Exception as exc:  # keep serving with the last known routes
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                last_refresh = wall
+            dt = wall - self.now
+            if dt > 0:
+                self.step(dt, refresh=False)
+            self._stop.wait(self._tick_s)

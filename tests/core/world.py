@@ -1,0 +1,239 @@
+"""A tiny in-memory world for driving the pure state machine tick by tick (as Flagger's scheduler
+tests do): it applies the decided actions to its own fields (routed weight, primary revision,
+canary replicas) and stores the decided status, exactly as the runtime would after a successful
+status write. It does no I/O and stands in for no Kubernetes client: the core never sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from canaryd.api.models import ArmCounts, IntervalRecord, Phase, Rollout, RolloutStatus
+from canaryd.core import machine
+from canaryd.core.types import (
+    Action,
+    Decision,
+    EnsurePrimary,
+    EnsureRouting,
+    GateResult,
+    ManualAction,
+    MetricReading,
+    Notify,
+    Observations,
+    Plan,
+    PromotePrimary,
+    RecordEvent,
+    ScaleTarget,
+    SetWeight,
+    TrafficState,
+    WorkloadState,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+REPLICAS = 2
+
+
+def rollout_obj(
+    *, status: RolloutStatus | None = None, annotations: dict[str, str] | None = None, **spec: Any
+) -> Rollout:
+    """A Rollout of target ``podinfo`` judged on its error rate only, 1m interval."""
+    body: dict[str, Any] = {
+        "targetRef": {"name": "podinfo"},
+        "service": {"port": 9898},
+        "schedule": {"interval": "1m", "stepWeights": [5, 20, 50]},
+        "progressDeadlineSeconds": 300,
+        "analysis": {"metrics": [{"name": "error-rate", "kind": "errorRate"}], "noDataLimit": 3},
+    }
+    body.update(spec)
+    return Rollout.model_validate(
+        {
+            "metadata": {
+                "name": "podinfo",
+                "namespace": "test",
+                "generation": 1,
+                "annotations": annotations or {},
+            },
+            "spec": body,
+            "status": (status or RolloutStatus()).model_dump(),
+        }
+    )
+
+
+def record(weight: int, *, total: float = 20000, canary_error: float = 0.005) -> IntervalRecord:
+    """One interval's counts: ``total`` requests split by ``weight``, stable errors at 0.5%."""
+    canary = total * weight / 100
+    stable = total - canary
+    return IntervalRecord(
+        weight=weight,
+        canary=ArmCounts(requests=canary, errors=round(canary * canary_error)),
+        stable=ArmCounts(requests=stable, errors=round(stable * 0.005)),
+    )
+
+
+def good(weight: int) -> tuple[MetricReading, ...]:
+    return (MetricReading(metric="error-rate", record=record(weight)),)
+
+
+def bad(weight: int) -> tuple[MetricReading, ...]:
+    return (MetricReading(metric="error-rate", record=record(weight, canary_error=0.10)),)
+
+
+def no_data(weight: int) -> tuple[MetricReading, ...]:
+    return (MetricReading(metric="error-rate", no_data=True),)
+
+
+def failing(weight: int) -> tuple[MetricReading, ...]:
+    return (MetricReading(metric="error-rate", error="prometheus: connection refused"),)
+
+
+@dataclass
+class World:
+    """Deployments and routing as the adapters would leave them."""
+
+    rollout: Rollout
+    target_hash: str = "rev1"
+    target_replicas: int = REPLICAS
+    target_ready: bool = True
+    target_failure: str | None = None
+    target_exists: bool = True
+    primary_hash: str | None = None
+    primary_ready: bool = True
+    weight: int | None = None
+    now: datetime = T0
+    log: list[Decision] = field(default_factory=list)
+
+    # observations -------------------------------------------------------------------------
+    def target(self) -> WorkloadState | None:
+        if not self.target_exists:
+            return None
+        ready = self.target_replicas if self.target_ready else 0
+        return WorkloadState(
+            name="podinfo",
+            template_hash=self.target_hash,
+            image=f"podinfo:{self.target_hash}",
+            replicas=self.target_replicas,
+            ready_replicas=ready,
+            updated_replicas=self.target_replicas,
+            rolled_out=True,
+            failure=self.target_failure,
+        )
+
+    def primary(self) -> WorkloadState | None:
+        if self.primary_hash is None:
+            return None
+        return WorkloadState(
+            name="podinfo-primary",
+            template_hash=self.primary_hash,
+            image=f"podinfo:{self.primary_hash}",
+            replicas=REPLICAS,
+            ready_replicas=REPLICAS if self.primary_ready else 0,
+            updated_replicas=REPLICAS,
+            rolled_out=True,
+        )
+
+    def observe(
+        self,
+        plan: Plan,
+        readings: Any = good,
+        gates: tuple[GateResult, ...] = (),
+        manual: ManualAction | None = None,
+    ) -> Observations:
+        weight = self.weight or 0
+        return Observations(
+            now=self.now,
+            generation=self.rollout.metadata.generation,
+            target=self.target(),
+            primary=self.primary(),
+            traffic=TrafficState(self.weight) if self.weight is not None else None,
+            readings=readings(weight) if plan.metrics and readings is not None else None,
+            gates=gates,
+            manual=manual,
+        )
+
+    # one tick -----------------------------------------------------------------------------
+    def tick(
+        self,
+        *,
+        advance: float = 60,
+        readings: Any = good,
+        gates: tuple[GateResult, ...] = (),
+        manual: ManualAction | None = None,
+    ) -> Decision:
+        """Move the clock, plan, observe, decide, apply the actions, store the status."""
+        self.now += timedelta(seconds=advance)
+        plan = machine.plan(self.rollout, self.now)
+        obs = self.observe(plan, readings, gates, manual)
+        decision = machine.decide(self.rollout, obs)
+        self.apply(decision.actions)
+        self.store(decision.status)
+        self.log.append(decision)
+        return decision
+
+    def apply(self, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            self.apply_one(action)
+
+    def apply_one(self, action: Action) -> None:
+        if isinstance(action, EnsurePrimary):
+            if self.primary_hash is None:
+                self.primary_hash = self.target_hash
+        elif isinstance(action, EnsureRouting):
+            if self.weight is None:
+                self.weight = action.canary_weight
+        elif isinstance(action, SetWeight):
+            assert 0 <= action.canary_weight <= 100
+            self.weight = action.canary_weight
+        elif isinstance(action, ScaleTarget):
+            self.target_replicas = REPLICAS if action.replicas is None else action.replicas
+        elif isinstance(action, PromotePrimary):
+            self.primary_hash = action.revision
+        else:
+            assert isinstance(action, RecordEvent | Notify)
+
+    def store(self, status: RolloutStatus) -> None:
+        self.rollout = self.rollout.model_copy(update={"status": status})
+
+    def set_spec(self, **changes: Any) -> None:
+        spec = self.rollout.spec.model_copy(update=changes)
+        self.rollout = self.rollout.model_copy(update={"spec": spec})
+
+    @property
+    def phase(self) -> Phase:
+        return self.rollout.status.phase
+
+    @property
+    def status(self) -> RolloutStatus:
+        return self.rollout.status
+
+
+def bootstrapped(**spec: Any) -> World:
+    """A world whose Rollout went through bootstrap (Initialized, revision rev1 stable)."""
+    world = World(rollout=rollout_obj(**spec))
+    world.tick()  # creates the primary (ready at once in this world)
+    world.tick()
+    assert world.phase == Phase.INITIALIZED, world.status.message
+    return world
+
+
+def kinds(decision: Decision) -> list[str]:
+    """Action names in order, events as ``Event:<reason>``, notices as ``Notify:<kind>``."""
+    out = []
+    for action in decision.actions:
+        if isinstance(action, RecordEvent):
+            out.append(f"Event:{action.reason}")
+        elif isinstance(action, Notify):
+            out.append(f"Notify:{action.notice.kind.value}")
+        elif isinstance(action, SetWeight | EnsureRouting):
+            out.append(f"{type(action).__name__}({action.canary_weight})")
+        elif isinstance(action, ScaleTarget):
+            out.append(f"ScaleTarget({action.replicas})")
+        else:
+            out.append(type(action).__name__)
+    return out
+
+
+def condition(status: RolloutStatus, type_: str) -> tuple[str, str, str]:
+    c = next(c for c in status.conditions if c.type == type_)
+    return c.status, c.reason, c.message

@@ -1,0 +1,1 @@
+"""Tests of the generated CustomResourceDefinitions (crds/) against the pydantic models."""

@@ -1,0 +1,404 @@
+"""The CRDs in crds/: generated from the models, structural, and in agreement with the models.
+
+Covers: committed YAML == generator output; Kubernetes structural-schema rules on every node;
+names, short names, categories, status subresource and printer columns; example Rollouts,
+MetricTemplates and AlertProviders accepted or rejected identically by the pydantic models and
+by the CRD schema (validated with jsonschema's Draft 4 validator, whose keyword semantics --
+boolean ``exclusiveMinimum`` -- are those of OpenAPI 3.0 used by Kubernetes).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from canaryd.api import crdgen
+from canaryd.api.models import AlertProvider, MetricTemplate, Rollout
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "crds"
+
+
+def load(filename: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((CRD_DIR / filename).read_text(encoding="utf-8"))
+    return data
+
+
+def schema_of(filename: str) -> dict[str, Any]:
+    schema: dict[str, Any] = load(filename)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def schema_accepts(filename: str, obj: dict[str, Any]) -> bool:
+    validator = jsonschema.Draft4Validator(
+        schema_of(filename), format_checker=jsonschema.FormatChecker()
+    )
+    return not list(validator.iter_errors(obj))
+
+
+def model_accepts(model: type[BaseModel], obj: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(obj)
+    except ValidationError:
+        return False
+    return True
+
+
+# ---- generated == committed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", sorted(crdgen.all_crds()))
+def test_committed_yaml_is_generator_output(filename: str) -> None:
+    committed = (CRD_DIR / filename).read_text(encoding="utf-8")
+    assert committed == crdgen.render(crdgen.all_crds()[filename]), (
+        f"crds/{filename} is stale: run `python -m canaryd.api.crdgen`"
+    )
+
+
+def test_generator_writes_every_file(tmp_path: Path) -> None:
+    written = crdgen.write_all(tmp_path)
+    assert sorted(p.name for p in written) == [
+        "alertproviders.yaml",
+        "metrictemplates.yaml",
+        "rollouts.yaml",
+    ]
+    for path in written:
+        assert path.read_text(encoding="utf-8") == (CRD_DIR / path.name).read_text(encoding="utf-8")
+
+
+# ---- structural schema rules -----------------------------------------------------------------
+
+_JUNCTORS = ("anyOf", "oneOf", "allOf", "not")
+
+
+def walk(
+    node: dict[str, Any], path: str, *, in_junctor: bool = False
+) -> Iterator[tuple[str, dict[str, Any], bool]]:
+    yield path, node, in_junctor
+    for name, child in node.get("properties", {}).items():
+        yield from walk(child, f"{path}.{name}", in_junctor=in_junctor)
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]", in_junctor=in_junctor)
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}.*", in_junctor=in_junctor)
+    for junctor in _JUNCTORS:
+        value = node.get(junctor)
+        children = [value] if isinstance(value, dict) else (value or [])
+        for i, child in enumerate(children):
+            yield from walk(child, f"{path}/{junctor}[{i}]", in_junctor=True)
+
+
+ALL_FILES = sorted(crdgen.all_crds())
+
+
+@pytest.mark.parametrize("filename", ALL_FILES)
+def test_every_node_is_structural(filename: str) -> None:
+    problems = []
+    nodes = list(walk(schema_of(filename), "root"))
+    assert len(nodes) > 10
+    for path, node, in_junctor in nodes:
+        if in_junctor:
+            # Structural rule: inside a junctor only value validations, never types/defaults.
+            for forbidden in ("type", "description", "default", "additionalProperties", "nullable"):
+                if forbidden in node:
+                    problems.append(f"{path}: {forbidden} inside a junctor")
+            continue
+        if "type" not in node:
+            problems.append(f"{path}: no type")
+        if "$ref" in node:
+            problems.append(f"{path}: $ref")
+        if node.get("nullable"):
+            problems.append(f"{path}: nullable")
+        if "properties" in node and "additionalProperties" in node:
+            problems.append(f"{path}: properties and additionalProperties")
+        if node.get("additionalProperties") is False:
+            problems.append(f"{path}: additionalProperties: false")
+        if "x-kubernetes-preserve-unknown-fields" in node:
+            problems.append(f"{path}: preserve-unknown-fields")
+        if "title" in node or "examples" in node or "const" in node:
+            problems.append(f"{path}: JSON-Schema-only keyword")
+        for junctor in ("anyOf", "oneOf"):
+            for option in node.get(junctor, []):
+                for prop in option.get("properties", {}):
+                    if prop not in node.get("properties", {}):
+                        problems.append(f"{path}: {junctor} names {prop} not declared outside")
+        if "default" in node:
+            # A default must itself validate against its node (Kubernetes checks this).
+            jsonschema.Draft4Validator(node).validate(node["default"])
+        if node.get("type") == "number" and node.get("exclusiveMinimum") not in (None, True):
+            problems.append(f"{path}: numeric exclusiveMinimum (JSON Schema 2020 form)")
+    assert problems == []
+
+
+def test_crd_names_short_names_and_subresources() -> None:
+    rollouts, templates, providers = (
+        load("rollouts.yaml"),
+        load("metrictemplates.yaml"),
+        load("alertproviders.yaml"),
+    )
+    expected = {
+        "rollouts.canaryd.io": (rollouts, "Rollout", ["cdro"]),
+        "metrictemplates.canaryd.io": (templates, "MetricTemplate", ["mtpl"]),
+        "alertproviders.canaryd.io": (providers, "AlertProvider", ["alertp"]),
+    }
+    for name, (obj, kind, short) in expected.items():
+        assert obj["apiVersion"] == "apiextensions.k8s.io/v1"
+        assert obj["metadata"]["name"] == name
+        assert obj["spec"]["group"] == "canaryd.io"
+        assert obj["spec"]["scope"] == "Namespaced"
+        assert obj["spec"]["names"]["kind"] == kind
+        assert obj["spec"]["names"]["shortNames"] == short
+        assert obj["spec"]["names"]["categories"] == ["canaryd"]
+        [version] = obj["spec"]["versions"]
+        assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert rollouts["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+def test_rollout_printer_columns_point_at_real_fields() -> None:
+    version = load("rollouts.yaml")["spec"]["versions"][0]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Phase", "Weight", "Step", "Verdict", "Age"]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for name in ("Phase", "Weight", "Step", "Verdict"):
+        field = columns[name]["jsonPath"].removeprefix(".status.")
+        assert field in status, name
+        assert status[field]["type"] == columns[name]["type"]
+    assert columns["Age"] == {
+        "name": "Age",
+        "type": "date",
+        "jsonPath": ".metadata.creationTimestamp",
+    }
+
+
+# ---- model and schema agree on examples ------------------------------------------------------
+
+
+def rollout(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "targetRef": {"name": "podinfo"},
+        "service": {"port": 9898, "hosts": ["podinfo.example.com"]},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "canaryd.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": base,
+    }
+
+
+FULL_ROLLOUT = rollout(
+    schedule={"interval": "30s", "stepWeights": [5, 10, 20, 50], "intervalsPerStep": 2},
+    progressDeadlineSeconds=120,
+    analysis={
+        "judge": "sequential",
+        "alpha": 0.01,
+        "toleratedDegradation": 0.25,
+        "metrics": [
+            {"name": "error-rate", "kind": "errorRate", "errorCodes": "5.."},
+            {"name": "latency", "kind": "latency", "latencyThresholdsMs": [100, 250]},
+            {
+                "name": "p99",
+                "kind": "template",
+                "templateRef": {"name": "p99"},
+                "thresholdRange": {"max": 500},
+            },
+        ],
+        "noDataLimit": 3,
+        "minRequests": 100,
+        "prometheus": {"address": "http://prometheus:9090"},
+    },
+    webhooks=[{"name": "load", "type": "rollout", "url": "http://loadtester/"}],
+    alerts=[{"name": "slack", "providerRef": {"name": "team"}, "severity": "warn"}],
+    paused=False,
+)
+
+VS_ROLLOUT = rollout(
+    service=None,
+    virtualServiceRef={
+        "name": "shop",
+        "routes": ["primary"],
+        "primaryHost": "shop-stable",
+        "canaryHost": "shop-canary",
+    },
+)
+del VS_ROLLOUT["spec"]["service"]
+
+WITH_STATUS = copy.deepcopy(FULL_ROLLOUT)
+WITH_STATUS["status"] = {
+    "phase": "Progressing",
+    "observedGeneration": 3,
+    "canaryRevision": "abc",
+    "stableRevision": "def",
+    "currentStep": 1,
+    "canaryWeight": 10,
+    "weightHistory": [5, 10],
+    "verdict": "Inconclusive",
+    "analysis": {
+        "intervals": 2,
+        "metrics": [
+            {
+                "name": "error-rate",
+                "outcome": "Inconclusive",
+                "eValue": 1.5,
+                "history": [
+                    {
+                        "weight": 5,
+                        "canary": {"requests": 10, "errors": 0},
+                        "stable": {"requests": 190, "errors": 1},
+                    }
+                ],
+            }
+        ],
+        "lastAnalysisTime": "2026-01-01T00:00:00Z",
+    },
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Progressing",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "observedGeneration": 3,
+        }
+    ],
+}
+
+
+def _without(obj: dict[str, Any], *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return out
+
+
+VALID_ROLLOUTS = {
+    "minimal": rollout(),
+    "full": FULL_ROLLOUT,
+    "virtual-service-ref": VS_ROLLOUT,
+    "with-status": WITH_STATUS,
+    "step-weight": rollout(schedule={"stepWeight": 10, "maxWeight": 60}),
+    "weight-100": rollout(schedule={"stepWeights": [5, 100], "maxWeight": 100}),
+}
+
+INVALID_ROLLOUTS = {
+    "weight-0": rollout(schedule={"stepWeights": [0, 10]}),
+    "weight-101": rollout(schedule={"stepWeights": [5, 101]}),
+    "start-weight-0": rollout(schedule={"startWeight": 0}),
+    "max-weight-101": rollout(schedule={"maxWeight": 101}),
+    "bad-interval": rollout(schedule={"interval": "1 minute"}),
+    "bad-interval-unit": rollout(schedule={"interval": "10d"}),
+    "missing-target-ref": _without(rollout(), "spec", "targetRef"),
+    "target-without-name": rollout(targetRef={"kind": "Deployment"}),
+    "target-not-deployment": rollout(targetRef={"name": "x", "kind": "StatefulSet"}),
+    "unknown-judge": rollout(analysis={"judge": "bayesian"}),
+    "unknown-metric-kind": rollout(analysis={"metrics": [{"name": "m", "kind": "cpu"}]}),
+    "unknown-webhook-type": rollout(
+        webhooks=[{"name": "w", "type": "pre-flight", "url": "http://x/"}]
+    ),
+    "unknown-severity": rollout(
+        alerts=[{"name": "a", "providerRef": {"name": "p"}, "severity": "critical"}]
+    ),
+    "alpha-0": rollout(analysis={"alpha": 0}),
+    "alpha-half": rollout(analysis={"alpha": 0.5}),
+    "port-0": rollout(service={"port": 0}),
+    "bad-name": rollout(targetRef={"name": "Pod_Info"}),
+    "no-traffic-mode": _without(rollout(), "spec", "service"),
+    "both-traffic-modes": rollout(virtualServiceRef=VS_ROLLOUT["spec"]["virtualServiceRef"]),
+    "template-without-ref": rollout(analysis={"metrics": [{"name": "m", "kind": "template"}]}),
+    "webhook-bad-url": rollout(webhooks=[{"name": "w", "type": "rollout", "url": "ftp://x"}]),
+    "bad-phase": {**WITH_STATUS, "status": {"phase": "Exploded"}},
+    "deadline-0": rollout(progressDeadlineSeconds=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID_ROLLOUTS))
+def test_valid_rollouts_accepted_by_model_and_schema(name: str) -> None:
+    obj = VALID_ROLLOUTS[name]
+    assert model_accepts(Rollout, obj)
+    assert schema_accepts("rollouts.yaml", obj)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_ROLLOUTS))
+def test_invalid_rollouts_rejected_by_model_and_schema(name: str) -> None:
+    obj = INVALID_ROLLOUTS[name]
+    assert not model_accepts(Rollout, obj)
+    assert not schema_accepts("rollouts.yaml", obj)
+
+
+def test_model_only_rules_are_documented_and_caught_by_the_model() -> None:
+    """Rules OpenAPI cannot state: the schema lets them through, the model rejects them (the
+    controller turns that into Ready=False/InvalidSpec)."""
+    for obj in (
+        rollout(schedule={"stepWeights": [5, 50, 20]}),
+        rollout(schedule={"startWeight": 60, "maxWeight": 50}),  # CEL on a real API server
+    ):
+        assert schema_accepts("rollouts.yaml", obj)
+        assert not model_accepts(Rollout, obj)
+    doc = crdgen.__doc__ or ""
+    assert "stepWeights" in doc and "startWeight <= maxWeight" in doc
+    schedule = schema_of("rollouts.yaml")["properties"]["spec"]["properties"]["schedule"]
+    assert schedule["x-kubernetes-validations"][0]["rule"] == "self.startWeight <= self.maxWeight"
+
+
+def template(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p99"}, "spec": spec}
+
+
+def provider(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "team"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("obj", "valid"),
+    [
+        (template(query="sum(rate(x[{{ interval }}]))"), True),
+        (template(query="up", prometheus={"address": "https://thanos:9090"}), True),
+        (template(query=""), False),
+        (template(), False),
+        (template(query="up", prometheus={"address": "thanos:9090"}), False),
+    ],
+)
+def test_metric_template_model_and_schema_agree(obj: dict[str, Any], valid: bool) -> None:
+    assert model_accepts(MetricTemplate, obj) is valid
+    assert schema_accepts("metrictemplates.yaml", obj) is valid
+
+
+SECRET = {"name": "slack", "key": "url"}
+
+
+@pytest.mark.parametrize(
+    ("obj", "valid"),
+    [
+        (provider(webhookSecretRef=SECRET), True),
+        (provider(tokenSecretRef=SECRET, channel="#deploys"), True),
+        (provider(webhookSecretRef=SECRET, dashboardUrl="http://grafana/d/x"), True),
+        (provider(), False),
+        (provider(webhookSecretRef=SECRET, tokenSecretRef=SECRET, channel="#x"), False),
+        (provider(tokenSecretRef=SECRET), False),
+        (provider(type="teams", webhookSecretRef=SECRET), False),
+        (provider(webhookSecretRef={"name": "slack"}), False),
+    ],
+)
+def test_alert_provider_model_and_schema_agree(obj: dict[str, Any], valid: bool) -> None:
+    assert model_accepts(AlertProvider, obj) is valid
+    assert schema_accepts("alertproviders.yaml", obj) is valid
+
+
+def test_optional_fields_are_plain_types_not_nullable_unions() -> None:
+    spec = schema_of("rollouts.yaml")["properties"]["spec"]["properties"]
+    assert spec["service"]["type"] == "object"
+    assert spec["service"]["properties"]["targetPort"] == {
+        "description": "Container port; defaults to port.",
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 65535,
+    }

@@ -1,0 +1,1 @@
+"""Metrics: the Prometheus provider, MetricTemplates, the mesh simulator, the Prometheus rig."""

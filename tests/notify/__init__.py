@@ -1,0 +1,1 @@
+"""Tests of canaryd's voice: Slack, Kubernetes Events, telemetry, rules and dashboards."""
