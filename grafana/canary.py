@@ -7,7 +7,10 @@ Variables: ``namespace`` and ``rollout`` (from ``canaryd_rollout_info``) and the
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dash
 
 from .panels import (
@@ -29,23 +32,17 @@ ISTIO = 'reporter="destination", destination_workload_namespace="$namespace"'
 ARMS = (("canary", "$target"), ("stable", "$target-primary"))
 QUANTILES = (0.5, 0.9, 0.99)
 
-PHASES = {
-    "Initializing": "blue",
-    "Initialized": "blue",
-    "Waiting": "yellow",
-    "Progressing": "purple",
-    "Promoting": "green",
-    "Finalising": "green",
-    "Succeeded": "dark-green",
-    "RollingBack": "orange",
-    "Failed": "red",
+OUTCOME_CODES = {
+    0: ("Inconclusive", "text"),
+    1: ("Pass", "green"),
+    2: ("Fail", "red"),
+    3: ("Error", "orange"),
 }
-OUTCOME_CODES = {0: ("Inconclusive", "text"), 1: ("Pass", "green"), 2: ("Fail", "red"), 3: ("Error", "orange")}  # fmt: skip
 
 
 def requests(arm_workload: str, extra: str = "") -> str:
     return (
-        f"sum(rate(istio_requests_total{{{ISTIO}, destination_workload=\"{arm_workload}\"{extra}}}"
+        f'sum(rate(istio_requests_total{{{ISTIO}, destination_workload="{arm_workload}"{extra}}}'
         f"[{RATE}]))"
     )
 
@@ -65,48 +62,46 @@ def latency(arm_workload: str, q: float) -> str:
 
 def outcome_code() -> str:
     """Per metric: 0 Inconclusive, 1 Pass, 2 Fail, 3 Error (one series per metric)."""
-    part = "sum by (metric) (canaryd_analysis_outcome{%s, outcome=\"%s\"})"
-    return (
-        f"{part % (SEL, 'Pass')} + 2 * {part % (SEL, 'Fail')} + 3 * {part % (SEL, 'Error')}"
-    )
+    part = 'sum by (metric) (canaryd_analysis_outcome{%s, outcome="%s"})'
+    return f"{part % (SEL, 'Pass')} + 2 * {part % (SEL, 'Fail')} + 3 * {part % (SEL, 'Error')}"
 
 
 def build() -> dash.Dashboard:
-    request_rate = timeseries("Request rate: canary vs stable", unit="reqps")
-    errors = timeseries("5xx error rate: canary vs stable", unit="percentunit")
+    request_rate = timeseries("Request rate: canary vs stable", unit="reqps").min(0)
+    errors = timeseries("5xx error rate: canary vs stable", unit="percentunit").min(0)
     for ref, (arm, workload) in zip("AB", ARMS, strict=True):
         request_rate = request_rate.with_target(query(requests(workload), arm, ref))
         errors = errors.with_target(query(error_ratio(workload), arm, ref))
-    lat = timeseries("Latency p50 / p90 / p99: canary vs stable", unit="ms", width=24)
+    lat = timeseries("Latency p50 / p90 / p99: canary vs stable", unit="ms", width=24).min(0)
     refs = iter("ABCDEF")
     for arm, workload in ARMS:
         for q in QUANTILES:
-            lat = lat.with_target(query(latency(workload, q), f"{arm} p{round(q * 100)}", next(refs)))
+            lat = lat.with_target(
+                query(latency(workload, q), f"{arm} p{round(q * 100)}", next(refs))
+            )
 
     phase_now = (
         stat("Phase")
         .with_target(query(f"canaryd_rollout_phase{{{SEL}}} == 1", "{{phase}}"))
-        .text_mode(common_text_mode_name())
+        .text_mode(common.BigValueTextMode.NAME)
         .color_scheme(dash_b.FieldColor().mode(dash.FieldColorModeId.FIXED).fixed_color("purple"))
     )
     weight_now = stat("Canary weight", unit="percent").with_target(
         query(f"canaryd_rollout_canary_weight{{{SEL}}}", "weight")
     )
-    step_now = stat("Step").with_target(
-        query(f"canaryd_rollout_step{{{SEL}}} + 1", "step")
-    )
+    step_now = stat("Step").with_target(query(f"canaryd_rollout_step{{{SEL}}}", "step"))
     verdict_now = (
         stat("Verdict")
         .with_target(query(f"canaryd_rollout_verdict{{{SEL}}} == 1", "{{outcome}}"))
-        .text_mode(common_text_mode_name())
+        .text_mode(common.BigValueTextMode.NAME)
     )
 
     weight = (
         timeseries("Canary weight and step", unit="percent", width=12)
         .with_target(query(f"canaryd_rollout_canary_weight{{{SEL}}}", "canary weight %", "A"))
-        .with_target(query(f"canaryd_rollout_step{{{SEL}}} + 1", "step", "B"))
+        .with_target(query(f"canaryd_rollout_step{{{SEL}}}", "step", "B"))
         .min(0)
-        .line_interpolation(common_step_after())
+        .line_interpolation(common.LineInterpolation.STEP_AFTER)
     )
     phase = (
         state_timeline("Phase over time")
@@ -120,9 +115,13 @@ def build() -> dash.Dashboard:
             " The rollout fails when it crosses 1/alpha (100 for alpha = 0.01).",
         )
         .with_target(query(f"canaryd_analysis_e_value{{{SEL}}}", "{{metric}}"))
-        .scale_distribution(log_scale())
+        .scale_distribution(
+            common_b.ScaleDistributionConfig().type(common.ScaleDistribution.LOG).log(10)
+        )
         .thresholds(thresholds([(None, "green"), (100, "red")]))
-        .thresholds_style(threshold_lines())
+        .thresholds_style(
+            common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+        )
     )
     effect = (
         timeseries("Judge evidence: effect and interval (canary vs stable)", unit="percentunit")
@@ -167,18 +166,15 @@ def build() -> dash.Dashboard:
             )
         )
     )
-    for panel in (phase_now, weight_now, step_now, verdict_now):
+    stats: list[Builder[dash.Panel]] = [phase_now, weight_now, step_now, verdict_now]
+    for panel in stats:
         builder = builder.with_panel(panel)
     builder = builder.with_row(dash_b.Row("Traffic: canary vs stable (Istio)"))
-    for panel in (request_rate, errors, lat):
+    traffic: list[Builder[dash.Panel]] = [request_rate, errors, lat]
+    for panel in traffic:
         builder = builder.with_panel(panel)
     builder = builder.with_row(dash_b.Row("Rollout and judge"))
-    for panel in (weight, phase, e_values, effect, verdicts):
+    judge: list[Builder[dash.Panel]] = [weight, phase, e_values, effect, verdicts]
+    for panel in judge:
         builder = builder.with_panel(panel)
     return builder.build()
-
-
-def common_text_mode_name():  # type: ignore[no-untyped-def]
-    from grafana_foundation_sdk.models import common
-
-    return common.BigValueTextMode.VALUE_AND_NAME

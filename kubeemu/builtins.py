@@ -7,6 +7,7 @@ required containers, Service ports, Secret ``stringData``, and CRD naming.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 
@@ -23,22 +24,29 @@ _DNS_LABEL_KINDS = {"Namespace", "Service"}
 def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
     if rt.kind in _DNS_LABEL_KINDS:
         if len(name) > 63 or not _LABEL.match(name):
-            return [(
-                "FieldValueInvalid", "metadata.name",
-                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must consist '
-                "of lower case alphanumeric characters or '-', and must start and end with an "
-                "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation "
-                "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-            )]
+            return [
+                (
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must '
+                    "consist of lower case alphanumeric characters or '-', and must start and "
+                    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+                    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                )
+            ]
         return []
     if len(name) > 253 or not _SUBDOMAIN.match(name):
-        return [(
-            "FieldValueInvalid", "metadata.name",
-            f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist '
-            "of lower case alphanumeric characters, '-' or '.', and must start and end with an "
-            "alphanumeric character (e.g. 'example.com', regex used for validation is "
-            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-        )]
+        return [
+            (
+                "FieldValueInvalid",
+                "metadata.name",
+                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
+                "consist of lower case alphanumeric characters, '-' or '.', and must start and "
+                "end with an alphanumeric character (e.g. 'example.com', regex used for "
+                "validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            )
+        ]
     return []
 
 
@@ -51,7 +59,10 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault(
             "strategy",
-            {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+            },
         )
         _pod_spec_defaults((spec.get("template") or {}).get("spec"))
     elif rt.kind == "Pod":
@@ -105,18 +116,23 @@ def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) 
         causes += _containers("spec", obj.get("spec"))
     elif rt.kind == "Service":
         spec = obj.get("spec") or {}
-        if spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None" and not spec.get(
-            "ports"
+        if (
+            spec.get("type") != "ExternalName"
+            and spec.get("clusterIP") != "None"
+            and not spec.get("ports")
         ):
             causes.append(("FieldValueRequired", "spec.ports", "spec.ports: Required value"))
         for i, p in enumerate(spec.get("ports") or []):
             port = p.get("port") if isinstance(p, dict) else None
             if not isinstance(port, int) or not 1 <= port <= 65535:
-                causes.append((
-                    "FieldValueInvalid", f"spec.ports[{i}].port",
-                    f"spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, "
-                    "inclusive",
-                ))
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        f"spec.ports[{i}].port",
+                        f"spec.ports[{i}].port: Invalid value: {port}: must be between 1 and "
+                        "65535, inclusive",
+                    )
+                )
     elif rt.kind == "CustomResourceDefinition":
         causes += _crd(obj, old)
     return causes
@@ -144,29 +160,36 @@ def _deployment(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
     else:
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not selector_from_match(selector)(labels):
-            out.append((
-                "FieldValueInvalid", "spec.template.metadata.labels",
-                f"spec.template.metadata.labels: Invalid value: {_labels(labels)}: `selector` "
-                "does not match template `labels`",
-            ))
+            out.append(
+                (
+                    "FieldValueInvalid",
+                    "spec.template.metadata.labels",
+                    f"spec.template.metadata.labels: Invalid value: {_labels(labels)}: `selector` "
+                    "does not match template `labels`",
+                )
+            )
     replicas = spec.get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
-        out.append((
-            "FieldValueInvalid", "spec.replicas",
-            f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
-        ))
+        out.append(
+            (
+                "FieldValueInvalid",
+                "spec.replicas",
+                f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+            )
+        )
     out += _containers("spec.template.spec", (spec.get("template") or {}).get("spec"))
     if old is not None and (old.get("spec") or {}).get("selector") != selector:
-        out.append((
-            "FieldValueInvalid", "spec.selector",
-            f"spec.selector: Invalid value: {_labels(selector)}: field is immutable",
-        ))
+        out.append(
+            (
+                "FieldValueInvalid",
+                "spec.selector",
+                f"spec.selector: Invalid value: {_labels(selector)}: field is immutable",
+            )
+        )
     return out
 
 
 def _labels(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -185,28 +208,39 @@ def _crd(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
         return out
     want = f"{names['plural']}.{spec['group']}"
     if obj["metadata"]["name"] != want:
-        out.append((
-            "FieldValueInvalid", "metadata.name",
-            f'metadata.name: Invalid value: "{obj["metadata"]["name"]}": must be spec.names.plural+'
-            f'"."+spec.group',
-        ))
+        out.append(
+            (
+                "FieldValueInvalid",
+                "metadata.name",
+                f'metadata.name: Invalid value: "{obj["metadata"]["name"]}": must be '
+                'spec.names.plural+"."+spec.group',
+            )
+        )
     versions = spec.get("versions") or []
     if not versions:
         out.append(("FieldValueRequired", "spec.versions", "spec.versions: Required value"))
     elif sum(1 for v in versions if v.get("storage")) != 1:
-        out.append((
-            "FieldValueInvalid", "spec.versions",
-            "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion"
-            "{...}: must have exactly one version marked as storage version",
-        ))
+        out.append(
+            (
+                "FieldValueInvalid",
+                "spec.versions",
+                "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion"
+                "{...}: must have exactly one version marked as storage version",
+            )
+        )
     if spec.get("scope") not in ("Namespaced", "Cluster"):
-        out.append((
-            "FieldValueNotSupported", "spec.scope",
-            f'spec.scope: Unsupported value: "{spec.get("scope")}": supported values: '
-            '"Cluster", "Namespaced"',
-        ))
+        out.append(
+            (
+                "FieldValueNotSupported",
+                "spec.scope",
+                f'spec.scope: Unsupported value: "{spec.get("scope")}": supported values: '
+                '"Cluster", "Namespaced"',
+            )
+        )
     if old is not None and (old.get("spec") or {}).get("group") != spec.get("group"):
-        out.append(("FieldValueInvalid", "spec.group", "spec.group: Invalid value: field is immutable"))
+        out.append(
+            ("FieldValueInvalid", "spec.group", "spec.group: Invalid value: field is immutable")
+        )
     return out
 
 
@@ -220,10 +254,20 @@ def crd_status(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "acceptedNames": names,
         "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-             "message": "no conflicts found", "lastTransitionTime": now},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": now},
+            {
+                "type": "NamesAccepted",
+                "status": "True",
+                "reason": "NoConflicts",
+                "message": "no conflicts found",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Established",
+                "status": "True",
+                "reason": "InitialNamesAccepted",
+                "message": "the initial names have been accepted",
+                "lastTransitionTime": now,
+            },
         ],
         "storedVersions": [v["name"] for v in spec.get("versions", []) if v.get("storage")],
     }

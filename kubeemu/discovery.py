@@ -71,12 +71,27 @@ def _resource(rt: ResourceType) -> list[Obj]:
         main["categories"] = list(rt.categories)
     out = [main]
     if rt.status_subresource:
-        out.append({"name": f"{rt.plural}/status", "singularName": "",
-                    "namespaced": rt.namespaced, "kind": rt.kind, "verbs": list(SUB_VERBS)})
+        out.append(
+            {
+                "name": f"{rt.plural}/status",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": list(SUB_VERBS),
+            }
+        )
     if rt.scale is not None:
-        out.append({"name": f"{rt.plural}/scale", "singularName": "", "namespaced": rt.namespaced,
-                    "group": "autoscaling", "version": "v1", "kind": "Scale",
-                    "verbs": list(SUB_VERBS)})
+        out.append(
+            {
+                "name": f"{rt.plural}/scale",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": list(SUB_VERBS),
+            }
+        )
     return out
 
 

@@ -64,12 +64,20 @@ def qualified(resource: str, group: str) -> str:
     return f"{resource}.{group}" if group else resource
 
 
+def _details(resource: str, group: str, name: str) -> dict[str, Any]:
+    # apiserver omits an empty group (``omitempty``).
+    out: dict[str, Any] = {"name": name}
+    if group:
+        out["group"] = group
+    out["kind"] = resource
+    return out
+
+
 def not_found(resource: str, group: str, name: str) -> ApiError:
     return ApiError(
         404,
         f'{qualified(resource, group)} "{name}" not found',
-        details={"name": name, "group": group, "kind": resource} if group else
-        {"name": name, "kind": resource},
+        details=_details(resource, group, name),
     )
 
 
@@ -78,7 +86,7 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
         409,
         f'{qualified(resource, group)} "{name}" already exists',
         reason="AlreadyExists",
-        details={"name": name, "group": group, "kind": resource},
+        details=_details(resource, group, name),
     )
 
 
@@ -88,7 +96,7 @@ def conflict(resource: str, group: str, name: str) -> ApiError:
         f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": the object '
         "has been modified; please apply your changes to the latest version and try again",
         reason="Conflict",
-        details={"name": name, "group": group, "kind": resource},
+        details=_details(resource, group, name),
     )
 
 
@@ -106,11 +114,9 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
         f'{qual} "{name}" is invalid: {joined}',
         reason="Invalid",
         details={
-            "name": name,
-            "group": group,
-            "kind": kind,
+            **_details(kind, group, name),
             "causes": [
-                {"reason": reason, "message": msg, "field": field}
+                {"reason": reason, "message": msg.removeprefix(f"{field}: "), "field": field}
                 for reason, field, msg in causes
             ],
         },

@@ -77,7 +77,9 @@ class Faults:
             return False
         if resource is None:
             return True
-        return resource == req_res or resource == req_res.split("/")[0] and "/" not in resource
+        return resource == req_res or (
+            resource == req_res.split("/", maxsplit=1)[0] and "/" not in resource
+        )
 
     def take(self, req_verb: str, req_res: str) -> int | None:
         """The status to fail this request with, consuming one injected failure, or None."""

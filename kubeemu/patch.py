@@ -114,9 +114,11 @@ def json_patch(target: Any, ops: Any) -> Any:
                 continue
             parent, key = _walk(doc, path)
             try:
-                parent[key]  # noqa: B018 -- replace requires an existing target
+                parent[key]
             except (KeyError, IndexError, TypeError):
-                raise _patch_error(f"replace operation does not apply: doc is missing key: {path}") from None
+                raise _patch_error(
+                    f"replace operation does not apply: doc is missing key: {path}"
+                ) from None
             parent[key] = copy.deepcopy(op.get("value"))
         elif kind == "move":
             value = _remove(doc, op["from"])

@@ -13,7 +13,6 @@ Simplifications: pods are owned by their Deployment directly (no ReplicaSet obje
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -24,7 +23,7 @@ from typing import Any
 
 from kubeemu.errors import ApiError
 from kubeemu.registry import Registry, ResourceType
-from kubeemu.store import Obj, Store, WatchEvent, now_rfc3339, pod_name
+from kubeemu.store import Obj, Store, WatchEvent, clone, now_rfc3339, pod_name
 
 BEHAVIOURS = ("ready", "never-ready", "crashloop")
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -181,7 +180,8 @@ class PodSimulator:
             with self._lock:
                 beh = self._behaviours.get((namespace, name)) or _Behaviour("ready", 0.2, 0.0)
             pods = [
-                p for p in store.all_of("", "pods")
+                p
+                for p in store.all_of("", "pods")
                 if p["metadata"].get("namespace") == namespace
                 and any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
                 and not p["metadata"].get("deletionTimestamp")
@@ -208,7 +208,15 @@ class PodSimulator:
                 for p in old:
                     self._delete_pod(p)
                 pods_now = pods_now[: len(new)]
-            wake_in += self._write_status(dep, h, replicas, pods_now, len(new), ready_new, now)
+            wake_in += self._write_status(
+                dep,
+                h,
+                replicas=replicas,
+                pods=pods_now,
+                updated=len(new),
+                ready_new=ready_new,
+                now=now,
+            )
         if wake_in:
             self._schedule((namespace, name), min(wake_in))
 
@@ -217,7 +225,7 @@ class PodSimulator:
         tmeta = template.get("metadata") or {}
         labels = dict(tmeta.get("labels") or {})
         labels["pod-template-hash"] = h
-        spec = copy.deepcopy(template.get("spec") or {})
+        spec = clone(template.get("spec") or {})
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -226,10 +234,16 @@ class PodSimulator:
                 "namespace": meta["namespace"],
                 "labels": labels,
                 "annotations": dict(tmeta.get("annotations") or {}),
-                "ownerReferences": [{
-                    "apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                    "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-                }],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
             "spec": {**spec, "nodeName": "kubeemu-node"},
         }
@@ -274,15 +288,25 @@ class PodSimulator:
             status = _crashloop(containers, started_at, restarts + 1)
         if pod.get("status") == status or _same_status(old_status, status):
             return pod, delay
-        body = copy.deepcopy(pod)
+        body = clone(pod)
         body["status"] = status
         return self._store.update(
-            self._pod_rt, pod["metadata"]["namespace"], pod["metadata"]["name"], body,
+            self._pod_rt,
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            body,
             subresource="status",
         ), delay
 
     def _write_status(
-        self, dep: Obj, h: str, replicas: int, pods: list[Obj], updated: int, ready_new: int,
+        self,
+        dep: Obj,
+        h: str,
+        *,
+        replicas: int,
+        pods: list[Obj],
+        updated: int,
+        ready_new: int,
         now: float,
     ) -> list[float]:
         meta = dep["metadata"]
@@ -300,35 +324,52 @@ class PodSimulator:
         deadline = float((dep.get("spec") or {}).get("progressDeadlineSeconds", 600))
         wake: list[float] = []
         if complete:
-            prog = ("True", "NewReplicaSetAvailable",
-                    f'ReplicaSet "{rs_name}" has successfully progressed.')
+            prog = (
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         elif now - progress_at >= deadline:
-            prog = ("False", "ProgressDeadlineExceeded",
-                    f'ReplicaSet "{rs_name}" has timed out progressing.')
+            prog = (
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+            )
         else:
             prog = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
             wake.append(progress_at + deadline - now)
         avail_ok = ready >= replicas - _max_unavailable(dep, replicas)
-        avail = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.") if (
-            avail_ok
-        ) else ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        avail = (
+            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            if (avail_ok)
+            else (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        )
         conditions = [
             _condition(old_status, "Available", *avail, touch=False),
             _condition(old_status, "Progressing", *prog, touch=prog[1] == "ReplicaSetUpdated"),
         ]
         status: Obj = {"observedGeneration": meta.get("generation", 1)}
         for field, value in (
-            ("replicas", total), ("updatedReplicas", updated), ("readyReplicas", ready),
-            ("availableReplicas", ready), ("unavailableReplicas", max(total, replicas) - ready),
+            ("replicas", total),
+            ("updatedReplicas", updated),
+            ("readyReplicas", ready),
+            ("availableReplicas", ready),
+            ("unavailableReplicas", max(total, replicas) - ready),
         ):
             if value:
                 status[field] = value
         status["conditions"] = conditions
         if _same_status(old_status, status):
             return wake
-        body = copy.deepcopy(dep)
+        body = clone(dep)
         body["status"] = status
-        self._store.update(self._dep_rt, meta["namespace"], meta["name"], body, subresource="status")
+        self._store.update(
+            self._dep_rt, meta["namespace"], meta["name"], body, subresource="status"
+        )
         return wake
 
 
@@ -342,9 +383,17 @@ def _ready(pod: Obj) -> bool:
 def _strip_times(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: _strip_times(v) for k, v in value.items()
-            if k not in ("lastTransitionTime", "lastUpdateTime", "startTime", "startedAt",
-                         "finishedAt", "lastProbeTime")
+            k: _strip_times(v)
+            for k, v in value.items()
+            if k
+            not in (
+                "lastTransitionTime",
+                "lastUpdateTime",
+                "startTime",
+                "startedAt",
+                "finishedAt",
+                "lastProbeTime",
+            )
         }
     if isinstance(value, list):
         return [_strip_times(v) for v in value]
@@ -356,8 +405,9 @@ def _same_status(a: Obj, b: Obj) -> bool:
     return bool(_strip_times(a) == _strip_times(b))
 
 
-def _condition(old_status: Obj, type_: str, status: str, reason: str, message: str, *,
-               touch: bool) -> Obj:
+def _condition(
+    old_status: Obj, type_: str, status: str, reason: str, message: str, *, touch: bool
+) -> Obj:
     now = now_rfc3339()
     prev = next((c for c in old_status.get("conditions") or [] if c.get("type") == type_), None)
     transition = now
@@ -366,22 +416,40 @@ def _condition(old_status: Obj, type_: str, status: str, reason: str, message: s
         transition = prev.get("lastTransitionTime", now)
         if prev.get("reason") == reason and not touch:
             update = prev.get("lastUpdateTime", now)
-    return {"type": type_, "status": status, "lastUpdateTime": update,
-            "lastTransitionTime": transition, "reason": reason, "message": message}
+    return {
+        "type": type_,
+        "status": status,
+        "lastUpdateTime": update,
+        "lastTransitionTime": transition,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _pod_conditions(ready: bool, containers: list[str]) -> list[Obj]:
     now = now_rfc3339()
-    unready = {} if ready else {
-        "reason": "ContainersNotReady",
-        "message": f"containers with unready status: [{' '.join(containers)}]",
-    }
+    unready = (
+        {}
+        if ready
+        else {
+            "reason": "ContainersNotReady",
+            "message": f"containers with unready status: [{' '.join(containers)}]",
+        }
+    )
     return [
         {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-        {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now,
-         **unready},
-        {"type": "ContainersReady", "status": "True" if ready else "False",
-         "lastTransitionTime": now, **unready},
+        {
+            "type": "Ready",
+            "status": "True" if ready else "False",
+            "lastTransitionTime": now,
+            **unready,
+        },
+        {
+            "type": "ContainersReady",
+            "status": "True" if ready else "False",
+            "lastTransitionTime": now,
+            **unready,
+        },
         {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
     ]
 
@@ -389,11 +457,19 @@ def _pod_conditions(ready: bool, containers: list[str]) -> list[Obj]:
 def _pending(containers: list[str]) -> Obj:
     return {
         "phase": "Pending",
-        "conditions": [{"type": "PodScheduled", "status": "True",
-                        "lastTransitionTime": now_rfc3339()}],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}
+        ],
         "containerStatuses": [
-            {"name": c, "ready": False, "started": False, "restartCount": 0, "image": "",
-             "imageID": "", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            {
+                "name": c,
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+            }
             for c in containers
         ],
         "qosClass": "BestEffort",
@@ -408,8 +484,15 @@ def _running(containers: list[str], started_at: str, *, ready: bool) -> Obj:
         "startTime": started_at,
         "conditions": _pod_conditions(ready, containers),
         "containerStatuses": [
-            {"name": c, "ready": ready, "started": True, "restartCount": 0, "image": "",
-             "imageID": "", "state": {"running": {"startedAt": started_at}}}
+            {
+                "name": c,
+                "ready": ready,
+                "started": True,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"running": {"startedAt": started_at}},
+            }
             for c in containers
         ],
         "qosClass": "BestEffort",
@@ -424,11 +507,21 @@ def _crashloop(containers: list[str], started_at: str, restarts: int) -> Obj:
         "startTime": started_at,
         "conditions": _pod_conditions(False, containers),
         "containerStatuses": [
-            {"name": c, "ready": False, "started": False, "restartCount": restarts, "image": "",
-             "imageID": "",
-             "state": {"waiting": {"reason": "CrashLoopBackOff",
-                                   "message": f"back-off restarting failed container={c}"}},
-             "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}
+            {
+                "name": c,
+                "ready": False,
+                "started": False,
+                "restartCount": restarts,
+                "image": "",
+                "imageID": "",
+                "state": {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container={c}",
+                    }
+                },
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }
             for c in containers
         ],
         "qosClass": "BestEffort",

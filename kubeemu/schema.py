@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +48,12 @@ class SchemaBundle:
         """Validation failures as (cause reason, field path, apiserver-style message)."""
         out: list[tuple[str, str, str]] = []
         body = {k: v for k, v in obj.items() if k != "metadata"}
-        for err in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
-            out.append(_render(err))
+        for err in sorted(
+            self.validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))
+        ):
+            cause = _render(err)
+            if cause not in out:
+                out.append(cause)
         return out
 
 
@@ -177,8 +182,10 @@ def _render(err: Any) -> tuple[str, str, str]:
     v = err.validator
     inst = err.instance
     if v == "required":
+        m = re.match(r"^'(.+)' is a required property$", str(err.message))
         missing = [r for r in err.validator_value if not isinstance(inst, dict) or r not in inst]
-        field = _path([*parts, missing[0]]) if missing else path
+        name = m.group(1) if m else (missing[0] if missing else None)
+        field = _path([*parts, name]) if name is not None else path
         return ("FieldValueRequired", field, f"{field}: Required value")
     if v == "type":
         want = err.validator_value
@@ -216,7 +223,11 @@ def _render(err: Any) -> tuple[str, str, str]:
             text = f"should be greater than {limit}"
         else:
             text = phrases[v].format(limit)
-        return ("FieldValueInvalid", path, f"{path}: Invalid value: {_val(inst)}: {path} in body {text}")
+        return (
+            "FieldValueInvalid",
+            path,
+            f"{path}: Invalid value: {_val(inst)}: {path} in body {text}",
+        )
     if v == "uniqueItems":
         return ("FieldValueDuplicate", path, f"{path}: Duplicate value: {_val(inst)}")
     if v == "oneOf":
@@ -227,4 +238,8 @@ def _render(err: Any) -> tuple[str, str, str]:
         text = "must not validate the schema (not)"
     else:
         text = str(err.message)
-    return ("FieldValueInvalid", path, f"{path}: Invalid value: {_val(inst)}: {path} in body {text}")
+    return (
+        "FieldValueInvalid",
+        path,
+        f"{path}: Invalid value: {_val(inst)}: {path} in body {text}",
+    )

@@ -119,8 +119,12 @@ def selector_string(spec: dict[str, Any] | None) -> str:
         op, key = e.get("operator"), e.get("key")
         vals = ",".join(sorted(e.get("values") or []))
         parts.append(
-            {"In": f"{key} in ({vals})", "NotIn": f"{key} notin ({vals})",
-             "Exists": f"{key}", "DoesNotExist": f"!{key}"}.get(op, "")
+            {
+                "In": f"{key} in ({vals})",
+                "NotIn": f"{key} notin ({vals})",
+                "Exists": f"{key}",
+                "DoesNotExist": f"!{key}",
+            }.get(op, "")
         )
     return ",".join(p for p in parts if p)
 
@@ -148,7 +152,7 @@ def field_matcher(selector: str | None, supported: tuple[str, ...]) -> Matcher:
             raise bad_request(f"invalid selector: '{selector}'; can't understand '{part}'")
         path, op, val = m.groups()
         if path not in allowed:
-            raise bad_request(f'field label not supported: {path}')
+            raise bad_request(f"field label not supported: {path}")
         reqs.append((path, op != "!=", val))
 
     def match(obj: dict[str, Any]) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import copy
 import json
 import random
 import threading
@@ -38,6 +37,18 @@ class WatchEvent:
     type: str
     store_key: tuple[str, str]
     obj: Obj
+    #: The object before a MODIFIED change (lets selector-filtered watches turn a change
+    #: into ADDED or DELETED when an object starts or stops matching, as apiserver does).
+    prev: Obj | None = None
+
+
+def clone(value: Any) -> Any:
+    """Deep copy of JSON-shaped data (several times faster than ``copy.deepcopy``)."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
 
 
 def now_rfc3339() -> str:
@@ -106,8 +117,8 @@ class Store:
         with self.lock:
             self._listeners.append(fn)
 
-    def _emit(self, type_: str, rt: ResourceType, obj: Obj) -> None:
-        ev = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, rt.store_key, obj)
+    def _emit(self, type_: str, rt: ResourceType, obj: Obj, prev: Obj | None = None) -> None:
+        ev = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, rt.store_key, obj, prev)
         self._history.append(ev)
         self._history_rvs.append(ev.rv)
         if len(self._history) > self._history_size * 2:
@@ -152,7 +163,7 @@ class Store:
     @staticmethod
     def present(rt: ResourceType, obj: Obj) -> Obj:
         """A deep copy of a stored object as seen through ``rt``'s version."""
-        out = copy.deepcopy(obj)
+        out: Obj = clone(obj)
         out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
@@ -170,7 +181,7 @@ class Store:
         with self.lock:
             return self._bucket(rt).get((namespace, name))
 
-    def list(
+    def list_objects(
         self,
         rt: ResourceType,
         namespace: str | None,
@@ -183,14 +194,13 @@ class Store:
         start: Key | None = None
         if continue_token:
             try:
-                start = tuple(json.loads(base64.b64decode(continue_token))["start"])  # type: ignore[assignment]
+                ns_name = json.loads(base64.b64decode(continue_token))["start"]
+                start = (str(ns_name[0]), str(ns_name[1]))
             except (ValueError, KeyError, TypeError):
                 raise bad_request("continue key is not valid") from None
         with self.lock:
-            keys = sorted(
-                k for k in self._bucket(rt) if namespace is None or k[0] == namespace
-            )
-            items = []
+            keys = sorted(k for k in self._bucket(rt) if namespace is None or k[0] == namespace)
+            items: list[Obj] = []
             more = False
             remaining = 0
             for k in keys:
@@ -205,7 +215,11 @@ class Store:
                     continue
                 items.append(obj)
             rv = str(self._rv)
-            last = (items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]) if items else None
+            last = (
+                (items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"])
+                if items
+                else None
+            )
             presented = [self.present(rt, o) for o in items]
         meta: Obj = {"resourceVersion": rv}
         if more and last is not None:
@@ -224,7 +238,8 @@ class Store:
         """Current objects (stored references) and the revision they are consistent with."""
         with self.lock:
             objs = [
-                o for k, o in sorted(self._bucket(rt).items())
+                o
+                for k, o in sorted(self._bucket(rt).items())
                 if namespace is None or k[0] == namespace
             ]
             return objs, self._rv
@@ -238,8 +253,10 @@ class Store:
         if not isinstance(body, dict):
             raise bad_request("the body of the request was not a JSON object")
         api_version = body.get("apiVersion")
-        if api_version and api_version.split("/")[0] != rt.api_version.split("/")[0] and (
-            api_version != rt.api_version
+        if (
+            api_version
+            and api_version.split("/")[0] != rt.api_version.split("/")[0]
+            and (api_version != rt.api_version)
         ):
             raise bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API "
@@ -273,15 +290,28 @@ class Store:
             if val is not None and (
                 not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())
             ):
-                causes.append((
-                    "FieldValueTypeInvalid", f"metadata.{field}",
-                    f"metadata.{field}: Invalid value: must be a map of strings",
-                ))
+                causes.append(
+                    (
+                        "FieldValueTypeInvalid",
+                        f"metadata.{field}",
+                        f"metadata.{field}: Invalid value: must be a map of strings",
+                    )
+                )
         if causes:
             raise invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
-    def create(self, rt: ResourceType, namespace: str, body: Any, *, dry_run: bool = False) -> Obj:
-        obj = copy.deepcopy(self._check_kind(rt, body))
+    def create(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        present: bool = True,
+    ) -> Obj:
+        """Create; returns the stored object as seen through ``rt`` (or ``{}`` when
+        ``present`` is False, which spares a copy)."""
+        obj = clone(self._check_kind(rt, body))
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -301,10 +331,18 @@ class Store:
                 if meta.get("generateName"):
                     meta["name"] = meta["generateName"] + _rand_suffix()
                 else:
-                    raise invalid(rt.kind, rt.group, "", [(
-                        "FieldValueRequired", "metadata.name",
-                        "metadata.name: Required value: name or generateName is required",
-                    )])
+                    raise invalid(
+                        rt.kind,
+                        rt.group,
+                        "",
+                        [
+                            (
+                                "FieldValueRequired",
+                                "metadata.name",
+                                "metadata.name: Required value: name or generateName is required",
+                            )
+                        ],
+                    )
             name = meta["name"]
             if rt.namespaced:
                 ns_rt = self.registry.lookup("", "v1", "namespaces")
@@ -332,7 +370,7 @@ class Store:
             if rt.kind == "CustomResourceDefinition":
                 self.registry.add_crd(obj)
             self._emit("ADDED", rt, obj)
-            return self.present(rt, obj)
+            return self.present(rt, obj) if present else {}
 
     def update(
         self,
@@ -344,7 +382,7 @@ class Store:
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> Obj:
-        new = copy.deepcopy(self._check_kind(rt, body))
+        new = clone(self._check_kind(rt, body))
         meta = new.get("metadata")
         if not isinstance(meta, dict):
             meta = new["metadata"] = {}
@@ -363,20 +401,21 @@ class Store:
             old = self._bucket(rt).get(key)
             if old is None:
                 raise not_found(rt.plural, rt.group, name)
-            if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"][
-                "resourceVersion"
-            ]:
+            if (
+                meta.get("resourceVersion")
+                and meta["resourceVersion"] != old["metadata"]["resourceVersion"]
+            ):
                 raise conflict(rt.plural, rt.group, name)
             if subresource == "status":
                 status = new.get("status")
-                new = copy.deepcopy(old)
+                new = clone(old)
                 if status is None:
                     new.pop("status", None)
                 else:
                     new["status"] = status
             elif rt.status_subresource:
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = clone(old["status"])
                 else:
                     new.pop("status", None)
             meta = new.setdefault("metadata", {})
@@ -406,7 +445,7 @@ class Store:
             self._bucket(rt)[key] = new
             if rt.kind == "CustomResourceDefinition":
                 self.registry.add_crd(new)
-            self._emit("MODIFIED", rt, new)
+            self._emit("MODIFIED", rt, new, old)
             return self.present(rt, new)
 
     @staticmethod
@@ -430,12 +469,14 @@ class Store:
         kind = PATCH_TYPES.get(content_type)
         if kind is None:
             raise ApiError(
-                415, f'the body of the request was in an unknown format - accepted media types '
-                f'include: {", ".join(PATCH_TYPES)}',
+                415,
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: {', '.join(PATCH_TYPES)}",
             )
         if kind == "strategic" and not rt.builtin:
             raise ApiError(
-                415, "the body of the request was in an unknown format - accepted media types "
+                415,
+                "the body of the request was in an unknown format - accepted media types "
                 "include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml",
             )
@@ -486,8 +527,10 @@ class Store:
                 raise not_found(rt.plural, rt.group, name)
             if precondition_uid and precondition_uid != old["metadata"]["uid"]:
                 raise ApiError(
-                    409, f"Precondition failed: UID in precondition: {precondition_uid}, UID in "
-                    f"object meta: {old['metadata']['uid']}", reason="Conflict",
+                    409,
+                    f"Precondition failed: UID in precondition: {precondition_uid}, UID in "
+                    f"object meta: {old['metadata']['uid']}",
+                    reason="Conflict",
                 )
             if precondition_rv and precondition_rv != old["metadata"]["resourceVersion"]:
                 raise conflict(rt.plural, rt.group, name)
@@ -496,14 +539,14 @@ class Store:
             if old["metadata"].get("finalizers"):
                 if old["metadata"].get("deletionTimestamp"):
                     return self.present(rt, old), False
-                new = copy.deepcopy(old)
+                new = clone(old)
                 new["metadata"]["deletionTimestamp"] = now_rfc3339()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 new["metadata"]["resourceVersion"] = self._next_rv()
                 self._bucket(rt)[key] = new
-                self._emit("MODIFIED", rt, new)
+                self._emit("MODIFIED", rt, new, old)
                 return self.present(rt, new), False
-            gone = copy.deepcopy(old)
+            gone = clone(old)
             gone["metadata"]["resourceVersion"] = self._next_rv()
             del self._bucket(rt)[key]
             self._emit("DELETED", rt, gone)
@@ -541,10 +584,13 @@ class Store:
                         self._force_delete(crt, o)
 
     def _force_delete(self, rt: ResourceType, obj: Obj) -> None:
-        key = (obj["metadata"].get("namespace", "") if rt.namespaced else "", obj["metadata"]["name"])
+        key = (
+            obj["metadata"].get("namespace", "") if rt.namespaced else "",
+            obj["metadata"]["name"],
+        )
         if self._bucket(rt).pop(key, None) is None:
             return
-        gone = copy.deepcopy(obj)
+        gone = clone(obj)
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._emit("DELETED", rt, gone)
         self._after_delete(rt, gone)
@@ -569,14 +615,22 @@ class Store:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                             "creationTimestamp") if k in meta},
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
             "spec": {"replicas": get_path(obj, rt.scale.spec_replicas_path) or 0},
             "status": status,
         }
 
     def update_scale(
-        self, rt: ResourceType, namespace: str, name: str, body: Any, *,
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
         content_type: str | None = None,
     ) -> Obj:
         """PUT (``content_type`` None) or PATCH of the Scale view of an object."""
@@ -598,10 +652,19 @@ class Store:
                 raise bad_request("the body of the request was not a JSON object")
             replicas = (scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise invalid("Scale", "autoscaling", name, [(
-                    "FieldValueInvalid", "spec.replicas",
-                    f"spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
-                )])
+                raise invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [
+                        (
+                            "FieldValueInvalid",
+                            "spec.replicas",
+                            f"spec.replicas: Invalid value: {replicas}: must be greater than "
+                            "or equal to 0",
+                        )
+                    ],
+                )
             rv = (scale.get("metadata") or {}).get("resourceVersion")
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise conflict(rt.plural, rt.group, name)

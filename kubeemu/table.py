@@ -20,16 +20,23 @@ from kubeemu.registry import ResourceType
 Obj = dict[str, Any]
 
 _NAME_COL = {
-    "name": "Name", "type": "string", "format": "name", "priority": 0,
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
     "description": "Name must be unique within a namespace. Is required when creating "
     "resources, although some resources may allow a client to request the generation of an "
     "appropriate name automatically. Name is primarily intended for creation idempotence and "
     "configuration definition. Cannot be updated. More info: "
     "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
 }
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
-        "description": "CreationTimestamp is a timestamp representing the server time when "
-        "this object was created."}
+_AGE = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+    "description": "CreationTimestamp is a timestamp representing the server time when "
+    "this object was created.",
+}
 
 _TOKEN = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\['([^']*)'\]|\[\*\]")
 
@@ -110,9 +117,15 @@ def _cell(col_type: str, value: Any) -> Any:
     if col_type == "date":
         return _age(value)
     if col_type == "integer":
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return (
+            int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        )
     if col_type == "number":
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return (
+            float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else None
+        )
     if col_type == "boolean":
         return value if isinstance(value, bool) else None
     if isinstance(value, str):
@@ -122,6 +135,7 @@ def _cell(col_type: str, value: Any) -> Any:
 
 def _builtin_columns(rt: ResourceType) -> list[tuple[str, str, Any]]:
     """(name, type, getter) columns for a few built-in kinds."""
+
     def ready_pods(o: Obj) -> str:
         cs = (o.get("status") or {}).get("containerStatuses") or []
         n = len((o.get("spec") or {}).get("containers") or [])
@@ -148,15 +162,23 @@ def _builtin_columns(rt: ResourceType) -> list[tuple[str, str, Any]]:
     k = (rt.group, rt.kind)
     if k == ("apps", "Deployment"):
         return [
-            ("Ready", "string", lambda o: f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
-             f"{(o.get('spec') or {}).get('replicas', 0)}"),
+            (
+                "Ready",
+                "string",
+                lambda o: (
+                    f"{(o.get('status') or {}).get('readyReplicas', 0)}/"
+                    f"{(o.get('spec') or {}).get('replicas', 0)}"
+                ),
+            ),
             ("Up-to-date", "integer", lambda o: (o.get("status") or {}).get("updatedReplicas", 0)),
-            ("Available", "integer",
-             lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
+            ("Available", "integer", lambda o: (o.get("status") or {}).get("availableReplicas", 0)),
         ]
     if k == ("", "Pod"):
-        return [("Ready", "string", ready_pods), ("Status", "string", pod_status),
-                ("Restarts", "string", lambda o: str(restarts(o)))]
+        return [
+            ("Ready", "string", ready_pods),
+            ("Status", "string", pod_status),
+            ("Restarts", "string", lambda o: str(restarts(o))),
+        ]
     if k == ("", "Service"):
         return [
             ("Type", "string", lambda o: (o.get("spec") or {}).get("type", "ClusterIP")),
@@ -175,20 +197,28 @@ def to_table(rt: ResourceType, objs: list[Obj], list_meta: Obj, include_object: 
     getters: list[Any] = []
     if rt.builtin:
         for name, ctype, getter in _builtin_columns(rt):
-            defs.append({"name": name, "type": ctype, "format": "", "description": name,
-                         "priority": 0})
+            defs.append(
+                {"name": name, "type": ctype, "format": "", "description": name, "priority": 0}
+            )
             getters.append(getter)
-        cols = [_AGE] if rt.kind != "CustomResourceDefinition" else [
-            {**_AGE, "name": "Created At", "type": "date"}
-        ]
+        # kube-apiserver prints a CRD's creation time itself, not its age.
+        cols = (
+            [_AGE]
+            if rt.kind != "CustomResourceDefinition"
+            else [{**_AGE, "name": "Created At", "type": "string"}]
+        )
     else:
         cols = list(rt.printer_columns) or [_AGE]
     for col in cols:
-        defs.append({
-            "name": col["name"], "type": col.get("type", "string"),
-            "format": col.get("format", ""), "description": col.get("description", ""),
-            "priority": int(col.get("priority", 0)),
-        })
+        defs.append(
+            {
+                "name": col["name"],
+                "type": col.get("type", "string"),
+                "format": col.get("format", ""),
+                "description": col.get("description", ""),
+                "priority": int(col.get("priority", 0)),
+            }
+        )
         path = col["jsonPath"]
         ctype = col.get("type", "string")
         getters.append(lambda o, p=path, t=ctype: _cell(t, jsonpath(o, p)))

@@ -34,19 +34,21 @@ Assumptions and known behaviour (Debian's ``prometheus`` 2.42 and ``promtool``):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -86,6 +88,11 @@ class PrometheusServer:
         Recording/alerting rule files loaded by the server.
     extra_args:
         More command-line flags (e.g. ``--query.timeout=1s``).
+    web_config:
+        Prometheus's ``--web.config.file`` content (``tls_server_config``,
+        ``basic_auth_users`` with bcrypt hashes); with TLS, :attr:`url` is ``https://``.
+    client_auth:
+        (user, password) the rig's own requests (readiness, helpers) send as basic auth.
     """
 
     def __init__(
@@ -97,6 +104,8 @@ class PrometheusServer:
         data_dir: str | Path | None = None,
         rule_files: Sequence[str | Path] = (),
         extra_args: Sequence[str] = (),
+        web_config: Mapping[str, Any] | None = None,
+        client_auth: tuple[str, str] | None = None,
         binary: str = "prometheus",
         promtool: str = "promtool",
     ) -> None:
@@ -105,6 +114,9 @@ class PrometheusServer:
         self._job = job
         self._rule_files = [str(Path(p).resolve()) for p in rule_files]
         self._extra_args = list(extra_args)
+        self._web_config = dict(web_config) if web_config is not None else None
+        self._tls = bool(self._web_config and "tls_server_config" in self._web_config)
+        self._client_auth = client_auth
         self._binary = binary
         self._promtool = promtool
         self._own_dir = data_dir is None
@@ -123,7 +135,8 @@ class PrometheusServer:
         """Base URL, e.g. ``http://127.0.0.1:41234`` (valid once started)."""
         if self._port is None:
             raise PrometheusError("Prometheus is not started")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
 
     @property
     def pid(self) -> int | None:
@@ -302,6 +315,7 @@ class PrometheusServer:
             "--log.level=warn",
             "--web.console.templates=",
             "--web.console.libraries=",
+            *self._web_args(),
             *self._extra_args,
         ]
         log = self.log_path.open("ab")
@@ -318,7 +332,7 @@ class PrometheusServer:
             if self._proc is None or self._proc.poll() is not None:
                 raise PrometheusError("Prometheus exited")
             try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1.0) as resp:
+                with self._open(self._request("GET", "/-/ready"), timeout=1.0) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -339,9 +353,9 @@ class PrometheusServer:
                 proc.wait(timeout=10)
 
     def _http(self, method: str, path: str) -> bytes:
-        req = urllib.request.Request(self.url + path, method=method)
+        req = self._request(method, path)
         try:
-            with urllib.request.urlopen(req, timeout=10.0) as resp:
+            with self._open(req, timeout=10.0) as resp:
                 data: bytes = resp.read()
                 return data
         except urllib.error.HTTPError as exc:
@@ -349,6 +363,25 @@ class PrometheusServer:
             raise PrometheusError(f"{method} {path}: HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise PrometheusError(f"{method} {path}: {exc}") from exc
+
+    def _web_args(self) -> list[str]:
+        if self._web_config is None:
+            return []
+        path = self._root / "web.yml"
+        path.write_text(json.dumps(self._web_config, indent=2))
+        return [f"--web.config.file={path}"]
+
+    def _request(self, method: str, path: str) -> urllib.request.Request:
+        req = urllib.request.Request(self.url + path, method=method)
+        if self._client_auth is not None:
+            token = base64.b64encode(":".join(self._client_auth).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        return req
+
+    def _open(self, req: urllib.request.Request, *, timeout: float) -> Any:
+        # The rig's own health checks do not verify the test certificate; clients under test do.
+        context = ssl._create_unverified_context() if self._tls else None
+        return urllib.request.urlopen(req, timeout=timeout, context=context)
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

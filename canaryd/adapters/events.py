@@ -2,7 +2,10 @@
 
 An Event with the same involved object, type, reason, message and source as one this process
 wrote recently is not created again: the existing Event's ``count`` and ``lastTimestamp`` are
-patched instead, which is what ``kubectl describe`` shows as ``(x5 over 10m)``.
+patched instead, which is what ``kubectl describe`` shows as ``(x5 over 10m)``. Like client-go's
+EventAggregator, more than 10 *different* messages with the same reason on the same object
+within 10 minutes are folded into one Event whose message reads
+``(combined from similar events): <latest message>``.
 
 Assumptions:
 
@@ -35,6 +38,10 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = ("Normal", "Warning")
 MAX_MESSAGE = 1024
 """client-go truncates messages to 1 KiB; so do we (``kubectl describe`` stays readable)."""
+SIMILAR_MAX = 10
+"""Distinct messages per (object, type, reason) before they are combined (client-go: 10)."""
+SIMILAR_WINDOW_SECONDS = 600.0
+COMBINED_PREFIX = "(combined from similar events): "
 
 _Key = tuple[str, str, str, str, str, str]
 
@@ -54,6 +61,7 @@ class KubeEventRecorder:
         self.component = component
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
         self._cache: OrderedDict[_Key, tuple[str, int]] = OrderedDict()
+        self._similar: OrderedDict[_Key, tuple[float, set[str]]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.failures = 0
@@ -79,17 +87,22 @@ class KubeEventRecorder:
         meta = rollout.metadata
         message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
         key: _Key = (meta.namespace, meta.name, meta.uid, type, reason, message)
+        if self._too_many_similar(key):
+            # One Event for the flood; its message follows the latest one.
+            message = COMBINED_PREFIX + message
+            message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+            key = (*key[:5], COMBINED_PREFIX)
         now = _now()
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             name, count = cached
+            patch: dict[str, object] = {"count": count + 1, "lastTimestamp": now}
+            if key[5] == COMBINED_PREFIX:
+                patch["message"] = message
             try:
                 self._core.patch_namespaced_event(
-                    name,
-                    meta.namespace,
-                    {"count": count + 1, "lastTimestamp": now},
-                    _content_type="application/merge-patch+json",
+                    name, meta.namespace, patch, _content_type="application/merge-patch+json"
                 )
                 self._remember(key, name, count + 1)
                 return
@@ -131,6 +144,24 @@ class KubeEventRecorder:
             "lastTimestamp": now,
             "count": 1,
         }
+
+    def _too_many_similar(self, key: _Key) -> bool:
+        """True once more than SIMILAR_MAX distinct messages share object, type and reason."""
+        group = (*key[:5], "")
+        now = time.monotonic()
+        with self._lock:
+            first, messages = self._similar.get(group, (now, set()))
+            if now - first > SIMILAR_WINDOW_SECONDS:
+                first, messages = now, set()
+            if key[5] not in messages and len(messages) >= SIMILAR_MAX:
+                self._similar[group] = (first, messages)
+                return True
+            messages.add(key[5])
+            self._similar[group] = (first, messages)
+            self._similar.move_to_end(group)
+            while len(self._similar) > self._cache_size:
+                self._similar.popitem(last=False)
+            return False
 
     def _remember(self, key: _Key, name: str, count: int) -> None:
         with self._lock:

@@ -125,6 +125,11 @@ def analyze_document(doc: Any) -> dict[str, Any]:
     intervals = doc.get("intervals")
     if not isinstance(intervals, list):
         raise InputError("intervals: missing or not a list")
+    if "analysis" not in doc and not _any_latency(doc.get("intervals")):
+        # A Rollout's defaults judge latency too; a recording without buckets cannot feed it.
+        analysis = analysis.model_copy(
+            update={"metrics": [m for m in analysis.metrics if m.kind != MetricKind.LATENCY]}
+        )
     names = {m.name for m in analysis.metrics}
     histories: dict[str, list[IntervalRecord]] = {m.name: [] for m in analysis.metrics}
     for i, raw in enumerate(intervals):
@@ -178,6 +183,18 @@ def analyze_document(doc: Any) -> dict[str, Any]:
     }
 
 
+def _any_latency(intervals: Any) -> bool:
+    if not isinstance(intervals, list):
+        return False
+    return any(
+        isinstance(iv, dict)
+        and any(
+            isinstance(iv.get(arm), dict) and iv[arm].get("latency") for arm in ("canary", "stable")
+        )
+        for iv in intervals
+    )
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{where}: expected a number, got {json.dumps(value)}")
@@ -206,7 +223,9 @@ def _arm(raw: Any, where: str, *, template: bool = False) -> ArmCounts:
     if "requests" not in raw:
         raise InputError(f"{where}.requests: missing")
     requests = _number(raw["requests"], f"{where}.requests")
-    errors = _number(raw.get("errors", 0), f"{where}.errors")
+    if "errors" not in raw:
+        raise InputError(f"{where}.errors: missing")
+    errors = _number(raw["errors"], f"{where}.errors")
     if errors > requests:
         raise InputError(f"{where}.errors: {errors:g} exceeds requests {requests:g}")
     buckets = None

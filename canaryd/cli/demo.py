@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from canaryd.cli import demo_resources as res
 from canaryd.cli.demo_render import LiveView, Style, slack_box, status_block, status_line
@@ -49,6 +49,9 @@ from canaryd.cli.demo_summary import (
     release_result,
     summary_lines,
 )
+
+if TYPE_CHECKING:
+    from canaryd.cli.demo_stack import DemoEnv
 
 RELEASES = {
     "good": Release(
@@ -111,7 +114,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default), latency (2x slower, rolled back)",
     )
     parser.add_argument(
-        "--fast", action="store_true", help="1s analysis intervals instead of 2s (about half the time)"
+        "--fast",
+        action="store_true",
+        help="1s analysis intervals instead of 2s (about half the time)",
     )
     parser.add_argument(
         "--rps",
@@ -137,12 +142,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed of the simulator")
 
 
-class Interrupted(Exception):
+class TerminatedError(Exception):
     """SIGTERM, turned into an exception so every ``finally`` runs."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
+    raise TerminatedError(f"signal {signum}")
 
 
 @contextmanager
@@ -155,6 +160,19 @@ def _step(view: LiveView, text: str) -> Iterator[None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    code = _main(args)
+    from canaryd.cli.demo_stack import STUCK  # noqa: PLC0415 - loaded by _main already
+
+    if STUCK:
+        # A piece's non-daemon threads would keep the interpreter from exiting; every server
+        # is already stopped at this point, so end the process ourselves.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     out: TextIO = sys.stderr if args.json else sys.stdout
     view = LiveView(out)
     style = Style(enabled=view.tty and not os.environ.get("NO_COLOR"))
@@ -162,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             summary = run(args, stack=stack, view=view, style=style)
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, TerminatedError):
         view.log("", "interrupted: every server the demo started has been stopped")
         return 130
     finally:
@@ -174,13 +192,11 @@ def main(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def run(
-    args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: Style
-) -> DemoSummary:
+def run(args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: Style) -> DemoSummary:
     """Start everything (registered on ``stack`` for shutdown), ship the releases, summarise."""
     # Imported here so `canaryd --help` stays fast and the other sub-commands never load the
     # test rig (emulator, simulator).
-    from canaryd.cli import demo_stack
+    from canaryd.cli import demo_stack  # noqa: PLC0415
 
     timings = FAST if args.fast else NORMAL
     started = time.monotonic()
@@ -201,19 +217,31 @@ def run(
     )
     show_slack = _slack_printer(env.slack, view, style)
     with _step(view, "bootstrap: primary Deployment, Services, VirtualService at 100% stable"):
-        env.wait_until(lambda r: r.status.phase.value in ("Initialized", "Succeeded"), 60.0, show_slack)
+        env.wait_until(
+            lambda r: r.status.phase.value in ("Initialized", "Succeeded"),
+            60.0,
+            show_slack,
+            what="bootstrap (phase Initialized)",
+        )
+    if env.prometheus is not None:
+        # No data is no information: the judge would hold the first step (and fail at
+        # noDataLimit). Start releasing once Prometheus has the stable version's traffic.
+        with _step(view, "waiting for Prometheus's first scrapes of the stable version"):
+            query = (
+                f'sum(increase(istio_requests_total{{destination_workload="{res.APP}-primary"}}'
+                f"[{timings.interval}])) > 0"
+            )
+            env.prometheus.wait_for_series(query, timeout=30.0)
+    show_slack()
     view.log(status_line(env.read_rollout_or_fail(), style=style))
 
     results: list[ReleaseResult] = []
     for name in SCENARIOS[args.scenario]:
         release = RELEASES[name]
-        results.append(ship(env, release, timings=timings, view=view, style=style, on_tick=show_slack))
-    # Late messages (the last notice is sent after the final status write).
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and env.slack_pending():
-        show_slack()
-        time.sleep(0.1)
-    show_slack()
+        results.append(
+            ship(env, release, timings=timings, view=view, style=style, on_tick=show_slack)
+        )
+        env.settle_slack(show_slack)
     return DemoSummary(
         metrics_backend=env.metrics_backend,
         interval=timings.interval,
@@ -235,7 +263,7 @@ def _slack_printer(slack: SlackCapture, view: LiveView, style: Style) -> Callabl
 
 
 def ship(
-    env: Any,
+    env: DemoEnv,
     release: Release,
     *,
     timings: Timings,
@@ -250,7 +278,7 @@ def ship(
         + f" ({release.description}); expected: {release.expected}",
     )
     revision = env.set_image(release.image)
-    served_before = env.served(release.image)
+    served_before = env.served()
     started = time.monotonic()
     deadline = started + timings.release_timeout
     last_phase = ""
@@ -268,6 +296,9 @@ def ship(
                     f"  {time.monotonic() - started:5.1f}s  phase {last_phase}  "
                     f"weight {status.canary_weight}%"
                 )
+            if not ours:  # the controller has not seen this release yet
+                time.sleep(0.2)
+                continue
             block = status_block(rollout, style=style)
             view.show(
                 block,
@@ -284,7 +315,7 @@ def ship(
         time.sleep(0.2)
     view.freeze()
     on_tick()
-    served_after = env.served(release.image)
+    served_after = env.served()
     served = ServedCounts(
         requests=served_after.requests - served_before.requests,
         errors=served_after.errors - served_before.errors,

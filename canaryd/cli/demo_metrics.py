@@ -21,23 +21,26 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from canaryd.api.models import ArmCounts, IntervalRecord, MetricKind
 from canaryd.core.types import MetricQuery, MetricReading
 from meshsim import IstioMetrics, le_label
 
 
-@dataclass(slots=True)
-class _Arm:
-    """Counters of one workload at one instant (reporter ``destination``), summed over series."""
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One destination-reported series at one instant: its workload, code and counters."""
 
-    requests: float = 0.0
-    errors_by_code: dict[str, float] = field(default_factory=dict)
-    buckets: dict[str, float] = field(default_factory=dict)
+    namespace: str
+    workload: str
+    response_code: str
+    requests: float
+    buckets: tuple[float, ...]
+    """Cumulative bucket counts, one per ``le`` (the last is ``+Inf``)."""
 
 
-_Sample = tuple[float, dict[tuple[str, str], _Arm]]
+_Sample = tuple[float, dict[tuple[tuple[str, str], ...], _Series]]
 
 
 class SimulatorCountsProvider:
@@ -84,23 +87,22 @@ class SimulatorCountsProvider:
             self.sample()
 
     def sample(self, at: float | None = None) -> None:
-        """Take one snapshot of every workload's counters (``at``: wall-clock seconds)."""
+        """Take one snapshot of every series (``at``: wall-clock seconds)."""
         now = time.time() if at is None else at
-        arms: dict[tuple[str, str], _Arm] = {}
-        bounds = [le_label(b) for b in self._metrics.bounds] + ["+Inf"]
-        for series in self._metrics.snapshot():
-            labels = dict(series.labels)
+        series: dict[tuple[tuple[str, str], ...], _Series] = {}
+        for value in self._metrics.snapshot():
+            labels = dict(value.labels)
             if labels.get("reporter") != "destination":
                 continue
-            key = (labels["destination_workload_namespace"], labels["destination_workload"])
-            arm = arms.setdefault(key, _Arm())
-            arm.requests += series.requests
-            code = labels.get("response_code", "")
-            arm.errors_by_code[code] = arm.errors_by_code.get(code, 0.0) + series.requests
-            for le, count in zip(bounds, series.cumulative_buckets, strict=True):
-                arm.buckets[le] = arm.buckets.get(le, 0.0) + count
+            series[value.labels] = _Series(
+                namespace=labels["destination_workload_namespace"],
+                workload=labels["destination_workload"],
+                response_code=labels.get("response_code", ""),
+                requests=float(value.requests),
+                buckets=tuple(float(c) for c in value.cumulative_buckets),
+            )
         with self._lock:
-            self._samples.append((now, arms))
+            self._samples.append((now, series))
             horizon = now - self._keep_seconds
             while len(self._samples) > 2 and self._samples[0][0] < horizon:
                 self._samples.pop(0)
@@ -148,11 +150,8 @@ class SimulatorCountsProvider:
         if window is None:
             return MetricReading(metric=name, no_data=True)
         (_, before), (_, after) = window
-        arms = []
-        for workload in (query.canary_workload, query.primary_workload):
-            key = (query.namespace, workload)
-            arms.append(_increase(before.get(key), after.get(key), errors_re))
-        canary, stable = arms
+        canary = self._arm(before, after, query.namespace, query.canary_workload, errors_re)
+        stable = self._arm(before, after, query.namespace, query.primary_workload, errors_re)
         if canary is None or stable is None or (canary.requests == 0 and stable.requests == 0):
             return MetricReading(metric=name, no_data=True)
         return MetricReading(
@@ -160,30 +159,36 @@ class SimulatorCountsProvider:
             record=IntervalRecord(weight=query.weight, canary=canary, stable=stable),
         )
 
-
-def _increase(
-    before: _Arm | None, after: _Arm | None, errors_re: re.Pattern[str]
-) -> ArmCounts | None:
-    """Counts over the window; a counter that went down (pod restart) counts from zero, as
-    Prometheus's ``increase`` does."""
-    if after is None:
-        return None
-    base = before or _Arm()
-    reset = after.requests < base.requests
-    if reset:
-        base = _Arm()
-
-    def delta(new: float, old: float) -> float:
-        return max(0.0, new - old)
-
-    errors = sum(
-        delta(count, base.errors_by_code.get(code, 0.0))
-        for code, count in after.errors_by_code.items()
-        if errors_re.fullmatch(code)
-    )
-    buckets = {le: delta(c, base.buckets.get(le, 0.0)) for le, c in after.buckets.items()}
-    return ArmCounts(
-        requests=delta(after.requests, base.requests),
-        errors=errors,
-        latency_buckets=buckets,
-    )
+    def _arm(
+        self,
+        before: dict[tuple[tuple[str, str], ...], _Series],
+        after: dict[tuple[tuple[str, str], ...], _Series],
+        namespace: str,
+        workload: str,
+        errors_re: re.Pattern[str],
+    ) -> ArmCounts | None:
+        """Sum of the per-series increases of one workload; None when it has no series."""
+        les = [le_label(b) for b in self._metrics.bounds] + ["+Inf"]
+        found = False
+        requests = errors = 0.0
+        buckets = [0.0] * len(les)
+        for key, new in after.items():
+            if new.namespace != namespace or new.workload != workload:
+                continue
+            found = True
+            old = before.get(key)
+            # A counter that went down was reset (pod restart): count from zero, as
+            # Prometheus's increase() does per series.
+            if old is None or new.requests < old.requests:
+                old = _Series(namespace, workload, new.response_code, 0.0, (0.0,) * len(les))
+            delta = new.requests - old.requests
+            requests += delta
+            if errors_re.fullmatch(new.response_code):
+                errors += delta
+            for i, (b_new, b_old) in enumerate(zip(new.buckets, old.buckets, strict=True)):
+                buckets[i] += max(0.0, b_new - b_old)
+        if not found:
+            return None
+        return ArmCounts(
+            requests=requests, errors=errors, latency_buckets=dict(zip(les, buckets, strict=True))
+        )

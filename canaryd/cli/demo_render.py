@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from canaryd.api.models import MetricEvidence, Outcome, Phase, Rollout
+from canaryd.api.models import MetricEvidence, MetricKind, Outcome, Phase, Rollout
 
 _COLOURS = {
     "green": "\x1b[32m",
@@ -112,12 +112,18 @@ def _e_value(value: float | None) -> str:
     return f"e={value:.3g}"
 
 
-def evidence_line(evidence: MetricEvidence, *, alpha: float, style: Style = PLAIN) -> str:
+_UNITS = {MetricKind.ERROR_RATE: "% errors", MetricKind.LATENCY: " ms p99"}
+"""What the judge's ``canaryValue``/``stableValue`` mean for the built-in metrics."""
+
+
+def evidence_line(
+    evidence: MetricEvidence, *, alpha: float, unit: str = "", style: Style = PLAIN
+) -> str:
     """One metric: outcome, canary vs stable, effect with its interval, e-value vs 1/alpha."""
     outcome = style(f"{evidence.outcome.value:<12}", _OUTCOME_COLOUR.get(evidence.outcome, ""))
     parts = [f"  {evidence.name:<11} {outcome}"]
     parts.append(
-        f"canary {_number(evidence.canary_value)} vs stable {_number(evidence.stable_value)}"
+        f"canary {_number(evidence.canary_value)} vs stable {_number(evidence.stable_value)}{unit}"
     )
     if evidence.effect is not None:
         interval = ""
@@ -150,8 +156,10 @@ def status_block(rollout: Rollout, *, style: Style = PLAIN) -> list[str]:
     """The status line, one evidence line per metric, and the controller's message."""
     lines = [status_line(rollout, style=style)]
     alpha = rollout.spec.analysis.alpha
+    units = {m.name: _UNITS.get(m.kind, "") for m in rollout.spec.analysis.metrics}
     lines.extend(
-        evidence_line(m, alpha=alpha, style=style) for m in rollout.status.analysis.metrics
+        evidence_line(m, alpha=alpha, unit=units.get(m.name, ""), style=style)
+        for m in rollout.status.analysis.metrics
     )
     if rollout.status.message:
         lines.append(style(f"  {rollout.status.message}", "dim"))
@@ -243,9 +251,20 @@ def slack_lines(payload: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def slack_box(payload: Mapping[str, Any], *, style: Style = PLAIN, width: int = 96) -> list[str]:
-    """A Slack message drawn as a quoted box, the way it would appear in a channel."""
+_ROUTINE = ("· Started", "· Step")
+"""Context-line endings of routine notices (rollout started, weight stepped up)."""
+
+
+def slack_box(
+    payload: Mapping[str, Any], *, style: Style = PLAIN, width: int = 96, compact: bool = True
+) -> list[str]:
+    """A Slack message drawn as a quoted box, the way it would appear in a channel.
+
+    With ``compact``, routine notices (started, step) show only their title and first line, so
+    the endings (promoted, rolled back) with their evidence stand out."""
     body = slack_lines(payload) or ["(empty message)"]
+    if compact and len(body) > 2 and body[-1].rstrip().endswith(_ROUTINE):
+        body = body[:2]
     head = style("  ┌─ Slack ", "bold") + "─" * max(0, width - 10)
     lines = [head]
     for line in body:

@@ -146,7 +146,8 @@ def summary_lines(summary: DemoSummary) -> list[str]:
             "canary requests"
         )
         for ev in r.evidence:
-            lines.append(f"       {ev['name']}: {ev.get('outcome', '')} {ev.get('reason', '')}".rstrip())
+            reason = str(ev.get("reason", "")).removeprefix(f"{ev['name']}: ")
+            lines.append(f"       {ev['name']} {ev.get('outcome', '')}: {reason}".rstrip(": "))
         if r.message:
             lines.append(f"       {r.message}")
     winner = "the controller got every ending right" if summary.ok else "unexpected ending"

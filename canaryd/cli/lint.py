@@ -206,7 +206,7 @@ def _short(error: jsonschema.ValidationError) -> str:
     ):
         names = ", ".join(n for r in rules for n in r["required"])
         return f"set {'exactly' if error.validator == 'oneOf' else 'at least'} one of {names}"
-    message = error.message
+    message = str(error.message)
     shown = repr(error.instance)
     if len(shown) > 40 and message.startswith(shown):
         message = f"the {type(error.instance).__name__} value{message[len(shown) :]}"

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("canaryd.cli.ops", "resume a paused rollout"),
     "lint": ("canaryd.cli.lint", "validate Rollout/MetricTemplate/AlertProvider YAML files"),
     "completion": ("canaryd.cli.ops", "print a bash or zsh completion script"),
+    "demo": ("canaryd.cli.demo", "a good and a bad release on this machine, no cluster needed"),
 }
 
 

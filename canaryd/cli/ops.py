@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import kubernetes
+import urllib3
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -50,7 +51,10 @@ EXIT_API_ERROR = 4
 VERBS = ("get", "status", "promote", "abort", "retry", "pause", "resume", "completion")
 ACTION_VERBS = ("promote", "abort", "retry")
 TERMINAL_PHASES = {"Succeeded": EXIT_OK, "Failed": EXIT_FAILED}
+DONE_PHASES = frozenset({"Promoting", "Finalising", "Succeeded"})
+STEPPING_PHASES = frozenset({"Progressing", "Waiting", "RollingBack", "Failed"})
 WATCH_CHUNK_SECONDS = 30  # one watch request at most; reconnect (from the last version) after
+MAX_WATCH_FAILURES = 8  # consecutive broken watch connections before giving up
 
 # The kubernetes client ships without type information: go through Any, on purpose, once.
 kube_config: Any = kubernetes.config
@@ -218,13 +222,14 @@ class RolloutView:
     def of(cls, obj: Mapping[str, Any]) -> RolloutView:
         meta = obj.get("metadata") or {}
         status = obj.get("status") or {}
+        steps = _step_count(obj.get("spec") or {})
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
             phase=str(status.get("phase") or "Pending"),
             weight=int(status.get("canaryWeight") or 0),
-            step=int(status.get("currentStep") or 0),
-            steps=_step_count(obj.get("spec") or {}),
+            step=_step_number(status, steps),
+            steps=steps,
             verdict=str(status.get("verdict") or "-"),
             created=meta.get("creationTimestamp"),
             message=str(status.get("message") or ""),
@@ -233,6 +238,18 @@ class RolloutView:
     @property
     def step_text(self) -> str:
         return f"{self.step}/{self.steps if self.steps is not None else '?'}"
+
+
+def _step_number(status: Mapping[str, Any], steps: int | None) -> int:
+    """Steps reached, 1-based: ``status.currentStep`` is the 0-based index of the weight in
+    force while a rollout runs; after promotion every step is done; before the first weight
+    (or with no rollout at all) none is."""
+    phase = status.get("phase")
+    if phase in DONE_PHASES and steps is not None:
+        return steps
+    if phase in STEPPING_PHASES and status.get("weightHistory"):
+        return int(status.get("currentStep") or 0) + 1
+    return 0
 
 
 def _step_count(spec: Mapping[str, Any]) -> int | None:
@@ -482,6 +499,7 @@ def follow(
     if code is not None:
         return code
     version = obj["metadata"].get("resourceVersion")
+    failures = 0
     while True:
         remaining = WATCH_CHUNK_SECONDS if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
@@ -530,10 +548,17 @@ def follow(
             code = terminal_code(obj)
             if code is not None:
                 return code
-        except OSError as exc:
-            # A dropped connection or a client-side read timeout: reconnect from `version`.
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            # A dropped connection or a client-side read timeout: reconnect from `version`,
+            # with a growing pause; a server that keeps failing ends the wait.
+            failures += 1
+            if failures > MAX_WATCH_FAILURES:
+                print(f"error: watch keeps failing: {exc}", file=sys.stderr)
+                return EXIT_API_ERROR
             print(f"warning: watch interrupted ({exc}); reconnecting", file=sys.stderr)
-            time.sleep(0.2)
+            time.sleep(min(2.0, 0.1 * 2**failures))
+        else:
+            failures = 0
 
 
 # --------------------------------------------------------------------------------------------

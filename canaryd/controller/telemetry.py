@@ -29,6 +29,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
@@ -42,7 +43,8 @@ RolloutKey = tuple[str, str]
 
 LABELS = ("namespace", "rollout")
 METRIC_LABELS = (*LABELS, "metric")
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Few buckets: histograms are per Rollout, and 1000 Rollouts x 2 histograms x buckets adds up.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 # Per-metric evidence gauges: metric name suffix -> MetricEvidence attribute.
 _EVIDENCE_GAUGES = {
@@ -64,6 +66,8 @@ class Telemetry:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True
     ) -> None:
+        # ``*_created`` series double every counter and histogram for no dashboard use.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         if process_metrics:
@@ -82,7 +86,7 @@ class Telemetry:
             LABELS, registry=r,
         )  # fmt: skip
         self.step = Gauge(
-            "canaryd_rollout_step", "Current step (0-based index into the weight schedule).",
+            "canaryd_rollout_step", "Current step of the weight schedule (status.currentStep).",
             LABELS, registry=r,
         )  # fmt: skip
         self.steps = Gauge(

@@ -129,9 +129,10 @@ def replay(analysis: AnalysisSpec, histories: Mapping[str, Sequence[IntervalReco
     """Judge recorded per-metric histories (all the same length) in one pass.
 
     The decision is the first decisive overall verdict: ``rollback`` at the first interval whose
-    overall outcome is Fail, ``promote`` at the first whose outcome is Pass; ``inconclusive``
-    when neither happened. Each metric is judged once on its whole history (the sequential
-    judge's crossings are sticky, so this equals judging interval by interval).
+    overall outcome is Fail, ``promote`` at the first whose outcome is Pass (thresholds judge:
+    only at the last interval, when no check failed); ``inconclusive`` when neither happened.
+    Each metric is judged once on its whole history (the sequential judge's crossings are
+    sticky, so this equals judging interval by interval).
     """
     lengths = {len(h) for h in histories.values()}
     if len(lengths) > 1:
@@ -142,15 +143,21 @@ def replay(analysis: AnalysisSpec, histories: Mapping[str, Sequence[IntervalReco
         if spec.name not in histories:
             raise ValueError(f"no history for metric {spec.name!r}")
         judgements.append(judge_metric(analysis, spec, histories[spec.name]))
+    # Absolute bounds are no evidence that the canary is as good as stable: under the
+    # thresholds judge a timeline is promoted only when it ends without a failed check.
+    early = analysis.judge != JudgeKind.THRESHOLDS
     for t in range(n):
         outcome = _overall_at(analysis, judgements, t)
-        if outcome in (Outcome.FAIL, Outcome.PASS):
+        if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
             prefix = {s.name: list(histories[s.name][: t + 1]) for s in analysis.metrics}
             verdict = _combine(
                 analysis, [judge_metric(analysis, s, prefix[s.name]) for s in analysis.metrics]
             )
             return Replay("rollback" if outcome == Outcome.FAIL else "promote", t, verdict)
-    return Replay("inconclusive", None, _combine(analysis, list(judgements)))
+    final = _combine(analysis, list(judgements))
+    if not early and n > 0 and final.outcome == Outcome.PASS:
+        return Replay("promote", n - 1, final)
+    return Replay("inconclusive", None, final)
 
 
 # ---- combining metrics --------------------------------------------------------------------
@@ -465,8 +472,8 @@ def _latency_reason(r: LatencyTestResult) -> str:
     w = r.worst_slot
     worst = r.slots[w]
     slow = (
-        f"slower than {r.slot_labels[w]}: canary {100 * worst.canary_rate:.3g}% "
-        f"vs stable {100 * worst.stable_rate:.3g}%"
+        f"slower than {r.slot_labels[w]}: canary {_num(100 * worst.canary_rate)}% "
+        f"vs stable {_num(100 * worst.stable_rate)}%"
     )
     limit = _num(1 / r.alpha)
     if r.verdict == Verdict.FAIL:

@@ -13,19 +13,22 @@ Phases (see docs/rollout.md)::
 
 Crash-safety invariant (the runtime writes the status only after every action succeeded):
 
-* **Routing follows the status.** Every tick first re-asserts the routing the persisted status
+* **Routing follows the status.** Every tick re-asserts the routing the persisted status
   implies (``EnsureRouting`` and, when the observed weight differs, ``SetWeight`` back to
-  ``status.canaryWeight``), then appends the actions of the transition. So after a crash between
-  any two actions, the next tick converges to the persisted status (or re-makes the decision).
+  ``status.canaryWeight``) before the actions of a transition (only judging comes earlier, see
+  below). So after a crash between any two actions, the next tick converges to the persisted
+  status or re-makes the decision.
 * **Weight > 0 only while judged.** A canary receives traffic only in Progressing / Waiting (where
   metrics are read and judged every interval, paused or not: a Fail still rolls back) and in
   Promoting (it passed; the primary is being updated to the same revision). Every other phase
   implies weight 0.
 * **Traffic leaves before pods do.** Rollback, restart and finalisation emit ``SetWeight(0)``
   before ``ScaleTarget(0)``; bootstrap routes to the primary only once the primary is ready.
-  A crash after ``SetWeight(0)`` but before the Failed status was written makes the next tick
-  re-route the persisted weight and re-judge at once (``lastAnalysisTime`` was not advanced, so
-  the plan asks for metrics immediately): the bad canary fails again within that tick.
+  A crash after a rollback's ``SetWeight(0)`` but before the Failed status was written: the
+  next tick re-judges at once (``lastAnalysisTime`` was not advanced, so the plan asks for
+  metrics immediately) *before* correcting the weight, so the bad canary fails again and no
+  traffic returns to it. Paths that end an analysis (abort, restart, revert, rollback) route
+  0% without correcting the weight upwards first.
 * **Notices are an outbox.** A ``Notify`` is emitted only when its key is not yet in
   ``status.notified`` and the key is added to the returned status, so a notice leaves at most
   once per rollout, revision, attempt and event, across restarts and replicas.
@@ -89,7 +92,6 @@ TRANSITIONAL_REQUEUE = 5.0
 """Seconds between ticks while waiting for pods or routing (capped by the interval)."""
 
 ACTIVE = (Phase.PROGRESSING, Phase.WAITING)
-IDLE = (Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLING_BACK)
 
 _SEVERITY = {
     NoticeKind.STARTED: Severity.INFO,
@@ -325,6 +327,9 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
         return t.decision()
     if obs.traffic_error is not None:
         # Routing cannot be read or written: hold everything, say exactly what is wrong.
+        old = next((c for c in t.status.conditions if c.type == READY), None)
+        if old is None or (old.reason, old.message) != ("RoutingError", obs.traffic_error):
+            t.event("RoutingError", obs.traffic_error, warning=True)
         t.condition(READY, "False", "RoutingError", obs.traffic_error)
         t.requeue = _transitional(rollout)
         return t.decision()
@@ -369,7 +374,7 @@ def _target_missing(t: _Tick) -> None:
         t.event("TargetNotFound", message, warning=True)
     t.condition(READY, "False", "TargetNotFound", message)
     if t.status.phase in ACTIVE:
-        _rollback(t, "TargetNotFound", message)  # nothing left to judge
+        _rollback(t, "TargetNotFound", message, scale=False)  # nothing left to judge or scale
     elif t.status.canary_weight > 0 or (t.obs.traffic and t.obs.traffic.canary_weight > 0):
         t.route(0)
 
@@ -436,12 +441,14 @@ def _idle(t: _Tick, manual: ManualAction | None) -> None:
         return
     _ignore(t, manual, f"nothing to {manual.verb.value} in phase {s.phase.value}" if manual else "")
     _reassert_routing(t, 0)
-    _scale_down(t)
     _post_rollout(t)
     if s.phase == Phase.ROLLING_BACK:
         t.transition(Phase.FAILED, "RolledBack", s.message, warning=True)
     revision = target.template_hash
-    if revision in (s.canary_revision, s.stable_revision):
+    starting = revision not in (s.canary_revision, s.stable_revision)
+    if not starting or t.rollout.spec.paused:
+        _scale_down(t)  # (not when starting: the canary is scaled up right below)
+    if not starting:
         if revision == s.stable_revision != s.canary_revision:
             # The user reverted the target to what the primary runs: nothing to roll out.
             t.set(canary_revision=revision)
@@ -511,11 +518,13 @@ def _rollback(
     *,
     kind: NoticeKind = NoticeKind.ROLLED_BACK,
     evidence: Sequence[MetricEvidence] = (),
+    scale: bool = True,
 ) -> None:
     """Everything to the primary at once, then the canary down; Failed with the evidence."""
     t.act(SetWeight(0))
     t.set(canary_weight=0)
-    t.act(ScaleTarget(0))
+    if scale:
+        t.act(ScaleTarget(0))
     t.set(verdict=Outcome.FAIL)
     t.set_analysis(outcome=Outcome.FAIL)
     t.transition(Phase.FAILED, reason, f"rolled back: {message}", warning=True)
@@ -535,13 +544,12 @@ def _active(t: _Tick, manual: ManualAction | None, judge: Judge) -> None:
     assert target is not None
     s = t.status
     revision = target.template_hash
+    # Paths that end the analysis route 0% themselves: no weight correction before them.
     if manual is not None and manual.verb == ManualVerb.ABORT:
-        _reassert_routing(t, s.canary_weight)
         _rollback(t, "Aborted", f"manual abort ({manual.id}) at {s.canary_weight}%")
         return
     if revision != s.canary_revision:
         if revision == s.stable_revision:
-            _reassert_routing(t, s.canary_weight)
             t.route(0)
             t.act(ScaleTarget(0))
             t.set(canary_revision=revision, weight_history=[], current_step=0)
@@ -560,7 +568,6 @@ def _active(t: _Tick, manual: ManualAction | None, judge: Judge) -> None:
         return
     _ignore(t, manual, f"nothing to {manual.verb.value} while {s.phase.value}" if manual else "")
     if target.failure is not None:
-        _reassert_routing(t, s.canary_weight)
         _rollback(
             t,
             "CanaryNotReady",
@@ -653,14 +660,18 @@ def _promoted_reason(status: RolloutStatus) -> str:
 
 
 def _analyse(t: _Tick, judge: Judge) -> None:
-    """Canary has traffic: keep routing as the status says; judge when readings came."""
-    _reassert_routing(t, t.status.canary_weight)
+    """Canary has traffic: judge when readings came, then keep routing as the status says.
+
+    Judging comes first so that a rollback never follows a weight correction upwards (after a
+    crash between a rollback's ``SetWeight(0)`` and its status write, the re-judged interval
+    fails again and routes 0% without re-exposing the canary)."""
     early = False
     if t.obs.readings is not None:
         judged = _judge_interval(t, judge, t.obs.readings)
         if judged is None:
             return  # rolled back
         early = judged
+    _reassert_routing(t, t.status.canary_weight)
     interval = t.rollout.spec.schedule.interval_seconds()
     last = t.status.analysis.last_analysis_time or t.now
     t.requeue = max(0.0, interval - (t.now - last).total_seconds())
@@ -875,6 +886,10 @@ def reject(
     Condition Ready=False, reason InvalidSpec. When a canary had traffic, everything goes to the
     primary and the canary is scaled down (phase Failed: fix the spec, then retry or push a new
     revision). ``raw_status`` may be the raw JSON status; an unreadable one starts afresh.
+
+    A runtime that cannot resolve the routing of an unparseable spec may skip ``SetWeight`` /
+    ``ScaleTarget``: the status then says 0%, and the first valid tick corrects the routing to it
+    (routing follows the status, see the module docstring).
     """
     status = _parse_status(raw_status)
     old = next((c for c in status.conditions if c.type == READY), None)

@@ -24,7 +24,9 @@ def test_string_literal_escapes_quotes_backslashes_and_newlines():
     assert string_literal('x\\"} or vector(1) #') == r'"x\\\"} or vector(1) #"'
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(60, "60s"), (1, "1s"), (0.5, "500ms"), (90.25, "90250ms")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(60, "60s"), (1, "1s"), (0.5, "500ms"), (90.25, "90250ms")]
+)
 def test_duration(seconds, text):
     assert duration(seconds) == text
 
@@ -57,7 +59,9 @@ def test_latency_query_groups_by_le():
 
 
 def test_hostile_namespace_stays_inside_its_literal():
-    q = requests_query(namespace='x"} or vector(1) or up{a="', reporter="destination", window_seconds=60)
+    q = requests_query(
+        namespace='x"} or vector(1) or up{a="', reporter="destination", window_seconds=60
+    )
     assert 'destination_workload_namespace="x\\"} or vector(1) or up{a=\\""}' in q
 
 
@@ -88,9 +92,9 @@ def test_render_names_the_unknown_variable():
 def test_render_refuses_unsafe_values_outside_strings():
     with pytest.raises(TemplateError, match="'interval' is used outside a string literal"):
         render_template("rate(x[{{ interval }}])", {"interval": "1m]) or vector(1"})
-    assert render_template("rate(x[{{ interval }}]) > {{ limit }}", {"interval": "90s", "limit": "0.5"}) == (
-        "rate(x[90s]) > 0.5"
-    )
+    assert render_template(
+        "rate(x[{{ interval }}]) > {{ limit }}", {"interval": "90s", "limit": "0.5"}
+    ) == ("rate(x[90s]) > 0.5")
 
 
 def test_render_refuses_backtick_in_raw_string():
@@ -106,7 +110,7 @@ def test_escaped_quote_in_template_does_not_end_the_string():
 
 
 def test_placeholders_in_comments_are_left_alone():
-    out = render_template("up # uses {{ nothing }}\n+ x{a=\"{{ v }}\"}", {"v": "1"})
+    out = render_template('up # uses {{ nothing }}\n+ x{a="{{ v }}"}', {"v": "1"})
     assert out == 'up # uses {{ nothing }}\n+ x{a="1"}'
 
 

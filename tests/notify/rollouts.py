@@ -19,6 +19,7 @@ def rollout(
     uid: str = "",
     deleting: bool = False,
     target: str | None = None,
+    verdict: str = "Inconclusive",
 ) -> Rollout:
     if metrics is None:
         metrics = [
@@ -52,7 +53,8 @@ def rollout(
                 "canaryWeight": weight,
                 "currentStep": step,
                 "stepStartedAt": datetime(2026, 1, 1, 12, 0, tzinfo=UTC).isoformat(),
-                "analysis": {"outcome": "Inconclusive", "intervals": 7, "metrics": metrics},
+                "verdict": verdict,
+                "analysis": {"outcome": verdict, "intervals": 7, "metrics": metrics},
             },
         }
     )

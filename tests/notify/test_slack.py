@@ -10,6 +10,7 @@ import time
 import pytest
 
 from canaryd.adapters.slack import (
+    NotifierClosed,
     QueueFull,
     RetryPolicy,
     SlackDeliveryError,
@@ -96,10 +97,10 @@ def test_webhook_message_carries_evidence_and_dashboard_link(slack_server, notif
     }
     all_text = texts(blocks)
     assert "*error-rate*: Fail" in all_text
-    assert "0.021 vs 0.005" in all_text  # canary vs stable
+    assert "0.021 vs 0.005 (4.2×)" in all_text  # canary vs stable and ratio
     assert "+320% [+150%, +600%]" in all_text  # effect and interval
     assert "312.5" in all_text  # e-value
-    assert "canary 1200, stable 2.28e+04" in all_text or "canary 1200, stable 22,800" in all_text
+    assert "canary 1200, stable 22,800" in all_text
     assert "`7f9c2b`" in all_text and "6m 12s" in all_text
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert buttons[0]["url"] == (
@@ -272,3 +273,15 @@ def test_target_from_provider_and_repr_hides_secrets() -> None:
         slack_target_from(token, "  ", Severity.INFO)
     with pytest.raises(ValueError, match="exactly one"):
         SlackTarget(name="x")
+
+
+def test_close_reports_unsent_and_ignores_later_notices(slack_server, failures) -> None:
+    slack_server.delay_seconds = 0.5
+    n = SlackNotifier(on_failure=failures, retry=FAST)
+    target = webhook(slack_server)
+    for key in ("a", "b", "c"):
+        n.notify(notice(key=key), [target])
+    n.close(timeout=0.1)
+    assert [k for _, k, e in failures.calls if isinstance(e, NotifierClosed)] == ["b", "c"]
+    n.notify(notice(key="d"), [target])  # after close: ignored, no exception
+    assert n.pending == 0

@@ -62,7 +62,11 @@ def test_base_has_every_piece_of_an_install() -> None:
         "Service",
     } <= kinds
     crds = {o["metadata"]["name"] for o in of_kind(build("base"), "CustomResourceDefinition")}
-    assert crds == {"rollouts.canaryd.io", "metrictemplates.canaryd.io", "alertproviders.canaryd.io"}
+    assert crds == {
+        "rollouts.canaryd.io",
+        "metrictemplates.canaryd.io",
+        "alertproviders.canaryd.io",
+    }
 
 
 def test_production_adds_monitoring() -> None:
@@ -157,7 +161,10 @@ def test_controller_is_highly_available(name: str) -> None:
         assert spec["replicas"] == 2
         container = spec["template"]["spec"]["containers"][0]
         assert container["args"][0] == "run"
-        assert any(a.startswith("--leader-elect") for a in container["args"])
+        # Leader election is canaryd run's default: it must not be switched off, and the
+        # Lease must live where the Role allows it (the Pod's namespace).
+        assert "--no-leader-elect" not in container["args"]
+        assert "--lease-namespace=$(POD_NAMESPACE)" in container["args"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             assert container[probe]["httpGet"]["path"] == path
@@ -188,15 +195,21 @@ def test_shards_do_not_overlap() -> None:
 
 def test_metrics_service_and_servicemonitor_reach_the_controller() -> None:
     objects = build("overlays/production")
-    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "canaryd-metrics"]
+    (service,) = [
+        s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "canaryd-metrics"
+    ]
     (deployment,) = controller_deployments("overlays/production")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    container_ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    container_ports = {
+        p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
     service_ports = {p["name"] for p in service["spec"]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
     (monitor,) = of_kind(objects, "ServiceMonitor")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
 
 
@@ -217,7 +230,9 @@ def test_rbac_is_least_privilege(name: str) -> None:
     for binding in of_kind(objects, "ClusterRoleBinding") + of_kind(objects, "RoleBinding"):
         assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
         assert [s["name"] for s in binding["subjects"]] == ["canaryd"]
-    accounts = {d["spec"]["template"]["spec"]["serviceAccountName"] for d in controller_deployments(name)}
+    accounts = {
+        d["spec"]["template"]["spec"]["serviceAccountName"] for d in controller_deployments(name)
+    }
     assert accounts == {"canaryd"}
 
 
@@ -251,7 +266,9 @@ def _expand(arg: str, env: dict[str, str]) -> str:
 
 def test_manifest_sources_are_plain_yaml() -> None:
     """Every YAML under manifests/ parses (a broken patch file would only fail at apply)."""
-    paths = [p for p in MANIFESTS.rglob("*.yaml") if "rules" not in Path(p).relative_to(MANIFESTS).parts]
+    paths = [
+        p for p in MANIFESTS.rglob("*.yaml") if "rules" not in Path(p).relative_to(MANIFESTS).parts
+    ]
     assert len(paths) >= 20
     for path in paths:
         list(yaml.safe_load_all(path.read_text()))

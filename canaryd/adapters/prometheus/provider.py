@@ -33,7 +33,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from canaryd.adapters.prometheus import promql
-from canaryd.adapters.prometheus.settings import PrometheusSettings
+from canaryd.adapters.prometheus.settings import PrometheusSettings, resolve_settings
 from canaryd.api.models import ArmCounts, IntervalRecord, MetricKind
 from canaryd.core.types import MetricQuery, MetricReading
 
@@ -93,8 +93,13 @@ class PrometheusProvider:
             session.verify = False
         # One quick retry for a dropped connection or a gateway hiccup; a slow or failing
         # Prometheus must surface as an Error reading within about one timeout, not minutes.
+        # A read timeout is not retried (read=False): a slow query would only get slower.
         retry = Retry(
-            total=1, backoff_factor=0.1, status_forcelist=(502, 504), allowed_methods=None
+            total=1,
+            read=False,
+            backoff_factor=0.1,
+            status_forcelist=(502, 504),
+            allowed_methods=None,
         )
         self._client = PrometheusConnect(
             url=settings.address.rstrip("/"),
@@ -106,6 +111,7 @@ class PrometheusProvider:
         )
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[Any, ...], _Flight] = OrderedDict()
+        self._siblings: dict[PrometheusSettings, PrometheusProvider] = {}
         self.queries_sent = 0
         """PromQL queries sent so far (batched answers served from the cache do not count)."""
 
@@ -137,6 +143,8 @@ class PrometheusProvider:
 
     def close(self) -> None:
         self._client.close()
+        for sibling in self._siblings.values():
+            sibling.close()
 
     # ---- one query ------------------------------------------------------------------------
 
@@ -235,7 +243,7 @@ class PrometheusProvider:
                 text = promql.render_template(q.template.query, template_vars(q, workload))
             except promql.TemplateError as exc:
                 raise QueryError(f"metric {q.metric.name!r}: {exc}") from None
-            series = self._query(text, at=at)
+            series = self._for_template(q)._query(text, at=at)
             if not series:
                 raise _NoDataError(f"no series for {workload}")
             if len(series) > 1:
@@ -254,6 +262,23 @@ class PrometheusProvider:
                 value = max(value, 0.0)
             values.append(value)
         return values[0], values[1]
+
+    def _for_template(self, q: MetricQuery) -> PrometheusProvider:
+        """The provider a MetricTemplate's own ``prometheus`` settings ask for (address,
+        headers, timeout); credentials are inherited from this provider, since the template's
+        Secret references are not resolved here."""
+        spec = q.template.prometheus if q.template is not None else None
+        if spec is None:
+            return self
+        settings = resolve_settings(spec, self.settings)
+        if settings == self.settings:
+            return self
+        with self._lock:
+            sibling = self._siblings.get(settings)
+            if sibling is None:
+                sibling = PrometheusProvider(settings=settings, align_seconds=0)
+                self._siblings[settings] = sibling
+            return sibling
 
     # ---- batching and HTTP ----------------------------------------------------------------
 
@@ -287,8 +312,10 @@ class PrometheusProvider:
         if owner:
             try:
                 flight.result = parse(self._query(text, at=at))
-            except QueryError as exc:
-                flight.error = str(exc)
+            except Exception as exc:  # waiters must see the failure too, never a None result
+                flight.error = (
+                    str(exc) if isinstance(exc, QueryError) else f"{type(exc).__name__}: {exc}"
+                )
                 with self._lock:
                     if self._cache.get(key) is flight:
                         del self._cache[key]
@@ -316,6 +343,10 @@ class PrometheusProvider:
                 f"Prometheus at {where} timed out after {self.settings.timeout_seconds:g}s"
             ) from None
         except requests.RequestException as exc:
+            if "timed out" in str(exc):
+                raise QueryError(
+                    f"Prometheus at {where} timed out after {self.settings.timeout_seconds:g}s"
+                ) from None
             raise QueryError(f"Prometheus at {where} unreachable: {_short(exc)}") from None
         except ValueError as exc:  # a 200 answer that is not Prometheus JSON
             raise QueryError(f"Prometheus at {where} sent an invalid answer: {exc}") from None
@@ -426,5 +457,5 @@ def _api_error(exc: PrometheusApiClientException) -> str:
 
 def _short(exc: Exception) -> str:
     text = str(exc)
-    reason = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    reason = re.search(r"\[SSL: [A-Z_]+\][^'\")]*|\[Errno -?\d+\] [^'\")]+", text)
     return reason.group(0) if reason else text[:200]

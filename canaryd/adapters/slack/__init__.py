@@ -5,11 +5,12 @@ Public API: :class:`SlackNotifier`, :class:`SlackTarget`, :func:`slack_target_fr
 """
 
 from .messages import SlackMessage, build_message, dashboard_link
-from .notifier import QueueFull, SlackDeliveryError, SlackNotifier, redact
+from .notifier import NotifierClosed, QueueFull, SlackDeliveryError, SlackNotifier, redact
 from .retry import RetryPolicy
 from .target import SlackTarget, severity_meets, slack_target_from
 
 __all__ = [
+    "NotifierClosed",
     "QueueFull",
     "RetryPolicy",
     "SlackDeliveryError",

@@ -140,10 +140,7 @@ def _evidence_block(ev: MetricEvidence) -> SectionBlock:
     if ev.reason:
         head += f"\n{_escape(ev.reason)}"
     fields = [
-        MarkdownTextObject(
-            text=f"*Canary vs stable*\n{format_number(ev.canary_value)} vs "
-            f"{format_number(ev.stable_value)}"
-        ),
+        MarkdownTextObject(text=f"*Canary vs stable*\n{format_comparison(ev)}"),
         MarkdownTextObject(text=f"*Effect*\n{format_effect(ev)}"),
         MarkdownTextObject(
             text=f"*Requests*\ncanary {format_number(ev.canary_requests)}, "
@@ -155,6 +152,14 @@ def _evidence_block(ev: MetricEvidence) -> SectionBlock:
     elif ev.p_value is not None:
         fields.append(MarkdownTextObject(text=f"*p-value*\n{format_number(ev.p_value)}"))
     return SectionBlock(text=MarkdownTextObject(text=_cut(head, 3000)), fields=fields)
+
+
+def format_comparison(ev: MetricEvidence) -> str:
+    """``0.021 vs 0.005 (4.2x)``: both arms' values and their ratio when it is defined."""
+    text = f"{format_number(ev.canary_value)} vs {format_number(ev.stable_value)}"
+    if ev.canary_value is not None and ev.stable_value and ev.stable_value > 0:
+        text += f" ({ev.canary_value / ev.stable_value:.2g}×)"
+    return text
 
 
 def format_effect(ev: MetricEvidence) -> str:

@@ -51,6 +51,10 @@ class QueueFull(Exception):  # noqa: N818 - reads better in metrics and logs tha
     """The notice was dropped because the queue was full (oldest dropped first)."""
 
 
+class NotifierClosed(Exception):  # noqa: N818
+    """The notifier was closed before the notice could be sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     target: SlackTarget
@@ -141,8 +145,12 @@ class SlackNotifier:
             leftover = list(self._queue)
             self._queue.clear()
             self._cond.notify_all()
+        if leftover:
+            log.warning("slack notifier closed with %d notices unsent", len(leftover))
         for job in leftover:
-            self._fail(job, QueueFull("notifier closed before the notice was sent"))
+            self._fail(
+                job, NotifierClosed("notifier closed before the notice was sent"), quiet=True
+            )
         self._worker.join(timeout=max(timeout, 0.1))
 
     @property
@@ -234,15 +242,16 @@ class SlackNotifier:
         while len(self._seen) > self._dedupe_capacity:
             self._seen.popitem(last=False)
 
-    def _fail(self, job: _Job, error: Exception) -> None:
+    def _fail(self, job: _Job, error: Exception, *, quiet: bool = False) -> None:
         self.failed += 1
-        log.warning(
-            "slack notice %s to %s failed: %s: %s",
-            job.notice.key,
-            job.target.name,
-            type(error).__name__,
-            redact(str(error), job.target.secrets),
-        )
+        if not quiet:
+            log.warning(
+                "slack notice %s to %s failed: %s: %s",
+                job.notice.key,
+                job.target.name,
+                type(error).__name__,
+                redact(str(error), job.target.secrets),
+            )
         if self._on_failure is not None:
             self._call_safely(self._on_failure, job.target, job.notice, error)
 

@@ -1,0 +1,1 @@
+"""Benchmarks of canaryd (judge quality; see ``python benchmarks/judge_quality.py``)."""

@@ -1,0 +1,304 @@
+"""Pure computations of the Istio router: no I/O, so every case is tested without a cluster.
+
+Two modes, chosen by the Rollout's spec:
+
+* **Host-level split** (``spec.service``, as Flagger does): canaryd owns two Services and one
+  VirtualService. ``<name>-primary`` selects pods labelled ``app: <target>-primary`` (the primary
+  Deployment canaryd creates), ``<name>-canary`` selects ``app: <target>`` (the target's own
+  pods: **the target's pod template must carry the label** ``app: <target>``). The VirtualService
+  ``<name>`` has one HTTP route named ``primary`` with two weighted destinations summing to 100.
+* **Existing VirtualService** (``spec.virtualServiceRef``, as Argo Rollouts does): only the named
+  HTTP routes are changed, and in them only the weights of the destinations whose host is
+  ``primaryHost`` / ``canaryHost`` (the canary destination is added when missing, copying the
+  primary's port). Every other route and field is left exactly as it was.
+
+A VirtualService that cannot be managed raises :class:`~canaryd.core.ports.PermanentError`
+with a message naming the VirtualService and the route.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from canaryd.api.models import API_VERSION, Rollout, VirtualServiceRef
+from canaryd.core.ports import PermanentError
+from canaryd.core.types import TrafficState
+
+JSON = dict[str, Any]
+
+ISTIO_GROUP = "networking.istio.io"
+ISTIO_VERSION = "v1"
+VS_PLURAL = "virtualservices"
+PRIMARY_ROUTE = "primary"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
+
+
+@dataclass(frozen=True, slots=True)
+class HostNames:
+    """Names of the objects canaryd owns in host-level mode."""
+
+    virtual_service: str
+    primary_service: str
+    canary_service: str
+    primary_app: str
+    canary_app: str
+
+
+def host_names(rollout: Rollout) -> HostNames:
+    """Object names and pod labels of the host-level split (see the module docstring)."""
+    service = rollout.spec.service
+    if service is None:
+        raise PermanentError(f"Rollout {_where(rollout)}: spec.service is not set")
+    target = rollout.spec.target_ref.name
+    base = service.name or target
+    return HostNames(
+        virtual_service=base,
+        primary_service=f"{base}-primary",
+        canary_service=f"{base}-canary",
+        primary_app=f"{target}-primary",
+        canary_app=target,
+    )
+
+
+def _where(rollout: Rollout) -> str:
+    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
+
+
+def _owned_metadata(rollout: Rollout, name: str) -> JSON:
+    meta: JSON = {
+        "name": name,
+        "namespace": rollout.metadata.namespace,
+        "labels": dict(MANAGED_BY),
+    }
+    if rollout.metadata.uid:
+        # Deleting the Rollout garbage-collects what canaryd created for it.
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Rollout",
+                "name": rollout.metadata.name,
+                "uid": rollout.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def check_weight(canary_weight: int) -> int:
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    return canary_weight
+
+
+# ---- host-level mode -------------------------------------------------------------------------
+
+
+def desired_services(rollout: Rollout) -> list[JSON]:
+    """The ``<name>-primary`` and ``<name>-canary`` Services (bodies for create/replace)."""
+    service = rollout.spec.service
+    assert service is not None
+    names = host_names(rollout)
+    port = {
+        "name": "http",
+        "port": service.port,
+        "targetPort": service.target_port or service.port,
+        "protocol": "TCP",
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _owned_metadata(rollout, name),
+            "spec": {"type": "ClusterIP", "selector": {"app": app}, "ports": [dict(port)]},
+        }
+        for name, app in (
+            (names.primary_service, names.primary_app),
+            (names.canary_service, names.canary_app),
+        )
+    ]
+
+
+def split(primary_host: str, canary_host: str, canary_weight: int, port: int | None) -> list[JSON]:
+    """Two weighted destinations, primary first, weights summing to 100."""
+    check_weight(canary_weight)
+    destinations = []
+    for host, weight in ((primary_host, 100 - canary_weight), (canary_host, canary_weight)):
+        destination: JSON = {"host": host}
+        if port is not None:
+            destination["port"] = {"number": port}
+        destinations.append({"destination": destination, "weight": weight})
+    return destinations
+
+
+def desired_virtual_service(rollout: Rollout, canary_weight: int) -> JSON:
+    """The VirtualService of host-level mode with ``canary_weight`` % to the canary."""
+    service = rollout.spec.service
+    assert service is not None
+    names = host_names(rollout)
+    spec: JSON = {
+        "hosts": list(service.hosts) or [names.virtual_service],
+        "http": [
+            {
+                "name": PRIMARY_ROUTE,
+                "route": split(
+                    names.primary_service, names.canary_service, canary_weight, service.port
+                ),
+            }
+        ],
+    }
+    if service.gateways:
+        spec["gateways"] = list(service.gateways)
+    return {
+        "apiVersion": f"{ISTIO_GROUP}/{ISTIO_VERSION}",
+        "kind": "VirtualService",
+        "metadata": _owned_metadata(rollout, names.virtual_service),
+        "spec": spec,
+    }
+
+
+def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None:
+    """Weights of an owned VirtualService; None when it is not in the shape canaryd writes
+    (then :meth:`IstioRouter.reconcile` rewrites it)."""
+    names = host_names(rollout)
+    ref = VirtualServiceRef(
+        name=names.virtual_service,
+        routes=[PRIMARY_ROUTE],
+        primary_host=names.primary_service,
+        canary_host=names.canary_service,
+    )
+    try:
+        return read_weights(vs, ref)
+    except PermanentError:
+        return None
+
+
+def service_differs(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """True when an existing Service's selector or ports differ from what canaryd wants."""
+    spec = existing.get("spec") or {}
+    want = desired["spec"]
+    ports = [
+        {k: p.get(k) for k in ("name", "port", "targetPort", "protocol")}
+        for p in spec.get("ports") or []
+    ]
+    return bool(spec.get("selector") != want["selector"] or ports != want["ports"])
+
+
+# ---- existing VirtualService (virtualServiceRef) ---------------------------------------------
+
+
+def _vs_name(vs: Mapping[str, Any], ref: VirtualServiceRef) -> str:
+    meta = vs.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{ref.name}" if ns else ref.name
+
+
+def managed_indexes(vs: Mapping[str, Any], ref: VirtualServiceRef) -> list[int]:
+    """Indexes in ``spec.http`` of the routes canaryd manages. PermanentError when the
+    VirtualService is malformed or a named route is missing."""
+    where = f"VirtualService {_vs_name(vs, ref)}"
+    spec = vs.get("spec")
+    if not isinstance(spec, Mapping):
+        raise PermanentError(f"{where}: no spec")
+    http = spec.get("http")
+    if not isinstance(http, list) or not all(isinstance(r, Mapping) for r in http):
+        raise PermanentError(f"{where}: spec.http is missing or not a list of HTTP routes")
+    if not ref.routes:
+        if len(http) != 1:
+            raise PermanentError(
+                f"{where}: has {len(http)} HTTP routes; name the ones to manage in "
+                "spec.virtualServiceRef.routes"
+            )
+        return [0]
+    by_name: dict[str, int] = {}
+    for i, route in enumerate(http):
+        name = route.get("name")
+        if isinstance(name, str):
+            by_name.setdefault(name, i)
+    missing = [r for r in ref.routes if r not in by_name]
+    if missing:
+        known = sorted(by_name) or ["(no named routes)"]
+        raise PermanentError(
+            f"{where}: no HTTP route named {', '.join(repr(m) for m in missing)} "
+            f"(routes: {', '.join(known)})"
+        )
+    return [by_name[r] for r in ref.routes]
+
+
+def _route_label(route: Mapping[str, Any], index: int) -> str:
+    name = route.get("name")
+    return f"route {name!r}" if isinstance(name, str) else f"route #{index}"
+
+
+def _destinations(
+    vs: Mapping[str, Any], ref: VirtualServiceRef, index: int, *, need_canary: bool
+) -> tuple[list[JSON], int, int | None]:
+    """The route's destinations and the positions of primary and canary (canary may be None
+    unless ``need_canary``)."""
+    route = vs["spec"]["http"][index]
+    where = f"VirtualService {_vs_name(vs, ref)} {_route_label(route, index)}"
+    raw = route.get("route")
+    if not isinstance(raw, list) or not raw:
+        raise PermanentError(f"{where}: has no destinations (spec.http[{index}].route)")
+    hosts = []
+    for dest in raw:
+        host = (dest.get("destination") or {}).get("host") if isinstance(dest, Mapping) else None
+        if not isinstance(host, str):
+            raise PermanentError(f"{where}: a destination has no host")
+        hosts.append(host)
+    others = sorted({h for h in hosts if h not in (ref.primary_host, ref.canary_host)})
+    if others:
+        raise PermanentError(
+            f"{where}: destinations {others} are neither primaryHost {ref.primary_host!r} "
+            f"nor canaryHost {ref.canary_host!r}; canaryd cannot keep weights summing to 100"
+        )
+    if hosts.count(ref.primary_host) != 1 or hosts.count(ref.canary_host) > 1:
+        raise PermanentError(
+            f"{where}: needs exactly one destination with host {ref.primary_host!r} "
+            f"(primaryHost) and at most one with {ref.canary_host!r} (canaryHost)"
+        )
+    canary = hosts.index(ref.canary_host) if ref.canary_host in hosts else None
+    if need_canary and canary is None:
+        raise PermanentError(f"{where}: no destination with host {ref.canary_host!r} (canaryHost)")
+    return [dict(d) for d in raw], hosts.index(ref.primary_host), canary
+
+
+def read_weights(vs: Mapping[str, Any], ref: VirtualServiceRef) -> TrafficState:
+    """Canary weight of the managed routes. PermanentError when they disagree or are malformed
+    (a missing canary destination reads as weight 0)."""
+    weights = set()
+    for index in managed_indexes(vs, ref):
+        dests, _, canary = _destinations(vs, ref, index, need_canary=False)
+        if canary is None:
+            weights.add(0)
+            continue
+        weight = dests[canary].get("weight", 100 if len(dests) == 1 else 0)
+        weights.add(int(weight))
+    if len(weights) != 1:
+        raise PermanentError(
+            f"VirtualService {_vs_name(vs, ref)}: managed routes disagree on the canary weight "
+            f"({sorted(weights)})"
+        )
+    return TrafficState(canary_weight=weights.pop())
+
+
+def with_weights(vs: Mapping[str, Any], ref: VirtualServiceRef, canary_weight: int) -> JSON:
+    """A copy of ``vs`` whose managed routes send ``canary_weight`` % to the canary and the rest
+    to the primary. Nothing else changes (other routes, matches, retries, headers...)."""
+    check_weight(canary_weight)
+    out = copy.deepcopy(dict(vs))
+    for index in managed_indexes(vs, ref):
+        dests, primary, canary = _destinations(vs, ref, index, need_canary=False)
+        if canary is None:
+            template = copy.deepcopy(dests[primary])
+            template["destination"] = {**template["destination"], "host": ref.canary_host}
+            template.pop("headers", None)  # header rewrites belong to the primary's route
+            dests.append(template)
+            canary = len(dests) - 1
+        dests[primary] = {**dests[primary], "weight": 100 - canary_weight}
+        dests[canary] = {**dests[canary], "weight": canary_weight}
+        out["spec"]["http"][index]["route"] = dests
+    return out

@@ -1,0 +1,356 @@
+"""Starts and stops everything ``canaryd demo`` runs, and gives the demo a small handle on it.
+
+:func:`start` brings the pieces up in dependency order and registers each one's shutdown on
+the caller's ``ExitStack`` the moment it is running, so an error or Ctrl-C at any point stops
+exactly what was started (in reverse order) and nothing else:
+
+API emulator -> demo objects (namespace, Deployment, Secret, AlertProvider) -> mesh simulator
+-> Prometheus (or the simulator-counts fallback) -> Slack capture -> controller -> Rollout.
+
+The controller is the one ``canaryd run`` assembles (:func:`canaryd.controller.assemble.assemble`),
+talking HTTP to the emulator through the official kubernetes client; only the metrics provider
+is swapped when Prometheus is not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client as k8s
+from pydantic import ValidationError
+
+from canaryd.adapters.prometheus import PrometheusSettings
+from canaryd.api import crdgen
+from canaryd.api.models import GROUP, VERSION, Rollout
+from canaryd.cli import demo_resources as res
+from canaryd.cli.demo_metrics import SimulatorCountsProvider
+from canaryd.cli.demo_render import LiveView
+from canaryd.cli.demo_slack import SlackCapture
+from canaryd.cli.demo_summary import ServedCounts
+from canaryd.controller.assemble import Options, assemble
+from canaryd.controller.runtime import ControllerConfig
+from canaryd.core.revision import template_hash
+from kubeemu import Emulator
+from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
+from meshsim.prometheus import PrometheusServer, prometheus_available
+
+if TYPE_CHECKING:
+    from canaryd.cli.demo import Timings
+
+STABLE_ERROR_RATE = 0.01
+"""1% of requests fail on every version: a realistic baseline the judge must see through."""
+BAD_ERROR_FACTOR = 4.0
+SLOW_LATENCY_FACTOR = 2.0
+LATENCY_MEDIAN_MS = 40.0
+
+
+def version_profiles() -> dict[str, VersionProfile]:
+    """How each image behaves in the simulated mesh (keyed by image, so a promoted bad image
+    would stay bad)."""
+    normal = VersionProfile(error_rate=STABLE_ERROR_RATE, latency_median_ms=LATENCY_MEDIAN_MS)
+    return {
+        res.STABLE_IMAGE: normal,
+        res.GOOD_IMAGE: normal,
+        res.BAD_IMAGE: VersionProfile(
+            error_rate=STABLE_ERROR_RATE * BAD_ERROR_FACTOR, latency_median_ms=LATENCY_MEDIAN_MS
+        ),
+        res.SLOW_IMAGE: VersionProfile(
+            error_rate=STABLE_ERROR_RATE, latency_median_ms=LATENCY_MEDIAN_MS * SLOW_LATENCY_FACTOR
+        ),
+    }
+
+
+def crd_directory(stack: ExitStack) -> Path:
+    """The repository's ``crds/``; when absent (installed without the repository), the same
+    CRDs generated from the models into a temporary directory."""
+    repo_crds = Path(__file__).resolve().parents[2] / "crds"
+    if repo_crds.is_dir() and any(repo_crds.glob("*.yaml")):
+        return repo_crds
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryd-demo-crds-")))
+    crdgen.write_all(tmp)
+    return tmp
+
+
+@dataclass
+class DemoEnv:
+    """What the demo script needs once everything runs."""
+
+    api_client: k8s.ApiClient
+    sim: MeshSimulator
+    slack: SlackCapture
+    metrics_backend: str
+    notifier_pending: Callable[[], int]
+    prometheus: PrometheusServer | None = None
+    namespace: str = res.NAMESPACE
+    name: str = res.APP
+
+    def read_raw(self) -> dict[str, Any] | None:
+        try:
+            raw = k8s.CustomObjectsApi(self.api_client).get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "rollouts", self.name
+            )
+        except k8s.ApiException:
+            return None
+        return raw if isinstance(raw, dict) else None
+
+    def read_rollout(self) -> Rollout | None:
+        """The Rollout as ``kubectl get`` sees it; None while unreadable."""
+        raw = self.read_raw()
+        if raw is None:
+            return None
+        try:
+            return Rollout.model_validate(raw)
+        except ValidationError:
+            return None
+
+    def read_rollout_or_fail(self) -> Rollout:
+        rollout = self.read_rollout()
+        if rollout is None:
+            raise RuntimeError(f"Rollout {self.namespace}/{self.name} cannot be read")
+        return rollout
+
+    def wait_until(
+        self,
+        predicate: Callable[[Rollout], bool],
+        timeout: float,
+        on_tick: Callable[[], None],
+        *,
+        what: str = "",
+    ) -> Rollout:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            on_tick()
+            rollout = self.read_rollout()
+            if rollout is not None and predicate(rollout):
+                return rollout
+            time.sleep(0.2)
+        current = self.read_rollout()
+        state = f"phase {current.status.phase.value}: {current.status.message}" if current else ""
+        raise TimeoutError(f"{what or 'the Rollout'} not reached after {timeout:.0f}s {state}")
+
+    def set_image(self, image: str) -> str:
+        """Change the app's image (what a CI pipeline does) and return the new revision: the
+        hash canaryd will record as ``status.canaryRevision``."""
+        apps = k8s.AppsV1Api(self.api_client)
+        for _attempt in range(10):
+            dep = apps.read_namespaced_deployment(self.name, self.namespace)
+            dep.spec.template.spec.containers[0].image = image
+            try:
+                updated = apps.replace_namespaced_deployment(self.name, self.namespace, dep)
+            except k8s.ApiException as exc:
+                if exc.status == 409:  # the controller scaled it meanwhile: read again
+                    continue
+                raise
+            template = self.api_client.sanitize_for_serialization(updated.spec.template)
+            return template_hash(template)
+        raise RuntimeError(f"could not update Deployment {self.namespace}/{self.name}")
+
+    def served(self) -> ServedCounts:
+        """Requests and 5xx errors the canary workload served so far (simulator's truth)."""
+        requests, errors = self.sim.metrics.totals(self.namespace, self.name)
+        return ServedCounts(requests=float(requests), errors=float(errors))
+
+    def settle_slack(self, show: Callable[[], None], *, timeout: float = 3.0) -> None:
+        """Let the last notices arrive: they leave after the status write that ends a rollout
+        (the controller's outbox), so they may trail the phase we saw by a moment. Waits until
+        the notifier's queue is empty and nothing arrived for a short quiet period."""
+        deadline = time.monotonic() + timeout
+        seen = len(self.slack.messages)
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            show()
+            if len(self.slack.messages) != seen:
+                seen = len(self.slack.messages)
+                quiet_since = time.monotonic()
+            if self.notifier_pending() == 0 and time.monotonic() - quiet_since > 0.8:
+                break
+            time.sleep(0.1)
+        show()
+
+
+STUCK: list[str] = []
+"""Pieces that did not stop in time (see :func:`stop_within`); the demo then ends the process
+with ``os._exit`` once everything else is stopped, since their threads would block exit."""
+
+
+def stop_within(stop: Callable[[], None], *, seconds: float, what: str, view: LiveView) -> None:
+    """Run ``stop`` but never wait more than ``seconds`` for it: an exit must not hang on one
+    piece (the servers started before it still get stopped after it)."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            stop()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call, name=f"demo-stop-{what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        STUCK.append(what)
+        view.log(f"!! {what} did not stop within {seconds:.0f}s; leaving it to process exit")
+    elif errors:
+        view.log(f"!! stopping {what} failed: {errors[0]}")
+
+
+def _create(api_client: k8s.ApiClient, obj: dict[str, Any]) -> None:
+    """Create one object through the official client (what ``kubectl create`` does)."""
+    kind = obj["kind"]
+    ns = obj["metadata"].get("namespace", "")
+    if kind == "Namespace":
+        k8s.CoreV1Api(api_client).create_namespace(obj)
+    elif kind == "Deployment":
+        k8s.AppsV1Api(api_client).create_namespaced_deployment(ns, obj)
+    elif kind == "Secret":
+        k8s.CoreV1Api(api_client).create_namespaced_secret(ns, obj)
+    else:
+        plural = {"Rollout": "rollouts", "AlertProvider": "alertproviders"}[kind]
+        k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+            GROUP, VERSION, ns, plural, obj
+        )
+
+
+def start(
+    *,
+    stack: ExitStack,
+    view: LiveView,
+    timings: Timings,
+    rps: float,
+    seed: int,
+    use_prometheus: bool,
+    user_webhook: str | None,
+) -> DemoEnv:
+    """Start every piece (each stopped by ``stack``) and create the demo's objects."""
+    # The controller logs warnings (e.g. a retried tick) to stderr; the demo's own output is
+    # the story, so keep the library quiet unless something is really wrong.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+    view.log("==> Kubernetes API emulator (kubeemu) with Istio's and canaryd's CRDs")
+    emu = Emulator(crd_paths=[crd_directory(stack)], install_istio=True)
+    emu.start()
+    stack.callback(emu.stop)
+    api_client = emu.api_client()
+    stack.callback(api_client.close)
+    view.log(f"    {emu.url}")
+
+    slack = SlackCapture().start()
+    stack.callback(slack.stop)
+    providers = [res.LOCAL_PROVIDER]
+    objects: list[dict[str, Any]] = [
+        res.namespace(),
+        res.deployment(res.STABLE_IMAGE),
+        res.webhook_secret(slack.url),
+        res.alert_provider(res.LOCAL_PROVIDER),
+    ]
+    if user_webhook:
+        providers.append(res.USER_PROVIDER)
+        objects += [
+            res.webhook_secret(user_webhook, name=f"{res.WEBHOOK_SECRET}-user"),
+            res.alert_provider(res.USER_PROVIDER, secret=f"{res.WEBHOOK_SECRET}-user"),
+        ]
+    view.log(
+        f"==> namespace {res.NAMESPACE}: Deployment {res.APP} ({res.STABLE_IMAGE}), "
+        f"AlertProvider(s) {', '.join(providers)}"
+    )
+    for obj in objects:
+        _create(api_client, obj)
+    view.log(f"    Slack messages go to a local webhook ({slack.url}) and are shown below")
+    if user_webhook:
+        view.log("    ... and to the --slack-webhook URL you gave")
+
+    view.log(
+        f"==> mesh simulator: {rps:g} rps through the VirtualService; stable error rate "
+        f"{STABLE_ERROR_RATE:.0%}, the bad image {BAD_ERROR_FACTOR:g}x, the slow one "
+        f"{SLOW_LATENCY_FACTOR:g}x latency"
+    )
+    sim = MeshSimulator(
+        apps=[MeshApp(res.NAMESPACE, res.APP)],
+        routes=KubeRoutes(emu.api_client()),
+        profiles=version_profiles(),
+        default_profile=VersionProfile(error_rate=STABLE_ERROR_RATE),
+        rps=rps,
+        seed=seed,
+        refresh_s=min(0.5, timings.interval_seconds / 4),
+    )
+    sim.start()
+    stack.callback(sim.stop)
+    view.log(f"    {sim.url}/metrics")
+
+    metrics_for = None
+    prom: PrometheusServer | None = None
+    if use_prometheus and prometheus_available():
+        # Scrape at least twice per analysis interval so increase() over one interval has
+        # two samples to work with.
+        scrape = "500ms" if timings.interval_seconds < 2 else "1s"
+        view.log(f"==> Prometheus (real, Debian's binary) scraping the simulator every {scrape}")
+        prom = PrometheusServer(targets=[sim.target], scrape_interval=scrape)
+        prom.start()
+        stack.callback(prom.stop)
+        backend = "prometheus"
+        view.log(f"    {prom.url}")
+    else:
+        reason = (
+            "--no-prometheus" if not use_prometheus else "the prometheus binary is not installed"
+        )
+        view.log(
+            f"==> NOT using Prometheus ({reason}): the controller reads the simulator's counters "
+            "directly (SimulatorCountsProvider, same counts, no PromQL)"
+        )
+        fallback = SimulatorCountsProvider(sim.metrics).start()
+        stack.callback(fallback.stop)
+
+        def metrics_for(_rollout: Rollout) -> SimulatorCountsProvider:
+            return fallback
+
+        backend = "simulator"
+
+    view.log("==> canaryd controller (watches, scheduler, leader election, Istio, Slack, Events)")
+    options = Options(
+        controller=ControllerConfig(
+            namespaces=(res.NAMESPACE,),
+            lease_namespace=res.NAMESPACE,
+            identity="canaryd-demo",
+        ),
+        prometheus=PrometheusSettings(address=prom.url)
+        if prom is not None
+        else PrometheusSettings(),
+    )
+    parts = assemble(emu.api_client(), options, metrics_for=metrics_for)
+    parts.start()
+    stack.callback(stop_within, parts.stop, seconds=15.0, what="the controller", view=view)
+    # Runs first at exit (LIFO): apscheduler logs jobs it can no longer submit while shutting
+    # down; that is expected then and would only clutter the ending.
+    stack.callback(logging.getLogger("apscheduler").setLevel, logging.CRITICAL)
+
+    view.log(
+        f"==> Rollout {res.NAMESPACE}/{res.APP}: interval {timings.interval}, steps "
+        f"{list(timings.step_weights)} %, {timings.intervals_per_step} intervals per step, "
+        "judge: sequential (alpha 0.01, tolerated degradation 25%)"
+    )
+    _create(
+        api_client,
+        res.rollout(
+            interval=timings.interval,
+            step_weights=timings.step_weights,
+            intervals_per_step=timings.intervals_per_step,
+            providers=providers,
+        ),
+    )
+    env = DemoEnv(
+        api_client=api_client,
+        sim=sim,
+        slack=slack,
+        metrics_backend=backend,
+        notifier_pending=lambda: parts.notifier.pending,
+        prometheus=prom,
+    )
+    return env

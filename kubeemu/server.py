@@ -1,0 +1,582 @@
+"""HTTP front end: URL routing, content negotiation, watch streaming, audit and faults.
+
+Speaks HTTP/1.1 with keep-alive; watch responses are chunked, one JSON event per line, like
+kube-apiserver's ``application/json`` watch stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from kubeemu import discovery
+from kubeemu.errors import ApiError, bad_request, gone
+from kubeemu.faults import AuditRecord, Faults
+from kubeemu.registry import Registry, ResourceType
+from kubeemu.selectors import field_matcher, label_matcher
+from kubeemu.store import Store, WatchEvent
+from kubeemu.table import to_table
+
+Obj = dict[str, Any]
+
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(eq=False)
+class _WatchConn:
+    sock: socket.socket
+    dropped: bool = False
+
+
+@dataclass
+class ServerState:
+    """What request handlers share."""
+
+    store: Store
+    registry: Registry
+    faults: Faults
+    bookmark_interval: float
+    default_watch_timeout: float = 1800.0
+    audit: list[AuditRecord] = field(default_factory=list)
+    audit_lock: threading.Lock = field(default_factory=threading.Lock)
+    watches: set[_WatchConn] = field(default_factory=set)
+    watches_lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: bool = False
+    address: str = ""
+
+    def drop_watches(self) -> int:
+        with self.watches_lock:
+            conns = list(self.watches)
+        for c in conns:
+            c.dropped = True
+            with contextlib.suppress(OSError):
+                c.sock.shutdown(socket.SHUT_RDWR)
+        with self.store.changed:
+            self.store.changed.notify_all()
+        return len(conns)
+
+
+@dataclass
+class _Route:
+    """A parsed resource URL."""
+
+    rt: ResourceType
+    namespace: str | None  # None: all namespaces (or cluster-scoped)
+    name: str | None
+    subresource: str
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], state: ServerState) -> None:
+        self.state = state
+        super().__init__(addr, Handler)
+
+
+def _verb(method: str, route: _Route | None, watch: bool) -> str:
+    if method == "GET":
+        if route is not None and route.name is None:
+            return "watch" if watch else "list"
+        return "get"
+    if method == "DELETE" and route is not None and route.name is None:
+        return "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # delayed ACKs add ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
+    server: EmulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging (the audit log records requests)."""
+
+    # ---- plumbing ----------------------------------------------------------------------
+    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    # ---- dispatch ----------------------------------------------------------------------
+    def _handle(self) -> None:
+        state = self.server.state
+        raw = self._read_body() if self.command in _MUTATING else b""
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        parts = [p for p in url.path.split("/") if p]
+        watch = params.get("watch") in ("1", "true")
+        route: _Route | None = None
+        code = 500
+        try:
+            if parts[:1] in (["api"], ["apis"]) and len(parts) >= 2 and "watch" in parts[2:4]:
+                # legacy /api/v1/watch/... and /apis/g/v/watch/... paths
+                idx = parts.index("watch", 2)
+                parts = parts[:idx] + parts[idx + 1 :]
+                watch = True
+            route = self._route(parts)
+            verb = _verb(self.command, route, watch)
+            if route is not None:
+                res = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
+                state.faults.delay(verb, res)
+                failure = state.faults.take(verb, res)
+                if failure is not None:
+                    raise ApiError(failure, f"injected failure ({failure}) for {verb} {res}")
+                code = self._resource(route, verb, params, raw)
+            else:
+                code = self._non_resource(parts)
+        except ApiError as err:
+            code = err.code
+            headers = {"Retry-After": "1"} if err.code == 429 else None
+            self._send_json(err.code, err.status(), headers)
+        except Exception as exc:
+            code = 500
+            traceback.print_exc()
+            self._send_json(500, ApiError(500, f"internal error: {exc!r}").status())
+        finally:
+            self._audit(route, watch, code)
+
+    def _audit(self, route: _Route | None, watch: bool, code: int) -> None:
+        state = self.server.state
+        path = urlsplit(self.path).path
+        if route is None:
+            rec = AuditRecord(
+                self.command.lower(),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                code,
+                path,
+                self.headers.get("User-Agent", ""),
+            )
+        else:
+            rec = AuditRecord(
+                verb=_verb(self.command, route, watch),
+                api_group=route.rt.group,
+                api_version=route.rt.version,
+                resource=route.rt.plural,
+                subresource=route.subresource,
+                namespace=route.namespace or "",
+                name=route.name or "",
+                code=code,
+                path=path,
+                user_agent=self.headers.get("User-Agent", ""),
+            )
+        with state.audit_lock:
+            state.audit.append(rec)
+
+    def _route(self, parts: list[str]) -> _Route | None:
+        """A resource route, or None for discovery and other non-resource paths."""
+        registry = self.server.state.registry
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        if not rest:
+            return None
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+            namespace, rest = rest[1], rest[2:]
+        plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
+        sub = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3:
+            raise ApiError(404, "the server could not find the requested resource")
+        rt = registry.lookup(group, version, plural)
+        if rt is None:
+            raise ApiError(404, "the server could not find the requested resource", details={})
+        if namespace is not None and not rt.namespaced:
+            raise ApiError(404, "the server could not find the requested resource")
+        if rt.namespaced and namespace is None and name is not None:
+            raise ApiError(404, "the server could not find the requested resource")
+        if sub and not (
+            (sub == "status" and rt.status_subresource)
+            or (sub == "scale" and rt.scale is not None)
+            or (sub == "finalize" and rt.kind == "Namespace")
+        ):
+            raise ApiError(404, "the server could not find the requested resource")
+        return _Route(rt, namespace, name, sub)
+
+    def _non_resource(self, parts: list[str]) -> int:
+        state = self.server.state
+        if self.command not in ("GET", "HEAD"):
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        path = "/" + "/".join(parts)
+        doc: Obj | None = None
+        if path in ("/healthz", "/readyz", "/livez"):
+            self._send_text(200, "ok")
+            return 200
+        if path == "/openapi/v2":
+            # An empty protobuf OpenAPI v2 Document: kubectl then skips client-side schema
+            # validation (nothing is published) and the server validates, as with CRDs.
+            self.send_response(200)
+            self.send_header(
+                "Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            )
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return 200
+        if path == "/version":
+            doc = dict(discovery.VERSION_INFO)
+        elif path == "/api":
+            doc = discovery.api_versions(state.address)
+        elif path == "/apis":
+            doc = discovery.api_group_list(state.registry)
+        elif parts[:1] == ["apis"] and len(parts) == 2:
+            doc = discovery.api_group(state.registry, parts[1])
+        elif parts == ["api", "v1"]:
+            doc = discovery.api_resource_list(state.registry, "", "v1")
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            doc = discovery.api_resource_list(state.registry, parts[1], parts[2])
+        if doc is None:
+            raise ApiError(404, "the server could not find the requested resource")
+        self._send_json(200, doc)
+        return 200
+
+    # ---- resources ---------------------------------------------------------------------
+    def _body(self, raw: bytes, content_type: str) -> Any:
+        if not raw:
+            raise bad_request("the body of the request is empty")
+        if "protobuf" in content_type or "cbor" in content_type:
+            raise ApiError(
+                415,
+                "the body of the request was in an unknown format - accepted "
+                "media types include: application/json, application/yaml",
+            )
+        try:
+            if "yaml" in content_type:
+                return yaml.load(raw, Loader=yaml.CSafeLoader)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise bad_request(f"the body of the request could not be decoded: {exc}") from None
+
+    def _resource(self, route: _Route, verb: str, params: dict[str, str], raw: bytes) -> int:
+        state = self.server.state
+        store = state.store
+        rt = route.rt
+        ns = route.namespace or ""
+        dry = params.get("dryRun") == "All"
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if verb in ("list", "watch", "deletecollection"):
+            matcher = _matcher(rt, params)
+        if verb == "watch":
+            return self._watch(route, params, matcher)
+        if verb == "list":
+            limit = int(params["limit"]) if params.get("limit", "").isdigit() else None
+            listed = store.list_objects(
+                rt,
+                route.namespace,
+                matcher,
+                limit=limit or None,
+                continue_token=params.get("continue") or None,
+            )
+            return self._answer(200, rt, listed, is_list=True, params=params)
+        assert route.name is not None or verb == "create"
+        name = route.name or ""
+        if route.subresource == "scale":
+            if verb == "get":
+                return self._answer(200, rt, store.get_scale(rt, ns, name), raw_doc=True)
+            if verb in ("update", "patch"):
+                body = self._body(raw, ctype)
+                scale = store.update_scale(
+                    rt, ns, name, body, content_type=ctype if verb == "patch" else None
+                )
+                return self._answer(200, rt, scale, raw_doc=True)
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        sub = route.subresource or None
+        if verb == "get":
+            return self._answer(200, rt, store.get(rt, ns, name), params=params)
+        if verb == "create":
+            if route.name is not None:
+                raise ApiError(
+                    405, "the server does not allow this method on the requested resource"
+                )
+            obj = store.create(rt, ns, self._body(raw, ctype), dry_run=dry)
+            return self._answer(201, rt, obj)
+        if verb == "update":
+            obj = store.update(rt, ns, name, self._body(raw, ctype), subresource=sub, dry_run=dry)
+            return self._answer(200, rt, obj)
+        if verb == "patch":
+            obj = store.patch(
+                rt, ns, name, ctype, self._body(raw, ctype), subresource=sub, dry_run=dry
+            )
+            return self._answer(200, rt, obj)
+        if verb == "delete":
+            opts: Obj = {}
+            if raw:
+                try:
+                    opts = json.loads(raw) or {}
+                except ValueError:
+                    raise bad_request("invalid DeleteOptions") from None
+            pre = opts.get("preconditions") or {}
+            propagation = opts.get("propagationPolicy") or params.get("propagationPolicy")
+            obj, gone_now = store.delete(
+                rt,
+                ns,
+                name,
+                propagation=propagation,
+                precondition_rv=pre.get("resourceVersion"),
+                precondition_uid=pre.get("uid"),
+                dry_run=dry or (opts.get("dryRun") == ["All"]),
+            )
+            if gone_now:
+                return self._answer(
+                    200,
+                    rt,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Success",
+                        "details": {
+                            "name": name,
+                            "group": rt.group,
+                            "kind": rt.plural,
+                            "uid": obj["metadata"]["uid"],
+                        },
+                    },
+                    raw_doc=True,
+                )
+            return self._answer(200, rt, obj)
+        if verb == "deletecollection":
+            listed = store.list_objects(rt, route.namespace, matcher)
+            for item in listed["items"]:
+                try:
+                    store.delete(
+                        rt, item["metadata"].get("namespace", ""), item["metadata"]["name"]
+                    )
+                except ApiError:
+                    continue
+            return self._answer(200, rt, listed, raw_doc=True)
+        raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def _answer(
+        self,
+        code: int,
+        rt: ResourceType,
+        doc: Obj,
+        *,
+        is_list: bool = False,
+        params: dict[str, str] | None = None,
+        raw_doc: bool = False,
+    ) -> int:
+        accept = self.headers.get("Accept") or ""
+        if not raw_doc and "as=Table" in accept and self.command == "GET":
+            include = (params or {}).get("includeObject", "Metadata")
+            items = doc["items"] if is_list else [doc]
+            meta = (
+                doc["metadata"]
+                if is_list
+                else {"resourceVersion": doc["metadata"]["resourceVersion"]}
+            )
+            doc = to_table(rt, items, dict(meta), include)
+        self._send_json(code, doc)
+        return code
+
+    # ---- watch -------------------------------------------------------------------------
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _watch(self, route: _Route, params: dict[str, str], matcher: Any) -> int:
+        state = self.server.state
+        store = state.store
+        rt = route.rt
+        rv_param = params.get("resourceVersion", "")
+        send_initial = params.get("sendInitialEvents") == "true"
+        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        try:
+            timeout = (
+                float(params["timeoutSeconds"])
+                if params.get("timeoutSeconds")
+                else (state.default_watch_timeout)
+            )
+        except ValueError:
+            raise bad_request("invalid timeoutSeconds") from None
+        cursor = 0
+        if rv_param not in ("", "0") and not send_initial:
+            if not rv_param.isdigit():
+                raise bad_request(f'invalid resource version: "{rv_param}"')
+            cursor = int(rv_param)
+        deadline = time.monotonic() + timeout
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.close_connection = True
+        conn = _WatchConn(self.connection)
+        with state.watches_lock:
+            state.watches.add(conn)
+        key = rt.store_key
+
+        as_table = "as=Table" in (self.headers.get("Accept") or "")
+        include = params.get("includeObject", "Metadata")
+
+        def line(type_: str, obj: Obj) -> bytes:
+            shown: Obj = {**obj, "apiVersion": rt.api_version, "kind": rt.kind}
+            if as_table:  # kubectl get --watch asks for Table-shaped events
+                rv = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                shown = to_table(rt, [shown], rv, include)
+            return json.dumps({"type": type_, "object": shown}, separators=(",", ":")).encode() + (
+                b"\n"
+            )
+
+        def bookmark(rv: int, initial_end: bool = False) -> bytes:
+            meta: Obj = {"resourceVersion": str(rv), "creationTimestamp": None}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            return (
+                json.dumps(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": rt.kind,
+                            "apiVersion": rt.api_version,
+                            "metadata": meta,
+                        },
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                + b"\n"
+            )
+
+        try:
+            if rv_param in ("", "0") or send_initial:
+                objs, cursor = store.snapshot(rt, route.namespace)
+                batch = b"".join(line("ADDED", o) for o in objs if matcher(o))
+                if send_initial and bookmarks:
+                    batch += bookmark(cursor, initial_end=True)
+                if batch:
+                    self._write_chunk(batch)
+            last_bookmark = time.monotonic()
+            while not conn.dropped and not state.stopping:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                with store.changed:
+                    events = store.events_after(cursor)
+                    if events is not None and not events:
+                        wait = deadline - now
+                        if bookmarks:
+                            wait = min(wait, last_bookmark + state.bookmark_interval - now)
+                        store.changed.wait(timeout=max(0.0, min(wait, 1.0)))
+                        events = store.events_after(cursor)
+                if events is None:
+                    err = gone(f"too old resource version: {cursor} ({store.compacted_rv + 1})")
+                    self._write_chunk(
+                        json.dumps(
+                            {"type": "ERROR", "object": err.status()}, separators=(",", ":")
+                        ).encode()
+                        + b"\n"
+                    )
+                    break
+                if conn.dropped:
+                    break
+                batch = b""
+                for ev in events:
+                    if ev.store_key != key:
+                        continue
+                    if (
+                        route.namespace is not None
+                        and ev.obj["metadata"].get("namespace") != route.namespace
+                    ):
+                        continue
+                    type_ = _filtered_type(ev, matcher)
+                    if type_ is not None:
+                        batch += line(type_, ev.obj)
+                if events:
+                    cursor = events[-1].rv
+                if bookmarks and time.monotonic() - last_bookmark >= state.bookmark_interval:
+                    batch += bookmark(cursor)
+                    last_bookmark = time.monotonic()
+                if batch:
+                    self._write_chunk(batch)
+            if not conn.dropped:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        finally:
+            with state.watches_lock:
+                state.watches.discard(conn)
+        return 200
+
+
+def _filtered_type(ev: WatchEvent, matcher: Any) -> str | None:
+    """The event type a selector-filtered watch sees: an object that starts matching is
+    ADDED, one that stops matching is DELETED (kube-apiserver's watch cache does the same)."""
+    now = bool(matcher(ev.obj))
+    if ev.type != "MODIFIED" or ev.prev is None:
+        return ev.type if now else None
+    before = bool(matcher(ev.prev))
+    if now and before:
+        return "MODIFIED"
+    if now:
+        return "ADDED"
+    if before:
+        return "DELETED"
+    return None
+
+
+def _matcher(rt: ResourceType, params: dict[str, str]) -> Any:
+    labels = label_matcher(params.get("labelSelector"))
+    fields = field_matcher(params.get("fieldSelector"), rt.field_labels)
+    return lambda o: labels(o) and fields(o)

@@ -1,0 +1,512 @@
+"""The Prometheus provider against a REAL Prometheus holding backfilled simulator data.
+
+Covers: counts equal to Prometheus's own ``increase()`` semantics (checked against an independent
+re-implementation, ``reference.py``), non-integer extrapolated increases, counter resets,
+latency buckets keyed by Istio's ``le``, gRPC errors, no data (no series, missing arm, zero
+requests), MetricTemplates (value, errors/requests pairing, several series, unknown variable,
+invalid PromQL), PromQL escaping of hostile names, timeouts and Prometheus down, batching
+(queries counted by Prometheus itself), and the live loop simulator -> scrape -> provider."""
+
+import math
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+
+from canaryd.adapters.prometheus import PrometheusProvider, PrometheusSettings, ProviderCache
+from canaryd.api.models import (
+    MetricKind,
+    MetricSpec,
+    MetricTemplateSpec,
+    PrometheusSpec,
+    TemplateRef,
+)
+from canaryd.core.types import MetricQuery
+from meshsim import (
+    ISTIO_BUCKETS_MS,
+    MeshApp,
+    MeshSimulator,
+    OpenMetricsRecorder,
+    StaticRoutes,
+    VersionProfile,
+)
+from meshsim.prometheus import PrometheusServer
+from tests.metrics.reference import reference
+
+pytestmark = pytest.mark.prometheus
+
+WINDOW = 55.0  # not a multiple of the 10 s sample spacing: increases are extrapolated
+SHOP = MeshApp("shop", "podinfo")
+RESET = MeshApp("reset", "api")
+QUIET = MeshApp("quiet", "idle", rps=0.0)
+WEIRD_NS = 'we"ird\\ns} or vector(1)'
+WEIRD = MeshApp(WEIRD_NS, "x")
+RPC = MeshApp("rpc", "svc", protocol="grpc")
+
+
+class Data:
+    """The backfilled history and what is needed to check readings against it."""
+
+    def __init__(self, prom, rec, end):
+        self.prom, self.rec, self.end = prom, rec, end
+
+    def at(self):
+        return datetime.fromtimestamp(self.end, UTC)
+
+    def ref(self, ns, workload, *, errors=False, value=lambda v: v.requests):
+        def select(d):
+            if (d["destination_workload_namespace"], d["destination_workload"]) != (ns, workload):
+                return False
+            if not errors:
+                return True
+            return d["response_code"].startswith("5") or d["grpc_response_status"] not in ("", "0")
+
+        return reference(self.rec, at=self.end, window=WINDOW, select=select, value=value)
+
+
+@pytest.fixture(scope="module")
+def data():
+    start = math.floor(time.time() / 60) * 60 - 1200.0
+    routes = StaticRoutes()
+    sim = MeshSimulator(
+        apps=[SHOP, RESET, QUIET, WEIRD, RPC],
+        routes=routes,
+        rps=100.0,
+        seed=11,
+        start_time=start,
+        reporters=("destination",),
+        profiles={
+            "podinfo:latest": VersionProfile(
+                error_rate=0.03, tail_fraction=0.2, tail_multiplier=20
+            ),
+            "svc:latest": VersionProfile(error_rate=0.1),
+        },
+        default_profile=VersionProfile(error_rate=0.005),
+    )
+    for app, weight in ((SHOP, 30), (RESET, 50), (QUIET, 50), (WEIRD, 50), (RPC, 50)):
+        routes.set_weight(app, weight)
+    rec = OpenMetricsRecorder(sim.metrics)
+    sim.record(575.0, step_s=1.0, sample_every_s=10.0, recorder=rec)
+    # A pod restart of the canary between two scrapes: its counters start again from zero.
+    sim.restart_pods("reset", "api")
+    text = sim.record(25.0, step_s=1.0, sample_every_s=10.0, recorder=rec)
+    assert rec.timestamps[-1] == start + 600
+    server = PrometheusServer()
+    try:
+        server.start()
+        server.backfill(text)
+        yield Data(server, rec, start + 600)
+    finally:
+        server.stop()
+
+
+def query(data, app, kind=MetricKind.ERROR_RATE, *, rollout=None, canary=None, **metric):
+    spec = MetricSpec(name=metric.pop("name", "m"), kind=kind, **metric)
+    return MetricQuery(
+        namespace=app.namespace,
+        rollout=rollout or app.target,
+        canary_workload=canary or app.target,
+        primary_workload=f"{app.target}-primary",
+        metric=spec,
+        template=None,
+        window_seconds=WINDOW,
+        at=data.at(),
+        weight=30,
+    )
+
+
+def template_query(data, app, text, role="value", name="t", variables=None):
+    spec = MetricSpec(
+        name=name,
+        kind=MetricKind.TEMPLATE,
+        template_ref=TemplateRef(name="tpl"),
+        template_role=role,
+        variables=variables or {},
+    )
+    return MetricQuery(
+        namespace=app.namespace,
+        rollout=app.target,
+        canary_workload=app.target,
+        primary_workload=f"{app.target}-primary",
+        metric=spec,
+        template=MetricTemplateSpec(query=text),
+        window_seconds=WINDOW,
+        at=data.at(),
+        weight=30,
+    )
+
+
+@pytest.fixture
+def provider(data):
+    p = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    yield p
+    p.close()
+
+
+# ---- counts ---------------------------------------------------------------------------------
+
+
+def test_error_rate_counts_match_prometheus_increase(data, provider):
+    (reading,) = provider.read([query(data, SHOP)])
+    assert reading.error is None and not reading.no_data
+    rec = reading.record
+    assert rec.weight == 30
+    assert rec.canary.requests == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
+    assert rec.stable.requests == pytest.approx(data.ref("shop", "podinfo-primary"), rel=1e-9)
+    assert rec.canary.errors == pytest.approx(data.ref("shop", "podinfo", errors=True), rel=1e-9)
+    assert rec.stable.errors == pytest.approx(
+        data.ref("shop", "podinfo-primary", errors=True), rel=1e-9
+    )
+    # 55 s windows over 10 s samples: extrapolated, non-integer increases are kept as floats.
+    assert not float(rec.canary.requests).is_integer()
+    # And the numbers are the simulated ones: 30% of 100 rps, 3% errors on the canary.
+    assert rec.canary.requests == pytest.approx(0.3 * 100 * WINDOW, rel=0.2)
+    assert rec.canary.errors / rec.canary.requests > rec.stable.errors / rec.stable.requests
+
+
+def test_counter_reset_is_handled(data, provider):
+    (reading,) = provider.read([query(data, RESET)])
+    canary = reading.record.canary
+    expected = data.ref("reset", "api")
+    assert canary.requests == pytest.approx(expected, rel=1e-9)
+    # Without reset handling the window's last-minus-first delta would be negative.
+    idx = [i for i, t in enumerate(data.rec.timestamps) if data.end - WINDOW < t <= data.end]
+    first = sum(
+        v.requests
+        for k, v in data.rec.values_at(idx[0]).items()
+        if ("destination_workload", "api") in k
+    )
+    last = sum(
+        v.requests
+        for k, v in data.rec.values_at(idx[-1]).items()
+        if ("destination_workload", "api") in k
+    )
+    assert last < first, "the scenario must contain a reset inside the window"
+    assert canary.requests > 0.5 * 50 * WINDOW * 0.8
+
+
+def test_latency_buckets_keyed_by_istio_le(data, provider):
+    (reading,) = provider.read([query(data, SHOP, MetricKind.LATENCY, name="latency")])
+    canary, stable = reading.record.canary, reading.record.stable
+    assert list(canary.latency_buckets) == [f"{b:g}" for b in ISTIO_BUCKETS_MS] + ["+Inf"]
+    values = list(canary.latency_buckets.values())
+    assert values == sorted(values)
+    assert canary.requests == canary.latency_buckets["+Inf"]
+    expected_inf = data.ref("shop", "podinfo", value=lambda v: v.cumulative_buckets[-1])
+    assert canary.latency_buckets["+Inf"] == pytest.approx(expected_inf, rel=1e-9)
+    # The canary has a slow tail (20% of requests x20): more of it is slower than 250 ms.
+    slow = lambda arm: 1 - arm.latency_buckets["250"] / arm.latency_buckets["+Inf"]  # noqa: E731
+    assert slow(canary) > slow(stable) + 0.1
+
+
+def test_grpc_status_counts_as_error(data, provider):
+    (reading,) = provider.read([query(data, RPC)])
+    canary = reading.record.canary
+    assert canary.errors == pytest.approx(data.ref("rpc", "svc", errors=True), rel=1e-9)
+    assert 0.05 < canary.errors / canary.requests < 0.2
+
+
+def test_configurable_error_codes(data, provider):
+    (reading,) = provider.read([query(data, SHOP, error_codes="4..")])
+    assert reading.record.canary.errors == 0.0  # the simulator only returns 503s
+
+
+# ---- no data --------------------------------------------------------------------------------
+
+
+def test_no_series_in_namespace_is_no_data(data, provider):
+    (reading,) = provider.read([query(data, MeshApp("ghost", "app"))])
+    assert reading.no_data and reading.record is None and reading.error is None
+
+
+def test_missing_arm_is_no_data(data, provider):
+    readings = provider.read(
+        [
+            query(data, SHOP, canary="not-deployed"),
+            query(data, SHOP, MetricKind.LATENCY, canary="not-deployed"),
+        ]
+    )
+    assert [r.no_data for r in readings] == [True, True]
+
+
+def test_zero_requests_in_both_arms_is_no_data(data, provider):
+    # The quiet app's series exist (primed at zero) but see no request at all.
+    assert data.prom.query(
+        'istio_requests_total{destination_workload_namespace="quiet"}', at=data.end
+    )
+    (reading,) = provider.read([query(data, QUIET)])
+    assert reading.no_data
+
+
+# ---- MetricTemplates ------------------------------------------------------------------------
+
+REQS = (
+    'sum(increase(istio_requests_total{reporter="destination",'
+    'destination_workload_namespace="{{ namespace }}",destination_workload="{{ workload }}"}'
+    "[{{ interval }}]))"
+)
+ERRS = REQS.replace('"{{ workload }}"}', '"{{ workload }}",response_code=~"5.."}')
+
+
+def test_template_value_per_arm(data, provider):
+    (reading,) = provider.read([template_query(data, SHOP, REQS)])
+    assert reading.record.canary.value == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
+    assert reading.record.stable.value == pytest.approx(
+        data.ref("shop", "podinfo-primary"), rel=1e-9
+    )
+
+
+def test_template_errors_and_requests_pair_into_counts(data, provider):
+    errs = template_query(data, SHOP, ERRS, role="errors", name="custom-errors")
+    reqs = template_query(data, SHOP, REQS, role="requests", name="custom-requests")
+    built_in = query(data, SHOP)
+    r_err, r_req, r_builtin = provider.read([errs, reqs, built_in])
+    assert r_err.record.canary == r_builtin.record.canary
+    assert r_err.record.stable == r_builtin.record.stable
+    assert r_req.record.canary.requests == r_builtin.record.canary.requests
+
+
+def test_template_errors_without_requests_partner_is_an_error(data, provider):
+    (reading,) = provider.read([template_query(data, SHOP, ERRS, role="errors", name="e")])
+    assert "needs exactly one templateRole requests metric" in reading.error
+
+
+def test_template_with_several_series_is_a_clear_error(data, provider):
+    text = REQS.replace("sum(", "sum by (response_code) (", 1)
+    (reading,) = provider.read([template_query(data, SHOP, text, name="by-code")])
+    assert reading.record is None
+    assert "returned 2 series" in reading.error and "expected exactly 1" in reading.error
+    assert 'response_code="503"' in reading.error and "'by-code'" in reading.error
+
+
+def test_template_unknown_variable_is_named(data, provider):
+    (reading,) = provider.read([template_query(data, SHOP, 'up{t="{{ tenant }}"}')])
+    assert "unknown template variable 'tenant'" in reading.error
+
+
+def test_invalid_promql_reports_prometheus_message(data, provider):
+    (reading,) = provider.read([template_query(data, SHOP, "sum(rate(x[{{ interval }}])")])
+    assert "parse error" in reading.error
+
+
+def test_hostile_template_variable_cannot_inject(data, provider):
+    hostile = '"}) or vector(42) or sum(up{a="'
+    text = (
+        'sum(istio_requests_total{destination_workload="{{ workload }}",'
+        'response_code="{{ code }}"})'
+    )
+    (reading,) = provider.read([template_query(data, SHOP, text, variables={"code": hostile})])
+    assert reading.no_data, reading
+    # The same text substituted naively WOULD inject: Prometheus answers 42.
+    naive = text.replace("{{ workload }}", "podinfo").replace("{{ code }}", hostile)
+    assert [s["value"][1] for s in data.prom.query(naive, at=data.end)] == ["42"]
+
+
+def test_hostile_namespace_is_matched_literally(data, provider):
+    (reading,) = provider.read([query(data, WEIRD)])
+    assert reading.error is None
+    assert reading.record.canary.requests == pytest.approx(data.ref(WEIRD_NS, "x"), rel=1e-9)
+    (ghost,) = provider.read([query(data, MeshApp('x"} or vector(1) or up{a="', "x"))])
+    assert ghost.no_data
+
+
+# ---- failures -------------------------------------------------------------------------------
+
+
+def test_prometheus_down_is_an_error_reading(data):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    down = PrometheusProvider(address=f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    readings = down.read([query(data, SHOP), query(data, SHOP, MetricKind.LATENCY)])
+    assert all(r.record is None and "unreachable" in r.error for r in readings)
+    assert not down.is_online()
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.fixture
+def black_hole():
+    """A TCP server that accepts connections and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    conns, stop = [], threading.Event()
+
+    def accept():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    t.join(timeout=5)
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+def test_slow_prometheus_times_out_as_error(data, black_hole):
+    slow = PrometheusProvider(settings=PrometheusSettings(address=black_hole, timeout_seconds=0.3))
+    t0 = time.monotonic()
+    (reading,) = slow.read([query(data, SHOP)])
+    assert "timed out after 0.3s" in reading.error
+    assert time.monotonic() - t0 < 3
+    assert not slow.is_online()
+
+
+def test_is_online(provider):
+    assert provider.is_online()
+
+
+# ---- batching -------------------------------------------------------------------------------
+
+
+def rollouts(data, n):
+    out = []
+    for i in range(n):
+        canary = "podinfo" if i == 0 else f"app{i}"
+        out.append(query(data, SHOP, rollout=f"r{i}", canary=canary, name="error-rate"))
+        out.append(
+            query(data, SHOP, MetricKind.LATENCY, rollout=f"r{i}", canary=canary, name="latency")
+        )
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 10])
+def test_one_query_per_kind_per_namespace(data, n):
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    before = data.prom.api_query_count()
+    for q in rollouts(data, n):  # one read per Rollout tick, as the reconciler does
+        provider.read([q])
+    assert data.prom.api_query_count() - before == 3  # requests, errors, latency
+    assert provider.queries_sent == 3
+
+
+def test_concurrent_rollouts_share_one_query(data):
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    before = data.prom.api_query_count()
+    qs = rollouts(data, 20)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        readings = list(pool.map(lambda q: provider.read([q])[0], qs))
+    assert data.prom.api_query_count() - before == 3
+    assert readings[0].record is not None and all(r.no_data for r in readings[2:])
+
+
+def test_instants_in_one_grid_cell_share_a_query_and_the_next_cell_does_not(data):
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    q = query(data, SHOP)
+    later = MetricQuery(
+        **{
+            **{f: getattr(q, f) for f in q.__slots__},
+            "at": datetime.fromtimestamp(data.end + 9.5, UTC),
+        }
+    )
+    next_cell = MetricQuery(
+        **{
+            **{f: getattr(q, f) for f in q.__slots__},
+            "at": datetime.fromtimestamp(data.end + 10, UTC),
+        }
+    )
+    a, b = provider.read([q]), provider.read([later])
+    assert a == b and provider.queries_sent == 2
+    provider.read([next_cell])
+    assert provider.queries_sent == 4
+
+
+def test_provider_cache_shares_providers_per_settings(data):
+    cache = ProviderCache(PrometheusSettings(address=data.prom.url))
+    assert cache.for_spec(None) is cache.get()
+    tenant = cache.for_spec(PrometheusSpec(headers={"X-Scope-OrgID": "team-a"}), bearer_token="t0k")
+    assert tenant is not cache.get()
+    assert tenant.settings.header_dict() == {
+        "X-Scope-OrgID": "team-a",
+        "Authorization": "Bearer t0k",
+    }
+    assert tenant is cache.for_spec(
+        PrometheusSpec(headers={"X-Scope-OrgID": "team-a"}), bearer_token="t0k"
+    )
+    (reading,) = tenant.read([query(data, SHOP)])  # Prometheus ignores the extra headers
+    assert reading.record is not None
+    cache.close()
+
+
+# ---- live: simulator scraped by Prometheus, read by the provider ----------------------------
+
+
+def test_live_simulator_scraped_and_read(prometheus):
+    routes = StaticRoutes()
+    app = MeshApp("live", "web")
+    sim = MeshSimulator(apps=[app], routes=routes, rps=200.0, seed=5, tick_s=0.1,
+                        default_profile=VersionProfile(error_rate=0.05))  # fmt: skip
+    routes.set_weight(app, 50)
+    with sim:
+        prometheus.set_targets([sim.target])
+        prometheus.wait_for_series('istio_requests_total{destination_workload="web"}', timeout=20)
+        provider = PrometheusProvider(address=prometheus.url, align_seconds=0)
+        reading = None
+        for _ in range(40):  # bounded: ~10 s for the 2 s window to hold two scrapes
+            q = MetricQuery(
+                namespace="live",
+                rollout="web",
+                canary_workload="web",
+                primary_workload="web-primary",
+                metric=MetricSpec(name="e"),
+                template=None,
+                window_seconds=3.0,
+                at=datetime.now(UTC),
+                weight=50,
+            )
+            (reading,) = provider.read([q])
+            if reading.record is not None and reading.record.canary.requests > 0:
+                break
+            time.sleep(0.25)
+        assert reading is not None and reading.record is not None, reading
+        # ~100 rps per arm over 3 s: the order of magnitude is right.
+        assert 50 < reading.record.canary.requests < 1000
+
+
+def test_template_with_its_own_prometheus_address(data, provider):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    q = template_query(data, SHOP, REQS)
+    elsewhere = PrometheusSpec(address=f"http://127.0.0.1:{port}")
+    moved = MetricQuery(
+        **{
+            **{f: getattr(q, f) for f in q.__slots__},
+            "template": MetricTemplateSpec(query=REQS, prometheus=elsewhere),
+        }
+    )
+    (reading,) = provider.read([moved])
+    assert f"127.0.0.1:{port} unreachable" in reading.error
+    here = PrometheusSpec(address=data.prom.url, headers={"X-Scope-OrgID": "t"})
+    same = MetricQuery(
+        **{
+            **{f: getattr(q, f) for f in q.__slots__},
+            "template": MetricTemplateSpec(query=REQS, prometheus=here),
+        }
+    )
+    (reading,) = provider.read([same])
+    assert reading.record.canary.value == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
+
+
+def test_failed_batched_queries_are_not_cached(data):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = PrometheusProvider(address=f"http://127.0.0.1:{port}", align_seconds=10.0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        readings = list(pool.map(lambda q: down.read([q])[0], rollouts(data, 4)))
+    assert all(r.error and "unreachable" in r.error for r in readings)
+    sent = down.queries_sent
+    down.read([query(data, SHOP)])
+    assert down.queries_sent == sent + 1  # retried, not served from the cache

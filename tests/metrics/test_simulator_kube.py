@@ -1,0 +1,107 @@
+"""The mesh simulator reading routes from the API emulator through the official kubernetes
+client: VirtualService weights (networking.istio.io/v1), Deployment images and readiness."""
+
+import time
+
+import pytest
+from kubernetes import client as k8s
+
+from kubeemu import Emulator
+from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
+
+APP = MeshApp(namespace="default", target="podinfo")
+
+
+@pytest.fixture
+def api():
+    emu = Emulator().start()
+    try:
+        yield emu.api_client()
+    finally:
+        emu.stop()
+
+
+def deployment(name, image, replicas=1):
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def virtual_service(canary_weight):
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "podinfo"},
+        "spec": {
+            "hosts": ["podinfo"],
+            "http": [
+                {
+                    "name": "primary",
+                    "route": [
+                        {"destination": {"host": "podinfo-primary"}, "weight": 100 - canary_weight},
+                        {"destination": {"host": "podinfo-canary.default.svc.cluster.local"},
+                         "weight": canary_weight},
+                    ],
+                }
+            ],
+        },
+    }  # fmt: skip
+
+
+def wait_ready(apps, name, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dep = apps.read_namespaced_deployment(name, "default")
+        if (dep.status.ready_replicas or 0) >= (dep.spec.replicas or 0):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} not ready after {timeout}s")
+
+
+def test_routes_follow_virtualservice_and_deployments(api):
+    apps, custom = k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
+    routes = KubeRoutes(api)
+    apps.create_namespaced_deployment("default", deployment("podinfo", "podinfo:6.7.1"))
+    # Before canaryd bootstraps (no VirtualService): everything goes to the target.
+    wait_ready(apps, "podinfo")
+    assert [(r.workload, r.weight, r.image) for r in routes.destinations(APP)] == [
+        ("podinfo", 100, "podinfo:6.7.1")
+    ]
+    apps.create_namespaced_deployment("default", deployment("podinfo-primary", "podinfo:6.7.0"))
+    wait_ready(apps, "podinfo-primary")
+    custom.create_namespaced_custom_object(
+        "networking.istio.io", "v1", "default", "virtualservices", virtual_service(20)
+    )
+    got = [(r.workload, r.service, r.weight, r.image) for r in routes.destinations(APP)]
+    assert got == [
+        ("podinfo-primary", "podinfo-primary", 80, "podinfo:6.7.0"),
+        ("podinfo", "podinfo-canary", 20, "podinfo:6.7.1"),
+    ]
+    # The simulator sends traffic by those weights and judges versions by image.
+    sim = MeshSimulator(apps=[APP], routes=routes, rps=1000.0, seed=3, start_time=0.0,
+                        profiles={"podinfo:6.7.1": VersionProfile(error_rate=0.5)},
+                        default_profile=VersionProfile(error_rate=0.0))  # fmt: skip
+    stats = sim.step(2.0)
+    c_req, c_err = stats.served[("default", "podinfo")]
+    p_req, p_err = stats.served[("default", "podinfo-primary")]
+    assert 0.15 < c_req / (c_req + p_req) < 0.25
+    assert c_err > 0.3 * c_req and p_err == 0
+    # Canary scaled to zero: it has no ready pod, its share is dropped (not served).
+    apps.patch_namespaced_deployment_scale("podinfo", "default", {"spec": {"replicas": 0}})
+    deadline = time.monotonic() + 10
+    while routes.destinations(APP)[1].image is not None:
+        assert time.monotonic() < deadline, "canary still has ready pods"
+        time.sleep(0.05)
+    stats = sim.step(2.0)
+    assert ("default", "podinfo") not in stats.served and stats.dropped > 0

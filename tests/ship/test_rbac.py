@@ -1,0 +1,269 @@
+"""RBAC derived from real calls: the real controller (assembled as ``canaryd run`` does it, all
+namespaces, leader election in canaryd-system) runs complete rollouts against the API emulator
+— a good release promoted with Slack alerts through an AlertProvider and its Secret, a bad one
+rolled back on a user-owned VirtualService with a MetricTemplate, a manual promotion — and every
+request it made (the emulator's audit log, told apart from the test's own requests by the
+User-Agent) must be allowed by the ClusterRole/Role in manifests/base, and every verb those
+rules grant must have been used. A missing verb fails; so does an unused one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from canaryd.adapters.kube import RetryPolicy, load_api_client
+from canaryd.cli.main import main as canaryd
+from canaryd.controller.assemble import Assembled, Options, assemble
+from canaryd.controller.runtime import ControllerConfig
+from tests.controller.conftest import (  # noqa: F401
+    Cluster,
+    cluster,
+    phase_is,
+    rollout_body,
+    wait_for,
+)
+from tests.ship.manifests import build
+from tests.support.scripted_metrics import BAD
+from tests.support.slack import SlackServer, slack_server  # noqa: F401
+
+CONTROLLER_AGENT = "canaryd-under-audit"
+LEASE_NAMESPACE = "canaryd-system"
+NS = "default"
+
+Call = tuple[str, str, str, str]  # verb, api group, resource[/subresource], namespace ("" = all)
+
+
+def rules_of(kind: str) -> list[tuple[dict[str, Any], str]]:
+    """(rule, namespace) for every rule of the given RBAC kind in manifests/base."""
+    out = []
+    for obj in build("base"):
+        if obj["kind"] == kind:
+            ns = obj["metadata"].get("namespace", "") if kind == "Role" else ""
+            out += [(rule, ns) for rule in obj["rules"]]
+    return out
+
+
+def grants() -> set[Call]:
+    """Every (verb, group, resource, namespace) the manifests grant; "" namespace = any."""
+    out = set()
+    for kind in ("ClusterRole", "Role"):
+        for rule, ns in rules_of(kind):
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        out.add((verb, group, resource, ns))
+    return out
+
+
+def allowed(call: Call, granted: set[Call]) -> bool:
+    verb, group, resource, ns = call
+    return (verb, group, resource, "") in granted or (ns != "" and call in granted)
+
+
+def used(grant: Call, calls: set[Call]) -> bool:
+    verb, group, resource, ns = grant
+    return any(c[:3] == (verb, group, resource) and (ns == "" or c[3] == ns) for c in calls)
+
+
+@pytest.fixture
+def audited(cluster: Cluster) -> Iterator[Cluster]:  # noqa: F811
+    """The cluster fixture with the namespaces a real install has."""
+    core = kubernetes.client.CoreV1Api(cluster.api.api_client)
+    core.create_namespace({"metadata": {"name": LEASE_NAMESPACE}})
+    yield cluster
+
+
+def start_audited_controller(cluster: Cluster) -> Assembled:  # noqa: F811
+    """The controller as manifests/base runs it: every namespace, Lease in canaryd-system."""
+    config = ControllerConfig(
+        namespaces=None,
+        identity="canaryd-0",
+        lease_namespace=LEASE_NAMESPACE,
+        lease_duration=3.0,
+        renew_deadline=2.0,
+        retry_period=0.3,
+        workers=4,
+        idle_resync_seconds=2.0,
+        watch_timeout_seconds=5,
+    )
+    options = Options(
+        controller=config,
+        retry=RetryPolicy(attempts=4, base_seconds=0.05, cap_seconds=0.5),
+        backoff_base=0.2,
+        backoff_cap=2.0,
+    )
+    client = load_api_client(kubeconfig=str(cluster.kubeconfig))
+    client.user_agent = CONTROLLER_AGENT
+    parts = assemble(client, options, metrics_for=lambda _r: cluster.metrics)
+    parts.start()
+    cluster.controllers.append(parts)
+    return parts
+
+
+def create(cluster: Cluster, path: str, body: dict[str, Any]) -> None:  # noqa: F811
+    cluster.api.create(path, body)
+
+
+def user_owned_routing(cluster: Cluster, name: str) -> None:  # noqa: F811
+    """Services per arm and a VirtualService with a route canaryd manages and one it must not."""
+    for arm, selector in (("primary", f"{name}-primary"), ("canary", name)):
+        create(
+            cluster,
+            f"/api/v1/namespaces/{NS}/services",
+            {
+                "metadata": {"name": f"{name}-{arm}"},
+                "spec": {"selector": {"app": selector}, "ports": [{"port": 9898}]},
+            },
+        )
+    route = [
+        {"destination": {"host": f"{name}-primary"}, "weight": 100},
+        {"destination": {"host": f"{name}-canary"}, "weight": 0},
+    ]
+    create(
+        cluster,
+        f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices",
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": name},
+            "spec": {
+                "hosts": [f"{name}.example.com"],
+                "http": [
+                    {"name": "admin", "route": [{"destination": {"host": f"{name}-primary"}}]},
+                    {"name": "main", "route": route},
+                ],
+            },
+        },
+    )
+
+
+def repeated_event(cluster: Cluster, reason: str) -> bool:  # noqa: F811
+    events = cluster.api.get(f"/api/v1/namespaces/{NS}/events")["items"]
+    return any(e.get("reason") == reason and (e.get("count") or 1) >= 2 for e in events)
+
+
+def test_rbac_covers_exactly_the_calls_the_controller_makes(
+    audited: Cluster,
+    slack_server: SlackServer,
+    tmp_path: Path,
+) -> None:
+    cluster = audited
+    # Alerts: an AlertProvider whose webhook URL lives in a Secret.
+    create(
+        cluster,
+        f"/api/v1/namespaces/{NS}/secrets",
+        {"metadata": {"name": "slack"}, "stringData": {"url": slack_server.webhook_url}},
+    )
+    create(
+        cluster,
+        f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/alertproviders",
+        {
+            "apiVersion": "canaryd.io/v1alpha1",
+            "kind": "AlertProvider",
+            "metadata": {"name": "team"},
+            "spec": {"webhookSecretRef": {"name": "slack", "key": "url"}},
+        },
+    )
+    create(
+        cluster,
+        f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/metrictemplates",
+        {
+            "apiVersion": "canaryd.io/v1alpha1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": "panics"},
+            "spec": {"query": 'sum(panics_total{namespace="{{ namespace }}"})'},
+        },
+    )
+    alerts = [{"name": "team", "providerRef": {"name": "team"}, "severity": "info"}]
+    metrics = [
+        {"name": "error-rate", "kind": "errorRate"},
+        {
+            "name": "panics",
+            "kind": "template",
+            "templateRef": {"name": "panics"},
+            "thresholdRange": {"max": 0},
+            "critical": False,
+        },
+    ]
+    start_audited_controller(cluster)
+
+    # 1. Host-level split (canaryd creates Services and the VirtualService), good release.
+    cluster.deploy("web", "web:1.0")
+    cluster.create_rollout("web", "web", alerts=alerts)
+    # 2. A user-owned VirtualService, a MetricTemplate, a bad release.
+    cluster.deploy("api", "api:1.0")
+    user_owned_routing(cluster, "api")
+    cluster.metrics.set_profile(NS, "api", BAD)
+    body = rollout_body(
+        "api",
+        "api",
+        virtualServiceRef={
+            "name": "api",
+            "routes": ["main"],
+            "primaryHost": "api-primary",
+            "canaryHost": "api-canary",
+        },
+        analysis={"metrics": metrics},
+    )
+    del body["spec"]["service"]
+    create(cluster, f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", body)
+    # 3. A slow release promoted by hand with the CLI.
+    cluster.deploy("shop", "shop:1.0")
+    cluster.create_rollout(
+        "shop", "shop", schedule={"interval": "500ms", "stepWeights": [5, 10, 20, 30, 40, 50]}
+    )
+    for name in ("web", "api", "shop"):
+        wait_for(f"{name} Initialized", phase_is(cluster, name, "Initialized"), timeout=30)
+
+    # Someone edits a Service canaryd owns: the router must put it back (an update).
+    cluster.api.merge_patch(
+        f"/api/v1/namespaces/{NS}/services/web-canary", {"spec": {"selector": {"app": "other"}}}
+    )
+    cluster.set_image("web", "web:2.0")
+    cluster.set_image("api", "api:2.0")
+    cluster.set_image("shop", "shop:2.0")
+    wait_for("shop Progressing", phase_is(cluster, "shop", "Progressing"), timeout=30)
+    kubeconfig = str(cluster.kubeconfig)
+    assert canaryd(["promote", "shop", "--kubeconfig", kubeconfig, "-n", NS, "--wait", "30"]) == 0
+    wait_for("web Succeeded", phase_is(cluster, "web", "Succeeded"), timeout=60)
+    wait_for("api Failed", phase_is(cluster, "api", "Failed"), timeout=60)
+    wait_for("shop Succeeded", phase_is(cluster, "shop", "Succeeded"), timeout=60)
+    slack_server.wait_for(1, timeout=10)
+    # A bad manual action warns at every tick: the repeats are aggregated (a patch of count).
+    cluster.annotate("web", "canaryd.io/action", "explode")
+    wait_for("an aggregated InvalidAction event", lambda: repeated_event(cluster, "InvalidAction"))
+    service = cluster.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
+    assert service["spec"]["selector"] == {"app": "web"}, "the drifted Service was not repaired"
+    for parts in list(cluster.controllers):
+        cluster.stop_controller(parts)  # releases the Lease: part of the audited calls
+    # A watch is audited when its stream ends: end the ones still open.
+    cluster.emu.faults.drop_watches()
+    records = wait_for(
+        "the controller's watches in the audit log",
+        lambda: (
+            [r for r in cluster.emu.audit if r.user_agent == CONTROLLER_AGENT]
+            if {("watch", "rollouts"), ("watch", "deployments")}
+            <= {(r.verb, r.resource) for r in cluster.emu.audit}
+            else None
+        ),
+        timeout=15,
+    )
+    calls: set[Call] = {
+        (
+            r.verb,
+            r.api_group,
+            r.resource + (f"/{r.subresource}" if r.subresource else ""),
+            r.namespace,
+        )
+        for r in records
+        if r.resource
+    }
+    granted = grants()
+    missing = sorted(c for c in calls if not allowed(c, granted))
+    unused = sorted(g for g in granted if not used(g, calls))
+    assert not missing, f"the controller made calls manifests/base does not allow: {missing}"
+    assert not unused, f"manifests/base grants verbs the controller never used: {unused}"
