@@ -188,7 +188,8 @@ def evaluate(s: Scenario, runs: int, seed: int, judges: dict[str, Judge]) -> lis
                 minutes=float(np.median(minutes)) if minutes else math.nan,
                 requests=float(np.median(requests)) if requests else math.nan,
                 wald=wald,
-                errors_served=float(np.median(served)),
+                # Latency scenarios do not change the error rate: errors served mean nothing there.
+                errors_served=math.nan if s.latency else float(np.median(served)),
                 promote=float(np.median(promote)),
             )
         )

@@ -93,6 +93,7 @@ class Emulator:
             self._state.drop_watches()
             self._server.shutdown()
             self._server.server_close()
+            self._state.close_connections()
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server = None
@@ -140,7 +141,10 @@ class Emulator:
         """Write a kubeconfig whose current context points here; returns its path."""
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        # Written atomically: a process polling for the file never reads half of it.
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        tmp.replace(out)
         return out
 
     def api_client(self) -> ApiClient:

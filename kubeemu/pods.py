@@ -18,6 +18,7 @@ import json
 import math
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +153,9 @@ class PodSimulator:
                     # A racing client write (e.g. the namespace went away): the next event
                     # retriggers this Deployment.
                     self._schedule(key, 0.05)
+                except Exception:  # keep simulating the other Deployments
+                    traceback.print_exc()
+                    self._schedule(key, 1.0)
             if not keys:
                 self._wake.wait(timeout=max(0.0, min(nxt - time.monotonic(), 1.0)))
                 self._wake.clear()

@@ -53,6 +53,15 @@ class ServerState:
     watches_lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: bool = False
     address: str = ""
+    connections: set[socket.socket] = field(default_factory=set)
+
+    def close_connections(self) -> None:
+        """Shut every open client connection (keep-alive ones included) at stop."""
+        with self.watches_lock:
+            conns = list(self.connections)
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def drop_watches(self) -> int:
         with self.watches_lock:
@@ -105,12 +114,24 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: EmulatorServer
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.state.watches_lock:
+            self.server.state.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.state.watches_lock:
+            self.server.state.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (the audit log records requests)."""
 
     # ---- plumbing ----------------------------------------------------------------------
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        self._audit(code)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -123,6 +144,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send_text(self, code: int, text: str) -> None:
         data = text.encode()
+        self._audit(code)
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -159,6 +181,8 @@ class Handler(BaseHTTPRequestHandler):
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         parts = [p for p in url.path.split("/") if p]
         watch = params.get("watch") in ("1", "true")
+        self._route_info: tuple[_Route | None, bool] = (None, watch)
+        self._audited = False
         route: _Route | None = None
         code = 500
         try:
@@ -168,6 +192,7 @@ class Handler(BaseHTTPRequestHandler):
                 parts = parts[:idx] + parts[idx + 1 :]
                 watch = True
             route = self._route(parts)
+            self._route_info = (route, watch)
             verb = _verb(self.command, route, watch)
             if route is not None:
                 res = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
@@ -180,16 +205,25 @@ class Handler(BaseHTTPRequestHandler):
                 code = self._non_resource(parts)
         except ApiError as err:
             code = err.code
+            if self._audited:  # the answer has started (a watch): nothing more can be sent
+                return
             headers = {"Retry-After": "1"} if err.code == 429 else None
             self._send_json(err.code, err.status(), headers)
         except Exception as exc:
             code = 500
             traceback.print_exc()
+            if self._audited:
+                return
             self._send_json(500, ApiError(500, f"internal error: {exc!r}").status())
         finally:
-            self._audit(route, watch, code)
+            self._audit(code)
 
-    def _audit(self, route: _Route | None, watch: bool, code: int) -> None:
+    def _audit(self, code: int) -> None:
+        """Append this request to the audit log (once, before the answer is written)."""
+        if self._audited:
+            return
+        self._audited = True
+        route, watch = self._route_info
         state = self.server.state
         path = urlsplit(self.path).path
         if route is None:
@@ -266,6 +300,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/openapi/v2":
             # An empty protobuf OpenAPI v2 Document: kubectl then skips client-side schema
             # validation (nothing is published) and the server validates, as with CRDs.
+            self._audit(200)
             self.send_response(200)
             self.send_header(
                 "Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -456,6 +491,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise bad_request(f'invalid resource version: "{rv_param}"')
             cursor = int(rv_param)
         deadline = time.monotonic() + timeout
+        self._audit(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

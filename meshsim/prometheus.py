@@ -173,15 +173,17 @@ class PrometheusServer:
 
     def stop(self) -> None:
         """Stop the process by PID and remove the temporary directory (when we made it)."""
-        self._kill()
-        if self._own_dir:
-            shutil.rmtree(self._root, ignore_errors=True)
-        else:
-            # Keep the caller's data dir; only our config and log go.
-            with contextlib.suppress(OSError):
-                self.config_path.unlink()
-                self.log_path.unlink()
-                self._root.rmdir()
+        try:
+            self._kill()
+        finally:  # even when interrupted while waiting for the process to exit
+            if self._own_dir:
+                shutil.rmtree(self._root, ignore_errors=True)
+            else:
+                # Keep the caller's data dir; only our config and log go.
+                with contextlib.suppress(OSError):
+                    self.config_path.unlink()
+                    self.log_path.unlink()
+                    self._root.rmdir()
 
     def restart(self, *, timeout: float = 30.0) -> None:
         """Stop and start again on the same port with the same data (reloads TSDB blocks)."""

@@ -102,19 +102,21 @@ def dotted(path: Sequence[PathPart]) -> str:
 
 def node_at(root: yaml.Node, path: Sequence[PathPart]) -> yaml.Node:
     """The node at ``path`` below ``root``: a mapping key's own node when the path ends on a key
-    (that is the line users look for), else the deepest node that exists on the way."""
-    node = root
+    (that is the line users look for); when the path leaves the document (a missing field), the
+    key of the deepest mapping that exists, else the deepest node on the way."""
+    node, last_key = root, root
     for i, part in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, yaml.MappingNode):
             match = next((kv for kv in node.value if kv[0].value == str(part)), None)
             if match is None:
-                return node
+                return last_key
+            last_key = match[0]
             node = match[0] if last else match[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if not 0 <= part < len(node.value):
                 return node
-            node = node.value[part]
+            node = last_key = node.value[part]
         else:
             return node
     return node

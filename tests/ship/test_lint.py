@@ -161,11 +161,11 @@ def test_references_resolve_across_files(
     assert run(rollout) == 0
     out = capsys.readouterr().out
     assert (
-        f"{rollout}:22:48: spec.analysis.metrics[1].templateRef.name: warning: MetricTemplate 'web-custom' not found"
-        in out
+        f"{rollout}:22:52: spec.analysis.metrics[1].templateRef.name: "
+        "warning: MetricTemplate 'web-custom' not found" in out
     )
     assert (
-        f"{rollout}:24:33: spec.alerts[0].providerRef.name: warning: AlertProvider 'slack'" in out
+        f"{rollout}:24:32: spec.alerts[0].providerRef.name: warning: AlertProvider 'slack'" in out
     )
     assert run("--strict", rollout) == 1
 
@@ -222,7 +222,8 @@ def test_node_at_prefers_the_key_line() -> None:
     root = yaml.compose("a:\n  b:\n    - x\n    - y: 1\n")
     assert node_line(root, ["a", "b"]) == 2
     assert node_line(root, ["a", "b", 1, "y"]) == 4
-    assert node_line(root, ["a", "missing"]) == 2  # the parent mapping starts on line 2
+    assert node_line(root, ["a", "missing"]) == 1  # the key of the mapping it belongs in
+    assert node_line(root, ["a", "b", 1, "z"]) == 4  # the sequence item
     assert lint.dotted(["spec", "metrics", 0, "name"]) == "spec.metrics[0].name"
 
 

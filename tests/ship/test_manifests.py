@@ -13,7 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from canaryd.api import crdgen
 from canaryd.cli import lint
+from canaryd.cli.main import build_parser, main
 from tests.ship.manifests import KUSTOMIZATIONS, MANIFESTS, ROOT, build, group, ident, of_kind
 
 # A current Kubernetes (the newest kubernetes-validate knows) and the oldest we support.
@@ -115,8 +117,6 @@ def test_canaryd_objects_pass_the_crd_schema_and_the_model() -> None:
 
 
 def test_example_files_lint_clean_with_canaryd_lint(capsys: pytest.CaptureFixture[str]) -> None:
-    from canaryd.cli.main import main
-
     files = sorted(str(p) for p in (MANIFESTS / "examples" / "podinfo").glob("*.yaml"))
     assert main(["lint", "--strict", *files]) == 0
     assert capsys.readouterr().out == ""
@@ -237,15 +237,11 @@ def test_rbac_is_least_privilege(name: str) -> None:
 
 
 def test_crds_kustomization_lists_exactly_the_generated_crds() -> None:
-    from canaryd.api import crdgen
-
     listed = yaml.safe_load((ROOT / "crds" / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(crdgen.all_crds())
 
 
 def test_controller_args_are_accepted_by_canaryd_run() -> None:
-    from canaryd.cli.main import build_parser
-
     parser = build_parser()
     for name in CONTROLLER_SETS:
         for deployment in controller_deployments(name):

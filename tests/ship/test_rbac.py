@@ -9,7 +9,6 @@ rules grant must have been used. A missing verb fails; so does an unused one."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -19,7 +18,7 @@ from canaryd.adapters.kube import RetryPolicy, load_api_client
 from canaryd.cli.main import main as canaryd
 from canaryd.controller.assemble import Assembled, Options, assemble
 from canaryd.controller.runtime import ControllerConfig
-from tests.controller.conftest import (  # noqa: F401
+from tests.controller.conftest import (
     Cluster,
     cluster,
     phase_is,
@@ -70,14 +69,14 @@ def used(grant: Call, calls: set[Call]) -> bool:
 
 
 @pytest.fixture
-def audited(cluster: Cluster) -> Iterator[Cluster]:  # noqa: F811
+def audited(cluster: Cluster) -> Iterator[Cluster]:
     """The cluster fixture with the namespaces a real install has."""
     core = kubernetes.client.CoreV1Api(cluster.api.api_client)
     core.create_namespace({"metadata": {"name": LEASE_NAMESPACE}})
     yield cluster
 
 
-def start_audited_controller(cluster: Cluster) -> Assembled:  # noqa: F811
+def start_audited_controller(cluster: Cluster) -> Assembled:
     """The controller as manifests/base runs it: every namespace, Lease in canaryd-system."""
     config = ControllerConfig(
         namespaces=None,
@@ -104,11 +103,11 @@ def start_audited_controller(cluster: Cluster) -> Assembled:  # noqa: F811
     return parts
 
 
-def create(cluster: Cluster, path: str, body: dict[str, Any]) -> None:  # noqa: F811
+def create(cluster: Cluster, path: str, body: dict[str, Any]) -> None:
     cluster.api.create(path, body)
 
 
-def user_owned_routing(cluster: Cluster, name: str) -> None:  # noqa: F811
+def user_owned_routing(cluster: Cluster, name: str) -> None:
     """Services per arm and a VirtualService with a route canaryd manages and one it must not."""
     for arm, selector in (("primary", f"{name}-primary"), ("canary", name)):
         create(
@@ -141,25 +140,24 @@ def user_owned_routing(cluster: Cluster, name: str) -> None:  # noqa: F811
     )
 
 
-def repeated_event(cluster: Cluster, reason: str) -> bool:  # noqa: F811
+def repeated_event(cluster: Cluster, reason: str) -> bool:
     events = cluster.api.get(f"/api/v1/namespaces/{NS}/events")["items"]
     return any(e.get("reason") == reason and (e.get("count") or 1) >= 2 for e in events)
 
 
 def test_rbac_covers_exactly_the_calls_the_controller_makes(
     audited: Cluster,
-    slack_server: SlackServer,
-    tmp_path: Path,
+    slack_server: SlackServer,  # noqa: F811
 ) -> None:
-    cluster = audited
+    rig = audited
     # Alerts: an AlertProvider whose webhook URL lives in a Secret.
     create(
-        cluster,
+        rig,
         f"/api/v1/namespaces/{NS}/secrets",
         {"metadata": {"name": "slack"}, "stringData": {"url": slack_server.webhook_url}},
     )
     create(
-        cluster,
+        rig,
         f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/alertproviders",
         {
             "apiVersion": "canaryd.io/v1alpha1",
@@ -169,7 +167,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
         },
     )
     create(
-        cluster,
+        rig,
         f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/metrictemplates",
         {
             "apiVersion": "canaryd.io/v1alpha1",
@@ -189,15 +187,15 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
             "critical": False,
         },
     ]
-    start_audited_controller(cluster)
+    start_audited_controller(rig)
 
     # 1. Host-level split (canaryd creates Services and the VirtualService), good release.
-    cluster.deploy("web", "web:1.0")
-    cluster.create_rollout("web", "web", alerts=alerts)
+    rig.deploy("web", "web:1.0")
+    rig.create_rollout("web", "web", alerts=alerts)
     # 2. A user-owned VirtualService, a MetricTemplate, a bad release.
-    cluster.deploy("api", "api:1.0")
-    user_owned_routing(cluster, "api")
-    cluster.metrics.set_profile(NS, "api", BAD)
+    rig.deploy("api", "api:1.0")
+    user_owned_routing(rig, "api")
+    rig.metrics.set_profile(NS, "api", BAD)
     body = rollout_body(
         "api",
         "api",
@@ -210,44 +208,44 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
         analysis={"metrics": metrics},
     )
     del body["spec"]["service"]
-    create(cluster, f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", body)
+    create(rig, f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", body)
     # 3. A slow release promoted by hand with the CLI.
-    cluster.deploy("shop", "shop:1.0")
-    cluster.create_rollout(
+    rig.deploy("shop", "shop:1.0")
+    rig.create_rollout(
         "shop", "shop", schedule={"interval": "500ms", "stepWeights": [5, 10, 20, 30, 40, 50]}
     )
     for name in ("web", "api", "shop"):
-        wait_for(f"{name} Initialized", phase_is(cluster, name, "Initialized"), timeout=30)
+        wait_for(f"{name} Initialized", phase_is(rig, name, "Initialized"), timeout=30)
 
     # Someone edits a Service canaryd owns: the router must put it back (an update).
-    cluster.api.merge_patch(
+    rig.api.merge_patch(
         f"/api/v1/namespaces/{NS}/services/web-canary", {"spec": {"selector": {"app": "other"}}}
     )
-    cluster.set_image("web", "web:2.0")
-    cluster.set_image("api", "api:2.0")
-    cluster.set_image("shop", "shop:2.0")
-    wait_for("shop Progressing", phase_is(cluster, "shop", "Progressing"), timeout=30)
-    kubeconfig = str(cluster.kubeconfig)
+    rig.set_image("web", "web:2.0")
+    rig.set_image("api", "api:2.0")
+    rig.set_image("shop", "shop:2.0")
+    wait_for("shop Progressing", phase_is(rig, "shop", "Progressing"), timeout=30)
+    kubeconfig = str(rig.kubeconfig)
     assert canaryd(["promote", "shop", "--kubeconfig", kubeconfig, "-n", NS, "--wait", "30"]) == 0
-    wait_for("web Succeeded", phase_is(cluster, "web", "Succeeded"), timeout=60)
-    wait_for("api Failed", phase_is(cluster, "api", "Failed"), timeout=60)
-    wait_for("shop Succeeded", phase_is(cluster, "shop", "Succeeded"), timeout=60)
+    wait_for("web Succeeded", phase_is(rig, "web", "Succeeded"), timeout=60)
+    wait_for("api Failed", phase_is(rig, "api", "Failed"), timeout=60)
+    wait_for("shop Succeeded", phase_is(rig, "shop", "Succeeded"), timeout=60)
     slack_server.wait_for(1, timeout=10)
     # A bad manual action warns at every tick: the repeats are aggregated (a patch of count).
-    cluster.annotate("web", "canaryd.io/action", "explode")
-    wait_for("an aggregated InvalidAction event", lambda: repeated_event(cluster, "InvalidAction"))
-    service = cluster.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
+    rig.annotate("web", "canaryd.io/action", "explode")
+    wait_for("an aggregated InvalidAction event", lambda: repeated_event(rig, "InvalidAction"))
+    service = rig.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
     assert service["spec"]["selector"] == {"app": "web"}, "the drifted Service was not repaired"
-    for parts in list(cluster.controllers):
-        cluster.stop_controller(parts)  # releases the Lease: part of the audited calls
+    for parts in list(rig.controllers):
+        rig.stop_controller(parts)  # releases the Lease: part of the audited calls
     # A watch is audited when its stream ends: end the ones still open.
-    cluster.emu.faults.drop_watches()
+    rig.emu.faults.drop_watches()
     records = wait_for(
         "the controller's watches in the audit log",
         lambda: (
-            [r for r in cluster.emu.audit if r.user_agent == CONTROLLER_AGENT]
+            [r for r in rig.emu.audit if r.user_agent == CONTROLLER_AGENT]
             if {("watch", "rollouts"), ("watch", "deployments")}
-            <= {(r.verb, r.resource) for r in cluster.emu.audit}
+            <= {(r.verb, r.resource) for r in rig.emu.audit}
             else None
         ),
         timeout=15,

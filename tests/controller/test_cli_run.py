@@ -1,0 +1,76 @@
+"""``canaryd run`` as a real process against the API emulator: it serves /healthz, /readyz and
+/metrics, bootstraps a Rollout, and on SIGTERM stops cleanly (exit 0) and releases its Lease."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from canaryd.adapters.kube import Leases
+from tests.controller.conftest import ROOT, Cluster, phase_is, wait_for
+
+
+def test_run_serves_health_bootstraps_and_stops_on_sigterm(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "canaryd.log"
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo")
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "canaryd", "run",
+                "--kubeconfig", str(cluster.kubeconfig),
+                "--namespace", "default",
+                "--prometheus-url", "http://127.0.0.1:9",
+                "--metrics-host", "127.0.0.1", "--metrics-port", "0",
+                "--identity", "cli-test",
+                "--lease-duration", "5", "--renew-deadline", "3", "--retry-period", "0.5",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        url = wait_for(
+            "metrics address in the log",
+            lambda: (
+                (m := re.search(r"metrics on (http://\S+)/metrics", log_path.read_text()))
+                and m.group(1)
+            ),
+            timeout=30,
+        )
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as r:
+            assert r.status == 200
+        wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=30)
+        wait_for(
+            "ready",
+            lambda: urllib.request.urlopen(f"{url}/readyz", timeout=5).status == 200,
+            timeout=10,
+        )
+        body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        assert (
+            'canaryd_rollout_phase{namespace="default",phase="Initialized",rollout="podinfo"} 1.0'
+            in body
+        )
+        lease = Leases(cluster.api).get("default", "canaryd-leader")
+        assert lease is not None and lease["spec"]["holderIdentity"] == "cli-test"
+
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    lease = Leases(cluster.api).get("default", "canaryd-leader")
+    assert lease is not None and lease["spec"].get("holderIdentity", "") == ""
+    assert "canaryd stopped" in log_path.read_text()
