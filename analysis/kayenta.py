@@ -16,7 +16,7 @@ takes with ties or large samples), without continuity correction.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
@@ -65,7 +65,7 @@ class MannWhitneyResult:
     low: float
     high: float
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[float]:
         return iter((self.statistic, self.pvalue))
 
 

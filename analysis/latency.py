@@ -20,6 +20,7 @@ sequence on the rank mapped through each arm's histogram (conservative: ends com
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,7 @@ class LatencyTestResult:
         """Index of the slot with the most evidence of a regression."""
         return int(np.argmax([s.e_value for s in self.slots])) if self.slots else 0
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[float]:
         return iter((self.statistic, self.pvalue))
 
 

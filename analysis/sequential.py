@@ -37,6 +37,7 @@ inflated by ``φ̂``), reported as a relative change ``e^δ − 1``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -132,7 +133,7 @@ class CountTestResult:
         """Pooled stable event rate (events / requests); nan without requests."""
         return _ratio(self.stable_events, self.stable_total)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[float]:
         """``statistic, pvalue = count_test(...)``."""
         return iter((self.statistic, self.pvalue))
 

@@ -69,7 +69,9 @@ class PodSimulator:
         self._due: dict[tuple[str, str], float] = {}
         self._behaviours: dict[tuple[str, str], _Behaviour] = {}
         self._born: dict[str, float] = {}
-        self._progress: dict[tuple[str, str], tuple[str, int, float]] = {}
+        #: (template hash, replicas, ready new pods, when any of them last changed): progress
+        #: that restarts the progress deadline, as a new template, a scale or a ready pod does.
+        self._progress: dict[tuple[str, str], tuple[str, int, int, float]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,6 +109,7 @@ class PodSimulator:
         return b.kind if b else "ready"
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="kubeemu-deployments", daemon=True)
         self._thread.start()
 
@@ -319,9 +322,9 @@ class PodSimulator:
         total = len(pods)
         with self._lock:
             prev = self._progress.get(key)
-            if prev is None or prev[0] != h or ready_new > prev[1]:
-                self._progress[key] = (h, ready_new, now)
-            _, _, progress_at = self._progress[key]
+            if prev is None or prev[:2] != (h, replicas) or ready_new > prev[2]:
+                self._progress[key] = (h, replicas, ready_new, now)
+            progress_at = self._progress[key][3]
         old_status = dep.get("status") or {}
         rs_name = f"{meta['name']}-{h}"
         complete = updated == replicas and ready_new == replicas and total == replicas

@@ -363,7 +363,8 @@ class Handler(BaseHTTPRequestHandler):
                 continue_token=params.get("continue") or None,
             )
             return self._answer(200, rt, listed, is_list=True, params=params)
-        assert route.name is not None or verb == "create"
+        if route.name is None and verb != "create":
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         name = route.name or ""
         if route.subresource == "scale":
             if verb == "get":
@@ -400,6 +401,8 @@ class Handler(BaseHTTPRequestHandler):
                     opts = json.loads(raw) or {}
                 except ValueError:
                     raise bad_request("invalid DeleteOptions") from None
+                if not isinstance(opts, dict):
+                    raise bad_request("invalid DeleteOptions")
             pre = opts.get("preconditions") or {}
             propagation = opts.get("propagationPolicy") or params.get("propagationPolicy")
             obj, gone_now = store.delete(

@@ -169,7 +169,10 @@ def analyze_document(doc: Any) -> dict[str, Any]:
             else:
                 rec = IntervalRecord(weight=weight, canary=canary, stable=stable)
             histories[spec.name].append(rec)
-    result = replay(analysis, histories)
+    try:
+        result = replay(analysis, histories)
+    except ValueError as exc:
+        raise InputError(f"intervals: {exc}") from None
     return {
         **({"name": doc["name"]} if "name" in doc else {}),
         "decision": result.decision,

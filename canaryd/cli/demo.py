@@ -121,8 +121,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rps",
         type=float,
-        default=400.0,
-        help="simulated requests per second through the mesh (default 400)",
+        default=1000.0,
+        help="simulated requests per second through the mesh (default 1000; the judge needs "
+        "a few hundred canary requests to tell 4x errors apart)",
     )
     parser.add_argument(
         "--no-prometheus",

@@ -45,8 +45,8 @@ from meshsim.prometheus import PrometheusServer, prometheus_available
 if TYPE_CHECKING:
     from canaryd.cli.demo import Timings
 
-STABLE_ERROR_RATE = 0.01
-"""1% of requests fail on every version: a realistic baseline the judge must see through."""
+STABLE_ERROR_RATE = 0.02
+"""2% of requests fail on every version: a realistic baseline the judge must see through."""
 BAD_ERROR_FACTOR = 4.0
 SLOW_LATENCY_FACTOR = 2.0
 LATENCY_MEDIAN_MS = 40.0

@@ -399,8 +399,8 @@ def _evidence_table(metrics: list[dict[str, Any]]) -> str:
                 output.number(m.get("stableValue")),
                 output.effect_text(m),
                 output.number(evalue) if evalue is not None else output.number(m.get("pValue")),
-                f"{output.number(m.get('canaryRequests', 0))}/"
-                f"{output.number(m.get('stableRequests', 0))}",
+                f"{output.count(m.get('canaryRequests', 0))}/"
+                f"{output.count(m.get('stableRequests', 0))}",
                 str(m.get("reason", "")),
             ]
         )

@@ -89,6 +89,11 @@ def number(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def count(value: float | None) -> str:
+    """A request count, rounded, with thousands separators (``22800.4`` -> ``22,800``)."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def signed_percent(value: float | None) -> str:
     """A relative change as ``+12%`` / ``-3%``; ``-`` when None."""
     return "-" if value is None else f"{100 * value:+.0f}%"

@@ -110,7 +110,13 @@ def judge(
             judged.append(_carry(old, spec.name, Outcome.INCONCLUSIVE, "no data"))
         else:
             history.append(reading.record)
-            judged.append(judge_metric(analysis, spec, history))
+            try:
+                judged.append(judge_metric(analysis, spec, history))
+            except ValueError as exc:
+                # Data the statistics reject (e.g. buckets that are not cumulative) must become
+                # a metric Error on the Rollout, never a crashed tick.
+                reason = f"{spec.name}: cannot judge: {exc}"
+                judged.append(_carry(old, spec.name, Outcome.ERROR, reason))
     return _combine(analysis, judged)
 
 
@@ -212,11 +218,12 @@ def _combine(
     evidence = tuple(j.evidence if isinstance(j, MetricJudgement) else j for j in judged)
     outcomes = [e.outcome for e in evidence]
     if analysis.judge == JudgeKind.KAYENTA:
+        # A metric carried over without judging (no data, error) counts as NoData in the score.
         labels = [
             j.kayenta
             if isinstance(j, MetricJudgement) and j.kayenta is not None
-            else _kayenta_label(j.outcome if isinstance(j, MetricEvidence) else j.evidence.outcome)
-            for j in judged
+            else _kayenta_label(e.outcome)
+            for j, e in zip(judged, evidence, strict=True)
         ]
         outcome = _kayenta_overall(analysis, labels)
         if outcome != Outcome.FAIL and any(o == Outcome.ERROR for o in outcomes):

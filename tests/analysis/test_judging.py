@@ -207,3 +207,12 @@ def test_replay_reports_the_deciding_interval():
     first_fail = next(i for i, v in enumerate(stepwise) if v.outcome == Outcome.FAIL)
     assert r.interval == first_fail
     assert r.verdict == stepwise[first_fail]
+
+
+def test_data_the_statistics_reject_becomes_an_error_not_a_crash():
+    analysis = AnalysisSpec(metrics=[MetricSpec(name="latency", kind=MetricKind.LATENCY)])
+    broken = {"5": 50.0, "10": 20.0, "+Inf": 100.0}  # not cumulative
+    rec = record(100, 0, 900, 0, c_lat=broken, s_lat=broken)
+    v = judge(analysis, [], [MetricReading("latency", record=rec)])
+    assert v.outcome == Outcome.ERROR
+    assert "cannot judge" in v.reason and "cumulative" in v.reason

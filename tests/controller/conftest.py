@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from canaryd.adapters.kube import KubeApi, RetryPolicy, load_api_client
+from canaryd.adapters.prometheus import PrometheusSettings
 from canaryd.controller.assemble import Assembled, Options, assemble
 from canaryd.controller.runtime import ControllerConfig
 from kubeemu import Emulator
@@ -109,7 +110,15 @@ class Cluster:
 
     # ---- controllers ------------------------------------------------------------------------
 
-    def start_controller(self, identity: str = "canaryd-a", **config: Any) -> Assembled:
+    def start_controller(
+        self,
+        identity: str = "canaryd-a",
+        *,
+        prometheus: PrometheusSettings | None = None,
+        **config: Any,
+    ) -> Assembled:
+        """Start a controller; metrics are scripted unless ``prometheus`` is given (then the
+        real PrometheusProvider reads them)."""
         settings: dict[str, Any] = {
             "namespaces": (NS,),
             "identity": identity,
@@ -123,12 +132,14 @@ class Cluster:
         settings.update(config)
         options = Options(
             controller=ControllerConfig(**settings),
+            prometheus=prometheus or PrometheusSettings(),
             retry=RetryPolicy(attempts=4, base_seconds=0.05, cap_seconds=0.5),
             backoff_base=0.2,
             backoff_cap=2.0,
         )
         client = load_api_client(kubeconfig=str(self.kubeconfig))
-        parts = assemble(client, options, metrics_for=lambda _r: self.metrics)
+        scripted = None if prometheus is not None else (lambda _r: self.metrics)
+        parts = assemble(client, options, metrics_for=scripted)
         parts.start()
         self.controllers.append(parts)
         return parts

@@ -85,7 +85,7 @@ def test_counts_over_the_window_equal_what_the_simulator_served() -> None:
 
 
 def test_no_data_before_two_samples_and_when_nothing_was_served() -> None:
-    sim, routes = _sim()
+    sim, _ = _sim()
     provider = SimulatorCountsProvider(sim.metrics)
     provider.sample(at=1_000.0)
     (first,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0)])

@@ -235,3 +235,43 @@ def test_extra_crd_paths_installed_at_start(tmp_path) -> None:
         api.close()
     finally:
         emu.stop()
+
+
+def test_kubernetes_schema_extensions(
+    kube_api: client.ApiClient, custom: client.CustomObjectsApi
+) -> None:
+    crd = json.loads(json.dumps(WIDGET_CRD))
+    crd["metadata"]["name"] = "gadgets.example.io"
+    crd["spec"]["names"] = {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"}
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {
+        "type": "object",
+        "properties": {
+            "maxSurge": {"x-kubernetes-int-or-string": True},
+            "note": {"type": "string", "nullable": True},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    client.ApiextensionsV1Api(kube_api).create_custom_resource_definition(crd)
+
+    def make(name: str, spec: dict) -> dict:
+        return custom.create_namespaced_custom_object(
+            "example.io",
+            "v1",
+            "default",
+            "gadgets",
+            {
+                "apiVersion": "example.io/v1",
+                "kind": "Gadget",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+        )
+
+    assert make("a", {"maxSurge": 1, "note": None})["spec"]["maxSurge"] == 1
+    assert make("b", {"maxSurge": "25%", "labels": {"x": "y"}})["spec"]["labels"] == {"x": "y"}
+    with pytest.raises(ApiException) as exc:
+        make("c", {"maxSurge": 1.5})
+    assert invalid_causes(exc.value)[0]["field"] == "spec.maxSurge"
+    with pytest.raises(ApiException) as exc:
+        make("d", {"labels": {"x": 1}})
+    assert invalid_causes(exc.value)[0]["field"] == "spec.labels.x"

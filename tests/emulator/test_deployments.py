@@ -4,6 +4,8 @@ deadline, and the /scale subresource."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
@@ -164,3 +166,22 @@ def test_deleting_deployment_deletes_pods(apps: client.AppsV1Api, core: client.C
     wait_for(lambda: len(pods_of(core, "web")) == 2)
     apps.delete_namespaced_deployment("web", "default")
     wait_for(lambda: pods_of(core, "web") == [])
+
+
+def test_scale_up_restarts_the_progress_deadline(
+    emulator: Emulator, apps: client.AppsV1Api
+) -> None:
+    emulator.pods.set_behaviour("default", "web", "never-ready", ready_after_seconds=0)
+    d = deployment("web", replicas=0)
+    d["spec"]["progressDeadlineSeconds"] = 1
+    apps.create_namespaced_deployment("default", d)
+    wait_deployment(apps, "web", lambda d: condition(d, "Progressing") is not None)
+    time.sleep(1.2)  # idle at zero replicas for longer than the deadline
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 1}})
+    fresh = wait_deployment(apps, "web", lambda d: d.status.observed_generation == 2)
+    assert condition(fresh, "Progressing").reason == "ReplicaSetUpdated"
+    wait_deployment(
+        apps,
+        "web",
+        lambda d: condition(d, "Progressing").reason == "ProgressDeadlineExceeded",
+    )

@@ -22,13 +22,12 @@ import yaml
 from canaryd.cli.main import main as canaryd
 from canaryd.cli.ops import ACTION_ANNOTATION, EXIT_API_ERROR, EXIT_FAILED, EXIT_TIMEOUT
 from kubeemu import Emulator
-from tests.support.kube import emulator  # noqa: F401
 
 GROUP, VERSION, PLURAL = "canaryd.io", "v1alpha1", "rollouts"
 
 
 @pytest.fixture
-def emu(emulator: Emulator) -> Emulator:  # noqa: F811
+def emu(emulator: Emulator) -> Emulator:
     return emulator
 
 

@@ -4,8 +4,6 @@ node, YAML syntax errors, references across files, exit codes, stdin, and the CR
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -229,18 +227,3 @@ def test_node_at_prefers_the_key_line() -> None:
 
 def node_line(root: yaml.Node, path: list[str | int]) -> int:
     return int(lint.node_at(root, path).start_mark.line) + 1
-
-
-def test_lint_as_a_subprocess(tmp_path: Path) -> None:
-    file = write(tmp_path, "broken.yaml", BROKEN)
-    result = subprocess.run(
-        [sys.executable, "-m", "canaryd", "lint", file],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 1, result.stderr
-    assert f"{file}:16:22: spec.schedule.stepWeights[1]:" in result.stdout
-    assert "6 error(s), 2 warning(s) in 1 file(s)" in result.stderr

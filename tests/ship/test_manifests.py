@@ -250,6 +250,9 @@ def test_controller_args_are_accepted_by_canaryd_run() -> None:
             args = [_expand(a, env) for a in container["args"]]
             parsed = parser.parse_args(args)
             assert parsed.command == "run"
+            assert parsed.in_cluster and parsed.leader_elect
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert parsed.metrics_port == ports["http-metrics"]  # where the probes point
 
 
 def _expand(arg: str, env: dict[str, str]) -> str:

@@ -72,6 +72,8 @@ def test_numbers_and_effects() -> None:
     assert output.number(None) == "-"
     assert output.number(143.2) == "143"
     assert output.number(0.00001) == "1.00e-05"
+    assert output.count(22800.4) == "22,800"
+    assert output.count(None) == "-"
     assert output.effect_text({"effect": 1.08, "effectLow": 0.61, "effectHigh": 1.7}) == (
         "+108% [+61%, +170%]"
     )
@@ -145,7 +147,7 @@ def test_status_view_shows_progress_evidence_conditions_and_events() -> None:
     assert "Progress:    [############............] 2/4" in lines
     assert "Revisions:   canary abc123  stable def456" in lines
     evidence = next(line for line in lines if line.strip().startswith("error-rate"))
-    for cell in ("Inconclusive", "0.0051", "+4% [-30%, +55%]", "0.8", "1.2e+03/2.28e+04"):
+    for cell in ("Inconclusive", "0.0051", "+4% [-30%, +55%]", "0.8", "1,200/22,800"):
         assert cell in evidence
     assert any(
         line.split() == ["Ready", "True", "Progressing", "30s", "canary", "at", "10%"]

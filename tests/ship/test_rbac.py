@@ -18,16 +18,10 @@ from canaryd.adapters.kube import RetryPolicy, load_api_client
 from canaryd.cli.main import main as canaryd
 from canaryd.controller.assemble import Assembled, Options, assemble
 from canaryd.controller.runtime import ControllerConfig
-from tests.controller.conftest import (
-    Cluster,
-    cluster,
-    phase_is,
-    rollout_body,
-    wait_for,
-)
+from tests.controller.conftest import Cluster, phase_is, rollout_body, wait_for
 from tests.ship.manifests import build
 from tests.support.scripted_metrics import BAD
-from tests.support.slack import SlackServer, slack_server  # noqa: F401
+from tests.support.slack import SlackServer
 
 CONTROLLER_AGENT = "canaryd-under-audit"
 LEASE_NAMESPACE = "canaryd-system"
@@ -147,7 +141,7 @@ def repeated_event(cluster: Cluster, reason: str) -> bool:
 
 def test_rbac_covers_exactly_the_calls_the_controller_makes(
     audited: Cluster,
-    slack_server: SlackServer,  # noqa: F811
+    slack_server: SlackServer,
 ) -> None:
     rig = audited
     # Alerts: an AlertProvider whose webhook URL lives in a Secret.
