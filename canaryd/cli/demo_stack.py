@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client as k8s
 from pydantic import ValidationError
 
+from canaryd.adapters.kube import ConflictError, KubeApi, paths
 from canaryd.adapters.prometheus import PrometheusSettings
 from canaryd.api import crdgen
-from canaryd.api.models import GROUP, VERSION, Rollout
+from canaryd.api.models import Rollout
 from canaryd.cli import demo_resources as res
 from canaryd.cli.demo_metrics import SimulatorCountsProvider
 from canaryd.cli.demo_render import LiveView
@@ -37,6 +37,7 @@ from canaryd.cli.demo_slack import SlackCapture
 from canaryd.cli.demo_summary import ServedCounts
 from canaryd.controller.assemble import Options, assemble
 from canaryd.controller.runtime import ControllerConfig
+from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from kubeemu import Emulator
 from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
@@ -83,7 +84,7 @@ def crd_directory(stack: ExitStack) -> Path:
 class DemoEnv:
     """What the demo script needs once everything runs."""
 
-    api_client: k8s.ApiClient
+    api: KubeApi
     sim: MeshSimulator
     slack: SlackCapture
     metrics_backend: str
@@ -94,12 +95,9 @@ class DemoEnv:
 
     def read_raw(self) -> dict[str, Any] | None:
         try:
-            raw = k8s.CustomObjectsApi(self.api_client).get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "rollouts", self.name
-            )
-        except k8s.ApiException:
+            return self.api.get_or_none(paths.custom(self.namespace, "rollouts", self.name))
+        except (PermanentError, TemporaryError):
             return None
-        return raw if isinstance(raw, dict) else None
 
     def read_rollout(self) -> Rollout | None:
         """The Rollout as ``kubectl get`` sees it; None while unreadable."""
@@ -139,18 +137,18 @@ class DemoEnv:
     def set_image(self, image: str) -> str:
         """Change the app's image (what a CI pipeline does) and return the new revision: the
         hash canaryd will record as ``status.canaryRevision``."""
-        apps = k8s.AppsV1Api(self.api_client)
+        path = paths.deployment(self.namespace, self.name)
         for _attempt in range(10):
-            dep = apps.read_namespaced_deployment(self.name, self.namespace)
-            dep.spec.template.spec.containers[0].image = image
+            dep = self.api.get(path)
+            template = dep["spec"]["template"]
+            template["spec"]["containers"][0]["image"] = image
             try:
-                updated = apps.replace_namespaced_deployment(self.name, self.namespace, dep)
-            except k8s.ApiException as exc:
-                if exc.status == 409:  # the controller scaled it meanwhile: read again
-                    continue
-                raise
-            template = self.api_client.sanitize_for_serialization(updated.spec.template)
-            return template_hash(template)
+                # PUT with the resourceVersion we read: a concurrent write (the controller
+                # scaling the target) gives 409, and we read again.
+                updated = self.api.replace(path, dep)
+            except ConflictError:
+                continue
+            return template_hash(updated["spec"]["template"])
         raise RuntimeError(f"could not update Deployment {self.namespace}/{self.name}")
 
     def served(self) -> ServedCounts:
@@ -202,21 +200,21 @@ def stop_within(stop: Callable[[], None], *, seconds: float, what: str, view: Li
         view.log(f"!! stopping {what} failed: {errors[0]}")
 
 
-def _create(api_client: k8s.ApiClient, obj: dict[str, Any]) -> None:
-    """Create one object through the official client (what ``kubectl create`` does)."""
-    kind = obj["kind"]
-    ns = obj["metadata"].get("namespace", "")
+def _collection(kind: str, namespace: str) -> str:
+    """REST path of the collection an object of ``kind`` is created in."""
     if kind == "Namespace":
-        k8s.CoreV1Api(api_client).create_namespace(obj)
-    elif kind == "Deployment":
-        k8s.AppsV1Api(api_client).create_namespaced_deployment(ns, obj)
-    elif kind == "Secret":
-        k8s.CoreV1Api(api_client).create_namespaced_secret(ns, obj)
-    else:
-        plural = {"Rollout": "rollouts", "AlertProvider": "alertproviders"}[kind]
-        k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
-            GROUP, VERSION, ns, plural, obj
-        )
+        return "/api/v1/namespaces"
+    if kind == "Secret":
+        return f"/api/v1/namespaces/{namespace}/secrets"
+    if kind == "Deployment":
+        return paths.deployment(namespace)
+    return paths.custom(namespace, {"AlertProvider": "alertproviders", "Rollout": "rollouts"}[kind])
+
+
+def _create(api: KubeApi, obj: dict[str, Any]) -> None:
+    """POST one object to its collection (what ``kubectl create -f`` does)."""
+    collection = _collection(obj["kind"], obj["metadata"].get("namespace", ""))
+    api.create(collection, obj, what=f"create {obj['kind']} {obj['metadata']['name']}")
 
 
 def start(
@@ -240,6 +238,7 @@ def start(
     stack.callback(emu.stop)
     api_client = emu.api_client()
     stack.callback(api_client.close)
+    api = KubeApi(api_client)
     view.log(f"    {emu.url}")
 
     slack = SlackCapture().start()
@@ -262,7 +261,7 @@ def start(
         f"AlertProvider(s) {', '.join(providers)}"
     )
     for obj in objects:
-        _create(api_client, obj)
+        _create(api, obj)
     view.log(f"    Slack messages go to a local webhook ({slack.url}) and are shown below")
     if user_webhook:
         view.log("    ... and to the --slack-webhook URL you gave")
@@ -337,7 +336,7 @@ def start(
         "judge: sequential (alpha 0.01, tolerated degradation 25%)"
     )
     _create(
-        api_client,
+        api,
         res.rollout(
             interval=timings.interval,
             step_weights=timings.step_weights,
@@ -346,7 +345,7 @@ def start(
         ),
     )
     env = DemoEnv(
-        api_client=api_client,
+        api=api,
         sim=sim,
         slack=slack,
         metrics_backend=backend,

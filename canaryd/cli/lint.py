@@ -7,7 +7,8 @@ the pydantic model (what the controller rejects: cross-field rules, and unknown 
 API server would silently prune). References are checked inside the whole file set: the
 ``targetRef`` Deployment, a ``virtualServiceRef`` VirtualService, metric ``templateRef`` s and
 alert ``providerRef`` s should be among the given documents, or a warning says so (they may
-already live in the cluster).
+already live in the cluster); a VirtualService that is given must have the routes the Rollout
+names (an error: the controller would refuse it).
 
 Each finding is one line, ``FILE:LINE:COL: <field path>: <message>`` (warnings carry
 ``warning:`` before the message); the line and column are those of the offending YAML node,
@@ -28,8 +29,17 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from canaryd.adapters.istio.routes import managed_indexes
 from canaryd.api import crdgen
-from canaryd.api.models import GROUP, VERSION, AlertProvider, MetricTemplate, Rollout
+from canaryd.api.models import (
+    GROUP,
+    VERSION,
+    AlertProvider,
+    MetricTemplate,
+    Rollout,
+    VirtualServiceRef,
+)
+from canaryd.core.ports import PermanentError
 
 MODELS: dict[str, type[BaseModel]] = {
     "Rollout": Rollout,
@@ -253,9 +263,11 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
             )
         twins.append(doc)
 
-    def check(doc: Document, path: list[PathPart], kind: str, name: object, ns: object) -> None:
+    def check(
+        doc: Document, path: list[PathPart], kind: str, name: object, ns: object
+    ) -> list[Document]:
         if not isinstance(name, str):
-            return
+            return []
         want_ns = ns if isinstance(ns, str) and ns else doc.namespace
         found = [
             d
@@ -266,6 +278,7 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
             where = f" in namespace {want_ns}" if want_ns else ""
             text = f"{kind} {name!r} not found in the given files{where}"
             findings.append(doc.at(path, text, "warning"))
+        return found
 
     for doc in docs:
         spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
@@ -274,7 +287,9 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
         for key, kind in (("targetRef", "Deployment"), ("virtualServiceRef", "VirtualService")):
             ref = spec.get(key)
             if isinstance(ref, dict):
-                check(doc, ["spec", key, "name"], kind, ref.get("name"), None)
+                found = check(doc, ["spec", key, "name"], kind, ref.get("name"), None)
+                if key == "virtualServiceRef" and found:
+                    findings += route_findings(doc, ref, found[0])
         metrics = (
             (spec.get("analysis") or {}).get("metrics")
             if isinstance(spec.get("analysis"), dict)
@@ -292,6 +307,20 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
                 path = ["spec", "alerts", i, "providerRef", "name"]
                 check(doc, path, "AlertProvider", ref.get("name"), ref.get("namespace"))
     return findings
+
+
+def route_findings(doc: Document, ref: Mapping[str, Any], vs: Document) -> list[Finding]:
+    """The routes a ``virtualServiceRef`` names must exist in the VirtualService given; the
+    check is the Istio router's own, so the message is the one the Rollout would show."""
+    try:
+        parsed = VirtualServiceRef.model_validate(ref)
+    except ValidationError:
+        return []  # reported by the model check
+    try:
+        managed_indexes(vs.data, parsed)
+    except PermanentError as exc:
+        return [doc.at(["spec", "virtualServiceRef", "routes"], str(exc))]
+    return []
 
 
 # --------------------------------------------------------------------------------------------

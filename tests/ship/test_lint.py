@@ -227,3 +227,48 @@ def test_node_at_prefers_the_key_line() -> None:
 
 def node_line(root: yaml.Node, path: list[str | int]) -> int:
     return int(lint.node_at(root, path).start_mark.line) + 1
+
+
+VS_ROLLOUT = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: web
+spec:
+  hosts: [web.example.com]
+  http:
+  - name: admin
+    route: [{destination: {host: web-primary}}]
+  - name: main
+    route: [{destination: {host: web-primary}, weight: 100}]
+---
+apiVersion: canaryd.io/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  targetRef: {name: web}
+  virtualServiceRef:
+    name: web
+    routes: [mian]
+    primaryHost: web-primary
+    canaryHost: web-canary
+"""
+
+
+def test_virtual_service_routes_are_checked_like_the_router_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write(tmp_path, "vs.yaml", VS_ROLLOUT)
+    assert run(file) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{file}:21:5: spec.virtualServiceRef.routes: VirtualService web: "
+        "no HTTP route named 'mian' (routes: admin, main)"
+    ) in out
+    # Without route names, a VirtualService with two HTTP routes is ambiguous.
+    file = write(tmp_path, "vs2.yaml", VS_ROLLOUT.replace("    routes: [mian]\n", ""))
+    assert run(file) == 1
+    assert "has 2 HTTP routes; name the ones to manage" in capsys.readouterr().out
+    file = write(tmp_path, "vs3.yaml", VS_ROLLOUT.replace("[mian]", "[main]"))
+    assert run(file) == 0
