@@ -26,15 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from canaryd.api.models import Rollout
 from canaryd.cli import demo_resources as res
 from canaryd.cli.demo_render import LiveView, Style, slack_box, status_block, status_line
 from canaryd.cli.demo_slack import SlackCapture
@@ -133,6 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--slack-webhook",
         metavar="URL",
+        type=_webhook_url,
         help="also send the Slack messages to this incoming-webhook URL",
     )
     parser.add_argument(
@@ -141,6 +145,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print a machine-readable summary on stdout (progress goes to stderr)",
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the simulator")
+
+
+def _webhook_url(text: str) -> str:
+    if not text.startswith(("https://", "http://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
+    return text
 
 
 class TerminatedError(Exception):
@@ -161,10 +171,9 @@ def _step(view: LiveView, text: str) -> Iterator[None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    code = _main(args)
-    from canaryd.cli.demo_stack import STUCK  # noqa: PLC0415 - loaded by _main already
-
-    if STUCK:
+    stuck: list[str] = []
+    code = _main(args, stuck=stuck)
+    if stuck:
         # A piece's non-daemon threads would keep the interpreter from exiting; every server
         # is already stopped at this point, so end the process ourselves.
         sys.stdout.flush()
@@ -173,17 +182,24 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, *, stuck: list[str]) -> int:
     out: TextIO = sys.stderr if args.json else sys.stdout
     view = LiveView(out)
     style = Style(enabled=view.tty and not os.environ.get("NO_COLOR"))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         with ExitStack() as stack:
-            summary = run(args, stack=stack, view=view, style=style)
+            summary = run(args, stack=stack, view=view, style=style, stuck=stuck)
     except (KeyboardInterrupt, TerminatedError):
         view.log("", "interrupted: every server the demo started has been stopped")
         return 130
+    except Exception as exc:
+        # Everything is stopped by now (the ExitStack unwound); say what broke, with the
+        # traceback for whoever debugs it, and fail.
+        view.log("", *traceback.format_exc().rstrip().splitlines())
+        view.log(f"!! the demo failed: {type(exc).__name__}: {exc}")
+        view.log("   every server the demo started has been stopped")
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
     view.log(*summary_lines(summary))
@@ -193,8 +209,17 @@ def _main(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def run(args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: Style) -> DemoSummary:
-    """Start everything (registered on ``stack`` for shutdown), ship the releases, summarise."""
+def run(
+    args: argparse.Namespace,
+    *,
+    stack: ExitStack,
+    view: LiveView,
+    style: Style,
+    stuck: list[str],
+) -> DemoSummary:
+    """Start everything (registered on ``stack`` for shutdown), ship the releases, summarise.
+
+    ``stuck`` collects the pieces that did not stop in time at shutdown."""
     # Imported here so `canaryd --help` stays fast and the other sub-commands never load the
     # test rig (emulator, simulator).
     from canaryd.cli import demo_stack  # noqa: PLC0415
@@ -215,6 +240,7 @@ def run(args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: St
         seed=args.seed,
         use_prometheus=not args.no_prometheus,
         user_webhook=args.slack_webhook,
+        stuck=stuck,
     )
     show_slack = _slack_printer(env.slack, view, style)
     with _step(view, "bootstrap: primary Deployment, Services, VirtualService at 100% stable"):
@@ -256,9 +282,11 @@ def run(args: argparse.Namespace, *, stack: ExitStack, view: LiveView, style: St
 
 
 def _slack_printer(slack: SlackCapture, view: LiveView, style: Style) -> Callable[[], None]:
+    width = max(40, min(96, shutil.get_terminal_size((100, 24)).columns - 6))
+
     def show() -> None:
         for payload in slack.drain():
-            view.log(*slack_box(payload, style=style))
+            view.log(*slack_box(payload, style=style, width=width))
 
     return show
 
@@ -283,36 +311,34 @@ def ship(
     started = time.monotonic()
     deadline = started + timings.release_timeout
     last_phase = ""
-    rollout = None
+    rollout: Rollout | None = None
     done = False
     while time.monotonic() < deadline:
         on_tick()
-        rollout = env.read_rollout()
-        if rollout is not None:
-            status = rollout.status
-            ours = status.canary_revision == revision
-            if status.phase.value != last_phase and ours:
-                last_phase = status.phase.value
-                view.log(
-                    f"  {time.monotonic() - started:5.1f}s  phase {last_phase}  "
-                    f"weight {status.canary_weight}%"
-                )
-            if not ours:  # the controller has not seen this release yet
-                time.sleep(0.2)
-                continue
-            block = status_block(rollout, style=style)
-            view.show(
-                block,
-                key=(
-                    status.phase.value,
-                    str(status.canary_weight),
-                    str(status.current_step),
-                    str(status.analysis.intervals),
-                ),
+        current = env.read_rollout()
+        if current is None or current.status.canary_revision != revision:
+            time.sleep(0.2)  # unreadable for a moment, or the controller has not seen it yet
+            continue
+        rollout = current
+        status = rollout.status
+        if status.phase.value != last_phase:
+            last_phase = status.phase.value
+            view.log(
+                f"  {time.monotonic() - started:5.1f}s  phase {last_phase}  "
+                f"weight {status.canary_weight}%"
             )
-            if ours and outcome_of(status.phase) is not None:
-                done = True
-                break
+        view.show(
+            status_block(rollout, style=style),
+            key=(
+                status.phase.value,
+                str(status.canary_weight),
+                str(status.current_step),
+                str(status.analysis.intervals),
+            ),
+        )
+        if outcome_of(status.phase) is not None:
+            done = True
+            break
         time.sleep(0.2)
     view.freeze()
     on_tick()

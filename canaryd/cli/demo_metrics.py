@@ -76,6 +76,11 @@ class SimulatorCountsProvider:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """The sampler thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

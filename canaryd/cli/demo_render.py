@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ _COLOURS = {
     "bold": "\x1b[1m",
 }
 _RESET = "\x1b[0m"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 _PHASE_COLOUR = {
     Phase.SUCCEEDED: "green",
@@ -285,11 +287,21 @@ class LiveView:
     it. Elsewhere, a block is printed only when its first line (phase, weight, step) or the
     number of judged intervals changed, so logs stay short and every state appears once."""
 
-    def __init__(self, out: TextIO | None = None, *, tty: bool | None = None) -> None:
+    def __init__(
+        self, out: TextIO | None = None, *, tty: bool | None = None, columns: int | None = None
+    ) -> None:
         self.out = out if out is not None else sys.stdout
         self.tty = self.out.isatty() if tty is None else tty
+        self._columns = columns
         self._drawn = 0
         self._last_key: tuple[str, ...] | None = None
+
+    def _rows(self, lines: Sequence[str]) -> int:
+        """Terminal rows the lines take: a line longer than the terminal wraps, and the
+        redraw must move the cursor up over every row, not every line."""
+        columns = self._columns or shutil.get_terminal_size((100, 24)).columns
+        columns = max(columns, 1)
+        return sum(max(1, math.ceil(len(_ANSI.sub("", line)) / columns)) for line in lines)
 
     def _clear(self) -> None:
         if self.tty and self._drawn:
@@ -312,7 +324,7 @@ class LiveView:
             self._clear()
             for line in lines:
                 self.out.write(line + "\n")
-            self._drawn = len(lines)
+            self._drawn = self._rows(lines)
             self.out.flush()
             return
         if change_key != self._last_key:

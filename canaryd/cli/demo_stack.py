@@ -41,7 +41,7 @@ from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from kubeemu import Emulator
 from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
-from meshsim.prometheus import PrometheusServer, prometheus_available
+from meshsim.prometheus import PrometheusError, PrometheusServer, prometheus_available
 
 if TYPE_CHECKING:
     from canaryd.cli.demo import Timings
@@ -174,14 +174,18 @@ class DemoEnv:
         show()
 
 
-STUCK: list[str] = []
-"""Pieces that did not stop in time (see :func:`stop_within`); the demo then ends the process
-with ``os._exit`` once everything else is stopped, since their threads would block exit."""
-
-
-def stop_within(stop: Callable[[], None], *, seconds: float, what: str, view: LiveView) -> None:
+def stop_within(
+    stop: Callable[[], None],
+    *,
+    seconds: float,
+    what: str,
+    view: LiveView,
+    stuck: list[str],
+) -> None:
     """Run ``stop`` but never wait more than ``seconds`` for it: an exit must not hang on one
-    piece (the servers started before it still get stopped after it)."""
+    piece (the servers started before it still get stopped after it). A piece that did not stop
+    is appended to ``stuck``: its threads would block the interpreter's exit, so the demo ends
+    the process itself once everything else is stopped."""
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -194,7 +198,7 @@ def stop_within(stop: Callable[[], None], *, seconds: float, what: str, view: Li
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        STUCK.append(what)
+        stuck.append(what)
         view.log(f"!! {what} did not stop within {seconds:.0f}s; leaving it to process exit")
     elif errors:
         view.log(f"!! stopping {what} failed: {errors[0]}")
@@ -217,6 +221,41 @@ def _create(api: KubeApi, obj: dict[str, Any]) -> None:
     api.create(collection, obj, what=f"create {obj['kind']} {obj['metadata']['name']}")
 
 
+def metrics_backend(
+    *,
+    stack: ExitStack,
+    view: LiveView,
+    sim: MeshSimulator,
+    timings: Timings,
+    use_prometheus: bool,
+) -> tuple[PrometheusServer | None, SimulatorCountsProvider | None]:
+    """A real Prometheus scraping the simulator, or (saying so) the simulator-counts fallback."""
+    reason = "--no-prometheus"
+    if use_prometheus and not prometheus_available():
+        reason = "the prometheus binary is not installed"
+    elif use_prometheus:
+        # Scrape at least twice per analysis interval so increase() over one interval has
+        # two samples to work with.
+        scrape = "500ms" if timings.interval_seconds < 2 else "1s"
+        view.log(f"==> Prometheus (real, Debian's binary) scraping the simulator every {scrape}")
+        prom = PrometheusServer(targets=[sim.target], scrape_interval=scrape)
+        stack.callback(prom.stop)  # also removes its data directory if start fails half-way
+        try:
+            prom.start()
+        except PrometheusError as exc:
+            reason = f"Prometheus failed to start: {str(exc).splitlines()[0]}"
+        else:
+            view.log(f"    {prom.url}")
+            return prom, None
+    view.log(
+        f"==> NOT using Prometheus ({reason}): the controller reads the simulator's counters "
+        "directly (SimulatorCountsProvider, same counts, no PromQL)"
+    )
+    fallback = SimulatorCountsProvider(sim.metrics).start()
+    stack.callback(fallback.stop)
+    return None, fallback
+
+
 def start(
     *,
     stack: ExitStack,
@@ -226,6 +265,7 @@ def start(
     seed: int,
     use_prometheus: bool,
     user_webhook: str | None,
+    stuck: list[str],
 ) -> DemoEnv:
     """Start every piece (each stopped by ``stack``) and create the demo's objects."""
     # The controller logs warnings (e.g. a retried tick) to stderr; the demo's own output is
@@ -271,9 +311,11 @@ def start(
         f"{STABLE_ERROR_RATE:.0%}, the bad image {BAD_ERROR_FACTOR:g}x, the slow one "
         f"{SLOW_LATENCY_FACTOR:g}x latency"
     )
+    sim_client = emu.api_client()
+    stack.callback(sim_client.close)
     sim = MeshSimulator(
         apps=[MeshApp(res.NAMESPACE, res.APP)],
-        routes=KubeRoutes(emu.api_client()),
+        routes=KubeRoutes(sim_client),
         profiles=version_profiles(),
         default_profile=VersionProfile(error_rate=STABLE_ERROR_RATE),
         rps=rps,
@@ -284,33 +326,15 @@ def start(
     stack.callback(sim.stop)
     view.log(f"    {sim.url}/metrics")
 
+    prom, fallback = metrics_backend(
+        stack=stack, view=view, sim=sim, timings=timings, use_prometheus=use_prometheus
+    )
     metrics_for = None
-    prom: PrometheusServer | None = None
-    if use_prometheus and prometheus_available():
-        # Scrape at least twice per analysis interval so increase() over one interval has
-        # two samples to work with.
-        scrape = "500ms" if timings.interval_seconds < 2 else "1s"
-        view.log(f"==> Prometheus (real, Debian's binary) scraping the simulator every {scrape}")
-        prom = PrometheusServer(targets=[sim.target], scrape_interval=scrape)
-        prom.start()
-        stack.callback(prom.stop)
-        backend = "prometheus"
-        view.log(f"    {prom.url}")
-    else:
-        reason = (
-            "--no-prometheus" if not use_prometheus else "the prometheus binary is not installed"
-        )
-        view.log(
-            f"==> NOT using Prometheus ({reason}): the controller reads the simulator's counters "
-            "directly (SimulatorCountsProvider, same counts, no PromQL)"
-        )
-        fallback = SimulatorCountsProvider(sim.metrics).start()
-        stack.callback(fallback.stop)
+    if fallback is not None:
+        provider = fallback
 
         def metrics_for(_rollout: Rollout) -> SimulatorCountsProvider:
-            return fallback
-
-        backend = "simulator"
+            return provider
 
     view.log("==> canaryd controller (watches, scheduler, leader election, Istio, Slack, Events)")
     options = Options(
@@ -325,7 +349,9 @@ def start(
     )
     parts = assemble(emu.api_client(), options, metrics_for=metrics_for)
     parts.start()
-    stack.callback(stop_within, parts.stop, seconds=15.0, what="the controller", view=view)
+    stack.callback(
+        stop_within, parts.stop, seconds=15.0, what="the controller", view=view, stuck=stuck
+    )
     # Runs first at exit (LIFO): apscheduler logs jobs it can no longer submit while shutting
     # down; that is expected then and would only clutter the ending.
     stack.callback(logging.getLogger("apscheduler").setLevel, logging.CRITICAL)
@@ -348,7 +374,7 @@ def start(
         api=api,
         sim=sim,
         slack=slack,
-        metrics_backend=backend,
+        metrics_backend="prometheus" if prom is not None else "simulator",
         notifier_pending=lambda: parts.notifier.pending,
         prometheus=prom,
     )

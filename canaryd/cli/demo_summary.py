@@ -55,6 +55,18 @@ class ReleaseResult:
     def ok(self) -> bool:
         return self.outcome == self.expected
 
+    @property
+    def excess_errors(self) -> float | None:
+        """Errors the canary served beyond what the stable version's error rate (as the judge
+        measured it) would have given for the same requests: the cost of this release to
+        users. None without error-rate evidence."""
+        rate = next(
+            (e.get("stableValue") for e in self.evidence if e.get("name") == "error-rate"), None
+        )
+        if not isinstance(rate, int | float):
+            return None
+        return self.served.errors - self.served.requests * float(rate) / 100.0
+
 
 def outcome_of(phase: Phase) -> str | None:
     """The ending a phase stands for, None while the rollout is still going."""
@@ -128,6 +140,7 @@ class DemoSummary:
         data["ok"] = self.ok
         for result, raw in zip(self.results, data["results"], strict=True):
             raw["ok"] = result.ok
+            raw["excess_errors"] = result.excess_errors
         return data
 
 
@@ -140,10 +153,17 @@ def summary_lines(summary: DemoSummary) -> list[str]:
             f"  {mark}{r.name:<8} {r.image.rsplit(':', 1)[-1]:<12} {r.outcome:<12} "
             f"(expected {r.expected}) in {r.seconds:.1f}s, weights {r.weight_history}"
         )
+        # The cost to users matters where errors were the problem; elsewhere it is noise.
+        failed = any(
+            e.get("name") == "error-rate" and e.get("outcome") == "Fail" for e in r.evidence
+        )
+        excess = r.excess_errors if failed else None
+        extra = (
+            f" ({excess:+,.0f} vs the stable version's error rate)" if excess is not None else ""
+        )
         lines.append(
-            f"       canary served {r.served.requests:,.0f} requests, "
-            f"{r.served.errors:,.0f} errors; the judge saw {r.judged_canary_requests:,.0f} "
-            "canary requests"
+            f"       canary served {r.served.requests:,.0f} requests, {r.served.errors:,.0f} "
+            f"errors{extra}; the judge saw {r.judged_canary_requests:,.0f} canary requests"
         )
         for ev in r.evidence:
             reason = str(ev.get("reason", "")).removeprefix(f"{ev['name']}: ")

@@ -36,10 +36,13 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from canaryd import __version__
 from canaryd.api.models import GROUP, VERSION, ScheduleSpec
 from canaryd.cli import output
 
 PLURAL = "rollouts"
+# Named in the API server's audit log, so operators' actions are told apart from the controller's.
+USER_AGENT = f"canaryd-cli/{__version__}"
 ACTION_ANNOTATION = "canaryd.io/action"
 RESOURCE_NAMES = ("rollouts", "rollout", "ro", "cdro")
 
@@ -55,6 +58,7 @@ DONE_PHASES = frozenset({"Promoting", "Finalising", "Succeeded"})
 STEPPING_PHASES = frozenset({"Progressing", "Waiting", "RollingBack", "Failed"})
 WATCH_CHUNK_SECONDS = 30  # one watch request at most; reconnect (from the last version) after
 MAX_WATCH_FAILURES = 8  # consecutive broken watch connections before giving up
+CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home + erase display (ANSI), for --watch on a terminal
 
 # The kubernetes client ships without type information: go through Any, on purpose, once.
 kube_config: Any = kubernetes.config
@@ -122,14 +126,16 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    handler = _HANDLERS[args.ops_verb]
-    if args.ops_verb == "completion":
-        return handler(args)
+    """Run the sub-command; API, connection and kubeconfig errors become one line and exit 4."""
     try:
-        return handler(args)
+        return _HANDLERS[args.ops_verb](args)
     except ApiException as exc:
         print(f"error: {_api_error_text(exc)}", file=sys.stderr)
-        return EXIT_API_ERROR
+    except urllib3.exceptions.HTTPError as exc:
+        print(f"error: cannot reach the API server: {exc}", file=sys.stderr)
+    except kubernetes.config.ConfigException as exc:
+        print(f"error: kubeconfig: {exc}", file=sys.stderr)
+    return EXIT_API_ERROR
 
 
 def _api_error_text(exc: ApiException) -> str:
@@ -178,8 +184,11 @@ def connect(args: argparse.Namespace) -> Connection:
         configuration = kubernetes.client.Configuration()
         kube_config.load_incluster_config(client_configuration=configuration)
         namespace = args.namespace or _incluster_namespace()
-        return Connection(kubernetes.client.ApiClient(configuration), namespace)
+        api = kubernetes.client.ApiClient(configuration)
+        api.user_agent = USER_AGENT
+        return Connection(api, namespace)
     api = kube_config.new_client_from_config(config_file=config_file, context=args.context)
+    api.user_agent = USER_AGENT
     namespace = args.namespace or _context_namespace(config_file, args.context)
     return Connection(api, namespace)
 
@@ -310,9 +319,11 @@ def cmd_get(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def rollout_events(conn: Connection, name: str, *, limit: int = 10) -> list[dict[str, Any]]:
-    """The newest core/v1 Events about Rollout ``name``, oldest first. Filtered on our side
-    (involvedObject kind and name) so it works on any API server, field selectors or not."""
-    listing = conn.core.list_namespaced_event(conn.namespace)
+    """The newest core/v1 Events about Rollout ``name``, oldest first. The API server filters
+    by involvedObject (as ``kubectl describe`` asks); we filter again, cheaply, in case a server
+    ignores the selector."""
+    selector = f"involvedObject.kind=Rollout,involvedObject.name={name}"
+    listing = conn.core.list_namespaced_event(conn.namespace, field_selector=selector)
     raw = conn.api.sanitize_for_serialization(listing)
     events = [
         e
@@ -439,7 +450,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
         _print_status(conn, obj, args.output, out)
         return EXIT_OK
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    code = follow(conn, obj, deadline=deadline, report=lambda o: _report_change(o, args, out))
+    live = args.output == "table" and out.isatty()
+    code = follow(
+        conn, obj, deadline=deadline, report=lambda o: _report_change(conn, o, args, out, live)
+    )
+    if live:
+        out.write(CLEAR_SCREEN)
     _print_status(conn, _latest(conn, args.name, obj), args.output, out)
     if code == EXIT_TIMEOUT:
         print(f"error: timed out after {args.timeout:g}s waiting for {args.name}", file=sys.stderr)
@@ -464,9 +480,20 @@ def _print_status(conn: Connection, obj: dict[str, Any], fmt: str, out: TextIO) 
     print(render_status(obj, events, datetime.now(UTC)), file=out)
 
 
-def _report_change(obj: Mapping[str, Any], args: argparse.Namespace, out: TextIO) -> None:
-    if args.output == "table":
-        print(progress_line(obj, datetime.now(UTC)), file=out, flush=True)
+def _report_change(
+    conn: Connection, obj: Mapping[str, Any], args: argparse.Namespace, out: TextIO, live: bool
+) -> None:
+    """On a terminal: redraw the whole view in place. Elsewhere (CI logs, pipes): one line per
+    change, so the log reads as the rollout's history."""
+    if args.output != "table":
+        return
+    now = datetime.now(UTC)
+    if live:
+        view = render_status(obj, rollout_events(conn, str(obj["metadata"]["name"])), now)
+        out.write(f"{CLEAR_SCREEN}{view}\n\n{progress_line(obj, now)}\n")
+        out.flush()
+    else:
+        print(progress_line(obj, now), file=out, flush=True)
 
 
 def terminal_code(obj: Mapping[str, Any]) -> int | None:
@@ -609,9 +636,17 @@ def cmd_pause(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _merge_patch(conn: Connection, name: str, patch: dict[str, Any]) -> None:
-    """A JSON merge patch on the Rollout (the client sends merge-patch+json for a dict body on
-    custom objects)."""
-    conn.custom.patch_namespaced_custom_object(GROUP, VERSION, conn.namespace, PLURAL, name, patch)
+    """A JSON merge patch (RFC 7386) on the Rollout: only the keys given change, so it never
+    conflicts with the controller's status writes and needs no resourceVersion."""
+    conn.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        conn.namespace,
+        PLURAL,
+        name,
+        patch,
+        _content_type="application/merge-patch+json",
+    )
 
 
 # --------------------------------------------------------------------------------------------

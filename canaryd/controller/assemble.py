@@ -55,7 +55,7 @@ class Assembled:
         self.controller.stop()
         self.notifier.close()
         self.providers.close()
-        self.api.api_client.close()
+        self.api.close()
 
 
 def assemble(

@@ -16,6 +16,7 @@ import pytest
 
 from canaryd.adapters.kube import KubeApi, RetryPolicy, load_api_client
 from canaryd.adapters.prometheus import PrometheusSettings
+from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.assemble import Assembled, Options, assemble
 from canaryd.controller.runtime import ControllerConfig
 from kubeemu import Emulator
@@ -115,6 +116,7 @@ class Cluster:
         identity: str = "canaryd-a",
         *,
         prometheus: PrometheusSettings | None = None,
+        default_alert: ProviderRef | None = None,
         **config: Any,
     ) -> Assembled:
         """Start a controller; metrics are scripted unless ``prometheus`` is given (then the
@@ -133,6 +135,7 @@ class Cluster:
         options = Options(
             controller=ControllerConfig(**settings),
             prometheus=prometheus or PrometheusSettings(),
+            default_alert=default_alert,
             retry=RetryPolicy(attempts=4, base_seconds=0.05, cap_seconds=0.5),
             backoff_base=0.2,
             backoff_cap=2.0,
@@ -186,7 +189,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     finally:
         for parts in list(c.controllers):
             parts.stop()
-        api.api_client.close()
+        api.close()
         emu.stop()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +77,7 @@ def test_good_release_is_promoted_and_bad_release_rolled_back() -> None:
     assert error_rate["eValue"] >= 100  # 1/alpha at the demo's alpha = 0.01
     assert error_rate["canaryValue"] > 2 * error_rate["stableValue"]  # the 4x error rate
     assert bad["served"]["errors"] > 0  # what users suffered before the rollback, counted
+    assert bad["excess_errors"] > 0  # more than the stable version's error rate would give
     assert bad["judged_canary_requests"] > 0
 
     # Progress and the Slack messages went to stderr, for humans.
@@ -89,10 +91,21 @@ def test_good_release_is_promoted_and_bad_release_rolled_back() -> None:
 
 @pytest.mark.slow
 def test_without_prometheus_and_with_a_user_slack_webhook(slack_server: SlackServer) -> None:
-    done = _run("--no-prometheus", "--scenario", "bad", "--slack-webhook", slack_server.webhook_url)
+    # A machine without the prometheus binary: the demo says so and uses the fallback.
+    dirs = os.environ.get("PATH", "").split(os.pathsep)
+    path = os.pathsep.join(d for d in dirs if not shutil.which("prometheus", path=d))
+    done = subprocess.run(
+        _demo("--scenario", "bad", "--slack-webhook", slack_server.webhook_url),
+        cwd=ROOT,
+        env={**_env(), "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "NOT using Prometheus (--no-prometheus)" in out
+    assert "NOT using Prometheus (the prometheus binary is not installed)" in out
     assert "SimulatorCountsProvider" in out
     assert "<== bad: rolled back" in out
     assert "metrics from simulator" in out

@@ -4,16 +4,21 @@ simulator's ground truth, stepped deterministically) and the local Slack webhook
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import pytest
 from slack_sdk.webhook import WebhookClient
 
 from canaryd.api.models import MetricKind, MetricSpec, TemplateRef
+from canaryd.cli.demo import FAST
 from canaryd.cli.demo_metrics import SimulatorCountsProvider
+from canaryd.cli.demo_render import LiveView
 from canaryd.cli.demo_slack import SlackCapture
+from canaryd.cli.demo_stack import metrics_backend
 from canaryd.core.types import MetricQuery
 from meshsim import MeshApp, MeshSimulator, StaticRoutes, VersionProfile
 
@@ -121,8 +126,9 @@ def test_templates_and_bad_regexes_are_errors_not_crashes() -> None:
 def test_sampler_thread_stops() -> None:
     sim, _ = _sim()
     provider = SimulatorCountsProvider(sim.metrics, sample_seconds=0.01).start()
+    assert provider.running
     provider.stop()
-    assert provider._thread is None
+    assert not provider.running
 
 
 @pytest.fixture
@@ -150,3 +156,20 @@ def test_slack_capture_stops_listening() -> None:
         _ = server.url
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 1):
         pass
+
+
+def test_no_prometheus_flag_selects_the_simulator_counts_provider() -> None:
+    sim, _ = _sim()
+    out = io.StringIO()
+    with ExitStack() as stack:
+        prom, fallback = metrics_backend(
+            stack=stack,
+            view=LiveView(out, tty=False),
+            sim=sim,
+            timings=FAST,
+            use_prometheus=False,
+        )
+        assert prom is None and isinstance(fallback, SimulatorCountsProvider)
+        assert fallback.running
+    assert not fallback.running  # stopped with the stack
+    assert "NOT using Prometheus (--no-prometheus)" in out.getvalue()

@@ -134,3 +134,11 @@ def test_live_view_on_a_tty_redraws_in_place() -> None:
     view.show(["three"])
     # The second draw first moves up over the two lines and clears them.
     assert out.getvalue() == "one\ntwo\n\x1b[2F\x1b[Jthree\n"
+
+
+def test_live_view_counts_wrapped_rows_when_redrawing() -> None:
+    out = io.StringIO()
+    view = LiveView(out, tty=True, columns=10)
+    view.show(["x" * 25, "\x1b[32mshort\x1b[0m"])  # 3 rows + 1 row (colour codes take none)
+    view.show(["y"])
+    assert out.getvalue().endswith("\x1b[4F\x1b[Jy\n")

@@ -6,6 +6,7 @@ errors, shell completion, and one run as a subprocess."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import kubernetes
 import pytest
 import yaml
 
+from canaryd.cli import ops
+from canaryd.cli.main import build_parser
 from canaryd.cli.main import main as canaryd
 from canaryd.cli.ops import ACTION_ANNOTATION, EXIT_API_ERROR, EXIT_FAILED, EXIT_TIMEOUT
 from kubeemu import Emulator
@@ -151,6 +154,24 @@ def test_get_all_namespaces_and_the_context_namespace(
     assert "No rollouts found in namespace default." in captured.err
 
 
+def test_context_picks_cluster_and_namespace(
+    emu: Emulator, custom: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--context chooses among several: here the current one points at a dead address."""
+    config = emu.kubeconfig()
+    config["clusters"].append({"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}})
+    config["contexts"] = [
+        {"name": "prod", "context": {"cluster": "dead", "user": "kubeemu"}},
+        {"name": "lab", "context": {"cluster": "kubeemu", "user": "kubeemu", "namespace": "shop"}},
+    ]
+    config["current-context"] = "prod"
+    path = tmp_path / "two-contexts"
+    path.write_text(yaml.safe_dump(config))
+    make_rollout(custom, "web")
+    assert canaryd(["get", "rollouts", "--kubeconfig", str(path), "--context", "lab"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "web"
+
+
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
 def test_get_structured_output(
     custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str], fmt: str
@@ -270,6 +291,28 @@ def test_status_watch_follows_to_the_end(
     assert f"Phase:       {final}" in out  # the full view at the end
 
 
+class Terminal(io.StringIO):
+    """An in-memory stream that says it is a terminal (what ``--watch`` checks)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_watch_redraws_in_place_on_a_terminal(custom: Any, kubeconfig: str) -> None:
+    make_rollout(custom, "web")
+    set_status(custom, "web", PROGRESSING)
+    change_later([(0.3, lambda: set_status(custom, "web", {**PROGRESSING, "phase": "Succeeded"}))])
+    args = build_parser().parse_args(
+        ["status", "web", "-n", "shop", "-w", "--timeout", "20", "--kubeconfig", kubeconfig]
+    )
+    screen = Terminal()
+    assert ops.cmd_status(args, screen) == 0
+    frames = screen.getvalue().split(ops.CLEAR_SCREEN)[1:]
+    assert len(frames) == 3  # the first state, the change, the final view
+    assert "Phase:       Progressing" in frames[0] and "Analysis:" in frames[0]
+    assert "Phase:       Succeeded" in frames[-1]
+
+
 def test_status_watch_times_out(
     custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -367,6 +410,19 @@ def test_action_on_a_missing_rollout(
     assert "404" in capsys.readouterr().err
 
 
+def test_unreachable_server_and_bad_context(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = emu.kubeconfig()
+    config["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:9"  # nothing listens there
+    path = tmp_path / "dead"
+    path.write_text(yaml.safe_dump(config))
+    assert canaryd(["get", "rollouts", "--kubeconfig", str(path)]) == EXIT_API_ERROR
+    assert "error: cannot reach the API server" in capsys.readouterr().err
+    assert canaryd(["status", "web", "--kubeconfig", str(path), "--context", "nope"]) == 4
+    assert "error: kubeconfig:" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------
 # completion, subprocess
 # --------------------------------------------------------------------------------------------
@@ -381,7 +437,7 @@ def complete(script: str, words: list[str], env_extra: str = "") -> list[str]:
         "_canaryd_complete; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
     )
     result = subprocess.run(
-        ["bash", "--norc", "-c", program], capture_output=True, text=True, timeout=60, check=True
+        ["bash", "--norc", "-c", program], capture_output=True, text=True, timeout=120, check=True
     )
     return sorted(result.stdout.split())
 
@@ -433,7 +489,7 @@ def test_status_watch_as_a_subprocess(custom: Any, kubeconfig: str) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert result.returncode == EXIT_FAILED, result.stderr

@@ -90,6 +90,15 @@ def test_builtin_objects_validate_strictly(version: str) -> None:
     assert checked >= 30
 
 
+def test_monitoring_extras_validate_strictly() -> None:
+    """The Grafana dashboards ConfigMap installed next to the manifests (see docs/install.md)."""
+    path = ROOT / "grafana" / "provisioning" / "configmap.yaml"
+    (configmap,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    kubernetes_validate.validate(configmap, K8S_VERSIONS[0], strict=True)
+    rules = yaml.safe_load((MANIFESTS / "rules" / "prometheusrule.yaml").read_text())
+    assert rules["kind"] == "PrometheusRule" and rules["spec"]["groups"]
+
+
 def test_istio_objects_match_istio_crds_and_weights_sum_to_100() -> None:
     istio = [(n, o) for n, o in all_objects() if group(o) == "networking.istio.io"]
     assert {o["kind"] for _, o in istio} == {"Gateway", "VirtualService"}

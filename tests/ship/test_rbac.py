@@ -4,11 +4,15 @@ namespaces, leader election in canaryd-system) runs complete rollouts against th
 rolled back on a user-owned VirtualService with a MetricTemplate, a manual promotion — and every
 request it made (the emulator's audit log, told apart from the test's own requests by the
 User-Agent) must be allowed by the ClusterRole/Role in manifests/base, and every verb those
-rules grant must have been used. A missing verb fails; so does an unused one."""
+rules grant must have been used. A missing verb fails; so does an unused one. The same for
+the people's side: every CLI command against the canaryd-operator ClusterRole."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -16,8 +20,10 @@ import pytest
 
 from canaryd.adapters.kube import RetryPolicy, load_api_client
 from canaryd.cli.main import main as canaryd
+from canaryd.cli.ops import USER_AGENT
 from canaryd.controller.assemble import Assembled, Options, assemble
 from canaryd.controller.runtime import ControllerConfig
+from kubeemu import Emulator
 from tests.controller.conftest import Cluster, phase_is, rollout_body, wait_for
 from tests.ship.manifests import build
 from tests.support.scripted_metrics import BAD
@@ -30,26 +36,40 @@ NS = "default"
 Call = tuple[str, str, str, str]  # verb, api group, resource[/subresource], namespace ("" = all)
 
 
-def rules_of(kind: str) -> list[tuple[dict[str, Any], str]]:
-    """(rule, namespace) for every rule of the given RBAC kind in manifests/base."""
-    out = []
-    for obj in build("base"):
-        if obj["kind"] == kind:
-            ns = obj["metadata"].get("namespace", "") if kind == "Role" else ""
-            out += [(rule, ns) for rule in obj["rules"]]
-    return out
+CONTROLLER_ROLES = {"canaryd", "canaryd-leader-election"}
 
 
-def grants() -> set[Call]:
-    """Every (verb, group, resource, namespace) the manifests grant; "" namespace = any."""
+def grants(names: set[str]) -> set[Call]:
+    """Every (verb, group, resource, namespace) the named ClusterRoles/Roles of manifests/base
+    grant; "" namespace = any."""
     out = set()
-    for kind in ("ClusterRole", "Role"):
-        for rule, ns in rules_of(kind):
+    for obj in build("base"):
+        if obj["kind"] not in ("ClusterRole", "Role") or obj["metadata"]["name"] not in names:
+            continue
+        ns = obj["metadata"].get("namespace", "") if obj["kind"] == "Role" else ""
+        for rule in obj["rules"]:
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     for verb in rule["verbs"]:
                         out.add((verb, group, resource, ns))
     return out
+
+
+def calls_of(emu: Emulator, agent: str) -> set[Call]:
+    """What ``agent`` did, in RBAC terms (resource/subresource, namespace)."""
+    calls = set()
+    for r in emu.audit:
+        if r.user_agent == agent and r.resource:
+            resource = f"{r.resource}/{r.subresource}" if r.subresource else r.resource
+            calls.add((r.verb, r.api_group, resource, r.namespace))
+    return calls
+
+
+def check_exact(calls: set[Call], granted: set[Call], who: str) -> None:
+    missing = sorted(c for c in calls if not allowed(c, granted))
+    unused = sorted(g for g in granted if not used(g, calls))
+    assert not missing, f"{who} made calls manifests/base does not allow: {missing}"
+    assert not unused, f"manifests/base grants {who} verbs it never used: {unused}"
 
 
 def allowed(call: Call, granted: set[Call]) -> bool:
@@ -244,18 +264,49 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
         ),
         timeout=15,
     )
-    calls: set[Call] = {
-        (
-            r.verb,
-            r.api_group,
-            r.resource + (f"/{r.subresource}" if r.subresource else ""),
-            r.namespace,
+    assert records
+    check_exact(calls_of(rig.emu, CONTROLLER_AGENT), grants(CONTROLLER_ROLES), "the controller")
+
+
+def test_operator_role_covers_exactly_what_the_cli_does(
+    emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every CLI command that talks to the cluster, then the audit log against the
+    canaryd-operator ClusterRole: nothing missing, nothing unused."""
+    kubeconfig = str(emulator.write_kubeconfig(tmp_path / "kubeconfig"))
+    api = emulator.api_client()
+    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "canaryd.io", "v1alpha1", NS, "rollouts", rollout_body("web", "web")
+    )
+    status = {"phase": "Succeeded", "observedGeneration": 3}  # pause + resume: generation 3
+    for argv in (
+        ["get", "rollouts"],
+        ["get", "rollouts", "-A"],
+        ["status", "web"],
+        ["promote", "web"],
+        ["abort", "web"],
+        ["retry", "web"],
+        ["pause", "web"],
+        ["resume", "web"],
+    ):
+        assert canaryd([*argv, "--kubeconfig", kubeconfig, "-n", NS]) == 0, argv
+
+    def finish() -> None:  # the controller's part: the rollout ends while the CLI watches
+        time.sleep(0.5)
+        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            "canaryd.io", "v1alpha1", NS, "rollouts", "web", {"status": status}
         )
-        for r in records
-        if r.resource
-    }
-    granted = grants()
-    missing = sorted(c for c in calls if not allowed(c, granted))
-    unused = sorted(g for g in granted if not used(g, calls))
-    assert not missing, f"the controller made calls manifests/base does not allow: {missing}"
-    assert not unused, f"manifests/base grants verbs the controller never used: {unused}"
+
+    finisher = threading.Thread(target=finish, daemon=True)
+    finisher.start()
+    watch = ["status", "web", "-w", "--timeout", "10", "--kubeconfig", kubeconfig, "-n", NS]
+    assert canaryd(watch) == 0
+    finisher.join(5)
+    emulator.faults.drop_watches()
+
+    def with_watch() -> set[Call] | None:
+        calls = calls_of(emulator, USER_AGENT)
+        return calls if any(verb == "watch" for verb, *_ in calls) else None
+
+    calls = wait_for("the CLI's watch in the audit log", with_watch, timeout=15)
+    check_exact(calls, grants({"canaryd-operator"}), "the CLI")

@@ -108,6 +108,11 @@ class KubeApi:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
 
+    def close(self) -> None:
+        """Close the connection pool (the client's own ``close`` is untyped)."""
+        closer: Any = self.api_client.close
+        closer()
+
     # ---- transport ---------------------------------------------------------------------------
 
     def request(
