@@ -4,8 +4,8 @@
 the caller's ``ExitStack`` the moment it is running, so an error or Ctrl-C at any point stops
 exactly what was started (in reverse order) and nothing else:
 
-API emulator -> demo objects (namespace, Deployment, Secret, AlertProvider) -> mesh simulator
--> Prometheus (or the simulator-counts fallback) -> Slack capture -> controller -> Rollout.
+API emulator -> Slack capture -> demo objects (namespace, Deployment, Secret, AlertProvider)
+-> mesh simulator -> Prometheus (or the simulator-counts fallback) -> controller -> Rollout.
 
 The controller is the one ``canaryd run`` assembles (:func:`canaryd.controller.assemble.assemble`),
 talking HTTP to the emulator through the official kubernetes client; only the metrics provider

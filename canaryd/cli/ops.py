@@ -363,6 +363,11 @@ def render_status(obj: Mapping[str, Any], events: list[dict[str, Any]], now: dat
             f"Revisions:   canary {status.get('canaryRevision') or '-'}"
             f"  stable {status.get('stableRevision') or '-'}"
         )
+    action = str(((obj.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION, ""))
+    if action:
+        # The controller records the whole annotation value (older builds: the bare id).
+        consumed = status.get("consumedAction") in (action, action.partition(":")[2])
+        lines.append(f"Action:      {action} ({'consumed' if consumed else 'pending'})")
     if (obj.get("spec") or {}).get("paused"):
         lines.append("Paused:      true (canaryd resume NAME to continue)")
     if view.message:

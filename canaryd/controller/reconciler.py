@@ -331,9 +331,8 @@ class Reconciler:
         immediate = [a for a in decision.actions if not isinstance(a, RecordEvent | Notify)]
         status = decision.status
         if immediate and cached is None:
-            old = machine.reject(None, {}, generation=generation, error=error, now=now).status
             status = set_reconciled(
-                _status_of(raw_status) or old,
+                _status_of(raw_status) or RolloutStatus(),
                 ok=False,
                 reason="InvalidSpec",
                 message=f"{error} (canary traffic unchanged: no valid spec known to route with)",

@@ -28,6 +28,30 @@ from canaryd.controller.reconciler import Reconciler, TickResult
 
 log = logging.getLogger(__name__)
 
+
+class _SkippedRunFilter(logging.Filter):
+    """apscheduler warns each time a run is skipped because the Rollout's previous tick is
+    still running (or queued for a worker). With ``max_instances=1`` that is the intended
+    coalescing, not a problem: count it instead of logging it."""
+
+    skipped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances reached" in record.getMessage():
+            _SkippedRunFilter.skipped += 1
+            return False
+        return True
+
+
+_aps_log = logging.getLogger("apscheduler.scheduler")
+if not any(isinstance(f, _SkippedRunFilter) for f in _aps_log.filters):
+    _aps_log.addFilter(_SkippedRunFilter())
+
+
+def skipped_runs() -> int:
+    """Runs skipped (in this process) because the Rollout's previous tick was still busy."""
+    return _SkippedRunFilter.skipped
+
 Key = tuple[str, str]
 IDLE_PHASES = frozenset({"Initialized", "Succeeded", "Failed"})
 

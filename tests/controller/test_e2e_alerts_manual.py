@@ -87,7 +87,7 @@ def test_default_provider_and_manual_abort_consumed_once(
     slack_server: SlackServer,  # noqa: F811
 ) -> None:
     add_slack_provider(cluster, slack_server)
-    parts = cluster.start_controller(default_alert=ProviderRef(NS, "team"))
+    cluster.start_controller(default_alert=ProviderRef(NS, "team"))
     cluster.deploy("podinfo", "podinfo:1.0")
     cluster.create_rollout(
         "podinfo", "podinfo", schedule={"interval": "500ms", "stepWeights": [5, 10, 20, 30, 40]}

@@ -71,7 +71,6 @@ def test_good_release_is_promoted_and_bad_release_rolled_back() -> None:
 
     assert (bad["name"], bad["outcome"], bad["phase"]) == ("bad", "rolled back", "Failed")
     assert bad["weight_history"][0] == 5
-    assert bad["weight_history"] != [5, 10, 25, 50] or bad["seconds"] < good["seconds"]
     error_rate = next(e for e in bad["evidence"] if e["name"] == "error-rate")
     assert error_rate["outcome"] == "Fail"
     assert error_rate["eValue"] >= 100  # 1/alpha at the demo's alpha = 0.01

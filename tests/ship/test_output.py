@@ -183,3 +183,13 @@ def test_progress_line_is_one_line_with_the_numbers() -> None:
 )
 def test_terminal_code(phase: str, observed: int, code: int | None) -> None:
     assert ops.terminal_code(rollout(phase=phase, observedGeneration=observed)) == code
+
+
+def test_status_view_shows_a_pending_or_consumed_action() -> None:
+    obj = rollout(phase="Progressing", consumedAction="abort:1")
+    obj["metadata"]["annotations"] = {"canaryd.io/action": "promote:2"}  # type: ignore[index]
+    assert "Action:      promote:2 (pending)" in ops.render_status(obj, [], NOW)
+    obj["status"]["consumedAction"] = "promote:2"  # type: ignore[index]
+    assert "Action:      promote:2 (consumed)" in ops.render_status(obj, [], NOW)
+    del obj["metadata"]["annotations"]  # type: ignore[attr-defined]
+    assert "Action:" not in ops.render_status(obj, [], NOW)
