@@ -1,8 +1,11 @@
 """Generate canaryd's CustomResourceDefinitions from the pydantic models.
 
 ``python -m canaryd.api.crdgen [DIR]`` writes ``rollouts.yaml``, ``metrictemplates.yaml`` and
-``alertproviders.yaml`` (default ``DIR``: ``crds/``). A test compares the committed files with
-this output, so the models and the CRDs cannot drift apart.
+``alertproviders.yaml`` (default ``DIR``: ``crds/``, applied with ``kubectl apply -f crds/``) and,
+with the default directory, the same three as one file ``manifests/base/cluster/crds.yaml`` for
+kustomize (which refuses files outside its root, and a kustomization inside ``crds/`` would break
+``kubectl apply -f crds/``). A test compares the committed files with this output, so the models
+and the CRDs cannot drift apart.
 
 The pydantic JSON schema (JSON Schema 2020-12) is turned into a Kubernetes *structural* OpenAPI
 v3 schema:
@@ -272,12 +275,24 @@ def write_all(directory: Path) -> list[Path]:
     return written
 
 
+BUNDLE = Path("manifests/base/cluster/crds.yaml")
+"""The kustomize copy of every CRD, relative to the repository root."""
+
+
+def render_bundle() -> str:
+    """All CRDs as one multi-document YAML file (the kustomize copy)."""
+    return "---\n".join(render(obj) for obj in all_crds().values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write canaryd's CRDs from the pydantic models.")
     parser.add_argument("directory", nargs="?", default="crds", type=Path)
     args = parser.parse_args(argv)
     for path in write_all(args.directory):
         print(path)
+    if args.directory == Path("crds"):
+        BUNDLE.write_text(render_bundle(), encoding="utf-8")
+        print(BUNDLE)
     return 0
 
 

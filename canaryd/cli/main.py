@@ -28,19 +28,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, just that sub-command's module is imported and configured
+    (the others are listed for ``--help``). Importing every module would make each command (and
+    each shell completion) pay for the controller's and scipy's import time."""
     parser = argparse.ArgumentParser(prog="canaryd", description=__doc__.splitlines()[0])
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         sub = subs.add_parser(name, help=help_text, description=help_text)
-        module.configure(sub)
-        sub.set_defaults(_module=module)
+        if only is None or name == only:
+            module = importlib.import_module(module_name)
+            module.configure(sub)
+            sub.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), "")
+    args = build_parser(only=command).parse_args(words)
     code: int = args._module.main(args)
     return code
 
