@@ -354,6 +354,10 @@ class Store:
                 raise already_exists(rt.plural, rt.group, name)
             if rt.status_subresource and rt.kind not in ("Namespace",):
                 obj.pop("status", None)
+                if rt.builtin:
+                    # kube-apiserver's create strategies reset a built-in object's status to its
+                    # zero value, serialized as ``status: {}``; custom resources get none.
+                    obj["status"] = {}
             for server_field in ("uid", "creationTimestamp", "deletionTimestamp", "generation"):
                 meta.pop(server_field, None)
             meta["uid"] = str(uuid.uuid4())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -79,7 +80,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="act without a Lease (only with a single replica)",
     )
-    le.add_argument("--lease-namespace", default="default")
+    le.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
     le.add_argument("--lease-name", default="", help="default: canaryd-leader[-<shard>]")
     le.add_argument("--identity", default="", help="holder identity (default: host-pid-random)")
     le.add_argument("--lease-duration", type=float, default=15.0)

@@ -92,4 +92,5 @@ def assemble(
     )
     controller = Controller(api, reconciler, options.controller)
     controller.on_leader_change = telemetry.set_leader
+    controller.on_forget = telemetry.forget
     return Assembled(api, controller, reconciler, telemetry, notifier, events, providers)

@@ -178,6 +178,11 @@ class Reconciler:
             self._measure(namespace, name, result, current, time.monotonic() - started)
         return result
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop what this process remembers of a deleted Rollout."""
+        self._last_valid.pop((namespace, name), None)
+        self._backoff.ok((namespace, name))
+
     def _measure(
         self, namespace: str, name: str, result: TickResult, current: Rollout | None, took: float
     ) -> None:
@@ -324,11 +329,15 @@ class Reconciler:
         meta = raw.get("metadata") or {}
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         raw_status = raw.get("status") or {}
-        decision = machine.reject(None, raw_status, generation=generation, error=error, now=now)
         cached = self._last_valid.get(key)
         if cached is not None and cached.metadata.uid != meta.get("uid", cached.metadata.uid):
             cached = None
+        # With a known valid version the core can also address the notice (names, alerts).
+        decision = machine.reject(cached, raw_status, generation=generation, error=error, now=now)
         immediate = [a for a in decision.actions if not isinstance(a, RecordEvent | Notify)]
+        deferred: list[RecordEvent | Notify] = [
+            a for a in decision.actions if isinstance(a, RecordEvent | Notify)
+        ]
         status = decision.status
         if immediate and cached is None:
             status = set_reconciled(
@@ -339,6 +348,10 @@ class Reconciler:
                 now=now,
                 generation=generation,
             )
+            # Only the InvalidSpec event is true: no rollback happened, nothing was notified.
+            events_only: list[RecordEvent | Notify] = []
+            events_only.extend(a for a in deferred if isinstance(a, RecordEvent))
+            deferred = events_only[:1]
         elif cached is not None:
             try:
                 for act in immediate:
@@ -346,10 +359,12 @@ class Reconciler:
             except (PermanentError, TemporaryError) as exc:
                 return self._action_failed(raw, cached, exc, now=now, generation=generation)
         self.ports.resources.write_status(raw, status)
-        shell = cached or _shell(raw)
-        if shell is not None:
-            for event in decision.actions:
-                if isinstance(event, RecordEvent):
+        if cached is not None:
+            self._after_write(cached, Decision(status=status), deferred, ())
+        else:
+            shell = _shell(raw)
+            for event in deferred:
+                if shell is not None and isinstance(event, RecordEvent):
                     self._event(shell, event.type, event.reason, event.message)
         return TickResult(error=None, phase=status.phase.value), None
 

@@ -83,7 +83,7 @@ class Controller:
         self.reflectors: list[Reflector] = []
         scopes: tuple[str | None, ...] = config.namespaces or (None,)
         for ns in scopes:
-            tracker = RolloutTracker(self.scheduler, namespace=ns)
+            tracker = RolloutTracker(self.scheduler, namespace=ns, on_forget=self._forget)
             self.reflectors.append(
                 rollout_reflector(
                     api,
@@ -104,6 +104,8 @@ class Controller:
         self._started = False
         self.on_leader_change: Callable[[bool], None] | None = None
         """Called with True when this process starts leading, False when it stops."""
+        self.on_forget: Callable[[str, str], None] | None = None
+        """Called with (namespace, name) when a Rollout is gone (e.g. drop its metrics)."""
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -113,6 +115,11 @@ class Controller:
         self.scheduler.trigger_all()
         if self.on_leader_change is not None:
             self.on_leader_change(True)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self.reconciler.forget(*key)
+        if self.on_forget is not None:
+            self.on_forget(*key)
 
     def _on_follower(self) -> None:
         if self.on_leader_change is not None:

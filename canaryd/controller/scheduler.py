@@ -52,6 +52,7 @@ def skipped_runs() -> int:
     """Runs skipped (in this process) because the Rollout's previous tick was still busy."""
     return _SkippedRunFilter.skipped
 
+
 Key = tuple[str, str]
 IDLE_PHASES = frozenset({"Initialized", "Succeeded", "Failed"})
 
@@ -193,7 +194,11 @@ class Scheduler:
                     self._intervals[key] = max(interval, self.min_interval)
             if old is not None and abs(old - max(interval, self.min_interval)) > 1e-9:
                 self._retime(key, max(interval, self.min_interval))
-        if dirty:
+        if result.error is not None and result.requeue_after is not None:
+            # Backoff after a failure: not sooner (a short interval must not hammer a failing
+            # API server), and not later than the backoff says.
+            self._next_at(key, result.requeue_after)
+        elif dirty:
             self._next_at(key, 0.0)
         elif result.requeue_after is not None:
             with self._lock:

@@ -169,9 +169,17 @@ def _key(obj: JSON) -> Key:
 class RolloutTracker:
     """Keeps jobs and the Deployment -> Rollout index in step with Rollout events."""
 
-    def __init__(self, scheduler: Scheduler, *, namespace: str | None) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        namespace: str | None,
+        on_forget: Callable[[Key], None] | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.namespace = namespace
+        self.on_forget = on_forget
+        """Called when a Rollout is gone (deleted, or missing from a re-list)."""
         self._lock = threading.Lock()
         self._fingerprints: dict[Key, tuple[object, ...]] = {}
         self._by_deployment: dict[Key, set[Key]] = {}
@@ -229,6 +237,8 @@ class RolloutTracker:
             for dep in self._targets.pop(key, set()):
                 self._by_deployment.get(dep, set()).discard(key)
         self.scheduler.remove(key)
+        if self.on_forget is not None:
+            self.on_forget(key)
 
 
 class DeploymentTrigger:

@@ -294,7 +294,8 @@ def _with_condition(
 
 def _attempt(status: RolloutStatus) -> str:
     started = status.rollout_started_at
-    return started.strftime("%Y%m%dT%H%M%S") if started else "bootstrap"
+    # Microseconds: a retry started within the same second is a new attempt with its own notices.
+    return started.strftime("%Y%m%dT%H%M%S.%f") if started else "bootstrap"
 
 
 def _rollout_key(rollout: Rollout, status: RolloutStatus) -> str:

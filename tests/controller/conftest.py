@@ -5,7 +5,6 @@ router, Events), with metrics from :mod:`tests.support.scripted_metrics` (our ow
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -191,7 +190,3 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             parts.stop()
         api.close()
         emu.stop()
-
-
-def deep(obj: Any) -> Any:
-    return copy.deepcopy(obj)

@@ -102,3 +102,12 @@ def test_new_revision_mid_analysis_restarts(cluster: Cluster) -> None:
     assert final["weightHistory"] == [5, 10, 20, 30, 40, 50]
     primary = cluster.deployment("podinfo-primary")
     assert primary["spec"]["template"]["spec"]["containers"][0]["image"] == "podinfo:3.0"
+
+
+def test_all_namespaces_mode_watches_cluster_wide(cluster: Cluster) -> None:
+    parts = cluster.start_controller(namespaces=None)
+    bootstrap(cluster)
+    assert [r.name for r in parts.controller.reflectors] == ["rollouts/*", "deployments/*"]
+    cluster.set_image("podinfo", "podinfo:2.0")
+    status = wait_for("Succeeded", phase_is(cluster, "podinfo", "Succeeded"), timeout=40)
+    assert status["weightHistory"] == [5, 10, 25, 50]

@@ -120,3 +120,40 @@ def test_api_faults_are_survived(cluster: Cluster) -> None:
     # The controller still reacts to changes through its (re-established) watches.
     cluster.set_image("podinfo", "podinfo:3.0")
     wait_for("Progressing again", phase_is(cluster, "podinfo", "Progressing"), timeout=20)
+
+
+def test_spec_broken_mid_rollout_routes_traffic_back(cluster: Cluster) -> None:
+    cluster.start_controller()
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo", schedule=LONG)
+    wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=20)
+    cluster.set_image("podinfo", "podinfo:2.0")
+    wait_for("step 2", history_len(cluster, "podinfo", 2), timeout=30)
+    assert cluster.canary_weight_routed("podinfo") > 0
+    cluster.api.merge_patch(
+        "/apis/canaryd.io/v1alpha1/namespaces/default/rollouts/podinfo",
+        {"spec": {"schedule": {"startWeight": 60, "maxWeight": 50}}},
+    )
+    status = wait_for("Failed", phase_is(cluster, "podinfo", "Failed"), timeout=20)
+    assert "startWeight" in status["message"]
+    assert cluster.canary_weight_routed("podinfo") == 0  # a canary nobody can judge gets nothing
+    assert cluster.deployment("podinfo")["spec"]["replicas"] == 0
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+
+
+def test_deleted_rollout_drops_its_job_and_metrics(cluster: Cluster) -> None:
+    parts = cluster.start_controller()
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo")
+    wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=20)
+    assert parts.controller.scheduler.keys() == {("default", "podinfo")}
+
+    def exported() -> bool:
+        body, _ = parts.telemetry.exposition()
+        return 'rollout="podinfo"' in body.decode()
+
+    wait_for("metrics exported", exported, timeout=10)
+    cluster.api.delete("/apis/canaryd.io/v1alpha1/namespaces/default/rollouts/podinfo")
+    wait_for("job removed", lambda: not parts.controller.scheduler.keys(), timeout=10)
+    wait_for("metrics dropped", lambda: not exported(), timeout=10)

@@ -4,6 +4,8 @@ built from a target, manual-action annotations and lease naming."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from canaryd.adapters.kube.parse import InvalidSpecError, parse_rollout
@@ -14,6 +16,9 @@ from canaryd.adapters.kube.workloads import (
     primary_from,
     workload_state,
 )
+from canaryd.api.models import Severity
+from canaryd.cli.run import configure, options_from, parse_headers
+from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.leader import lease_name_for
 from canaryd.controller.manual import BadActionError, manual_action, parse_action
 from canaryd.core.revision import template_hash
@@ -153,3 +158,25 @@ def test_one_lease_per_shard() -> None:
     assert lease_name_for(None) == "canaryd-leader"
     assert lease_name_for("canaryd.io/shard=a") == "canaryd-leader-canaryd.io-shard-a"
     assert lease_name_for("canaryd.io/shard=a") != lease_name_for("canaryd.io/shard=b")
+
+
+def test_run_options_from_command_line() -> None:
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(
+        [
+            "-n", "shop", "-n", "pay", "--shard", "canaryd.io/shard=a",
+            "--prometheus-header", "X-Scope-OrgID: team-a",
+            "--alert-provider", "platform/slack", "--alert-severity", "warn",
+            "--identity", "me", "--no-leader-elect",
+        ]
+    )  # fmt: skip
+    options = options_from(args)
+    assert options.controller.namespaces == ("shop", "pay")
+    assert options.controller.shard == "canaryd.io/shard=a"
+    assert options.controller.leader_election is False
+    assert options.controller.identity == "me"
+    assert options.prometheus.headers == (("X-Scope-OrgID", "team-a"),)
+    assert options.default_alert == ProviderRef("platform", "slack", Severity.WARN)
+    with pytest.raises(SystemExit, match="NAME:VALUE"):
+        parse_headers(["no-colon"])
