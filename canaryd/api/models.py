@@ -73,7 +73,8 @@ class ServiceSpec(Model):
         default=None, ge=1, le=65535, description="Container port; defaults to port."
     )
     name: K8sName | None = Field(
-        default=None, description="Base name of the Services and VirtualService; defaults to the target."
+        default=None,
+        description="Base name of the Services and VirtualService; defaults to the target.",
     )
     hosts: list[str] = Field(default_factory=list, description="VirtualService hosts.")
     gateways: list[str] = Field(default_factory=list, description="VirtualService gateways.")
@@ -224,7 +225,9 @@ class AnalysisSpec(Model):
         default=5, ge=1, description="Consecutive intervals without data before failing (NoData)."
     )
     error_limit: int = Field(
-        default=5, ge=1, description="Consecutive metric errors (e.g. Prometheus down) before failing."
+        default=5,
+        ge=1,
+        description="Consecutive metric errors (e.g. Prometheus down) before failing.",
     )
     min_requests: int = Field(
         default=0, ge=0, description="Canary requests needed before a step may advance."
@@ -351,7 +354,8 @@ class ArmCounts(Model):
     requests: float = Field(ge=0)
     errors: float = Field(default=0, ge=0)
     latency_buckets: dict[str, float] | None = Field(
-        default=None, description="Cumulative count of requests with duration <= le (key: le in ms)."
+        default=None,
+        description="Cumulative count of requests with duration <= le (key: le in ms).",
     )
     value: float | None = Field(default=None, description="Single value of a 'value' metric.")
 
@@ -373,7 +377,9 @@ class MetricEvidence(Model):
     statistic: float | None = None
     e_value: float | None = None
     p_value: float | None = None
-    effect: float | None = Field(default=None, description="Estimated relative change (0.5 = +50%).")
+    effect: float | None = Field(
+        default=None, description="Estimated relative change (0.5 = +50%)."
+    )
     effect_low: float | None = None
     effect_high: float | None = None
     canary_value: float | None = None

@@ -244,7 +244,9 @@ class Notify:
     notice: Notice
 
 
-Action = EnsureRouting | SetWeight | EnsurePrimary | PromotePrimary | ScaleTarget | RecordEvent | Notify
+Action = (
+    EnsureRouting | SetWeight | EnsurePrimary | PromotePrimary | ScaleTarget | RecordEvent | Notify
+)
 
 
 @dataclass(frozen=True, slots=True)
