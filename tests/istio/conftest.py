@@ -14,11 +14,14 @@ from kubernetes.client import ApiClient
 
 from kubeemu import Emulator
 
-ISTIO_VS_CRD = Path("/work/shared/istio/virtualservices.crd.yaml")
-if not ISTIO_VS_CRD.exists():  # the same file ships with the emulator
-    ISTIO_VS_CRD = (
-        Path(__file__).resolve().parents[2] / "kubeemu/istio_crds/virtualservices.crd.yaml"
-    )
+REPO = Path(__file__).resolve().parents[2]
+SHARED_ISTIO = REPO.parent / "shared" / "istio"
+"""Istio's CRDs as the project received them (beside the repository, where present)."""
+VENDORED_ISTIO = REPO / "kubeemu" / "istio_crds"
+"""The same files shipped with the emulator (tests/istio/test_vendored.py checks they match)."""
+ISTIO_VS_CRD = (SHARED_ISTIO if SHARED_ISTIO.is_dir() else VENDORED_ISTIO) / (
+    "virtualservices.crd.yaml"
+)
 
 
 class VSValidator:
