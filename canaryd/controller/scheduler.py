@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +85,12 @@ class Scheduler:
         self._intervals: dict[Key, float] = {}
         self._running: set[Key] = set()
         self._dirty: set[Key] = set()
+        # Shutdown: apscheduler's shutdown holds its job-store lock while it waits for running
+        # jobs, and a finishing tick that reschedules itself needs that lock. So stop new ticks
+        # first, wait for the ones in flight (rescheduling included), then shut apscheduler down.
+        self._stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self.ticks = 0
         """Ticks run (all Rollouts), for tests and telemetry."""
         self.on_tick: Callable[[Key, TickResult], None] | None = None
@@ -93,9 +100,17 @@ class Scheduler:
     def start(self) -> None:
         self._aps.start()
 
-    def shutdown(self, *, wait: bool = True) -> None:
-        if self._aps.running:
-            self._aps.shutdown(wait=wait)
+    def shutdown(self, *, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop ticking. With ``wait``, ticks in flight finish first (up to ``timeout``)."""
+        self._stopping.set()
+        if not self._aps.running:
+            return
+        if wait:
+            deadline = time.monotonic() + timeout
+            with self._idle:
+                while self._in_flight and (left := deadline - time.monotonic()) > 0:
+                    self._idle.wait(left)
+        self._aps.shutdown(wait=wait)
 
     # ---- jobs --------------------------------------------------------------------------------
 
@@ -158,8 +173,18 @@ class Scheduler:
             )
 
     def _run(self, key: Key) -> None:
-        if not self.is_leader():
+        if self._stopping.is_set() or not self.is_leader():
             return
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self._tick(key)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _tick(self, key: Key) -> None:
         with self._lock:
             if key not in self._intervals:
                 return
@@ -181,6 +206,8 @@ class Scheduler:
         self._after(key, result, dirty=dirty)
 
     def _after(self, key: Key, result: TickResult, *, dirty: bool) -> None:
+        if self._stopping.is_set():
+            return
         if result.deleted:
             self.remove(key)
             return
