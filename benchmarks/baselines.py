@@ -75,11 +75,6 @@ def kayenta(canary_points: FloatArray, stable_points: FloatArray, ends: list[int
     return None
 
 
-def rate_points(events: FloatArray, totals: FloatArray) -> FloatArray:
-    out: FloatArray = np.where(totals > 0, 100.0 * events / np.where(totals > 0, totals, 1), np.nan)
-    return out
-
-
 def p99_points(bounds: FloatArray, cumulative: FloatArray) -> FloatArray:
     return np.array([histogram_quantile(bounds, row, 0.99) for row in cumulative])
 

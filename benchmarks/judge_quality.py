@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis.latency import latency_test
 from analysis.sequential import count_test
+from analysis.thresholds import rate_percent
 from benchmarks import baselines as bl
 from benchmarks.traffic import BOUNDS, Scenario, Traffic, simulate
 
@@ -91,7 +92,7 @@ def flagger(tr: Traffic, i: int, s: Scenario) -> tuple[int | None, int | None]:
     if s.latency:
         assert tr.canary_buckets is not None
         return bl.flagger(bl.p99_points(BOUNDS, tr.canary_buckets[i]), high=500.0), None
-    return bl.flagger(bl.rate_points(tr.canary_errors[i], tr.canary_requests[i]), high=1.0), None
+    return bl.flagger(rate_percent(tr.canary_errors[i], tr.canary_requests[i]), high=1.0), None
 
 
 def z_test(tr: Traffic, i: int, s: Scenario) -> tuple[int | None, int | None]:
@@ -123,8 +124,8 @@ def kayenta(tr: Traffic, i: int, s: Scenario) -> tuple[int | None, int | None]:
         x = bl.p99_points(BOUNDS, tr.canary_buckets[i])
         y = bl.p99_points(BOUNDS, tr.stable_buckets[i])
     else:
-        x = bl.rate_points(tr.canary_errors[i], tr.canary_requests[i])
-        y = bl.rate_points(tr.stable_errors[i], tr.stable_requests[i])
+        x = rate_percent(tr.canary_errors[i], tr.canary_requests[i])
+        y = rate_percent(tr.stable_errors[i], tr.stable_requests[i])
     return bl.kayenta(x, y, ends), None
 
 

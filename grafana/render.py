@@ -155,7 +155,7 @@ def draw_timeseries(
     px, py, pw, ph = plot
     start, end, _ = span
     values = [v for s in series for _, v in s.points if not log or v > 0]
-    lows = [v for v in values] + ([defaults["min"]] if "min" in defaults else [])
+    lows = values + ([defaults["min"]] if "min" in defaults else [])
     lo, hi = (min(lows), max(values)) if values else (0.0, 1.0)
     steps = defaults.get("thresholds", {}).get("steps", [])
     limits = [float(s["value"]) for s in steps if s.get("value") is not None]

@@ -21,33 +21,29 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_LABEL_KINDS = {"Namespace", "Service"}
 
 
-def _name_causes(rt: ResourceType, name: str) -> list[Cause]:
+def name_causes(rt: ResourceType, name: str) -> list[Cause]:
+    """Causes against a new object's name: a DNS label for Namespace and Service, a DNS
+    subdomain for every other kind (custom ones too)."""
     if rt.kind in _DNS_LABEL_KINDS:
-        if len(name) > 63 or not _LABEL.match(name):
-            return [
-                (
-                    "FieldValueInvalid",
-                    "metadata.name",
-                    f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 label must '
-                    "consist of lower case alphanumeric characters or '-', and must start and "
-                    "end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
-                    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-                )
-            ]
-        return []
-    if len(name) > 253 or not _SUBDOMAIN.match(name):
-        return [
-            (
-                "FieldValueInvalid",
-                "metadata.name",
-                f'metadata.name: Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
-                "consist of lower case alphanumeric characters, '-' or '.', and must start and "
-                "end with an alphanumeric character (e.g. 'example.com', regex used for "
-                "validation is "
-                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            )
-        ]
-    return []
+        if len(name) <= 63 and _LABEL.match(name):
+            return []
+        rule = (
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+            "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+            "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
+    else:
+        if len(name) <= 253 and _SUBDOMAIN.match(name):
+            return []
+        rule = (
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+            "'example.com', regex used for validation is "
+            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        )
+    return [
+        ("FieldValueInvalid", "metadata.name", f'metadata.name: Invalid value: "{name}": {rule}')
+    ]
 
 
 def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -108,8 +104,9 @@ def _pod_spec_defaults(spec: Any) -> None:
 
 
 def validate(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
-    """Validation causes (empty when valid)."""
-    causes = _name_causes(rt, obj["metadata"]["name"]) if old is None else []
+    """Validation causes of a built-in kind besides its name's (:func:`name_causes`); empty
+    when valid."""
+    causes: list[Cause] = []
     if rt.kind == "Deployment" and rt.group == "apps":
         causes += _deployment(obj, old)
     elif rt.kind == "Pod":

@@ -100,6 +100,16 @@ def conflict(resource: str, group: str, name: str) -> ApiError:
     )
 
 
+def no_such_resource(details: dict[str, Any] | None = None) -> ApiError:
+    """404 for a URL that names no served resource (kube-apiserver's wording)."""
+    return ApiError(404, "the server could not find the requested resource", details=details)
+
+
+def method_not_allowed() -> ApiError:
+    """405 for a verb the URL does not serve (kube-apiserver's wording)."""
+    return ApiError(405, "the server does not allow this method on the requested resource")
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 

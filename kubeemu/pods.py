@@ -24,10 +24,9 @@ from typing import Any
 
 from kubeemu.errors import ApiError
 from kubeemu.registry import Registry, ResourceType
-from kubeemu.store import Obj, Store, WatchEvent, clone, now_rfc3339, pod_name
+from kubeemu.store import NAME_ALPHABET, Obj, Store, WatchEvent, clone, now_rfc3339, pod_name
 
 BEHAVIOURS = ("ready", "never-ready", "crashloop")
-_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_BACKOFF = 300.0
 
 
@@ -41,7 +40,7 @@ class _Behaviour:
 def template_hash(template: Any) -> str:
     """A 10-character pod-template-hash, stable for equal templates."""
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
-    return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
+    return "".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in digest[:10])
 
 
 def _max_unavailable(dep: Obj, replicas: int) -> int:
@@ -348,7 +347,7 @@ class PodSimulator:
         avail_ok = ready >= replicas - _max_unavailable(dep, replicas)
         avail = (
             ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-            if (avail_ok)
+            if avail_ok
             else (
                 "False",
                 "MinimumReplicasUnavailable",

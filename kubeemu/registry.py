@@ -254,21 +254,23 @@ class Registry:
             return self._types.get((group, version, plural))
 
     def add_crd(self, crd: dict[str, Any]) -> None:
+        """Serve the versions ``crd`` declares, in place of those it declared before."""
         new = types_from_crd(crd)
-        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
         with self._lock:
-            for key in [k for k in self._types if (k[0], k[2]) == (group, plural)]:
-                if not self._types[key].builtin:
-                    del self._types[key]
+            self._drop_custom(crd)
             for rt in new:
                 self._types[(rt.group, rt.version, rt.plural)] = rt
 
     def remove_crd(self, crd: dict[str, Any]) -> None:
-        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
         with self._lock:
-            for key in [k for k in self._types if (k[0], k[2]) == (group, plural)]:
-                if not self._types[key].builtin:
-                    del self._types[key]
+            self._drop_custom(crd)
+
+    def _drop_custom(self, crd: dict[str, Any]) -> None:
+        """Forget every served version of ``crd``'s resource (the caller holds the lock)."""
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        for key in [k for k in self._types if (k[0], k[2]) == (group, plural)]:
+            if not self._types[key].builtin:
+                del self._types[key]
 
     def all(self) -> list[ResourceType]:
         with self._lock:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from kubeemu import discovery
-from kubeemu.errors import ApiError, bad_request, gone
+from kubeemu.errors import ApiError, bad_request, gone, method_not_allowed, no_such_resource
 from kubeemu.faults import AuditRecord, Faults
 from kubeemu.registry import Registry, ResourceType
 from kubeemu.selectors import field_matcher, label_matcher
@@ -129,27 +129,28 @@ class Handler(BaseHTTPRequestHandler):
         """Silence per-request logging (the audit log records requests)."""
 
     # ---- plumbing ----------------------------------------------------------------------
-    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _send(
+        self, code: int, content_type: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Audit, then send a complete response (no body for HEAD)."""
         self._audit(code)
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _send_text(self, code: int, text: str) -> None:
-        data = text.encode()
-        self._audit(code)
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self._send(
+            code,
+            "application/json",
+            data,
+            {"Cache-Control": "no-cache, private", **(headers or {})},
+        )
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -272,41 +273,35 @@ class Handler(BaseHTTPRequestHandler):
         plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
         sub = rest[2] if len(rest) > 2 else ""
         if len(rest) > 3:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise no_such_resource()
         rt = registry.lookup(group, version, plural)
         if rt is None:
-            raise ApiError(404, "the server could not find the requested resource", details={})
+            raise no_such_resource(details={})
         if namespace is not None and not rt.namespaced:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise no_such_resource()
         if rt.namespaced and namespace is None and name is not None:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise no_such_resource()
         if sub and not (
             (sub == "status" and rt.status_subresource)
             or (sub == "scale" and rt.scale is not None)
             or (sub == "finalize" and rt.kind == "Namespace")
         ):
-            raise ApiError(404, "the server could not find the requested resource")
+            raise no_such_resource()
         return _Route(rt, namespace, name, sub)
 
     def _non_resource(self, parts: list[str]) -> int:
         state = self.server.state
         if self.command not in ("GET", "HEAD"):
-            raise ApiError(405, "the server does not allow this method on the requested resource")
+            raise method_not_allowed()
         path = "/" + "/".join(parts)
         doc: Obj | None = None
         if path in ("/healthz", "/readyz", "/livez"):
-            self._send_text(200, "ok")
+            self._send(200, "text/plain; charset=utf-8", b"ok")
             return 200
         if path == "/openapi/v2":
             # An empty protobuf OpenAPI v2 Document: kubectl then skips client-side schema
             # validation (nothing is published) and the server validates, as with CRDs.
-            self._audit(200)
-            self.send_response(200)
-            self.send_header(
-                "Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-            )
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self._send(200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", b"")
             return 200
         if path == "/version":
             doc = dict(discovery.VERSION_INFO)
@@ -321,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
         elif parts[:1] == ["apis"] and len(parts) == 3:
             doc = discovery.api_resource_list(state.registry, parts[1], parts[2])
         if doc is None:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise no_such_resource()
         self._send_json(200, doc)
         return 200
 
@@ -364,7 +359,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             return self._answer(200, rt, listed, is_list=True, params=params)
         if route.name is None and verb != "create":
-            raise ApiError(405, "the server does not allow this method on the requested resource")
+            raise method_not_allowed()
         name = route.name or ""
         if route.subresource == "scale":
             if verb == "get":
@@ -375,15 +370,13 @@ class Handler(BaseHTTPRequestHandler):
                     rt, ns, name, body, content_type=ctype if verb == "patch" else None
                 )
                 return self._answer(200, rt, scale, raw_doc=True)
-            raise ApiError(405, "the server does not allow this method on the requested resource")
+            raise method_not_allowed()
         sub = route.subresource or None
         if verb == "get":
             return self._answer(200, rt, store.get(rt, ns, name), params=params)
         if verb == "create":
             if route.name is not None:
-                raise ApiError(
-                    405, "the server does not allow this method on the requested resource"
-                )
+                raise method_not_allowed()
             obj = store.create(rt, ns, self._body(raw, ctype), dry_run=dry)
             return self._answer(201, rt, obj)
         if verb == "update":
@@ -443,7 +436,7 @@ class Handler(BaseHTTPRequestHandler):
                 except ApiError:
                     continue
             return self._answer(200, rt, listed, raw_doc=True)
-        raise ApiError(405, "the server does not allow this method on the requested resource")
+        raise method_not_allowed()
 
     def _answer(
         self,
@@ -514,27 +507,14 @@ class Handler(BaseHTTPRequestHandler):
             if as_table:  # kubectl get --watch asks for Table-shaped events
                 rv = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
                 shown = to_table(rt, [shown], rv, include)
-            return json.dumps({"type": type_, "object": shown}, separators=(",", ":")).encode() + (
-                b"\n"
-            )
+            return _event_line(type_, shown)
 
         def bookmark(rv: int, initial_end: bool = False) -> bytes:
             meta: Obj = {"resourceVersion": str(rv), "creationTimestamp": None}
             if initial_end:
                 meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-            return (
-                json.dumps(
-                    {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": rt.kind,
-                            "apiVersion": rt.api_version,
-                            "metadata": meta,
-                        },
-                    },
-                    separators=(",", ":"),
-                ).encode()
-                + b"\n"
+            return _event_line(
+                "BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
             )
 
         try:
@@ -560,12 +540,7 @@ class Handler(BaseHTTPRequestHandler):
                         events = store.events_after(cursor)
                 if events is None:
                     err = gone(f"too old resource version: {cursor} ({store.compacted_rv + 1})")
-                    self._write_chunk(
-                        json.dumps(
-                            {"type": "ERROR", "object": err.status()}, separators=(",", ":")
-                        ).encode()
-                        + b"\n"
-                    )
+                    self._write_chunk(_event_line("ERROR", err.status()))
                     break
                 if conn.dropped:
                     break
@@ -597,6 +572,11 @@ class Handler(BaseHTTPRequestHandler):
             with state.watches_lock:
                 state.watches.discard(conn)
         return 200
+
+
+def _event_line(type_: str, obj: Obj) -> bytes:
+    """One event of the JSON watch stream (a line)."""
+    return json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
 def _filtered_type(ev: WatchEvent, matcher: Any) -> str | None:

@@ -55,9 +55,12 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""apiserver's alphabet of generated name suffixes: no vowels, no confusable characters."""
+
+
 def _rand_suffix(n: int = 5) -> str:
-    # apiserver's generateName alphabet: no vowels, no confusable characters.
-    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(n))
+    return "".join(random.choice(NAME_ALPHABET) for _ in range(n))
 
 
 def get_path(obj: Any, dotted: str) -> Any:
@@ -161,6 +164,11 @@ class Store:
         return self._objects.setdefault(rt.store_key, {})
 
     @staticmethod
+    def _key(rt: ResourceType, namespace: str, name: str) -> Key:
+        """An object's key in its bucket (the namespace ignored for cluster-scoped kinds)."""
+        return (namespace if rt.namespaced else "", name)
+
+    @staticmethod
     def present(rt: ResourceType, obj: Obj) -> Obj:
         """A deep copy of a stored object as seen through ``rt``'s version."""
         out: Obj = clone(obj)
@@ -199,14 +207,14 @@ class Store:
             except (ValueError, KeyError, TypeError):
                 raise bad_request("continue key is not valid") from None
         with self.lock:
-            keys = sorted(k for k in self._bucket(rt) if namespace is None or k[0] == namespace)
             items: list[Obj] = []
             more = False
             remaining = 0
-            for k in keys:
+            for k, obj in sorted(self._bucket(rt).items()):
+                if namespace is not None and k[0] != namespace:
+                    continue
                 if start is not None and k <= start:
                     continue
-                obj = self._bucket(rt)[k]
                 if not match(obj):
                     continue
                 if limit and len(items) >= limit:
@@ -273,17 +281,14 @@ class Store:
         """Defaults, pruning and validation; raises 422 with every cause."""
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
+        causes = builtins.name_causes(rt, obj["metadata"]["name"]) if old is None else []
         if rt.builtin:
             builtins.apply_defaults(rt, obj)
-            causes = builtins.validate(rt, obj, old)
-        else:
-            causes = []
-            if old is None:
-                causes += builtins._name_causes(rt, obj["metadata"]["name"])
-            if rt.schema is not None:
-                rt.schema.prune(obj)
-                rt.schema.apply_defaults(obj)
-                causes += rt.schema.errors(obj)
+            causes += builtins.validate(rt, obj, old)
+        elif rt.schema is not None:
+            rt.schema.prune(obj)
+            rt.schema.apply_defaults(obj)
+            causes += rt.schema.errors(obj)
         meta = obj.get("metadata") or {}
         for field in ("labels", "annotations"):
             val = meta.get(field)
@@ -349,7 +354,7 @@ class Store:
                 assert ns_rt is not None
                 if (("", namespace)) not in self._bucket(ns_rt):
                     raise not_found("namespaces", "", namespace)
-            key = (namespace if rt.namespaced else "", name)
+            key = self._key(rt, namespace, name)
             if key in self._bucket(rt):
                 raise already_exists(rt.plural, rt.group, name)
             if rt.status_subresource and rt.kind not in ("Namespace",):
@@ -400,7 +405,7 @@ class Store:
                 "the namespace of the provided object does not match the namespace sent on the "
                 "request"
             )
-        key = (namespace if rt.namespaced else "", name)
+        key = self._key(rt, namespace, name)
         with self.lock:
             old = self._bucket(rt).get(key)
             if old is None:
@@ -487,7 +492,7 @@ class Store:
                 "application/apply-patch+yaml",
             )
         with self.lock:
-            raw = self._bucket(rt).get((namespace if rt.namespaced else "", name))
+            raw = self._bucket(rt).get(self._key(rt, namespace, name))
             if raw is None:
                 if kind == "apply":
                     return self.create(rt, namespace, patch_body, dry_run=dry_run)
@@ -526,7 +531,7 @@ class Store:
         dry_run: bool = False,
     ) -> tuple[Obj, bool]:
         """Delete (or mark for deletion when finalizers remain). Returns (object, gone)."""
-        key = (namespace if rt.namespaced else "", name)
+        key = self._key(rt, namespace, name)
         with self.lock:
             old = self._bucket(rt).get(key)
             if old is None:
@@ -590,10 +595,7 @@ class Store:
                         self._force_delete(crt, o)
 
     def _force_delete(self, rt: ResourceType, obj: Obj) -> None:
-        key = (
-            obj["metadata"].get("namespace", "") if rt.namespaced else "",
-            obj["metadata"]["name"],
-        )
+        key = self._key(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         if self._bucket(rt).pop(key, None) is None:
             return
         gone = clone(obj)
@@ -684,4 +686,13 @@ def pod_name(prefix: str) -> str:
     return f"{prefix}-{_rand_suffix()}"
 
 
-__all__ = ["PATCH_TYPES", "Store", "WatchEvent", "get_path", "now_rfc3339", "pod_name", "set_path"]
+__all__ = [
+    "NAME_ALPHABET",
+    "PATCH_TYPES",
+    "Store",
+    "WatchEvent",
+    "get_path",
+    "now_rfc3339",
+    "pod_name",
+    "set_path",
+]

@@ -188,7 +188,7 @@ class IstioMetrics:
 
     def exposition(self) -> str:
         """Prometheus text format (version 0.0.4), as a sidecar's ``/stats/prometheus``."""
-        return render(self.snapshot(), self.bounds)
+        return render([self.snapshot()], self.bounds)
 
     def _get(self, labels: LabelSet) -> _Series:
         s = self._series.get(labels)
@@ -210,17 +210,14 @@ def _num(x: float) -> str:
 
 
 def render(
-    values: Sequence[SeriesValue],
+    snapshots: Sequence[Sequence[SeriesValue]],
     bounds: Sequence[float],
     *,
     timestamps: Sequence[float] | None = None,
-    snapshots: Sequence[Sequence[SeriesValue]] | None = None,
     openmetrics: bool = False,
 ) -> str:
-    """Render counters. With ``snapshots`` and ``timestamps`` (OpenMetrics), every series gets
-    one sample per snapshot, in time order, grouped by metric family as OpenMetrics requires."""
-    if snapshots is None:
-        snapshots, timestamps = [values], None
+    """Render counters: every series gets one sample per snapshot (stamped with ``timestamps``
+    when given), in time order, grouped by metric family as OpenMetrics requires."""
     les = [le_label(b) for b in bounds] + ["+Inf"]
     # Series in the union of all snapshots; a series absent from a snapshot has no sample there.
     order: dict[LabelSet, None] = {}
@@ -281,6 +278,5 @@ class OpenMetricsRecorder:
     def openmetrics(self) -> str:
         """OpenMetrics text with a timestamp on every sample, ending in ``# EOF``."""
         return render(
-            [], self._metrics.bounds, timestamps=self.timestamps, snapshots=self._snapshots,
-            openmetrics=True,
-        )  # fmt: skip
+            self._snapshots, self._metrics.bounds, timestamps=self.timestamps, openmetrics=True
+        )

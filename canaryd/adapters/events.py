@@ -85,12 +85,11 @@ class KubeEventRecorder:
         if type not in EVENT_TYPES:
             raise ValueError(f"event type must be one of {EVENT_TYPES}, got {type!r}")
         meta = rollout.metadata
-        message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+        message = _truncate(message)
         key: _Key = (meta.namespace, meta.name, meta.uid, type, reason, message)
         if self._too_many_similar(key):
             # One Event for the flood; its message follows the latest one.
-            message = COMBINED_PREFIX + message
-            message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+            message = _truncate(COMBINED_PREFIX + message)
             key = (*key[:5], COMBINED_PREFIX)
         now = _now()
         with self._lock:
@@ -169,6 +168,10 @@ class KubeEventRecorder:
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+
+def _truncate(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def _now() -> str:

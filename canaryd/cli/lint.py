@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.istio.routes import managed_indexes
 from canaryd.api import crdgen
+from canaryd.api.errors import error_message, field_path
 from canaryd.api.models import (
     GROUP,
     VERSION,
@@ -100,14 +101,9 @@ class Document:
 
 
 def dotted(path: Sequence[PathPart]) -> str:
-    """``("spec", "schedule", "stepWeights", 1)`` -> ``spec.schedule.stepWeights[1]``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text or "<document>"
+    """``("spec", "schedule", "stepWeights", 1)`` -> ``spec.schedule.stepWeights[1]``; the
+    empty path is the whole ``<document>``."""
+    return field_path(path) or "<document>"
 
 
 def node_at(root: yaml.Node, path: Sequence[PathPart]) -> yaml.Node:
@@ -232,7 +228,7 @@ def model_findings(doc: Document, model: type[BaseModel]) -> list[Finding]:
     except ValidationError as exc:
         findings = []
         for err in exc.errors():
-            message = str(err["msg"]).removeprefix("Value error, ")
+            message = error_message(err)
             if err["type"] == "extra_forbidden":
                 message = "unknown field (the API server would drop it)"
             elif err["type"] == "missing":
@@ -290,11 +286,8 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
                 found = check(doc, ["spec", key, "name"], kind, ref.get("name"), None)
                 if key == "virtualServiceRef" and found:
                     findings += route_findings(doc, ref, found[0])
-        metrics = (
-            (spec.get("analysis") or {}).get("metrics")
-            if isinstance(spec.get("analysis"), dict)
-            else None
-        )
+        analysis = spec.get("analysis")
+        metrics = analysis.get("metrics") if isinstance(analysis, dict) else None
         for i, metric in enumerate(metrics if isinstance(metrics, list) else []):
             ref = metric.get("templateRef") if isinstance(metric, dict) else None
             if isinstance(ref, dict):

@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from canaryd import __version__
+from canaryd.adapters.kube import load_api_client
 from canaryd.api.models import GROUP, VERSION, ScheduleSpec
 from canaryd.cli import output
 
@@ -168,28 +169,33 @@ class Connection:
     def core(self) -> Any:
         return kubernetes.client.CoreV1Api(self.api)
 
+    def rollout(self, name: str) -> dict[str, Any]:
+        """The Rollout ``name`` of this namespace, as the API returns it."""
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return obj
+
 
 def connect(args: argparse.Namespace) -> Connection:
     """Client from ``--kubeconfig``/``--context`` (or ``$KUBECONFIG``, ``~/.kube/config``), or the
     in-cluster service account when no kubeconfig exists and we run in a Pod. The namespace is
     ``-n``, else the context's namespace, else ``default``."""
     config_file = args.kubeconfig or os.environ.get("KUBECONFIG") or None
-    default_file = Path.home() / ".kube" / "config"
-    if (
+    in_cluster = (
         config_file is None
         and args.context is None
-        and not default_file.exists()
-        and os.environ.get("KUBERNETES_SERVICE_HOST")
-    ):
-        configuration = kubernetes.client.Configuration()
-        kube_config.load_incluster_config(client_configuration=configuration)
-        namespace = args.namespace or _incluster_namespace()
-        api = kubernetes.client.ApiClient(configuration)
-        api.user_agent = USER_AGENT
-        return Connection(api, namespace)
-    api = kube_config.new_client_from_config(config_file=config_file, context=args.context)
+        and not (Path.home() / ".kube" / "config").exists()
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
+    api = load_api_client(kubeconfig=config_file, context=args.context, in_cluster=in_cluster)
     api.user_agent = USER_AGENT
-    namespace = args.namespace or _context_namespace(config_file, args.context)
+    if args.namespace:
+        namespace = args.namespace
+    elif in_cluster:
+        namespace = _incluster_namespace()
+    else:
+        namespace = _context_namespace(config_file, args.context)
     return Connection(api, namespace)
 
 
@@ -448,9 +454,7 @@ def progress_line(obj: Mapping[str, Any], now: datetime) -> str:
 def cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     conn = connect(args)
-    obj = conn.custom.get_namespaced_custom_object(
-        GROUP, VERSION, conn.namespace, PLURAL, args.name
-    )
+    obj = conn.rollout(args.name)
     if not args.watch:
         _print_status(conn, obj, args.output, out)
         return EXIT_OK
@@ -469,12 +473,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _latest(conn: Connection, name: str, fallback: dict[str, Any]) -> dict[str, Any]:
     try:
-        obj: dict[str, Any] = conn.custom.get_namespaced_custom_object(
-            GROUP, VERSION, conn.namespace, PLURAL, name
-        )
+        return conn.rollout(name)
     except ApiException:
         return fallback
-    return obj
 
 
 def _print_status(conn: Connection, obj: dict[str, Any], fmt: str, out: TextIO) -> None:
@@ -572,9 +573,7 @@ def follow(
         except ApiException as exc:
             if exc.status != 410:
                 raise
-            obj = conn.custom.get_namespaced_custom_object(
-                GROUP, VERSION, conn.namespace, PLURAL, name
-            )
+            obj = conn.rollout(name)
             version = obj["metadata"].get("resourceVersion")
             report(obj)
             code = terminal_code(obj)
@@ -620,7 +619,7 @@ def _wait_consumed(
     bare id or the whole ``verb:id`` annotation value)."""
     deadline = time.monotonic() + seconds
     while True:
-        obj = conn.custom.get_namespaced_custom_object(GROUP, VERSION, conn.namespace, PLURAL, name)
+        obj = conn.rollout(name)
         consumed = str((obj.get("status") or {}).get("consumedAction") or "")
         if consumed in (value, action_id):
             print(f"rollout.{GROUP}/{name} action {action_id} consumed", file=out)

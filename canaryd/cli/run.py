@@ -19,10 +19,14 @@ from canaryd.adapters.prometheus import PrometheusSettings
 from canaryd.api.models import Severity
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.assemble import Options, assemble
-from canaryd.controller.runtime import ControllerConfig, default_identity
+from canaryd.controller.runtime import ControllerConfig
 from canaryd.controller.telemetry import TelemetryServer
 
 log = logging.getLogger("canaryd")
+
+# The flags' defaults are the settings' own, so the two cannot drift apart.
+_CONTROLLER = ControllerConfig()
+_PROMETHEUS = PrometheusSettings()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +49,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="serve only Rollouts matching this label selector, e.g. canaryd.io/shard=a "
         "(each shard elects its own leader)",
     )
-    conn.add_argument("--workers", type=int, default=4, help="concurrent ticks (default 4)")
+    conn.add_argument(
+        "--workers",
+        type=int,
+        default=_CONTROLLER.workers,
+        help="concurrent ticks (default %(default)s)",
+    )
 
     prom = parser.add_argument_group("metrics backend")
     prom.add_argument(
-        "--prometheus-url", default="http://127.0.0.1:9090", help="global Prometheus address"
+        "--prometheus-url", default=_PROMETHEUS.address, help="global Prometheus address"
     )
     prom.add_argument(
         "--prometheus-header",
@@ -58,7 +67,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:VALUE",
         help="extra header for every query, e.g. X-Scope-OrgID:team-a (repeatable)",
     )
-    prom.add_argument("--prometheus-timeout", type=float, default=10.0, help="seconds per query")
+    prom.add_argument(
+        "--prometheus-timeout",
+        type=float,
+        default=_PROMETHEUS.timeout_seconds,
+        help="seconds per query",
+    )
 
     alerts = parser.add_argument_group("alerts")
     alerts.add_argument(
@@ -82,14 +96,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     le.add_argument(
         "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
+        default=os.environ.get("POD_NAMESPACE", _CONTROLLER.lease_namespace),
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     le.add_argument("--lease-name", default="", help="default: canaryd-leader[-<shard>]")
     le.add_argument("--identity", default="", help="holder identity (default: host-pid-random)")
-    le.add_argument("--lease-duration", type=float, default=15.0)
-    le.add_argument("--renew-deadline", type=float, default=10.0)
-    le.add_argument("--retry-period", type=float, default=2.0)
+    le.add_argument("--lease-duration", type=float, default=_CONTROLLER.lease_duration)
+    le.add_argument("--renew-deadline", type=float, default=_CONTROLLER.renew_deadline)
+    le.add_argument("--retry-period", type=float, default=_CONTROLLER.retry_period)
 
     ops = parser.add_argument_group("operations")
     ops.add_argument("--metrics-host", default="0.0.0.0", help="bind address of /metrics")
@@ -115,7 +129,7 @@ def options_from(args: argparse.Namespace) -> Options:
         leader_election=args.leader_elect,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
-        identity=args.identity or default_identity(),
+        identity=args.identity,
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
@@ -162,9 +176,7 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     parts.start()
-    log.info(
-        "canaryd running as %s; metrics on %s/metrics", options.controller.identity, server.url
-    )
+    log.info("canaryd running as %s; metrics on %s/metrics", parts.controller.identity, server.url)
     try:
         while not stop.wait(1.0):
             pass

@@ -44,7 +44,6 @@ class Assembled:
     reconciler: Reconciler
     telemetry: Telemetry
     notifier: SlackNotifier
-    events: KubeEventRecorder
     providers: ProviderCache
 
     def start(self) -> None:
@@ -73,7 +72,6 @@ def assemble(
     notifier = SlackNotifier(
         on_failure=telemetry.notification_failed, on_sent=telemetry.notification_sent
     )
-    events = KubeEventRecorder(api_client)
     providers = ProviderCache(options.prometheus)
     ports = Ports(
         resources=resources,
@@ -81,7 +79,7 @@ def assemble(
         router=router or IstioRouter(api_client),
         metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
         notifier=notifier,
-        events=events,
+        events=KubeEventRecorder(api_client),
     )
     reconciler = Reconciler(
         ports,
@@ -93,4 +91,4 @@ def assemble(
     controller = Controller(api, reconciler, options.controller)
     controller.on_leader_change = telemetry.set_leader
     controller.on_forget = telemetry.forget
-    return Assembled(api, controller, reconciler, telemetry, notifier, events, providers)
+    return Assembled(api, controller, reconciler, telemetry, notifier, providers)

@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -232,13 +232,10 @@ class Reconciler:
         if plan.metrics and self.telemetry is not None:
             self.telemetry.observe_analysis(namespace, name, time.monotonic() - observe_started)
         decision = machine.decide(rollout, observed.observations)
-        deferred: list[RecordEvent | Notify] = []
+        immediate, deferred = _split(decision.actions)
         try:
-            for action in decision.actions:
-                if isinstance(action, RecordEvent | Notify):
-                    deferred.append(action)
-                else:
-                    self._execute(rollout, action)
+            for action in immediate:
+                self._execute(rollout, action)
         except (PermanentError, TemporaryError) as exc:
             return self._action_failed(raw, rollout, exc, now=now, generation=generation)
 
@@ -283,7 +280,7 @@ class Reconciler:
         self,
         rollout: Rollout,
         decision: Decision,
-        deferred: list[RecordEvent | Notify],
+        deferred: Sequence[RecordEvent | Notify],
         warnings: tuple[str, ...],
     ) -> None:
         """Events and notices, once the status that records them is persisted. Best effort."""
@@ -334,14 +331,11 @@ class Reconciler:
             cached = None
         # With a known valid version the core can also address the notice (names, alerts).
         decision = machine.reject(cached, raw_status, generation=generation, error=error, now=now)
-        immediate = [a for a in decision.actions if not isinstance(a, RecordEvent | Notify)]
-        deferred: list[RecordEvent | Notify] = [
-            a for a in decision.actions if isinstance(a, RecordEvent | Notify)
-        ]
+        immediate, deferred = _split(decision.actions)
         status = decision.status
         if immediate and cached is None:
             status = set_reconciled(
-                _status_of(raw_status) or RolloutStatus(),
+                _status_of(raw_status),
                 ok=False,
                 reason="InvalidSpec",
                 message=f"{error} (canary traffic unchanged: no valid spec known to route with)",
@@ -349,9 +343,7 @@ class Reconciler:
                 generation=generation,
             )
             # Only the InvalidSpec event is true: no rollback happened, nothing was notified.
-            events_only: list[RecordEvent | Notify] = []
-            events_only.extend(a for a in deferred if isinstance(a, RecordEvent))
-            deferred = events_only[:1]
+            deferred = [a for a in deferred if isinstance(a, RecordEvent)][:1]
         elif cached is not None:
             try:
                 for act in immediate:
@@ -399,11 +391,25 @@ class Reconciler:
         )
 
 
-def _status_of(raw_status: Any) -> RolloutStatus | None:
+def _split(actions: Sequence[Action]) -> tuple[list[Action], Sequence[RecordEvent | Notify]]:
+    """The actions to execute now, in order, and the Events and notices that wait until the
+    status recording them is written."""
+    immediate: list[Action] = []
+    deferred: list[RecordEvent | Notify] = []
+    for action in actions:
+        if isinstance(action, RecordEvent | Notify):
+            deferred.append(action)
+        else:
+            immediate.append(action)
+    return immediate, deferred
+
+
+def _status_of(raw_status: Any) -> RolloutStatus:
+    """The stored status; an unreadable one starts afresh."""
     try:
         return RolloutStatus.model_validate(raw_status)
     except Exception:
-        return None
+        return RolloutStatus()
 
 
 def _shell(raw: JSON) -> Rollout | None:

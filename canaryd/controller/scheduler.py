@@ -212,15 +212,15 @@ class Scheduler:
             self.remove(key)
             return
         if result.interval_seconds is not None:
-            interval = result.interval_seconds
+            interval = max(result.interval_seconds, self.min_interval)
             if result.phase in IDLE_PHASES:
                 interval = max(interval, self.idle_resync)
             with self._lock:
                 old = self._intervals.get(key)
                 if old is not None:
-                    self._intervals[key] = max(interval, self.min_interval)
-            if old is not None and abs(old - max(interval, self.min_interval)) > 1e-9:
-                self._retime(key, max(interval, self.min_interval))
+                    self._intervals[key] = interval
+            if old is not None and abs(old - interval) > 1e-9:
+                self._retime(key, interval)
         if result.error is not None and result.requeue_after is not None:
             # Backoff after a failure: not sooner (a short interval must not hammer a failing
             # API server), and not later than the backoff says.

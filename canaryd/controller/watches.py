@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from canaryd.adapters.kube import KubeApi, Resources, paths, primary_name
 from canaryd.adapters.kube.rest import JSON
-from canaryd.api.models import GROUP, VERSION, parse_duration
+from canaryd.api.models import GROUP, VERSION, ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
 from canaryd.controller.scheduler import Key, Scheduler
 from canaryd.core.ports import PermanentError, TemporaryError
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 watch: Any = _watch  # the client's watch module is untyped
 
-DEFAULT_INTERVAL = 60.0
+DEFAULT_INTERVAL = ScheduleSpec().interval_seconds()
 
 
 class Reflector:
@@ -153,7 +153,8 @@ class Reflector:
 
 
 def interval_of(raw: JSON) -> float:
-    """The Rollout's ``spec.schedule.interval`` in seconds (invalid or absent: 60 s)."""
+    """The Rollout's ``spec.schedule.interval`` in seconds (invalid or absent: the model's
+    default)."""
     try:
         text = raw["spec"]["schedule"]["interval"]
         return parse_duration(str(text))
@@ -298,7 +299,7 @@ def deployment_reflector(
     if namespace is None:
         fn: Callable[..., Any] = apps.list_deployment_for_all_namespaces
         args: tuple[Any, ...] = ()
-        list_path = "/apis/apps/v1/deployments"
+        list_path = paths.deployment_all()
     else:
         fn = apps.list_namespaced_deployment
         args = (namespace,)

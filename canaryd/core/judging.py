@@ -512,28 +512,22 @@ def _with_slo_bound(
 # ---- thresholds (Flagger) -----------------------------------------------------------------
 
 
-def _canary_values(spec: MetricSpec, history: Sequence[IntervalRecord]) -> tuple[list[float], str]:
-    """Per interval: the canary's value (nan without data) and its unit."""
+def _unit(spec: MetricSpec) -> str:
+    """Unit of the values :func:`_arm_values` returns for ``spec``."""
     if _is_counts(spec):
-        return [
-            100 * h.canary.errors / h.canary.requests if h.canary.requests > 0 else math.nan
-            for h in history
-        ], "%"
-    if spec.kind == MetricKind.LATENCY:
-        return [_arm_p99(h.canary.latency_buckets) for h in history], " ms"
-    return [h.canary.value if h.canary.value is not None else math.nan for h in history], ""
+        return "%"
+    return " ms" if spec.kind == MetricKind.LATENCY else ""
 
 
 def _arm_values(spec: MetricSpec, history: Sequence[IntervalRecord], arm: str) -> list[float]:
+    """Per interval: one arm's value (error rate in %, p99 in ms or the template's value; nan
+    without data)."""
+    arms = [h.canary if arm == "canary" else h.stable for h in history]
     if _is_counts(spec):
-        pairs = [(h.canary if arm == "canary" else h.stable) for h in history]
-        return [100 * a.errors / a.requests if a.requests > 0 else math.nan for a in pairs]
+        return [100 * a.errors / a.requests if a.requests > 0 else math.nan for a in arms]
     if spec.kind == MetricKind.LATENCY:
-        return [
-            _arm_p99((h.canary if arm == "canary" else h.stable).latency_buckets) for h in history
-        ]
-    vals = [(h.canary if arm == "canary" else h.stable).value for h in history]
-    return [v if v is not None else math.nan for v in vals]
+        return [_arm_p99(a.latency_buckets) for a in arms]
+    return [a.value if a.value is not None else math.nan for a in arms]
 
 
 def _arm_p99(buckets: dict[str, float] | None) -> float:
@@ -549,7 +543,7 @@ def _arm_p99(buckets: dict[str, float] | None) -> float:
 
 def _judge_thresholds(spec: MetricSpec, history: Sequence[IntervalRecord]) -> MetricJudgement:
     n = len(history)
-    values, unit = _canary_values(spec, history)
+    values, unit = _arm_values(spec, history, "canary"), _unit(spec)
     rng = spec.threshold_range
     low = rng.min if rng is not None else None
     high = rng.max if rng is not None else None
@@ -581,7 +575,7 @@ def _judge_thresholds(spec: MetricSpec, history: Sequence[IntervalRecord]) -> Me
             f"{spec.name}: canary {_num(last)}{unit} {verb} {bounds} "
             f"({r.failed_checks} of {n} intervals failed)"
         )
-    stable_vals = _arm_values(spec, history, "stable")
+    stable_vals = _arm_values(spec, history[-1:], "stable")  # only the last is reported
     ev = _evidence(
         spec,
         history,

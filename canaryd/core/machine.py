@@ -252,7 +252,7 @@ class _Tick:
             evidence=tuple(evidence),
         )
         self.act(Notify(notice))
-        self.set(notified=[*self.status.notified, key][-NOTIFIED_KEEP:])
+        self.set(notified=_with_notified(self.status.notified, key))
 
     def route(self, weight: int) -> None:
         """Set the canary weight (status and routing) unless both already say so."""
@@ -277,19 +277,29 @@ def _with_condition(
 ) -> list[Condition]:
     """Set one condition like apimachinery's SetStatusCondition: lastTransitionTime moves only
     when ``status`` changes; other conditions keep their place."""
-    old = next((c for c in conditions if c.type == type_), None)
-    changed = old is None or old.status != status
+    old = _find_condition(conditions, type_)
     new = Condition(
         type=type_,
         status=status,
         reason=reason,
         message=message,
-        last_transition_time=now if changed or old is None else old.last_transition_time,
+        last_transition_time=(
+            old.last_transition_time if old is not None and old.status == status else now
+        ),
         observed_generation=generation,
     )
     if old is None:
         return [*conditions, new]
     return [new if c.type == type_ else c for c in conditions]
+
+
+def _find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def _with_notified(notified: Sequence[str], key: str) -> list[str]:
+    """``notified`` with ``key`` added, keeping the newest ``NOTIFIED_KEEP`` keys."""
+    return [*notified, key][-NOTIFIED_KEEP:]
 
 
 def _attempt(status: RolloutStatus) -> str:
@@ -328,7 +338,7 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
         return t.decision()
     if obs.traffic_error is not None:
         # Routing cannot be read or written: hold everything, say exactly what is wrong.
-        old = next((c for c in t.status.conditions if c.type == READY), None)
+        old = _find_condition(t.status.conditions, READY)
         if old is None or (old.reason, old.message) != ("RoutingError", obs.traffic_error):
             t.event("RoutingError", obs.traffic_error, warning=True)
         t.condition(READY, "False", "RoutingError", obs.traffic_error)
@@ -370,7 +380,7 @@ def _ignore(t: _Tick, manual: ManualAction | None, why: str) -> None:
 def _target_missing(t: _Tick) -> None:
     name = t.rollout.spec.target_ref.name
     message = f"Deployment {t.rollout.metadata.namespace}/{name} (spec.targetRef) not found"
-    old = next((c for c in t.status.conditions if c.type == READY), None)
+    old = _find_condition(t.status.conditions, READY)
     if old is None or old.reason != "TargetNotFound":
         t.event("TargetNotFound", message, warning=True)
     t.condition(READY, "False", "TargetNotFound", message)
@@ -473,7 +483,7 @@ def _post_rollout(t: _Tick) -> None:
         return
     text = ", ".join(f"{g.name}={g.status.value}" for g in results)
     t.event("PostRolloutHooks", f"post-rollout webhooks called: {text}")
-    t.set(notified=[*t.status.notified, key][-NOTIFIED_KEEP:])
+    t.set(notified=_with_notified(t.status.notified, key))
 
 
 def _start(t: _Tick, revision: str, *, reason: str) -> None:
@@ -657,7 +667,8 @@ def _wait(t: _Tick, reason: str, message: str) -> None:
 
 
 def _promoted_reason(status: RolloutStatus) -> str:
-    return next((c.reason for c in status.conditions if c.type == PROMOTED), "")
+    promoted = _find_condition(status.conditions, PROMOTED)
+    return promoted.reason if promoted is not None else ""
 
 
 def _analyse(t: _Tick, judge: Judge) -> None:
@@ -723,7 +734,7 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
         f"interval {a.intervals + 1} at {t.status.canary_weight}%: {verdict.outcome.value}"
         f" ({verdict.reason}); {requests:.0f} canary requests",
     )
-    return verdict.promote_early and t.rollout.spec.analysis.early_promotion
+    return verdict.promote_early and spec.early_promotion
 
 
 def _count_errors(t: _Tick, reason: str) -> bool | None:
@@ -822,7 +833,7 @@ def _promote(t: _Tick, why: str) -> None:
 def _promoting(t: _Tick, manual: ManualAction | None) -> None:
     """Primary gets the canary's template; the canary keeps its (passed) weight meanwhile."""
     s = t.status
-    _ignore(t, manual, "promotion in progress" if manual else "")
+    _ignore(t, manual, "promotion in progress")
     _reassert_routing(t, s.canary_weight)
     primary = t.obs.primary
     t.requeue = _transitional(t.rollout)
@@ -851,7 +862,7 @@ def _promoting(t: _Tick, manual: ManualAction | None) -> None:
 
 def _finalising(t: _Tick, manual: ManualAction | None) -> None:
     s = t.status
-    _ignore(t, manual, "promotion in progress" if manual else "")
+    _ignore(t, manual, "promotion in progress")
     _reassert_routing(t, 0)
     _scale_down(t)
     observed = t.obs.traffic
@@ -893,7 +904,7 @@ def reject(
     (routing follows the status, see the module docstring).
     """
     status = _parse_status(raw_status)
-    old = next((c for c in status.conditions if c.type == READY), None)
+    old = _find_condition(status.conditions, READY)
     conditions = _with_condition(
         status.conditions,
         type_=READY,
@@ -946,9 +957,7 @@ def reject(
                 phase=status.phase.value,
             )
             actions.append(Notify(notice))
-            status = status.model_copy(
-                update={"notified": [*status.notified, key][-NOTIFIED_KEEP:]}
-            )
+            status = status.model_copy(update={"notified": _with_notified(status.notified, key)})
     return Decision(status=status, actions=tuple(actions))
 
 

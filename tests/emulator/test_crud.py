@@ -4,6 +4,7 @@ creationTimestamp, generation, PUT/PATCH conflicts, the three patch types, delet
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -162,39 +163,48 @@ def test_json_patch_and_failed_test_op(core: client.CoreV1Api) -> None:
     assert exc.value.status == 422
 
 
-def test_strategic_merge_patch_merges_containers_by_name(apps: client.AppsV1Api) -> None:
+def create_web_with_sidecar(apps: client.AppsV1Api) -> None:
     d = deployment("web")
     d["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "envoy:1"})
     apps.create_namespaced_deployment("default", d)
-    out = apps.patch_namespaced_deployment(
+
+
+def patch_web_containers(
+    apps: client.AppsV1Api, containers: list[dict[str, Any]], content_type: str
+) -> Any:
+    """PATCH the containers of web's pod template with a patch of ``content_type``."""
+    return apps.patch_namespaced_deployment(
         "web",
         "default",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "podinfo:2"}]}}}},
-        _content_type="application/strategic-merge-patch+json",
+        {"spec": {"template": {"spec": {"containers": containers}}}},
+        _content_type=content_type,
+    )
+
+
+def test_strategic_merge_patch_merges_containers_by_name(apps: client.AppsV1Api) -> None:
+    create_web_with_sidecar(apps)
+    out = patch_web_containers(
+        apps,
+        [{"name": "app", "image": "podinfo:2"}],
+        "application/strategic-merge-patch+json",
     )
     containers = {c.name: c for c in out.spec.template.spec.containers}
     assert containers["app"].image == "podinfo:2"
     assert containers["app"].ports[0].container_port == 9898  # kept by the merge
     assert containers["sidecar"].image == "envoy:1"
     # A merge patch replaces the list instead.
-    out = apps.patch_namespaced_deployment(
-        "web",
-        "default",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "podinfo:3"}]}}}},
-        _content_type="application/merge-patch+json",
+    out = patch_web_containers(
+        apps, [{"name": "app", "image": "podinfo:3"}], "application/merge-patch+json"
     )
     assert [c.name for c in out.spec.template.spec.containers] == ["app"]
 
 
 def test_strategic_merge_patch_delete_directive(apps: client.AppsV1Api) -> None:
-    d = deployment("web")
-    d["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "envoy:1"})
-    apps.create_namespaced_deployment("default", d)
-    out = apps.patch_namespaced_deployment(
-        "web",
-        "default",
-        {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}},
-        _content_type="application/strategic-merge-patch+json",
+    create_web_with_sidecar(apps)
+    out = patch_web_containers(
+        apps,
+        [{"name": "sidecar", "$patch": "delete"}],
+        "application/strategic-merge-patch+json",
     )
     assert [c.name for c in out.spec.template.spec.containers] == ["app"]
 

@@ -6,6 +6,8 @@ import json
 
 from kubernetes import client, dynamic
 
+from tests.emulator.conftest import widget
+
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 
@@ -50,12 +52,7 @@ def test_table_format_with_printer_columns(widgets, raw) -> None:
         "v1",
         "default",
         "widgets",
-        {
-            "apiVersion": "example.io/v1",
-            "kind": "Widget",
-            "metadata": {"name": "w1"},
-            "spec": {"weight": 9},
-        },
+        widget("w1", weight=9),
     )
     widgets.patch_namespaced_custom_object_status(
         "example.io", "v1", "default", "widgets", "w1", {"status": {"phase": "Progressing"}}
@@ -97,12 +94,7 @@ def test_watch_with_table_accept_streams_tables(
         "v1",
         "default",
         "widgets",
-        {
-            "apiVersion": "example.io/v1",
-            "kind": "Widget",
-            "metadata": {"name": "w1"},
-            "spec": {"weight": 3},
-        },
+        widget("w1", weight=3),
     )
     resp = kube_api.call_api(
         "GET",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kubeemu import Emulator
-from tests.emulator.conftest import WIDGET_CRD
+from tests.emulator.conftest import WIDGET_CRD, widget
 from tests.support.kube import REPO_CRDS
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -53,16 +53,7 @@ def test_apply_crd_then_get_with_printer_columns(kubectl, tmp_path: Path) -> Non
     (crd_dir / "widgets.yaml").write_text(yaml.safe_dump(WIDGET_CRD))
     out = kubectl("apply", "-f", str(crd_dir)).stdout
     assert "customresourcedefinition.apiextensions.k8s.io/widgets.example.io created" in out
-    (tmp_path / "w.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "example.io/v1",
-                "kind": "Widget",
-                "metadata": {"name": "w1"},
-                "spec": {"weight": 7},
-            }
-        )
-    )
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump(widget("w1", weight=7)))
     assert "widget.example.io/w1 created" in kubectl("apply", "-f", str(tmp_path / "w.yaml")).stdout
     table = rows(kubectl("get", "widgets").stdout)
     assert table[0] == ["NAME", "PHASE", "WEIGHT", "AGE"]
@@ -70,16 +61,7 @@ def test_apply_crd_then_get_with_printer_columns(kubectl, tmp_path: Path) -> Non
     short = rows(kubectl("get", "wd", "w1").stdout)
     assert short[1][0] == "w1"
     # a schema violation comes back as kubectl's usual "is invalid" error
-    (tmp_path / "bad.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "example.io/v1",
-                "kind": "Widget",
-                "metadata": {"name": "w2"},
-                "spec": {"weight": 700},
-            }
-        )
-    )
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(widget("w2", weight=700)))
     bad = kubectl("apply", "-f", str(tmp_path / "bad.yaml"), ok=False)
     assert bad.returncode != 0
     assert 'The Widget "w2" is invalid: spec.weight' in bad.stderr

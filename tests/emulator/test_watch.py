@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
@@ -13,21 +14,24 @@ from kubernetes.client.exceptions import ApiException
 from kubeemu import Emulator
 
 
+def configmap_events(core: client.CoreV1Api, **params: Any) -> list[dict[str, Any]]:
+    """Every event of a watch of the ConfigMaps in "default" that times out after 1 s."""
+    return list(
+        watch.Watch().stream(
+            core.list_namespaced_config_map, "default", timeout_seconds=1, **params
+        )
+    )
+
+
 def test_events_in_order_after_resource_version(core: client.CoreV1Api) -> None:
     start = core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     core.patch_namespaced_config_map("a", "default", {"data": {"k": "1"}})
     core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
     core.delete_namespaced_config_map("a", "default")
-    seen = []
-    for ev in watch.Watch().stream(
-        core.list_namespaced_config_map,
-        "default",
-        resource_version=start.metadata.resource_version,
-        timeout_seconds=1,
-    ):
-        seen.append(
-            (ev["type"], ev["object"].metadata.name, int(ev["object"].metadata.resource_version))
-        )
+    seen = [
+        (ev["type"], ev["object"].metadata.name, int(ev["object"].metadata.resource_version))
+        for ev in configmap_events(core, resource_version=start.metadata.resource_version)
+    ]
     assert [(t, n) for t, n, _ in seen] == [("MODIFIED", "a"), ("ADDED", "b"), ("DELETED", "a")]
     rvs = [rv for _, _, rv in seen]
     assert rvs == sorted(rvs) and rvs[0] > int(start.metadata.resource_version)
@@ -39,10 +43,7 @@ def test_watch_without_resource_version_starts_with_current_state(
     core.create_namespaced_config_map("default", {"metadata": {"name": "a", "labels": {"t": "1"}}})
     core.create_namespaced_config_map("default", {"metadata": {"name": "b"}})
     seen = [
-        (e["type"], e["object"].metadata.name)
-        for e in watch.Watch().stream(
-            core.list_namespaced_config_map, "default", label_selector="t=1", timeout_seconds=1
-        )
+        (e["type"], e["object"].metadata.name) for e in configmap_events(core, label_selector="t=1")
     ]
     assert seen == [("ADDED", "a")]
 
@@ -96,25 +97,11 @@ def test_too_old_resource_version_is_410(emulator: Emulator, core: client.CoreV1
     core.patch_namespaced_config_map("a", "default", {"data": {"k": "1"}})
     emulator.compact()
     with pytest.raises(ApiException) as exc:
-        list(
-            watch.Watch().stream(
-                core.list_namespaced_config_map,
-                "default",
-                resource_version=old.metadata.resource_version,
-                timeout_seconds=1,
-            )
-        )
+        configmap_events(core, resource_version=old.metadata.resource_version)
     assert exc.value.status == 410
     # A fresh list gives a resourceVersion that can be watched again.
     rv = core.list_namespaced_config_map("default").metadata.resource_version
-    assert (
-        list(
-            watch.Watch().stream(
-                core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1
-            )
-        )
-        == []
-    )
+    assert configmap_events(core, resource_version=rv) == []
 
 
 def test_bounded_history_expires_old_versions() -> None:
@@ -126,14 +113,7 @@ def test_bounded_history_expires_old_versions() -> None:
         for i in range(12):
             core.patch_namespaced_config_map("a", "default", {"data": {"i": str(i)}})
         with pytest.raises(ApiException) as exc:
-            list(
-                watch.Watch().stream(
-                    core.list_namespaced_config_map,
-                    "default",
-                    resource_version=first.metadata.resource_version,
-                    timeout_seconds=1,
-                )
-            )
+            configmap_events(core, resource_version=first.metadata.resource_version)
         assert exc.value.status == 410
     finally:
         api.close()
@@ -204,11 +184,7 @@ def test_concurrent_writers_every_event_once_in_order(
         t.start()
     for t in threads:
         t.join()
-    events = list(
-        watch.Watch().stream(
-            core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=1
-        )
-    )
+    events = configmap_events(core, resource_version=rv)
     rvs = [int(e["object"].metadata.resource_version) for e in events]
     assert len(events) == writers * per_writer
     assert rvs == sorted(rvs) and len(set(rvs)) == len(rvs)

@@ -1,18 +1,16 @@
 """Fixtures of the Istio router tests: Istio's real VirtualService schema (loaded once per
-session) and a Kubernetes API emulator on 127.0.0.1 (stopped at teardown)."""
+session) and a Kubernetes API emulator on 127.0.0.1 per module (stopped at teardown)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from kubernetes.client import ApiClient
 
-from kubeemu import Emulator
+from tests.support import kube
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_ISTIO = REPO.parent / "shared" / "istio"
@@ -52,19 +50,6 @@ def vs_schema() -> VSValidator:
     return VSValidator(v1["schema"]["openAPIV3Schema"])
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator().start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture
-def api(emulator: Emulator) -> Iterator[ApiClient]:
-    client = emulator.api_client()
-    try:
-        yield client
-    finally:
-        client.close()
+# The shared emulator fixtures (tests/support/kube.py), one emulator per module here.
+emulator = pytest.fixture(scope="module")(kube.running_emulator)
+api = kube.kube_api

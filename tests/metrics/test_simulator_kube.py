@@ -3,22 +3,11 @@ client: VirtualService weights (networking.istio.io/v1), Deployment images and r
 
 import time
 
-import pytest
 from kubernetes import client as k8s
 
-from kubeemu import Emulator
 from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
 
 APP = MeshApp(namespace="default", target="podinfo")
-
-
-@pytest.fixture
-def api():
-    emu = Emulator().start()
-    try:
-        yield emu.api_client()
-    finally:
-        emu.stop()
 
 
 def deployment(name, image, replicas=1):
@@ -69,9 +58,9 @@ def wait_ready(apps, name, timeout=10.0):
     raise AssertionError(f"{name} not ready after {timeout}s")
 
 
-def test_routes_follow_virtualservice_and_deployments(api):
-    apps, custom = k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
-    routes = KubeRoutes(api)
+def test_routes_follow_virtualservice_and_deployments(kube_api):
+    apps, custom = k8s.AppsV1Api(kube_api), k8s.CustomObjectsApi(kube_api)
+    routes = KubeRoutes(kube_api)
     apps.create_namespaced_deployment("default", deployment("podinfo", "podinfo:6.7.1"))
     # Before canaryd bootstraps (no VirtualService): everything goes to the target.
     wait_ready(apps, "podinfo")

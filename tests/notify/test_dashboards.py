@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from grafana import build
+from grafana import build, render
 from tests.notify.dashboard_data import STEP_SECONDS, openmetrics, window
 from tests.support.prometheus import PrometheusServer
 
@@ -59,11 +57,7 @@ def substitute(expr: str) -> str:
 
 
 def query_range(prom: PrometheusServer, expr: str, start: float, end: float) -> list[dict]:
-    params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 30})
-    with urllib.request.urlopen(f"{prom.url}/api/v1/query_range?{params}", timeout=30) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
+    return render.query_range(prom.url, expr, start, end, 30)
 
 
 def instant(prom: PrometheusServer, expr: str, at: float) -> dict[str, float]:

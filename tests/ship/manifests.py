@@ -1,4 +1,5 @@
-"""Helpers shared by the manifest tests: building kustomizations and picking objects."""
+"""Helpers shared by the manifest tests: building kustomizations, picking objects and
+validating Istio objects against Istio's real CRDs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 KUBECTL = "/usr/bin/kubectl"
+ISTIO_CRDS = ROOT / "kubeemu" / "istio_crds"
 
 # Every kustomization a user applies, relative to manifests/.
 KUSTOMIZATIONS = ("base", "overlays/production", "overlays/sharded", "examples/podinfo")
@@ -46,3 +49,15 @@ def ident(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+@functools.cache
+def istio_validator(kind: str) -> jsonschema.Draft4Validator:
+    """Validator for Istio ``kind`` (version v1) from Istio's real CRD (loaded once)."""
+    for path in sorted(ISTIO_CRDS.glob("*.yaml")):
+        crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
+        if crd["spec"]["names"]["kind"] != kind:
+            continue
+        version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+        return jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"])
+    raise AssertionError(f"no Istio CRD for {kind} in {ISTIO_CRDS}")

@@ -25,6 +25,7 @@ from canaryd.cli.main import build_parser
 from canaryd.cli.main import main as canaryd
 from canaryd.cli.ops import ACTION_ANNOTATION, EXIT_API_ERROR, EXIT_FAILED, EXIT_TIMEOUT
 from kubeemu import Emulator
+from tests.ship.samples import ERROR_RATE_EVIDENCE
 
 GROUP, VERSION, PLURAL = "canaryd.io", "v1alpha1", "rollouts"
 
@@ -88,24 +89,7 @@ PROGRESSING = {
     "verdict": "Inconclusive",
     "canaryRevision": "c0ffee",
     "stableRevision": "beef00",
-    "analysis": {
-        "outcome": "Inconclusive",
-        "metrics": [
-            {
-                "name": "error-rate",
-                "outcome": "Inconclusive",
-                "reason": "not enough evidence yet",
-                "canaryValue": 0.0051,
-                "stableValue": 0.0049,
-                "effect": 0.04,
-                "effectLow": -0.3,
-                "effectHigh": 0.55,
-                "eValue": 0.8,
-                "canaryRequests": 1200,
-                "stableRequests": 22800,
-            }
-        ],
-    },
+    "analysis": {"outcome": "Inconclusive", "metrics": [ERROR_RATE_EVIDENCE]},
     "conditions": [
         {
             "type": "Ready",

@@ -8,11 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import jsonschema
-import yaml
-
 from tests.controller.conftest import Cluster, wait_for
-from tests.ship.manifests import ROOT, build
+from tests.ship.manifests import build, istio_validator
 
 NS = "podinfo"
 PATHS = {
@@ -24,15 +21,6 @@ PATHS = {
     "AlertProvider": f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/alertproviders",
     "Rollout": f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts",
 }
-
-
-def vs_validator() -> jsonschema.Draft4Validator:
-    crd = yaml.load(
-        (ROOT / "kubeemu" / "istio_crds" / "virtualservices.crd.yaml").read_text(),
-        Loader=yaml.CSafeLoader,
-    )
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"])
 
 
 def weights(vs: dict[str, Any], route: str) -> dict[str, int]:
@@ -89,4 +77,4 @@ def test_example_bootstraps_and_starts_a_rollout(cluster: Cluster) -> None:
     vs = wait_for("the canary's first weight on the managed route", canary_routed, timeout=30)
     assert weights(vs, "primary") == {"podinfo-primary": 95, "podinfo-canary": 5}
     assert vs["spec"]["http"][0] == original_vs["spec"]["http"][0]
-    assert not list(vs_validator().iter_errors(vs))
+    assert not list(istio_validator("VirtualService").iter_errors(vs))

@@ -4,11 +4,9 @@ models), and the controller's deployment settings (security, HA, probes, RBAC) h
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -16,29 +14,25 @@ import yaml
 from canaryd.api import crdgen
 from canaryd.cli import lint
 from canaryd.cli.main import build_parser, main
-from tests.ship.manifests import KUSTOMIZATIONS, MANIFESTS, ROOT, build, group, ident, of_kind
+from tests.ship.manifests import (
+    KUSTOMIZATIONS,
+    MANIFESTS,
+    ROOT,
+    build,
+    group,
+    ident,
+    istio_validator,
+    of_kind,
+)
 
 # A current Kubernetes (the newest kubernetes-validate knows) and the oldest we support.
 K8S_VERSIONS = (kubernetes_validate.latest_version(), "1.29.0")
-ISTIO_CRDS = ROOT / "kubeemu" / "istio_crds"
 CUSTOM_GROUPS = {"canaryd.io", "networking.istio.io", "monitoring.coreos.com"}
 CONTROLLER_SETS = ("base", "overlays/production", "overlays/sharded")
 
 
 def all_objects() -> list[tuple[str, dict[str, Any]]]:
     return [(name, obj) for name in KUSTOMIZATIONS for obj in build(name)]
-
-
-@functools.cache
-def istio_validator(kind: str) -> jsonschema.Draft4Validator:
-    """Validator for Istio ``kind`` (version v1) from Istio's real CRD (loaded once)."""
-    for path in sorted(ISTIO_CRDS.glob("*.yaml")):
-        crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
-        if crd["spec"]["names"]["kind"] != kind:
-            continue
-        version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-        return jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"])
-    raise AssertionError(f"no Istio CRD for {kind} in {ISTIO_CRDS}")
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from canaryd.cli import ops, output
+from tests.ship.samples import ERROR_RATE_EVIDENCE
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
@@ -105,23 +106,7 @@ def test_status_view_shows_progress_evidence_conditions_and_events() -> None:
         canaryRevision="abc123",
         stableRevision="def456",
         message="step 2: judging",
-        analysis={
-            "metrics": [
-                {
-                    "name": "error-rate",
-                    "outcome": "Inconclusive",
-                    "canaryValue": 0.0051,
-                    "stableValue": 0.0049,
-                    "effect": 0.04,
-                    "effectLow": -0.3,
-                    "effectHigh": 0.55,
-                    "eValue": 0.8,
-                    "canaryRequests": 1200,
-                    "stableRequests": 22800,
-                    "reason": "not enough evidence yet",
-                }
-            ]
-        },
+        analysis={"metrics": [ERROR_RATE_EVIDENCE]},
         conditions=[
             {
                 "type": "Ready",

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kubernetes
 import pytest
@@ -117,15 +116,10 @@ def start_audited_controller(cluster: Cluster) -> Assembled:
     return parts
 
 
-def create(cluster: Cluster, path: str, body: dict[str, Any]) -> None:
-    cluster.api.create(path, body)
-
-
 def user_owned_routing(cluster: Cluster, name: str) -> None:
     """Services per arm and a VirtualService with a route canaryd manages and one it must not."""
     for arm, selector in (("primary", f"{name}-primary"), ("canary", name)):
-        create(
-            cluster,
+        cluster.api.create(
             f"/api/v1/namespaces/{NS}/services",
             {
                 "metadata": {"name": f"{name}-{arm}"},
@@ -136,8 +130,7 @@ def user_owned_routing(cluster: Cluster, name: str) -> None:
         {"destination": {"host": f"{name}-primary"}, "weight": 100},
         {"destination": {"host": f"{name}-canary"}, "weight": 0},
     ]
-    create(
-        cluster,
+    cluster.api.create(
         f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices",
         {
             "apiVersion": "networking.istio.io/v1",
@@ -165,13 +158,11 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
 ) -> None:
     rig = audited
     # Alerts: an AlertProvider whose webhook URL lives in a Secret.
-    create(
-        rig,
+    rig.api.create(
         f"/api/v1/namespaces/{NS}/secrets",
         {"metadata": {"name": "slack"}, "stringData": {"url": slack_server.webhook_url}},
     )
-    create(
-        rig,
+    rig.api.create(
         f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/alertproviders",
         {
             "apiVersion": "canaryd.io/v1alpha1",
@@ -180,8 +171,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
             "spec": {"webhookSecretRef": {"name": "slack", "key": "url"}},
         },
     )
-    create(
-        rig,
+    rig.api.create(
         f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/metrictemplates",
         {
             "apiVersion": "canaryd.io/v1alpha1",
@@ -222,7 +212,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
         analysis={"metrics": metrics},
     )
     del body["spec"]["service"]
-    create(rig, f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", body)
+    rig.api.create(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", body)
     # 3. A slow release promoted by hand with the CLI.
     rig.deploy("shop", "shop:1.0")
     rig.create_rollout(

@@ -1,8 +1,8 @@
 """Pytest fixtures for the Kubernetes API emulator.
 
-``emulator``: a started :class:`kubeemu.Emulator` (function-scoped) with Istio's CRDs and the
-repository's ``crds/*.yaml`` installed when that directory holds YAML files; stopped after the
-test. ``kube_api``: a ``kubernetes.client.ApiClient`` pointed at it.
+``emulator``: a started :class:`kubeemu.Emulator` (function-scoped; ``running_emulator`` for other
+scopes) with Istio's CRDs and the repository's ``crds/*.yaml`` installed when that directory holds
+YAML files; stopped after the test. ``kube_api``: a ``kubernetes.client.ApiClient`` pointed at it.
 
 Use from a ``conftest.py``: ``from tests.support.kube import emulator, kube_api  # noqa: F401``
 or ``pytest_plugins = ["tests.support.kube"]``.
@@ -28,14 +28,14 @@ def repo_crd_paths() -> list[Path]:
     return []
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    emu = Emulator(crd_paths=repo_crd_paths(), install_istio=True)
-    emu.start()
-    try:
+def running_emulator() -> Iterator[Emulator]:
+    """The body of the ``emulator`` fixture, for a conftest that wants another scope:
+    ``emulator = pytest.fixture(scope="module")(running_emulator)``."""
+    with Emulator(crd_paths=repo_crd_paths(), install_istio=True) as emu:
         yield emu
-    finally:
-        emu.stop()
+
+
+emulator = pytest.fixture(running_emulator)
 
 
 @pytest.fixture

@@ -158,14 +158,12 @@ class IstioRouter:
     def _reconcile_ref(self, rollout: Rollout, ref: VirtualServiceRef, canary_weight: int) -> None:
         vs = self._require_vs(rollout.metadata.namespace, ref)
         try:
-            routes.read_weights(vs, ref)
+            weight = routes.read_weights(vs, ref).canary_weight
         except PermanentError:
             # Unreadable weights (e.g. routes disagree): set them; with_weights raises the
             # precise PermanentError when the routes themselves are unusable.
-            updated = routes.with_weights(vs, ref, canary_weight)
-            self._replace_vs(vs, updated["spec"])
-            return
-        updated = routes.with_weights(vs, ref, routes.read_weights(vs, ref).canary_weight)
+            weight = canary_weight
+        updated = routes.with_weights(vs, ref, weight)
         if updated["spec"] != vs.get("spec"):  # e.g. the canary destination was missing
             self._replace_vs(vs, updated["spec"])
 

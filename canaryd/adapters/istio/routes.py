@@ -234,10 +234,10 @@ def _route_label(route: Mapping[str, Any], index: int) -> str:
 
 
 def _destinations(
-    vs: Mapping[str, Any], ref: VirtualServiceRef, index: int, *, need_canary: bool
+    vs: Mapping[str, Any], ref: VirtualServiceRef, index: int
 ) -> tuple[list[JSON], int, int | None]:
-    """The route's destinations and the positions of primary and canary (canary may be None
-    unless ``need_canary``)."""
+    """The route's destinations and the positions of primary and canary (None when the route
+    has no canary destination)."""
     route = vs["spec"]["http"][index]
     where = f"VirtualService {_vs_name(vs, ref)} {_route_label(route, index)}"
     raw = route.get("route")
@@ -261,8 +261,6 @@ def _destinations(
             f"(primaryHost) and at most one with {ref.canary_host!r} (canaryHost)"
         )
     canary = hosts.index(ref.canary_host) if ref.canary_host in hosts else None
-    if need_canary and canary is None:
-        raise PermanentError(f"{where}: no destination with host {ref.canary_host!r} (canaryHost)")
     return [dict(d) for d in raw], hosts.index(ref.primary_host), canary
 
 
@@ -271,7 +269,7 @@ def read_weights(vs: Mapping[str, Any], ref: VirtualServiceRef) -> TrafficState:
     (a missing canary destination reads as weight 0)."""
     weights = set()
     for index in managed_indexes(vs, ref):
-        dests, _, canary = _destinations(vs, ref, index, need_canary=False)
+        dests, _, canary = _destinations(vs, ref, index)
         if canary is None:
             weights.add(0)
             continue
@@ -291,7 +289,7 @@ def with_weights(vs: Mapping[str, Any], ref: VirtualServiceRef, canary_weight: i
     check_weight(canary_weight)
     out = copy.deepcopy(dict(vs))
     for index in managed_indexes(vs, ref):
-        dests, primary, canary = _destinations(vs, ref, index, need_canary=False)
+        dests, primary, canary = _destinations(vs, ref, index)
         if canary is None:
             template = copy.deepcopy(dests[primary])
             template["destination"] = {**template["destination"], "host": ref.canary_host}

@@ -18,12 +18,7 @@ class Leases:
         )
 
     def create(self, namespace: str, name: str, spec: JSON) -> JSON:
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        body = _lease({"name": name, "namespace": namespace}, spec)
         return self.api.create(
             paths.lease(namespace), body, what=f"create Lease {namespace}/{name}"
         )
@@ -31,18 +26,25 @@ class Leases:
     def replace(self, lease: JSON, spec: JSON) -> JSON:
         """PUT ``spec`` with the ``resourceVersion`` of ``lease`` (409 when it changed)."""
         meta = lease["metadata"]
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
+        body = _lease(
+            {
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "resourceVersion": meta["resourceVersion"],
             },
-            "spec": spec,
-        }
+            spec,
+        )
         return self.api.replace(
             paths.lease(meta["namespace"], meta["name"]),
             body,
             what=f"update Lease {meta['namespace']}/{meta['name']}",
         )
+
+
+def _lease(metadata: JSON, spec: JSON) -> JSON:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": spec,
+    }

@@ -9,11 +9,12 @@ a schema change are never re-validated. A spec the model rejects becomes an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from canaryd.api.errors import error_message, field_path
 from canaryd.api.models import Rollout
 from canaryd.core.ports import PermanentError
 
@@ -22,22 +23,11 @@ class InvalidSpecError(PermanentError):
     """The Rollout's spec does not satisfy the model; ``str()`` names field paths."""
 
 
-def field_path(loc: Sequence[int | str]) -> str:
-    """``("spec", "schedule", "stepWeights", 1)`` -> ``"spec.schedule.stepWeights[1]"``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def describe(error: ValidationError, *, limit: int = 5) -> str:
     """A one-line summary of the first ``limit`` problems, with field paths."""
     parts = []
     for item in error.errors()[:limit]:
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        message = error_message(item)
         path = field_path(item.get("loc", ()))
         parts.append(f"{path}: {message}" if path else message)
     more = error.error_count() - limit

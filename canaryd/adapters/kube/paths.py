@@ -21,6 +21,11 @@ def deployment(namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
+def deployment_all() -> str:
+    """All namespaces: ``/apis/apps/v1/deployments``."""
+    return "/apis/apps/v1/deployments"
+
+
 def pods(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods"
 

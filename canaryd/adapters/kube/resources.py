@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.kube import paths
 from canaryd.adapters.kube.parse import InvalidSpecError, describe
@@ -26,6 +26,8 @@ from canaryd.core.ports import PermanentError
 ROLLOUTS = "rollouts"
 METRIC_TEMPLATES = "metrictemplates"
 ALERT_PROVIDERS = "alertproviders"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def normalized_status(raw: JSON) -> Any:
@@ -80,24 +82,21 @@ class Resources:
 
     def metric_template(self, namespace: str, name: str) -> MetricTemplate:
         """The typed MetricTemplate; raises NotFoundError or InvalidSpecError."""
-        raw = self.api.get(
-            paths.custom(namespace, METRIC_TEMPLATES, name),
-            what=f"read MetricTemplate {namespace}/{name}",
-        )
-        try:
-            return MetricTemplate.model_validate(raw)
-        except ValidationError as exc:
-            raise InvalidSpecError(f"MetricTemplate {namespace}/{name}: {describe(exc)}") from exc
+        return self._typed(MetricTemplate, METRIC_TEMPLATES, namespace, name)
 
     def alert_provider(self, namespace: str, name: str) -> AlertProvider:
+        """The typed AlertProvider; raises NotFoundError or InvalidSpecError."""
+        return self._typed(AlertProvider, ALERT_PROVIDERS, namespace, name)
+
+    def _typed(self, model: type[M], plural: str, namespace: str, name: str) -> M:
+        kind = model.__name__
         raw = self.api.get(
-            paths.custom(namespace, ALERT_PROVIDERS, name),
-            what=f"read AlertProvider {namespace}/{name}",
+            paths.custom(namespace, plural, name), what=f"read {kind} {namespace}/{name}"
         )
         try:
-            return AlertProvider.model_validate(raw)
+            return model.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidSpecError(f"AlertProvider {namespace}/{name}: {describe(exc)}") from exc
+            raise InvalidSpecError(f"{kind} {namespace}/{name}: {describe(exc)}") from exc
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of ``data[key]`` (or ``stringData[key]``) of a Secret."""

@@ -237,13 +237,14 @@ class PrometheusProvider:
         if q.template is None:
             raise QueryError(f"metric {q.metric.name!r}: MetricTemplate not resolved")
         at = self._instant(q.at, q.window_seconds)
+        backend = self._for_template(q)
         values: list[float] = []
         for workload in (q.canary_workload, q.primary_workload):
             try:
                 text = promql.render_template(q.template.query, template_vars(q, workload))
             except promql.TemplateError as exc:
                 raise QueryError(f"metric {q.metric.name!r}: {exc}") from None
-            series = self._for_template(q)._query(text, at=at)
+            series = backend._query(text, at=at)
             if not series:
                 raise _NoDataError(f"no series for {workload}")
             if len(series) > 1:
@@ -338,12 +339,8 @@ class PrometheusProvider:
             result: Series = self._client.custom_query(text, params=params)
         except PrometheusApiClientException as exc:
             raise QueryError(f"Prometheus rejected the query {text!r}: {_api_error(exc)}") from None
-        except requests.Timeout:
-            raise QueryError(
-                f"Prometheus at {where} timed out after {self.settings.timeout_seconds:g}s"
-            ) from None
         except requests.RequestException as exc:
-            if "timed out" in str(exc):
+            if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
                 raise QueryError(
                     f"Prometheus at {where} timed out after {self.settings.timeout_seconds:g}s"
                 ) from None

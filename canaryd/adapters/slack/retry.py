@@ -30,12 +30,31 @@ class RetryPolicy:
     """Cap on a 429's Retry-After (longer waits fail the notice rather than stall the queue)."""
 
 
-class RateLimitHandler(RetryHandler):
-    """Retries HTTP 429 after the server's Retry-After (seconds), capped by the policy."""
+class _PolicyHandler(RetryHandler):
+    """A RetryHandler bounded by a :class:`RetryPolicy`; subclasses say when and how long."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         super().__init__(max_retry_count=policy.max_retries)
         self.policy = policy
+
+    def _wait_seconds(self, state: RetryState, response: HttpResponse | None) -> float:
+        raise NotImplementedError
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        time.sleep(self._wait_seconds(state, response))
+        state.increment_current_attempt()
+
+
+class RateLimitHandler(_PolicyHandler):
+    """Retries HTTP 429 after the server's Retry-After (seconds), capped by the policy."""
 
     def _can_retry(
         self,
@@ -49,26 +68,12 @@ class RateLimitHandler(RetryHandler):
             return False
         return retry_after(response) <= self.policy.max_retry_after_seconds
 
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        wait = retry_after(response) if response is not None else 1.0
-        time.sleep(wait)
-        state.increment_current_attempt()
+    def _wait_seconds(self, state: RetryState, response: HttpResponse | None) -> float:
+        return retry_after(response) if response is not None else 1.0
 
 
-class ServerErrorHandler(RetryHandler):
+class ServerErrorHandler(_PolicyHandler):
     """Retries any 5xx and connection errors with capped exponential backoff."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        super().__init__(max_retry_count=policy.max_retries)
-        self.policy = policy
 
     def _can_retry(
         self,
@@ -82,21 +87,9 @@ class ServerErrorHandler(RetryHandler):
             return 500 <= response.status_code <= 599
         return error is not None
 
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        wait = min(
-            self.policy.backoff_seconds * (2**state.current_attempt),
-            self.policy.max_backoff_seconds,
-        )
-        time.sleep(wait)
-        state.increment_current_attempt()
+    def _wait_seconds(self, state: RetryState, response: HttpResponse | None) -> float:
+        backoff: float = self.policy.backoff_seconds * (2**state.current_attempt)
+        return min(backoff, self.policy.max_backoff_seconds)
 
 
 def retry_after(response: HttpResponse) -> float:

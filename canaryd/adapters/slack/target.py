@@ -50,10 +50,6 @@ class SlackTarget:
             raise ValueError(f"slack target {self.name!r}: token needs a channel")
 
     @property
-    def uses_bot_token(self) -> bool:
-        return self.token is not None
-
-    @property
     def secrets(self) -> tuple[str, ...]:
         """The values that must never appear in a log line."""
         return tuple(s for s in (self.webhook_url, self.token) if s)
