@@ -35,7 +35,6 @@ Assumptions and known behaviour (Debian's ``prometheus`` 2.42 and ``promtool``):
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -119,7 +118,6 @@ class PrometheusServer:
         self._client_auth = client_auth
         self._binary = binary
         self._promtool = promtool
-        self._own_dir = data_dir is None
         self._root = Path(tempfile.mkdtemp(prefix="canaryd-prom-"))
         self.data_dir = Path(data_dir) if data_dir is not None else self._root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,18 +170,13 @@ class PrometheusServer:
         raise PrometheusError("unreachable")  # pragma: no cover - loop always returns or raises
 
     def stop(self) -> None:
-        """Stop the process by PID and remove the temporary directory (when we made it)."""
+        """Stop the process by PID and remove our temporary directory (config, log, web config,
+        backfill files, and the data unless the caller gave its own ``data_dir``, which lives
+        elsewhere and is kept)."""
         try:
             self._kill()
         finally:  # even when interrupted while waiting for the process to exit
-            if self._own_dir:
-                shutil.rmtree(self._root, ignore_errors=True)
-            else:
-                # Keep the caller's data dir; only our config and log go.
-                with contextlib.suppress(OSError):
-                    self.config_path.unlink()
-                    self.log_path.unlink()
-                    self._root.rmdir()
+            shutil.rmtree(self._root, ignore_errors=True)
 
     def restart(self, *, timeout: float = 30.0) -> None:
         """Stop and start again on the same port with the same data (reloads TSDB blocks)."""
