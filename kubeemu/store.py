@@ -84,6 +84,9 @@ def set_path(obj: Obj, dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
+#: Kinds whose ``/status`` strategy keeps annotation changes (apps/v1 Deployment, ReplicaSet).
+_STATUS_KEEPS_ANNOTATIONS = frozenset({"Deployment", "ReplicaSet"})
+
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -283,6 +286,7 @@ class Store:
         obj["kind"] = rt.kind
         causes = builtins.name_causes(rt, obj["metadata"]["name"]) if old is None else []
         if rt.builtin:
+            builtins.decode(rt, obj)
             builtins.apply_defaults(rt, obj)
             causes += builtins.validate(rt, obj, old)
         elif rt.schema is not None:
@@ -410,6 +414,22 @@ class Store:
             old = self._bucket(rt).get(key)
             if old is None:
                 raise not_found(rt.plural, rt.group, name)
+            if not meta.get("resourceVersion") and not rt.unconditional_update:
+                # genericregistry.Store.Update: a strategy without AllowUnconditionalUpdate
+                # (Leases, custom resources) needs the resourceVersion it read.
+                raise invalid(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    [
+                        (
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "metadata.resourceVersion: Invalid value: 0x0: must be specified "
+                            "for an update",
+                        )
+                    ],
+                )
             if (
                 meta.get("resourceVersion")
                 and meta["resourceVersion"] != old["metadata"]["resourceVersion"]
@@ -417,11 +437,19 @@ class Store:
                 raise conflict(rt.plural, rt.group, name)
             if subresource == "status":
                 status = new.get("status")
+                annotations = meta.get("annotations")
                 new = clone(old)
                 if status is None:
                     new.pop("status", None)
                 else:
                     new["status"] = status
+                if rt.kind in _STATUS_KEEPS_ANNOTATIONS and rt.group == "apps":
+                    # deploymentStatusStrategy.PrepareForUpdate resets only spec and labels:
+                    # the Deployment controller records its revision annotation this way.
+                    if annotations:
+                        new["metadata"]["annotations"] = annotations
+                    else:
+                        new["metadata"].pop("annotations", None)
             elif rt.status_subresource:
                 if "status" in old:
                     new["status"] = clone(old["status"])
@@ -443,7 +471,22 @@ class Store:
                 # A no-op write changes nothing, not even the resourceVersion (served versions
                 # of a CRD share storage, so apiVersion alone is no change).
                 return self.present(rt, old)
-            if rt.tracks_generation and self._spec_part(rt, new) != self._spec_part(rt, old):
+            if (
+                rt.tracks_generation
+                and subresource != "status"
+                and (
+                    self._spec_part(rt, new) != self._spec_part(rt, old)
+                    or (
+                        # deploymentStrategy.PrepareForUpdate: "annotation updates bump the
+                        # generation because annotations are copied from deployments to their
+                        # replica sets" (pkg/registry/apps/deployment/strategy.go).
+                        rt.kind == "Deployment"
+                        and rt.group == "apps"
+                        and (meta.get("annotations") or {})
+                        != (old["metadata"].get("annotations") or {})
+                    )
+                )
+            ):
                 meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
             if dry_run:
                 return self.present(rt, new)
