@@ -156,13 +156,14 @@ def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
         spec.setdefault("replicas", 1)
         spec.setdefault("progressDeadlineSeconds", 600)
         spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault(
-            "strategy",
-            {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
-            },
-        )
+        strategy = spec.setdefault("strategy", {})
+        if isinstance(strategy, dict):
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                rolling = strategy.setdefault("rollingUpdate", {})
+                if isinstance(rolling, dict):
+                    rolling.setdefault("maxUnavailable", "25%")
+                    rolling.setdefault("maxSurge", "25%")
         _pod_spec_defaults((spec.get("template") or {}).get("spec"))
     elif rt.kind == "Pod":
         _pod_spec_defaults(obj.get("spec"))

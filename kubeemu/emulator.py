@@ -16,7 +16,7 @@ from kubernetes.client import ApiClient
 
 from kubeemu.crdfiles import ISTIO_CRDS, load_crds
 from kubeemu.faults import AuditRecord, Faults
-from kubeemu.pods import PodSimulator
+from kubeemu.pods import DEFAULT_READY_AFTER, PodSimulator
 from kubeemu.registry import Registry
 from kubeemu.server import EmulatorServer, ServerState
 from kubeemu.store import Store
@@ -42,11 +42,12 @@ class Emulator:
         port: int = 0,
         bookmark_interval: float = 1.0,
         history_size: int = 1000,
+        pod_ready_seconds: float = DEFAULT_READY_AFTER,
     ) -> None:
         self.registry = Registry()
         self.store = Store(self.registry, history_size=history_size)
         self.faults = Faults()
-        self.pods = PodSimulator(self.store, self.registry)
+        self.pods = PodSimulator(self.store, self.registry, ready_after=pod_ready_seconds)
         self._state = ServerState(
             store=self.store,
             registry=self.registry,
