@@ -1,8 +1,9 @@
 """The object store: kube-apiserver's storage semantics over an in-memory map.
 
 One lock guards everything; every write takes the next value of one global, monotonically
-increasing ``resourceVersion`` and appends a watch event to a bounded history (older events
-are compacted away, so watches from before the oldest kept event get 410 Gone).
+increasing ``resourceVersion`` and appends a watch event to a history kept for
+``history_seconds`` (5 minutes, as kube-apiserver's etcd compaction interval) and at most
+``history_size`` events; watches from before the oldest kept event get 410 Gone.
 Objects are never mutated in place once stored: readers may share them until they copy.
 """
 
@@ -99,7 +100,13 @@ PATCH_TYPES = {
 class Store:
     """All objects, the resourceVersion counter and the watch history."""
 
-    def __init__(self, registry: Registry, *, history_size: int = 1000) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        history_size: int = 100_000,
+        history_seconds: float = 300.0,
+    ) -> None:
         self.registry = registry
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -107,7 +114,11 @@ class Store:
         self._objects: dict[tuple[str, str], dict[Key, Obj]] = {}
         self._history: list[WatchEvent] = []
         self._history_rvs: list[int] = []
+        self._history_times: list[float] = []
         self._history_size = history_size
+        #: kube-apiserver compacts etcd every 5 minutes (``--etcd-compaction-interval``):
+        #: events older than this are forgotten, so a watch resumed from before gets 410.
+        self.history_seconds = history_seconds
         #: Highest resourceVersion whose event was dropped from the history.
         self.compacted_rv = 0
         self._listeners: list[Callable[[WatchEvent], None]] = []
@@ -127,8 +138,10 @@ class Store:
         ev = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, rt.store_key, obj, prev)
         self._history.append(ev)
         self._history_rvs.append(ev.rv)
+        self._history_times.append(time.monotonic())
         if len(self._history) > self._history_size * 2:
             self._trim(self._history_size)
+        self._expire()
         for fn in self._listeners:
             fn(ev)
         self.changed.notify_all()
@@ -140,6 +153,14 @@ class Store:
         self.compacted_rv = self._history_rvs[drop - 1]
         del self._history[:drop]
         del self._history_rvs[:drop]
+        del self._history_times[:drop]
+
+    def _expire(self) -> None:
+        """Time-based compaction: drop events older than ``history_seconds``."""
+        cutoff = time.monotonic() - self.history_seconds
+        drop = bisect.bisect_left(self._history_times, cutoff)
+        if drop:
+            self._trim(len(self._history) - drop)
 
     def compact(self, keep: int = 0) -> int:
         """Forget all but the last ``keep`` watch events; returns the compacted revision.
@@ -154,10 +175,23 @@ class Store:
     def events_after(self, rv: int) -> list[WatchEvent] | None:
         """Events with resourceVersion > ``rv``, or None when ``rv`` is too old."""
         with self.lock:
+            self._expire()
             if rv < self.compacted_rv:
                 return None
             idx = bisect.bisect_right(self._history_rvs, rv)
             return self._history[idx:]
+
+    def wait_for_revision(self, rv: int, timeout: float) -> bool:
+        """Block until the store has reached resourceVersion ``rv`` (False after ``timeout``
+        seconds), as the watch cache's ``waitUntilFreshAndBlock`` does."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self._rv < rv:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(timeout=left)
+            return True
 
     def _next_rv(self) -> str:
         self._rv += 1
