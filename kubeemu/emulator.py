@@ -16,6 +16,7 @@ from kubernetes.client import ApiClient
 
 from kubeemu.crdfiles import ISTIO_CRDS, load_crds
 from kubeemu.faults import AuditRecord, Faults
+from kubeemu.gc import GarbageCollector
 from kubeemu.pods import DEFAULT_READY_AFTER, PodSimulator
 from kubeemu.registry import Registry
 from kubeemu.server import EmulatorServer, ServerState
@@ -59,6 +60,7 @@ class Emulator:
             self.registry, history_size=history_size, history_seconds=history_seconds
         )
         self.faults = Faults()
+        self.gc = GarbageCollector(self.store)
         self.pods = PodSimulator(self.store, self.registry, ready_after=pod_ready_seconds)
         self._state = ServerState(
             store=self.store,
@@ -99,6 +101,7 @@ class Emulator:
         )
         self._thread.start()
         self.pods.start()
+        self.gc.start()
         return self
 
     def stop(self) -> None:
@@ -113,6 +116,7 @@ class Emulator:
                 self._thread.join(timeout=5)
             self._server = None
         self.pods.stop()
+        self.gc.stop()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

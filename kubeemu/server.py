@@ -372,6 +372,29 @@ class Handler(BaseHTTPRequestHandler):
                 continue_token=params.get("continue") or None,
             )
             return self._answer(200, rt, listed, is_list=True, params=params)
+        if verb in ("delete", "deletecollection"):
+            opts = _delete_options(raw, params)
+        if verb == "deletecollection":
+            # DeleteCollection: every matching object deleted as a DELETE of it would be;
+            # the answer lists them (those held by finalizers with their deletionTimestamp).
+            listed = store.list_objects(rt, route.namespace, matcher)
+            deleted = []
+            for item in listed["items"]:
+                try:
+                    obj, _ = store.delete(
+                        rt,
+                        item["metadata"].get("namespace", ""),
+                        item["metadata"]["name"],
+                        propagation=opts.get("propagationPolicy"),
+                        dry_run=dry or (opts.get("dryRun") == ["All"]),
+                    )
+                except ApiError as err:
+                    if err.code == 404:  # gone meanwhile
+                        continue
+                    raise
+                deleted.append(obj)
+            listed["items"] = deleted
+            return self._answer(200, rt, listed, raw_doc=True)
         if route.name is None and verb != "create":
             raise method_not_allowed()
         name = route.name or ""
@@ -402,16 +425,8 @@ class Handler(BaseHTTPRequestHandler):
             )
             return self._answer(200, rt, obj)
         if verb == "delete":
-            opts: Obj = {}
-            if raw:
-                try:
-                    opts = json.loads(raw) or {}
-                except ValueError:
-                    raise bad_request("invalid DeleteOptions") from None
-                if not isinstance(opts, dict):
-                    raise bad_request("invalid DeleteOptions")
             pre = opts.get("preconditions") or {}
-            propagation = opts.get("propagationPolicy") or params.get("propagationPolicy")
+            propagation = opts.get("propagationPolicy")
             obj, gone_now = store.delete(
                 rt,
                 ns,
@@ -440,16 +455,6 @@ class Handler(BaseHTTPRequestHandler):
                     raw_doc=True,
                 )
             return self._answer(200, rt, obj)
-        if verb == "deletecollection":
-            listed = store.list_objects(rt, route.namespace, matcher)
-            for item in listed["items"]:
-                try:
-                    store.delete(
-                        rt, item["metadata"].get("namespace", ""), item["metadata"]["name"]
-                    )
-                except ApiError:
-                    continue
-            return self._answer(200, rt, listed, raw_doc=True)
         raise method_not_allowed()
 
     def _answer(
@@ -603,6 +608,21 @@ class Handler(BaseHTTPRequestHandler):
             with state.watches_lock:
                 state.watches.discard(conn)
         return 200
+
+
+def _delete_options(raw: bytes, params: dict[str, str]) -> Obj:
+    """DeleteOptions from the body, ``propagationPolicy`` also from the query."""
+    opts: Obj = {}
+    if raw:
+        try:
+            opts = json.loads(raw) or {}
+        except ValueError:
+            raise bad_request("invalid DeleteOptions") from None
+        if not isinstance(opts, dict):
+            raise bad_request("invalid DeleteOptions")
+    if not opts.get("propagationPolicy") and params.get("propagationPolicy"):
+        opts["propagationPolicy"] = params["propagationPolicy"]
+    return opts
 
 
 def _event_line(type_: str, obj: Obj) -> bytes:

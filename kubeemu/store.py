@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeemu import builtins
-from kubeemu.errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from kubeemu.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    invalid,
+    not_found,
+    qualified,
+)
 from kubeemu.patch import json_patch, merge_patch, strategic_merge_patch
 from kubeemu.registry import Registry, ResourceType
 from kubeemu.selectors import Matcher, selector_string
@@ -390,8 +398,29 @@ class Store:
             if rt.namespaced:
                 ns_rt = self.registry.lookup("", "v1", "namespaces")
                 assert ns_rt is not None
-                if (("", namespace)) not in self._bucket(ns_rt):
+                ns_obj = self._bucket(ns_rt).get(("", namespace))
+                if ns_obj is None:
                     raise not_found("namespaces", "", namespace)
+                if ns_obj["metadata"].get("deletionTimestamp"):
+                    raise ApiError(
+                        403,
+                        f'{qualified(rt.plural, rt.group)} "{name}" is forbidden: unable to '
+                        f"create new content in namespace {namespace} because it is being "
+                        "terminated",
+                        reason="Forbidden",
+                        details={
+                            "name": name,
+                            **({"group": rt.group} if rt.group else {}),
+                            "kind": rt.plural,
+                            "causes": [
+                                {
+                                    "reason": "NamespaceTerminating",
+                                    "message": f"namespace {namespace} is being terminated",
+                                    "field": "metadata.namespace",
+                                }
+                            ],
+                        },
+                    )
             key = self._key(rt, namespace, name)
             if key in self._bucket(rt):
                 raise already_exists(rt.plural, rt.group, name)
@@ -525,7 +554,7 @@ class Store:
             if dry_run:
                 return self.present(rt, new)
             meta["resourceVersion"] = self._next_rv()
-            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            if meta.get("deletionTimestamp") and not _held(rt, new):
                 del self._bucket(rt)[key]
                 self._emit("DELETED", rt, new)
                 self._after_delete(rt, new)
@@ -607,7 +636,19 @@ class Store:
         precondition_uid: str | None = None,
         dry_run: bool = False,
     ) -> tuple[Obj, bool]:
-        """Delete (or mark for deletion when finalizers remain). Returns (object, gone)."""
+        """Delete, or mark for deletion (``deletionTimestamp``) while finalizers remain.
+        Returns (object, gone).
+
+        ``propagationPolicy`` as kube-apiserver: ``Background`` (the default) removes the
+        object now and leaves its dependents to the garbage collector; ``Foreground`` adds
+        the ``foregroundDeletion`` finalizer (the collector deletes the dependents first);
+        ``Orphan`` adds ``orphan`` (the collector strips the owner references first). A
+        Namespace goes ``Terminating``: the namespace controller empties it, then it goes."""
+        if propagation not in (None, "", "Background", "Foreground", "Orphan"):
+            raise bad_request(
+                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
+                '"Foreground", "Background", "Orphan"'
+            )
         key = self._key(rt, namespace, name)
         with self.lock:
             old = self._bucket(rt).get(key)
@@ -624,12 +665,23 @@ class Store:
                 raise conflict(rt.plural, rt.group, name)
             if dry_run:
                 return self.present(rt, old), True
-            if old["metadata"].get("finalizers"):
-                if old["metadata"].get("deletionTimestamp"):
+            finalizers = list(old["metadata"].get("finalizers") or [])
+            extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation or "")
+            if extra and extra not in finalizers:
+                finalizers.append(extra)
+            terminating = rt.kind == "Namespace" and rt.group == ""
+            if finalizers or terminating:
+                if old["metadata"].get("deletionTimestamp") and finalizers == list(
+                    old["metadata"].get("finalizers") or []
+                ):
                     return self.present(rt, old), False
                 new = clone(old)
-                new["metadata"]["deletionTimestamp"] = now_rfc3339()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                new["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+                if finalizers:
+                    new["metadata"]["finalizers"] = finalizers
+                if terminating:
+                    new.setdefault("status", {})["phase"] = "Terminating"
                 new["metadata"]["resourceVersion"] = self._next_rv()
                 self._bucket(rt)[key] = new
                 self._emit("MODIFIED", rt, new, old)
@@ -638,11 +690,12 @@ class Store:
             gone["metadata"]["resourceVersion"] = self._next_rv()
             del self._bucket(rt)[key]
             self._emit("DELETED", rt, gone)
-            self._after_delete(rt, gone, orphan=propagation == "Orphan")
+            self._after_delete(rt, gone)
             return self.present(rt, gone), True
 
-    def _after_delete(self, rt: ResourceType, obj: Obj, *, orphan: bool = False) -> None:
-        """Cascades: CRD -> its objects, Namespace -> its content, owner -> dependents."""
+    def _after_delete(self, rt: ResourceType, obj: Obj) -> None:
+        """A deleted CRD takes its objects with it (at once: the emulator does not model the
+        ``customresourcecleanup`` finalizer). Dependents are the garbage collector's."""
         if rt.kind == "CustomResourceDefinition":
             group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
             crt = self.registry.by_store_key(group, plural)
@@ -651,25 +704,6 @@ class Store:
                     self._force_delete(crt, o)
             self.registry.remove_crd(obj)
             self._objects.pop((group, plural), None)
-        if rt.kind == "Namespace":
-            ns = obj["metadata"]["name"]
-            for (group, plural), bucket in list(self._objects.items()):
-                crt = self.registry.by_store_key(group, plural)
-                if crt is None or not crt.namespaced:
-                    continue
-                for (ons, _), o in list(bucket.items()):
-                    if ons == ns:
-                        self._force_delete(crt, o)
-        if not orphan:
-            uid = obj["metadata"]["uid"]
-            for (group, plural), bucket in list(self._objects.items()):
-                crt = self.registry.by_store_key(group, plural)
-                if crt is None:
-                    continue
-                for o in list(bucket.values()):
-                    refs = o["metadata"].get("ownerReferences") or []
-                    if any(r.get("uid") == uid for r in refs):
-                        self._force_delete(crt, o)
 
     def _force_delete(self, rt: ResourceType, obj: Obj) -> None:
         key = self._key(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
@@ -679,6 +713,35 @@ class Store:
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._emit("DELETED", rt, gone)
         self._after_delete(rt, gone)
+
+    def rewrite(self, rt: ResourceType, obj: Obj, new: Obj) -> None:
+        """A controller-side write of ``new`` in place of the stored ``obj`` without
+        admission (finalizers and owner references the garbage collector maintains); an
+        object marked for deletion whose last finalizer goes is deleted."""
+        key = self._key(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        if self._bucket(rt).get(key) is not obj:
+            return
+        meta = new["metadata"]
+        if not meta.get("finalizers"):
+            meta.pop("finalizers", None)
+        meta["resourceVersion"] = self._next_rv()
+        if meta.get("deletionTimestamp") and not _held(rt, new):
+            del self._bucket(rt)[key]
+            self._emit("DELETED", rt, new)
+            self._after_delete(rt, new)
+            return
+        self._bucket(rt)[key] = new
+        self._emit("MODIFIED", rt, new, obj)
+
+    def buckets(self) -> list[tuple[ResourceType, list[Obj]]]:
+        """Every stored object with the resource type it is presented through (the caller
+        holds the lock)."""
+        out = []
+        for (group, plural), bucket in self._objects.items():
+            rt = self.registry.by_store_key(group, plural)
+            if rt is not None and bucket:
+                out.append((rt, list(bucket.values())))
+        return out
 
     # ---- /scale ------------------------------------------------------------------------
     def get_scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -756,6 +819,16 @@ class Store:
             set_path(current, rt.scale.spec_replicas_path, replicas)
             updated = self.update(rt, namespace, name, current)
             return self._scale_of(rt, updated)
+
+
+def _held(rt: ResourceType, obj: Obj) -> bool:
+    """Whether finalizers still hold an object marked for deletion (a Namespace also by its
+    ``spec.finalizers``, which the namespace controller removes once it is empty)."""
+    if obj["metadata"].get("finalizers"):
+        return True
+    return bool(
+        rt.kind == "Namespace" and rt.group == "" and (obj.get("spec") or {}).get("finalizers")
+    )
 
 
 def pod_name(prefix: str) -> str:
