@@ -179,6 +179,10 @@ class PodSimulator:
         #: Monotonic time of the last progress of a rollout (the condition's lastUpdateTime,
         #: with sub-second precision), from which the progress deadline runs.
         self._progress: dict[tuple[str, str], float] = {}
+        #: Controller-owner uid -> {child uid: (namespace, name)} for ReplicaSets and pods,
+        #: kept from the store's events, so a reconcile reads only its own objects.
+        self._children: dict[str, dict[str, tuple[str, str]]] = {}
+        self._owner_of: dict[str, str] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -245,8 +249,54 @@ class PodSimulator:
                 return str(ref.get("name"))
         return None
 
+    def _index(self, ev: WatchEvent) -> None:
+        meta = ev.obj["metadata"]
+        uid = meta.get("uid", "")
+        owner = next(
+            (
+                str(r.get("uid"))
+                for r in meta.get("ownerReferences") or []
+                if r.get("controller") and r.get("kind") in ("Deployment", "ReplicaSet")
+            ),
+            None,
+        )
+        with self._lock:
+            before = self._owner_of.pop(uid, None)
+            if before is not None:
+                children = self._children.get(before)
+                if children is not None:
+                    children.pop(uid, None)
+                    if not children:
+                        del self._children[before]
+            if owner is not None and ev.type != "DELETED":
+                self._owner_of[uid] = owner
+                self._children.setdefault(owner, {})[uid] = (
+                    meta.get("namespace", ""),
+                    meta["name"],
+                )
+
+    def _owned(self, rt: ResourceType, owner_uid: str) -> list[Obj]:
+        """Live (not being deleted) objects of ``rt`` whose controller is ``owner_uid``."""
+        with self._lock:
+            keys = list(self._children.get(owner_uid, {}).values())
+        out = []
+        for ns, name in keys:
+            obj = self._store.raw(rt, ns, name)
+            if (
+                obj is not None
+                and not obj["metadata"].get("deletionTimestamp")
+                and any(
+                    r.get("uid") == owner_uid and r.get("controller")
+                    for r in obj["metadata"].get("ownerReferences") or []
+                )
+            ):
+                out.append(obj)
+        return out
+
     def _on_event(self, ev: WatchEvent) -> None:
         """Runs under the store lock: find the Deployment concerned and mark it dirty."""
+        if ev.store_key in (("apps", "replicasets"), ("", "pods")):
+            self._index(ev)
         meta = ev.obj["metadata"]
         ns = meta.get("namespace", "")
         name: str | None = None
@@ -315,20 +365,11 @@ class PodSimulator:
             now = time.monotonic()
             wake: list[float] = []
             uid = dep["metadata"]["uid"]
-            rses = sorted(
-                (
-                    rs
-                    for rs in store.all_of("apps", "replicasets")
-                    if rs["metadata"].get("namespace") == namespace
-                    and not rs["metadata"].get("deletionTimestamp")
-                    and any(
-                        r.get("uid") == uid and r.get("controller")
-                        for r in rs["metadata"].get("ownerReferences") or []
-                    )
-                ),
-                key=_creation_order,
-            )
-            pods_by_rs = self._pods_by_rs(namespace, {rs["metadata"]["uid"] for rs in rses})
+            rses = sorted(self._owned(self._rs_rt, uid), key=_creation_order)
+            pods_by_rs = {
+                rs["metadata"]["uid"]: self._owned(self._pod_rt, rs["metadata"]["uid"])
+                for rs in rses
+            }
             # The ReplicaSet controller's pass: pods to spec.replicas, their states, status.
             rses = [
                 self._sync_replicaset(dep, rs, pods_by_rs.get(rs["metadata"]["uid"], []), now, wake)
@@ -362,17 +403,6 @@ class PodSimulator:
                 self._cleanup(dep, old)
         if wake:
             self._schedule(key, min(wake))
-
-    def _pods_by_rs(self, namespace: str, rs_uids: set[str]) -> dict[str, list[Obj]]:
-        out: dict[str, list[Obj]] = {}
-        for p in self._store.all_of("", "pods"):
-            meta = p["metadata"]
-            if meta.get("namespace") != namespace or meta.get("deletionTimestamp"):
-                continue
-            for ref in meta.get("ownerReferences") or []:
-                if ref.get("controller") and ref.get("uid") in rs_uids:
-                    out.setdefault(ref["uid"], []).append(p)
-        return out
 
     def _sync_revision(self, dep: Obj, new_rs: Obj, old: list[Obj]) -> Obj:
         """Going back to an older template: its ReplicaSet gets the next revision

@@ -296,8 +296,8 @@ def test_kubectl_rollout_status_waits_for_the_rollout(
     emulator.pods.set_behaviour(
         "default", "web", "ready", ready_after_seconds=1.5, new_pods_only=True
     )
+    started = time.monotonic()  # before the change: its first new pod may come at once
     set_image(apps, "web", "podinfo:2")
-    started = time.monotonic()
     out = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
     assert out.returncode == 0, out.stderr
     assert 'deployment "web" successfully rolled out' in out.stdout
