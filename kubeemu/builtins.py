@@ -304,12 +304,100 @@ def _deployment(obj: dict[str, Any], old: dict[str, Any] | None) -> list[Cause]:
             )
         )
     out += _containers("spec.template.spec", (spec.get("template") or {}).get("spec"))
+    out += _strategy(spec.get("strategy"))
     if old is not None and (old.get("spec") or {}).get("selector") != selector:
         out.append(
             (
                 "FieldValueInvalid",
                 "spec.selector",
                 f"spec.selector: Invalid value: {_labels(selector)}: field is immutable",
+            )
+        )
+    return out
+
+
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+def _int_or_percent(value: Any, f: str) -> tuple[int | None, list[Cause]]:
+    """``ValidatePositiveIntOrPercent``: (value in units or percent, causes)."""
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            return None, [
+                (
+                    "FieldValueInvalid",
+                    f,
+                    f"{f}: Invalid value: {value}: a valid percent string must be a numeric "
+                    "string followed by an ending '%' (e.g. '1%',  or '93%', regex used for "
+                    "validation is '[0-9]+%')",
+                )
+            ]
+        return int(value[:-1]), []
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, [
+            ("FieldValueInvalid", f, f"{f}: Invalid value: {value}: must be an int or percent")
+        ]
+    if value < 0:
+        return value, [
+            (
+                "FieldValueInvalid",
+                f,
+                f"{f}: Invalid value: {value}: must be greater than or equal to 0",
+            )
+        ]
+    return value, []
+
+
+def _strategy(strategy: Any) -> list[Cause]:
+    """``ValidateDeploymentStrategy`` and ``ValidateRollingUpdateDeployment``."""
+    if not isinstance(strategy, dict):
+        return []
+    kind = strategy.get("type")
+    rolling = strategy.get("rollingUpdate")
+    if kind == "Recreate":
+        if rolling is not None:
+            f = "spec.strategy.rollingUpdate"
+            return [
+                (
+                    "FieldValueForbidden",
+                    f,
+                    f"{f}: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+                )
+            ]
+        return []
+    if kind != "RollingUpdate":
+        f = "spec.strategy"
+        return [
+            (
+                "FieldValueNotSupported",
+                f,
+                f'{f}: Unsupported value: "{kind}": supported values: "Recreate", "RollingUpdate"',
+            )
+        ]
+    if not isinstance(rolling, dict):
+        return []
+    f_unav, f_surge = (
+        "spec.strategy.rollingUpdate.maxUnavailable",
+        "spec.strategy.rollingUpdate.maxSurge",
+    )
+    unav, out = _int_or_percent(rolling.get("maxUnavailable"), f_unav)
+    surge, more = _int_or_percent(rolling.get("maxSurge"), f_surge)
+    out += more
+    raw = rolling.get("maxUnavailable")
+    if unav == 0 and surge == 0:
+        out.append(
+            (
+                "FieldValueInvalid",
+                f_unav,
+                f"{f_unav}: Invalid value: {raw}: may not be 0 when `maxSurge` is 0",
+            )
+        )
+    if isinstance(raw, str) and unav is not None and unav > 100:
+        out.append(
+            (
+                "FieldValueInvalid",
+                f_unav,
+                f"{f_unav}: Invalid value: {raw}: must not be greater than 100%",
             )
         )
     return out

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from kubeemu import Emulator
 from tests.emulator.conftest import deployment, wait_for
@@ -319,3 +320,40 @@ def test_kubectl_rollout_status_reports_the_deadline(
     out = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
     assert out.returncode != 0
     assert 'deployment "web" exceeded its progress deadline' in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (
+            {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}},
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when "
+            "`maxSurge` is 0",
+        ),
+        (
+            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "150%"}},
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 150%: must not be "
+            "greater than 100%",
+        ),
+        (
+            {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "lots"}},
+            "spec.strategy.rollingUpdate.maxSurge: Invalid value: lots: a valid percent string",
+        ),
+        (
+            {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+            "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` "
+            "is 'Recreate'",
+        ),
+    ],
+)
+def test_invalid_strategies_are_refused(
+    apps: client.AppsV1Api, strategy: dict[str, Any], message: str
+) -> None:
+    """ValidateDeploymentStrategy / ValidateRollingUpdateDeployment
+    (pkg/apis/apps/validation/validation.go): 422 naming the field."""
+    body = deployment("web")
+    body["spec"]["strategy"] = strategy
+    with pytest.raises(ApiException) as exc:
+        apps.create_namespaced_deployment("default", body)
+    assert exc.value.status == 422
+    assert message in exc.value.body
