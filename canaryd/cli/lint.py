@@ -186,7 +186,7 @@ def schema_findings(doc: Document, schema: Mapping[str, Any]) -> list[tuple[Find
     """Violations of the CRD schema, each at the most precise path (a missing required field
     at that field's path, positioned at its parent), with a flag for cross-field rules
     (oneOf/anyOf/not) that a more precise finding may explain better."""
-    validator = jsonschema.Draft4Validator(schema)  # OpenAPI 3.0: boolean exclusiveMinimum
+    validator = crdgen.SchemaValidator(schema)  # OpenAPI 3.0 keywords, Go regex semantics
     findings = []
     for error in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
         path: list[PathPart] = list(error.absolute_path)

@@ -10,6 +10,7 @@ boolean ``exclusiveMinimum`` -- are those of OpenAPI 3.0 used by Kubernetes).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from canaryd.adapters.kube import InvalidSpecError, parse_rollout
 from canaryd.api import crdgen
 from canaryd.api.models import AlertProvider, MetricTemplate, Rollout
 
@@ -37,7 +39,7 @@ def schema_of(filename: str) -> dict[str, Any]:
 
 
 def schema_accepts(filename: str, obj: dict[str, Any]) -> bool:
-    validator = jsonschema.Draft4Validator(
+    validator = crdgen.SchemaValidator(
         schema_of(filename), format_checker=jsonschema.FormatChecker()
     )
     return not list(validator.iter_errors(obj))
@@ -317,7 +319,122 @@ INVALID_ROLLOUTS = {
     "webhook-bad-url": rollout(webhooks=[{"name": "w", "type": "rollout", "url": "ftp://x"}]),
     "bad-phase": {**WITH_STATUS, "status": {"phase": "Exploded"}},
     "deadline-0": rollout(progressDeadlineSeconds=0),
+    # Bounded input (issue 9 items 4, 6, 11): each of these reached the controller before.
+    "interval-overflow": rollout(schedule={"interval": "100000000000h"}),
+    "interval-five-parts": rollout(schedule={"interval": "1h1h1h1h1h"}),
+    "interval-long-decimals": rollout(schedule={"interval": "1.0000000001s"}),
+    "webhook-url-unbalanced-ipv6": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://[::1"}]
+    ),
+    "webhook-url-trailing-newline": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/\n"}]
+    ),
+    "webhook-url-inner-newline": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/a\nHost: x"}]
+    ),
+    "webhook-url-space": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/a b"}]
+    ),
+    "webhook-url-userinfo": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://user:pw@loadtester/"}]
+    ),
+    "webhook-url-no-host": rollout(webhooks=[{"name": "w", "type": "rollout", "url": "http:///x"}]),
+    "webhook-url-port-0": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester:0/"}]
+    ),
+    "prometheus-port-overflow": rollout(analysis={"prometheus": {"address": "http://p:99999"}}),
+    "prometheus-header-newline": rollout(
+        analysis={"prometheus": {"headers": {"X-Scope-OrgID": "a\r\nX-Evil: 1"}}}
+    ),
+    "webhook-timeout-huge": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://x/", "timeoutSeconds": 1e9}]
+    ),
+    "webhook-metadata-huge": rollout(
+        webhooks=[
+            {"name": "w", "type": "rollout", "url": "http://x/", "metadata": {"a": "x" * 2000}}
+        ]
+    ),
+    "too-many-webhooks": rollout(
+        webhooks=[{"name": f"w{i}", "type": "rollout", "url": "http://x/"} for i in range(33)]
+    ),
+    "too-many-step-weights": rollout(schedule={"stepWeights": list(range(1, 10001))}),
+    "metrics-empty": rollout(analysis={"metrics": []}),
+    "negative-latency-threshold": rollout(
+        analysis={"metrics": [{"name": "l", "kind": "latency", "latencyThresholdsMs": [-5]}]}
+    ),
+    "zero-latency-threshold": rollout(
+        analysis={"metrics": [{"name": "l", "kind": "latency", "latencyThresholdsMs": [0]}]}
+    ),
+    "metric-weight-huge": rollout(analysis={"metrics": [{"name": "m", "weight": 1e9}]}),
+    "no-data-limit-huge": rollout(analysis={"noDataLimit": 10**9}),
+    "error-limit-huge": rollout(analysis={"errorLimit": 10**9}),
+    "kayenta-tolerance-huge": rollout(analysis={"kayenta": {"tolerance": 1e9}}),
+    "threshold-huge": rollout(
+        analysis={
+            "metrics": [
+                {
+                    "name": "m",
+                    "kind": "template",
+                    "templateRef": {"name": "t"},
+                    "thresholdRange": {"max": 1e300},
+                }
+            ]
+        }
+    ),
+    "host-with-space": rollout(service={"port": 80, "hosts": ["a b"]}),
+    "secret-key-slash": rollout(
+        analysis={"prometheus": {"bearerTokenSecretRef": {"name": "s", "key": "../x"}}}
+    ),
 }
+
+MODEL_ONLY_ROLLOUTS = {
+    # What the OpenAPI schema cannot say: CEL rules and `listType: map` enforce these at a real
+    # kube-apiserver (both are in the CRD); the model enforces them everywhere, and the
+    # controller reports them as Ready=False/InvalidSpec naming the field.
+    "interval-0s": (rollout(schedule={"interval": "0s"}), "spec.schedule.interval"),
+    "interval-50ms": (rollout(schedule={"interval": "50ms"}), "spec.schedule.interval"),
+    "interval-25h": (rollout(schedule={"interval": "25h"}), "spec.schedule.interval"),
+    "duplicate-metrics": (
+        rollout(analysis={"metrics": [{"name": "m"}, {"name": "m", "kind": "latency"}]}),
+        "spec.analysis",
+    ),
+    "duplicate-webhooks": (
+        rollout(
+            webhooks=[
+                {"name": "w", "type": "rollout", "url": "http://x/"},
+                {"name": "w", "type": "pre-rollout", "url": "http://y/"},
+            ]
+        ),
+        "spec",
+    ),
+    "threshold-min-above-max": (
+        rollout(
+            analysis={
+                "metrics": [
+                    {
+                        "name": "m",
+                        "kind": "template",
+                        "templateRef": {"name": "t"},
+                        "thresholdRange": {"min": 5, "max": 1},
+                    }
+                ]
+            }
+        ),
+        "spec.analysis.metrics[0].thresholdRange",
+    ),
+    "same-primary-and-canary-host": (
+        rollout(
+            service=None,
+            virtualServiceRef={"name": "shop", "primaryHost": "shop", "canaryHost": "shop"},
+        ),
+        "spec.virtualServiceRef",
+    ),
+    "webhook-url-bad-ipv6": (
+        rollout(webhooks=[{"name": "w", "type": "rollout", "url": "http://[:::::]/"}]),
+        "spec.webhooks[0].url",
+    ),
+}
+del MODEL_ONLY_ROLLOUTS["same-primary-and-canary-host"][0]["spec"]["service"]
 
 
 @pytest.mark.parametrize("name", sorted(VALID_ROLLOUTS))
@@ -332,6 +449,64 @@ def test_invalid_rollouts_rejected_by_model_and_schema(name: str) -> None:
     obj = INVALID_ROLLOUTS[name]
     assert not model_accepts(Rollout, obj)
     assert not schema_accepts("rollouts.yaml", obj)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_ONLY_ROLLOUTS))
+def test_model_only_rules_name_the_field(name: str) -> None:
+    obj, field = MODEL_ONLY_ROLLOUTS[name]
+    assert schema_accepts("rollouts.yaml", obj)
+    with pytest.raises(InvalidSpecError) as err:
+        parse_rollout(obj)
+    assert str(err.value).startswith(f"{field}: "), str(err.value)
+
+
+def test_real_api_server_rules_are_in_the_crd() -> None:
+    """The model-only rules above, as a real kube-apiserver enforces them (CEL, listType)."""
+    spec = schema_of("rollouts.yaml")["properties"]["spec"]
+    rules = {
+        r["rule"]
+        for node in (
+            spec["properties"]["schedule"],
+            spec["properties"]["virtualServiceRef"],
+            spec["properties"]["analysis"]["properties"]["metrics"]["items"]["properties"][
+                "thresholdRange"
+            ],
+        )
+        for r in node["x-kubernetes-validations"]
+    }
+    assert "self.primaryHost != self.canaryHost" in rules
+    assert "!has(self.min) || !has(self.max) || self.min <= self.max" in rules
+    assert any("duration('24h')" in r and "duration('100ms')" in r for r in rules)
+    for lst in (spec["properties"]["analysis"]["properties"]["metrics"],
+                spec["properties"]["webhooks"], spec["properties"]["alerts"]):  # fmt: skip
+        assert lst["x-kubernetes-list-type"] == "map"
+        assert lst["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_invalid_spec_messages_are_bounded_and_name_the_field() -> None:
+    """A 10,000-weight list was quoted whole into a 79 KB condition message."""
+    for obj, field in (
+        (rollout(schedule={"stepWeights": list(range(10000, 0, -1))}), "spec.schedule.stepWeights"),
+        (rollout(schedule={"stepWeights": [*range(1, 100), 1]}), "spec.schedule"),
+        (rollout(analysis={"metrics": [{"name": "m"}] * 32}), "spec.analysis"),
+    ):
+        with pytest.raises(InvalidSpecError) as err:
+            parse_rollout(obj)
+        message = str(err.value)
+        assert message.startswith(f"{field}: "), message
+        assert len(message) < 600, len(message)
+    with pytest.raises(InvalidSpecError) as err:
+        parse_rollout(rollout(schedule={"stepWeights": [*range(1, 100), 1]}))
+    assert "(+90 more)" in str(err.value) and "item 99" in str(err.value)
+
+
+def test_go_pattern_reads_dollar_as_end_of_text() -> None:
+    """kube-apiserver's RE2 ``$`` is end of text; Python's also matches before a final newline.
+    The schema validator used by lint and the tests reads patterns the Go way."""
+    pattern = crdgen.go_pattern(r"^[a-z$]+$")
+    assert pattern == r"^[a-z$]+\Z"
+    assert re.search(r"^[a-z]+$", "abc\n") and not re.search(pattern, "abc\n")
+    assert re.search(pattern, "ab$c")
 
 
 def test_model_only_rules_are_documented_and_caught_by_the_model() -> None:
