@@ -4,7 +4,9 @@ type, weight, revision and the hook's metadata."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from canaryd.adapters.kube.parse import parse_rollout
-from canaryd.api.models import WebhookType
-from canaryd.controller.gates import call_gates
+from canaryd.api.models import Rollout, WebhookSpec, WebhookType
+from canaryd.controller.gates import MAX_RESPONSE_BYTES, GateCaller, call_gate, call_gates
 from canaryd.core.types import GateStatus
 
 
@@ -101,3 +103,178 @@ def test_gates_open_closed_error_and_payload(hooks: Hooks) -> None:
     }
     # Only the requested gate type is called: the confirm-promotion hook was not.
     assert [p for p, _ in hooks.received] == ["/open", "/closed", "/slow"]
+
+
+# ---- hostile webhooks (issue 9 items 4 and 5) ------------------------------------------------
+
+
+class Hostile:
+    """A raw TCP server on 127.0.0.1 that misbehaves by path: ``/drip`` sends a 200 answer one
+    byte every 0.3 s, ``/huge`` a 200 status line followed by an endless body, ``/longline``
+    an endless status line, ``/redirect`` a 302 to ``/target``; it records the paths asked."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            path = head.split(b" ", 2)[1].decode()
+            self.paths.append(path)
+            if path == "/drip":
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                    if self.stop.wait(0.3):
+                        return
+                    conn.sendall(bytes([byte]))
+            elif path == "/huge":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                while not self.stop.is_set():
+                    conn.sendall(b"x" * 65536)
+            elif path == "/longline":
+                conn.sendall(b"HTTP/1.1 200 ")
+                while not self.stop.is_set():
+                    conn.sendall(b"x" * 65536)
+            elif path == "/redirect":
+                conn.sendall(
+                    b"HTTP/1.1 302 Found\r\nLocation: /target\r\nContent-Length: 0\r\n\r\n"
+                )
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Hostile]:
+    server = Hostile()
+    yield server
+    server.close()
+
+
+def _rollout(name: str, *hooks: dict[str, object]) -> Rollout:
+    return parse_rollout(
+        {
+            "metadata": {"name": name, "namespace": "test"},
+            "spec": {
+                "targetRef": {"name": name},
+                "service": {"port": 80},
+                "webhooks": list(hooks),
+            },
+            "status": {"phase": "Progressing", "canaryWeight": 10, "canaryRevision": "abc"},
+        }
+    )
+
+
+def _hook(url: str, timeout: float = 2.0, name: str = "gate") -> WebhookSpec:
+    return WebhookSpec(name=name, type=WebhookType.ROLLOUT, url=url, timeout_seconds=timeout)
+
+
+def test_a_dripping_server_cannot_stretch_the_deadline(hostile: Hostile) -> None:
+    """One byte every 0.3 s: each socket read succeeds, so a per-read timeout never fires (a
+    2-s gate was held open for more than 30 s); the deadline is for the whole call."""
+    rollout = _rollout("drip")
+    started = time.monotonic()
+    result = call_gate(rollout, _hook(f"{hostile.url}/drip", timeout=2.0))
+    elapsed = time.monotonic() - started
+    assert result.status == GateStatus.ERROR
+    assert "no answer within 2s" in result.message
+    assert 1.9 <= elapsed < 3.0, elapsed
+
+
+def test_huge_answers_are_not_read_and_redirects_not_followed(hostile: Hostile) -> None:
+    rollout = _rollout("hostile")
+    started = time.monotonic()
+    huge = call_gate(rollout, _hook(f"{hostile.url}/huge"))
+    assert huge.status == GateStatus.OPEN  # the status line is all a gate needs
+    longline = call_gate(rollout, _hook(f"{hostile.url}/longline"))
+    assert longline.status == GateStatus.ERROR
+    assert f"{MAX_RESPONSE_BYTES}" in longline.message
+    assert time.monotonic() - started < 2.0  # neither waited for its deadline
+    redirect = call_gate(rollout, _hook(f"{hostile.url}/redirect"))
+    assert (redirect.status, redirect.message) == (
+        GateStatus.CLOSED,
+        "HTTP 302 (redirects are not followed)",
+    )
+    time.sleep(0.2)
+    assert "/target" not in hostile.paths
+    assert hostile.paths == ["/huge", "/longline", "/redirect"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",  # unbalanced IPv6 literal: ValueError in urllib, outside the try
+        "http://127.0.0.1:9/\n",  # http.client.InvalidURL
+        "http://127.0.0.1:9/a b",
+        "http://127.0.0.1:99999/",
+        "http://[:::::]/",
+        "ftp://127.0.0.1/",
+        "http:///nohost",
+        "http://h\u00e9llo/",
+    ],
+)
+def test_a_url_admitted_before_validation_never_raises(url: str) -> None:
+    """Objects written before the URL pattern existed are never re-validated by the API
+    server: ``model_construct`` builds such a hook; the call is an Error, never an exception."""
+    hook = WebhookSpec.model_construct(
+        name="bad", type=WebhookType.ROLLOUT, url=url, timeout_seconds=1.0, metadata={}
+    )
+    result = call_gate(_rollout("bad-url"), hook)
+    assert result.status == GateStatus.ERROR, result
+    assert result.message
+
+
+def test_slow_gates_answer_later_and_never_hold_the_tick(hostile: Hostile, hooks: Hooks) -> None:
+    """A tick waits at most ``tick_wait`` for its gates; a call still running is ``pending``
+    (not open) and its answer goes to the next tick asking the same question. Fast gates of
+    other Rollouts are answered at once while slow ones run."""
+    caller = GateCaller(workers=8, tick_wait=0.3)
+    try:
+        slow = [_rollout(f"slow-{i}", _hook(f"{hostile.url}/drip", 3.0).wire()) for i in range(6)]
+        sentinel = _rollout("sentinel", _hook(f"{hooks.url}/open").wire())
+        started = time.monotonic()
+        for rollout in slow:
+            (pending,) = caller.ask(rollout, (WebhookType.ROLLOUT,))
+            assert pending.status == GateStatus.ERROR
+            assert pending.message.startswith("pending: no answer yet"), pending.message
+        assert time.monotonic() - started < 6 * 0.3 + 1.0
+        assert caller.in_flight() == 6
+        sentinel_started = time.monotonic()
+        (answer,) = caller.ask(sentinel, (WebhookType.ROLLOUT,))
+        assert answer.status == GateStatus.OPEN
+        assert time.monotonic() - sentinel_started < 0.3
+        time.sleep(max(0.0, started + 3.2 - time.monotonic()))  # past the first call's deadline
+        (late,) = caller.ask(slow[0], (WebhookType.ROLLOUT,))
+        assert (late.status, late.message) == (GateStatus.ERROR, "no answer within 3s")
+        # The answer was consumed: the next ask calls again (one more request to the server).
+        asked = hostile.paths.count("/drip")
+        caller.ask(slow[0], (WebhookType.ROLLOUT,))
+        time.sleep(0.1)
+        assert hostile.paths.count("/drip") == asked + 1
+    finally:
+        caller.close()
