@@ -5,19 +5,28 @@ type, weight, revision and the hook's metadata."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from canaryd.adapters.kube import RetryPolicy, load_api_client
 from canaryd.adapters.kube.parse import parse_rollout
 from canaryd.api.models import Rollout, WebhookSpec, WebhookType
+from canaryd.controller.assemble import Options, assemble
 from canaryd.controller.gates import MAX_RESPONSE_BYTES, GateCaller, call_gate, call_gates
-from canaryd.core.types import GateStatus
+from canaryd.controller.runtime import ControllerConfig
+from canaryd.controller.telemetry import TelemetryServer
+from canaryd.core.types import GateStatus, MetricQuery, MetricReading
+
+from .conftest import Cluster, phase_is, wait_for
 
 
 class Hooks:
@@ -146,6 +155,11 @@ class Hostile:
             if path == "/drip":
                 for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
                     if self.stop.wait(0.3):
+                        return
+                    conn.sendall(bytes([byte]))
+            elif path == "/drip-forever":  # a status line, then header bytes without end
+                for byte in itertools.chain(b"HTTP/1.1 200 OK\r\n", itertools.cycle(b"X: y\r\n")):
+                    if self.stop.wait(0.5):
                         return
                     conn.sendall(bytes([byte]))
             elif path == "/huge":
@@ -278,3 +292,121 @@ def test_slow_gates_answer_later_and_never_hold_the_tick(hostile: Hostile, hooks
         assert hostile.paths.count("/drip") == asked + 1
     finally:
         caller.close()
+
+
+# ---- against the API emulator: hostile gates beside a sentinel Rollout ----------------------
+
+
+def test_hostile_webhooks_do_not_stall_a_sentinel_rollout(
+    cluster: Cluster, hostile: Hostile
+) -> None:
+    """Issue 9 item 5: four Rollouts with dripping webhooks held every worker, and a sentinel's
+    new revision was not noticed in 60 s. Here three drip forever (one byte every 0.5 s, an
+    endless header), one answers a huge body, one redirects; two workers only. The sentinel's
+    release still ends Succeeded, the hostile ones wait on their gate, /healthz stays OK."""
+    hostile_paths = {
+        "drip-a": "/drip-forever",
+        "drip-b": "/drip-forever",
+        "drip-c": "/drip-forever",
+        "huge": "/huge",
+        "redirect": "/redirect",
+    }
+    for name in [*hostile_paths, "sentinel"]:
+        cluster.deploy(name, f"{name}:1.0")
+    for name, path in hostile_paths.items():
+        hook = {"name": "gate", "type": "pre-rollout", "url": f"{hostile.url}{path}",
+                "timeoutSeconds": 2}  # fmt: skip
+        cluster.create_rollout(name, name, webhooks=[hook], progressDeadlineSeconds=600)
+    cluster.create_rollout("sentinel", "sentinel")
+    parts = cluster.start_controller(workers=2)
+    for name in [*hostile_paths, "sentinel"]:
+        wait_for(f"{name} Initialized", phase_is(cluster, name, "Initialized"), timeout=60)
+    for name in hostile_paths:
+        cluster.set_image(name, f"{name}:2.0")
+    time.sleep(1.0)  # the hostile gates are being called
+    started = time.monotonic()
+    cluster.set_image("sentinel", "sentinel:2.0")
+    wait_for("sentinel Succeeded", phase_is(cluster, "sentinel", "Succeeded"), timeout=60)
+    took = time.monotonic() - started
+    for name in ("drip-a", "redirect"):
+        status = wait_for(f"{name} waits", phase_is(cluster, name, "Waiting"), timeout=30)
+        assert status["canaryWeight"] == 0
+    assert (
+        "no answer within 2s" in cluster.status("drip-a")["message"]
+        or "pending" in cluster.status("drip-a")["message"]
+    )
+    assert "redirects are not followed" in cluster.status("redirect")["message"]
+    print({n: cluster.status(n).get("message") for n in hostile_paths})
+    assert parts.controller.healthy()
+    assert "/target" not in hostile.paths
+    print(f"sentinel release took {took:.1f}s beside 5 hostile gates on 2 workers")
+
+
+class Wedged:
+    """A MetricsProvider whose reads never return until released: a worker stuck in a call."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def read(self, queries: Sequence[MetricQuery]) -> list[MetricReading]:
+        self.entered.set()
+        self.release.wait(60)
+        return [MetricReading(metric=q.metric.name, error="released") for q in queries]
+
+    def is_online(self) -> bool:
+        return True
+
+
+def test_healthz_fails_while_a_worker_is_wedged_and_readyz_follows_watches(
+    cluster: Cluster,
+) -> None:
+    """/healthz always answered OK, so the kubelet never restarted a wedged controller."""
+    wedged = Wedged()
+    options = Options(
+        controller=ControllerConfig(
+            namespaces=("default",),
+            leader_election=True,
+            lease_namespace="default",
+            lease_duration=3.0,
+            renew_deadline=2.0,
+            retry_period=0.3,
+            idle_resync_seconds=2.0,
+            watch_timeout_seconds=5,
+            wedged_tick_seconds=1.0,
+        ),
+        retry=RetryPolicy(attempts=4, base_seconds=0.05, cap_seconds=0.5),
+    )
+    parts = assemble(
+        load_api_client(kubeconfig=str(cluster.kubeconfig)), options, metrics_for=lambda _r: wedged
+    )
+    server = TelemetryServer(
+        parts.telemetry, ready=parts.controller.ready, healthy=parts.controller.healthy
+    ).start()
+
+    def probe(path: str) -> int:
+        try:
+            with urllib.request.urlopen(server.url + path, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        assert probe("/readyz") != 200  # not started: no watch has listed
+        cluster.deploy("web", "web:1.0")
+        cluster.create_rollout("web", "web")
+        parts.start()
+        wait_for("ready", lambda: probe("/readyz") == 200, timeout=30)
+        assert probe("/healthz") == 200
+        wait_for("web Initialized", phase_is(cluster, "web", "Initialized"), timeout=30)
+        cluster.set_image("web", "web:2.0")
+        assert wedged.entered.wait(30)  # the first analysis is stuck in the metrics read
+        wait_for("healthz failing", lambda: probe("/healthz") == 503, timeout=10)
+        wedged.release.set()
+        wait_for("healthz back", lambda: probe("/healthz") == 200, timeout=10)
+        parts.stop()
+        assert probe("/readyz") != 200  # stopped: no longer watching nor campaigning
+    finally:
+        wedged.release.set()
+        server.stop()
+        parts.stop()
