@@ -12,12 +12,15 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.kube import InvalidSpecError, parse_rollout
@@ -577,3 +580,58 @@ def test_optional_fields_are_plain_types_not_nullable_unions() -> None:
         "minimum": 1,
         "maximum": 65535,
     }
+
+
+# ---- no spec can crash the model's paths -----------------------------------------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["100000000000h", "0s", "http://[::1", "http://x/\n", "5..", "+Inf"]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, child in node.items():
+            out += _paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            out += _paths(child, (*prefix, i))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_spec_is_either_valid_or_an_invalid_spec_error(data: st.DataObject) -> None:
+    """Item "no spec can crash a tick": replace any node of a valid Rollout's spec with any
+    JSON value; the model either accepts it (and the values a tick derives from it are
+    computable) or raises InvalidSpecError naming a field -- never anything else."""
+    base = copy.deepcopy(VALID_ROLLOUTS[data.draw(st.sampled_from(sorted(VALID_ROLLOUTS)))])
+    base.pop("status", None)
+    path = data.draw(st.sampled_from(_paths(base["spec"])))
+    value = data.draw(_JSON)
+    if path:
+        node = base["spec"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    else:
+        base["spec"] = value
+    try:
+        parsed = parse_rollout(base)
+    except InvalidSpecError as exc:
+        assert str(exc) and len(str(exc)) < 2000
+        return
+    seconds = parsed.spec.schedule.interval_seconds()
+    assert 0.1 <= seconds <= 86400
+    timedelta(seconds=seconds)  # the scheduler's arithmetic
+    assert parsed.spec.schedule.weights()
