@@ -264,6 +264,22 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
     ) -> list[Document]:
         if not isinstance(name, str):
             return []
+        if isinstance(ns, str) and ns and ns != doc.namespace:
+            # The controller resolves references in the Rollout's own namespace only.
+            at = [*path[:-1], "namespace"]
+            if doc.namespace is None:
+                text = (
+                    f"references resolve only in the Rollout's own namespace: this works only "
+                    f"if the Rollout is applied into {ns!r}"
+                )
+                findings.append(doc.at(at, text, "warning"))
+            else:
+                text = (
+                    f"{kind} in namespace {ns!r}: references resolve only in the Rollout's "
+                    f"namespace {doc.namespace!r} (the controller refuses it)"
+                )
+                findings.append(doc.at(at, text))
+                return []
         want_ns = ns if isinstance(ns, str) and ns else doc.namespace
         found = [
             d

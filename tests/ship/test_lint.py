@@ -182,6 +182,22 @@ def test_reference_in_another_namespace_does_not_resolve(tmp_path: Path) -> None
     assert "in namespace prod" in findings[0].message
 
 
+def test_reference_naming_another_namespace_is_an_error(tmp_path: Path) -> None:
+    """Issue 9 item 8: the controller resolves templateRef/providerRef in the Rollout's own
+    namespace only; lint says so at the reference's namespace."""
+    docs, _ = lint.read_documents(
+        "a.yaml",
+        MINIMAL.replace("namespace: test", "namespace: prod")
+        + "  alerts: [{name: a, providerRef: {name: slack, namespace: staging}}]\n"
+        + "---\n"
+        + TEMPLATE_AND_PROVIDER.replace("  name: slack\n", "  name: slack\n  namespace: staging\n"),
+    )
+    findings = lint.lint_documents(docs, lint.load_crd_schemas())
+    errors = [f for f in findings if f.severity == "error"]
+    assert [f.path for f in errors] == ["spec.alerts[0].providerRef.namespace"]
+    assert "references resolve only in the Rollout's namespace 'prod'" in errors[0].message
+
+
 def test_yaml_syntax_error_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = write(tmp_path, "syntax.yaml", "kind: Rollout\nspec:\n  a: [1, 2\n  b: 3\n")
     assert run(file) == 1
