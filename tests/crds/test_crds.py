@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.kube import InvalidSpecError, parse_rollout
 from canaryd.api import crdgen
+from canaryd.api.errors import error_message
 from canaryd.api.models import AlertProvider, MetricTemplate, Rollout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -635,3 +636,11 @@ def test_any_spec_is_either_valid_or_an_invalid_spec_error(data: st.DataObject) 
     assert 0.1 <= seconds <= 86400
     timedelta(seconds=seconds)  # the scheduler's arithmetic
     assert parsed.spec.schedule.weights()
+
+
+def test_error_messages_are_capped_with_the_count_elided() -> None:
+    long = {"msg": "Value error, " + "x" * 5000, "loc": ("spec",)}
+    text = error_message(long)
+    assert text.startswith("x" * 400 + "... (4600 characters elided)")
+    assert len(text) < 450
+    assert error_message({"msg": "Value error, short"}) == "short"
