@@ -220,13 +220,10 @@ class ScheduleSpec(Model):
         if self.step_weights is not None:
             if not self.step_weights:
                 raise ValueError("stepWeights must not be empty")
-            pairs = zip(self.step_weights, self.step_weights[1:], strict=False)
-            bad = next((i + 1 for i, (a, b) in enumerate(pairs) if b <= a), None)
-            if bad is not None:
+            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
+                # Quoted briefly: a 10,000-weight list once made a 79 KB condition message.
                 raise ValueError(
-                    f"stepWeights must increase strictly: item {bad} "
-                    f"({self.step_weights[bad]}) is not above the one before it "
-                    f"({self.step_weights[bad - 1]}); got {brief(self.step_weights)}"
+                    f"stepWeights must increase strictly, got {brief(self.step_weights)}"
                 )
         if self.start_weight > self.max_weight:
             raise ValueError(
