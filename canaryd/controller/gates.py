@@ -14,7 +14,7 @@ A webhook is someone else's server, so nothing it does may hurt the controller:
 * Redirects are not followed: a 3xx is ``Closed`` (a gate answers itself, it does not send the
   controller, with the Rollout's payload, elsewhere). No HTTP proxy is used.
 * Calls run on a dedicated, bounded pool (:class:`GateCaller`), never on a tick worker: a tick
-  waits at most :data:`TICK_WAIT_SECONDS` for its answers. A call still running is reported as
+  waits at most :data:`TICK_WAIT_SECONDS` (1 s) for its answers. A call still running is reported as
   ``Error: pending`` (the gate is not yet open); its answer is kept and handed to the first
   tick that asks the same question again (same Rollout, webhook, revision and weight), so slow
   gates of some Rollouts never hold the workers that tick the others.
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024
 """Most bytes read from a webhook's answer (status line and headers; the body is not read)."""
-TICK_WAIT_SECONDS = 0.5
+TICK_WAIT_SECONDS = 1.0
 """Longest a tick waits for its gates' answers before treating them as pending."""
 GATE_WORKERS = 16
 """Concurrent webhook calls, over all Rollouts."""

@@ -53,7 +53,7 @@ class ControllerConfig:
     watch_timeout_seconds: int = 60
     wedged_tick_seconds: float = 600.0
     """/healthz fails once a tick has run this long: every call a tick makes is bounded (API
-    retries, metric query timeouts, webhook answers are waited for 0.5 s), so a tick past it
+    retries, metric query timeouts, webhook answers are waited for 1 s), so a tick past it
     is stuck, and a restart by the kubelet is the way out."""
 
 

@@ -21,7 +21,7 @@ from canaryd.adapters.kube import RetryPolicy, load_api_client
 from canaryd.adapters.kube.parse import parse_rollout
 from canaryd.api.models import Rollout, WebhookSpec, WebhookType
 from canaryd.controller.assemble import Options, assemble
-from canaryd.controller.gates import MAX_RESPONSE_BYTES, GateCaller, call_gate, call_gates
+from canaryd.controller.gates import MAX_RESPONSE_BYTES, GateCaller, call_gate
 from canaryd.controller.runtime import ControllerConfig
 from canaryd.controller.telemetry import TelemetryServer
 from canaryd.core.types import GateStatus, MetricQuery, MetricReading
@@ -92,15 +92,20 @@ def test_gates_open_closed_error_and_payload(hooks: Hooks) -> None:
         },
         "status": {"phase": "Progressing", "canaryWeight": 10, "canaryRevision": "abc"},
     }
-    results = call_gates(parse_rollout(raw), (WebhookType.ROLLOUT,))
+    # The calls run concurrently; a generous wait keeps a loaded machine from making any of
+    # them "pending" (that path has its own test below).
+    caller = GateCaller(tick_wait=10.0)
+    try:
+        results = caller.ask(parse_rollout(raw), (WebhookType.ROLLOUT,))
+    finally:
+        caller.close()
     assert [(r.name, r.status) for r in results] == [
         ("ok", GateStatus.OPEN),
         ("no", GateStatus.CLOSED),
         ("gone", GateStatus.ERROR),
         ("slow", GateStatus.ERROR),
     ]
-    path, body = hooks.received[0]
-    assert path == "/open"
+    (body,) = [b for p, b in hooks.received if p == "/open"]
     assert body == {
         "name": "podinfo",
         "namespace": "test",
@@ -111,7 +116,7 @@ def test_gates_open_closed_error_and_payload(hooks: Hooks) -> None:
         "metadata": {"a": "b"},
     }
     # Only the requested gate type is called: the confirm-promotion hook was not.
-    assert [p for p, _ in hooks.received] == ["/open", "/closed", "/slow"]
+    assert sorted(p for p, _ in hooks.received) == ["/closed", "/open", "/slow"]
 
 
 # ---- hostile webhooks (issue 9 items 4 and 5) ------------------------------------------------
