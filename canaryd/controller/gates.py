@@ -26,13 +26,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import queue
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -160,6 +161,42 @@ def call_gate(rollout: Rollout, hook: WebhookSpec) -> GateResult:
     return result(GateStatus.CLOSED, f"HTTP {code} {reason}".rstrip())
 
 
+class _DaemonPool:
+    """A fixed set of daemon threads running submitted calls. Not ``ThreadPoolExecutor``: its
+    threads are joined at interpreter exit, so a webhook call in flight (up to its 300-s
+    deadline) would hold ``canaryd run`` past SIGTERM; a gate answer nobody waits for any more
+    is worth nothing."""
+
+    def __init__(self, workers: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[GateResult], Callable[[], GateResult]] | None]
+        self._work = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"canaryd-gate-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], GateResult]) -> Future[GateResult]:
+        future: Future[GateResult] = Future()
+        self._work.put((future, fn))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # call_gate never raises; keep the worker alive anyway
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._work.put(None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Question:
     """What a gate is asked: the same question asked again may take the earlier answer."""
@@ -191,7 +228,7 @@ class GateCaller:
         self, *, workers: int = GATE_WORKERS, tick_wait: float = TICK_WAIT_SECONDS
     ) -> None:
         self.tick_wait = tick_wait
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="canaryd-gate")
+        self._pool = _DaemonPool(workers)
         self._lock = threading.Lock()
         self._calls: dict[_Question, _Call] = {}
 
@@ -214,7 +251,9 @@ class GateCaller:
                 )
                 call = self._calls.get(question)
                 if call is None:
-                    call = _Call(self._pool.submit(call_gate, rollout, hook), now)
+                    call = _Call(
+                        self._pool.submit(functools.partial(call_gate, rollout, hook)), now
+                    )
                     self._calls[question] = call
                 calls.append((hook, question, call))
         wait_futures([c.future for _, _, c in calls], timeout=self.tick_wait)
@@ -248,7 +287,7 @@ class GateCaller:
             return sum(1 for c in self._calls.values() if not c.future.done())
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
 
 def _outcome(hook: WebhookSpec, future: Future[GateResult]) -> GateResult:

@@ -8,6 +8,8 @@ import contextlib
 import itertools
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -125,7 +127,8 @@ def test_gates_open_closed_error_and_payload(hooks: Hooks) -> None:
 class Hostile:
     """A raw TCP server on 127.0.0.1 that misbehaves by path: ``/drip`` sends a 200 answer one
     byte every 0.3 s, ``/huge`` a 200 status line followed by an endless body, ``/longline``
-    an endless status line, ``/redirect`` a 302 to ``/target``; it records the paths asked."""
+    an endless status line, ``/silent`` nothing at all, ``/redirect`` a 302 to ``/target``; it
+    records the paths asked."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -175,6 +178,8 @@ class Hostile:
                 conn.sendall(b"HTTP/1.1 200 ")
                 while not self.stop.is_set():
                     conn.sendall(b"x" * 65536)
+            elif path == "/silent":  # reads the request, never answers
+                self.stop.wait()
             elif path == "/redirect":
                 conn.sendall(
                     b"HTTP/1.1 302 Found\r\nLocation: /target\r\nContent-Length: 0\r\n\r\n"
@@ -415,3 +420,27 @@ def test_healthz_fails_while_a_worker_is_wedged_and_readyz_follows_watches(
         wedged.release.set()
         server.stop()
         parts.stop()
+
+
+def test_a_call_in_flight_does_not_hold_the_process_at_exit(hostile: Hostile) -> None:
+    """``canaryd run`` exits on SIGTERM while a gate call (deadline up to 300 s) is running:
+    the gate pool's threads are daemons, not joined at interpreter exit."""
+    script = (
+        "import sys, time\n"
+        "from canaryd.adapters.kube.parse import parse_rollout\n"
+        "from canaryd.api.models import WebhookType\n"
+        "from canaryd.controller.gates import call_gates\n"
+        "r = parse_rollout({'metadata': {'name': 'x', 'namespace': 't'}, 'spec': {"
+        "'targetRef': {'name': 'x'}, 'service': {'port': 80}, 'webhooks': [{'name': 'g', "
+        f"'type': 'rollout', 'url': '{hostile.url}/silent', 'timeoutSeconds': 120}}]}}}})\n"
+        "(res,) = call_gates(r, (WebhookType.ROLLOUT,))\n"
+        "print(res.message, flush=True)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("pending: no answer yet"), proc.stdout
+    assert took < 30, took  # the call's deadline is 120 s
