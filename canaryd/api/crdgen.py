@@ -21,20 +21,29 @@ v3 schema:
 Cross-field rules of the model validators are added where OpenAPI can state them without types
 (``oneOf``/``anyOf`` of ``required``): exactly one traffic mode, ``templateRef`` for template
 metrics, exactly one Slack credential. Rules OpenAPI cannot state (strictly increasing
-``stepWeights``) are enforced by the model; the controller reports them as condition
-``Ready=False`` with reason ``InvalidSpec``. ``startWeight <= maxWeight`` is also given as a CEL
-rule (``x-kubernetes-validations``) for real API servers.
+``stepWeights``, a valid IPv6 literal in a URL) are enforced by the model; the controller reports
+them as condition ``Ready=False`` with reason ``InvalidSpec``. Some are also given to real API
+servers: as CEL rules (``x-kubernetes-validations``): ``startWeight <= maxWeight``, ``interval``
+between 100ms and 24h, ``thresholdRange`` ``min <= max``, ``primaryHost != canaryHost``; and as
+``x-kubernetes-list-type: map`` keyed by ``name`` (no two metrics, webhooks or alerts of one
+name). The API emulator evaluates neither, so there the model is what refuses them.
+
+Patterns are read by kube-apiserver with Go's RE2, where ``$`` is the end of the text; Python's
+``$`` also matches before a final newline. :data:`SchemaValidator` (used by ``canaryd lint`` and
+the tests) reads them the Go way.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 from pydantic import BaseModel
 
@@ -42,11 +51,14 @@ from canaryd.api.models import (
     GROUP,
     VERSION,
     AlertProviderSpec,
+    AnalysisSpec,
     MetricSpec,
     MetricTemplateSpec,
     RolloutSpec,
     RolloutStatus,
     ScheduleSpec,
+    ThresholdRange,
+    VirtualServiceRef,
 )
 
 # Keys of the pydantic schema that carry no meaning for Kubernetes (or that it forbids).
@@ -73,10 +85,38 @@ _CROSS_FIELD: dict[str, dict[str, Any]] = {
             {
                 "rule": "self.startWeight <= self.maxWeight",
                 "message": "startWeight must not exceed maxWeight",
+            },
+            {
+                "rule": "duration(self.interval) >= duration('100ms') && "
+                "duration(self.interval) <= duration('24h')",
+                "message": "interval must be between 100ms and 24h",
+            },
+        ],
+    },
+    ThresholdRange.__name__: {
+        "x-kubernetes-validations": [
+            {
+                "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "message": "min must not exceed max",
+            }
+        ],
+    },
+    VirtualServiceRef.__name__: {
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.primaryHost != self.canaryHost",
+                "message": "primaryHost and canaryHost must differ",
             }
         ],
     },
 }
+
+# Lists of named items: kube-apiserver refuses two items with one name (``listType: map``).
+_LIST_MAPS: dict[str, tuple[str, ...]] = {
+    AnalysisSpec.__name__: ("metrics",),
+    RolloutSpec.__name__: ("webhooks", "alerts"),
+}
+_LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 
 
 class SchemaError(ValueError):
@@ -131,6 +171,8 @@ def structural(
             out[key] = structural(value, defs, f"{path}.*")
         elif key == "properties":
             out[key] = {p: structural(s, defs, f"{path}.{p}") for p, s in value.items()}
+            for prop in _LIST_MAPS.get(name, ()):
+                out[key][prop] = _ordered({**out[key][prop], **copy.deepcopy(_LIST_MAP)})
         elif key == "items":
             out[key] = structural(value, defs, f"{path}[]")
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -160,6 +202,46 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
     head = [k for k in _KEY_ORDER if k in node]
     tail = sorted(k for k in node if k not in _KEY_ORDER)
     return {k: node[k] for k in (*head, *tail)}
+
+
+def go_pattern(pattern: str) -> str:
+    """``pattern`` rewritten so Python's ``re`` reads it as kube-apiserver (Go RE2) does: an
+    unescaped ``$`` outside a character class means end of text (``\\Z``), not "end of text or
+    before a final newline" (which let ``http://x/\\n`` through a URL pattern)."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]" or out[-1] in ("[", "[^")
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "^":
+                out.append("[^")
+                i += 2
+                continue
+        elif ch == "$":
+            ch = r"\Z"
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _go_pattern_check(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if isinstance(instance, str) and not re.search(go_pattern(pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SchemaValidator = jsonschema.validators.extend(
+    jsonschema.Draft4Validator, {"pattern": _go_pattern_check}
+)
+"""JSON Schema draft 4 (OpenAPI 3.0's boolean ``exclusiveMinimum``) with ``pattern`` read with
+Go's semantics: what ``canaryd lint`` and the tests validate CRD schemas with."""
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -21,7 +21,16 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+MAX_MESSAGE = 400
+"""Longest message kept for one error: a condition or a lint line is read by people, and a
+message quoting a user's value must not grow with it (a 79 KB condition message once did)."""
+
+
 def error_message(error: Mapping[str, object]) -> str:
     """One pydantic error's ``msg`` without the ``Value error, `` that pydantic puts before a
-    validator's own message."""
-    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    validator's own message, at most :data:`MAX_MESSAGE` characters (the rest elided, with
+    their count)."""
+    text = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} characters elided)"
+    return text

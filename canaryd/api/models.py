@@ -7,33 +7,113 @@ are camelCase on the wire (Kubernetes convention) and snake_case in Python.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "canaryd.io"
 VERSION = "v1alpha1"
 API_VERSION: Final = "canaryd.io/v1alpha1"
 
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Patterns are written for two regex engines at once: kube-apiserver's (Go RE2) and Python's
+# (jsonschema in `canaryd lint`, the emulator and the tests). Both read them the same way as
+# long as they use only ASCII classes (`\s` differs: RE2's is ASCII-only, Python's Unicode) and
+# `$` is read as "end of text" -- see `canaryd.api.schema_re` for Python callers.
+#
+# Every number of a duration has at most 5 digits (and 9 decimals) and there are at most 4
+# parts, so no admitted duration can overflow a timedelta (the scheduler's OverflowError).
+DURATION_PATTERN = r"^([0-9]{1,5}(\.[0-9]{1,9})?(ms|s|m|h)){1,4}$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MIN_INTERVAL_SECONDS: Final = 0.1
+MAX_INTERVAL_SECONDS: Final = 86400.0
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "1m", "1h30m"])]
+# An http(s) URL that every client can open: scheme, a host (DNS name, IPv4, or a bracketed
+# IPv6 literal), an optional port 1..65535, then an optional path/query/fragment of printable
+# ASCII without spaces. No user:password@ (credentials belong in Secrets), no control
+# characters (a newline made urllib raise InvalidURL inside a tick), no unbalanced `[`.
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+URL_PATTERN = (
+    r"^https?://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9]([-A-Za-z0-9._]{0,251}[A-Za-z0-9])?)"
+    rf"(:{_PORT})?([/?#][!-~]*)?$"
+)
+MAX_URL_LENGTH: Final = 2048
+
+Duration = Annotated[
+    str, Field(max_length=64, pattern=DURATION_PATTERN, examples=["30s", "1m", "1h30m"])
+]
 K8sName = Annotated[
     str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 ]
 
 
+def _openable_url(value: str) -> str:
+    """The URL rules, with a message people can act on (pydantic's own would quote the whole
+    pattern), and what a pattern cannot say: the URL parses as the HTTP clients will parse it
+    (a bracketed host must be a real IPv6 address)."""
+    if not re.fullmatch(URL_PATTERN, value):
+        raise ValueError(
+            f"{value[:100]!r} is not an http(s) URL of the form scheme://host[:port][/path] "
+            "(host: DNS name, IPv4 or [IPv6]; port 1..65535; printable ASCII, no spaces, "
+            "no user@)"
+        )
+    parts = urlsplit(value)  # ValueError on e.g. an unbalanced or invalid IPv6 literal
+    _ = parts.port  # ValueError on a port out of range
+    if parts.netloc.startswith("["):
+        ipaddress.IPv6Address(parts.hostname or "")  # AddressValueError is a ValueError
+    return value
+
+
+HttpUrl = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=MAX_URL_LENGTH,
+        # The CRD carries the pattern (kube-apiserver checks it); the model checks it in
+        # _openable_url, with a readable message.
+        json_schema_extra={"pattern": URL_PATTERN},
+        examples=["http://loadtester.test/", "https://[fd00::1]:8443/gate"],
+    ),
+    AfterValidator(_openable_url),
+]
+ShortText = Annotated[str, Field(max_length=1024)]
+"""A free-text value (metadata, variables): bounded so no object can carry megabytes."""
+HostName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[!-~]+$")]
+# RFC 7230 token for header names; values: printable ASCII and tabs (no CR/LF injection).
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+HeaderValue = Annotated[str, Field(max_length=4096, pattern=r"^[\t -~]*$")]
+# Finite and bounded: thresholds, weights and scores are compared, summed and printed.
+Bounded = Annotated[float, Field(ge=-1e15, le=1e15, allow_inf_nan=False)]
+
+MAX_LIST_QUOTED: Final = 10
+"""How many items of a list a validation message quotes before eliding the rest."""
+
+
+def brief(items: list[Any] | tuple[Any, ...]) -> str:
+    """``[1, 2, 3, ... (+9997 more)]``: a list quoted in a message without quoting it whole."""
+    shown = ", ".join(repr(i) for i in items[:MAX_LIST_QUOTED])
+    more = len(items) - MAX_LIST_QUOTED
+    return f"[{shown}, ... (+{more} more)]" if more > 0 else f"[{shown}]"
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration string such as ``"1m30s"`` (units ms, s, m, h)."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 1m, 1h30m")
+    if len(text) > 64 or not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text[:64]!r}: use e.g. 30s, 1m, 1h30m")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    dupes = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"{what} must be unique; repeated: {brief(sorted(set(dupes)))}")
 
 
 class Model(BaseModel):
@@ -76,8 +156,12 @@ class ServiceSpec(Model):
         default=None,
         description="Base name of the Services and VirtualService; defaults to the target.",
     )
-    hosts: list[str] = Field(default_factory=list, description="VirtualService hosts.")
-    gateways: list[str] = Field(default_factory=list, description="VirtualService gateways.")
+    hosts: list[HostName] = Field(
+        default_factory=list, max_length=64, description="VirtualService hosts."
+    )
+    gateways: list[HostName] = Field(
+        default_factory=list, max_length=64, description="VirtualService gateways."
+    )
 
 
 class VirtualServiceRef(Model):
@@ -85,21 +169,37 @@ class VirtualServiceRef(Model):
     Rollouts does). Every other route is left exactly as it is."""
 
     name: K8sName
-    routes: list[str] = Field(
+    routes: list[HostName] = Field(
         default_factory=list,
+        max_length=64,
         description="Names of the HTTP routes to manage; empty means the only HTTP route.",
     )
-    primary_host: str = Field(description="Destination host of the stable (primary) Service.")
-    canary_host: str = Field(description="Destination host of the canary Service.")
+    primary_host: HostName = Field(description="Destination host of the stable (primary) Service.")
+    canary_host: HostName = Field(description="Destination host of the canary Service.")
+
+    @model_validator(mode="after")
+    def _two_hosts(self) -> VirtualServiceRef:
+        if self.primary_host == self.canary_host:
+            raise ValueError(
+                f"primaryHost and canaryHost must differ (both are {self.primary_host!r}): "
+                "one destination cannot be both stable and canary"
+            )
+        _unique(self.routes, "routes")
+        return self
 
 
 class ScheduleSpec(Model):
     """When and how far traffic moves. The first step is ``startWeight`` (5% by default)."""
 
-    interval: Duration = Field(default="1m", description="Time between analysis ticks.")
+    interval: Duration = Field(
+        default="1m", description="Time between analysis ticks, 100ms to 24h."
+    )
     start_weight: int = Field(default=5, ge=1, le=100)
     step_weights: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
-        default=None, description="Explicit increasing weights; overrides stepWeight/maxWeight."
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Explicit increasing weights; overrides stepWeight/maxWeight.",
     )
     step_weight: int | None = Field(default=None, ge=1, le=100)
     max_weight: int = Field(default=50, ge=1, le=100)
@@ -107,13 +207,24 @@ class ScheduleSpec(Model):
         default=1, ge=1, le=1000, description="Analysis intervals judged at each weight."
     )
 
+    @field_validator("interval")
+    @classmethod
+    def _interval_bounds(cls, value: str) -> str:
+        seconds = parse_duration(value)
+        if not MIN_INTERVAL_SECONDS <= seconds <= MAX_INTERVAL_SECONDS:
+            raise ValueError(f"interval must be between 100ms and 24h, got {value} ({seconds:g}s)")
+        return value
+
     @model_validator(mode="after")
     def _increasing(self) -> ScheduleSpec:
         if self.step_weights is not None:
             if not self.step_weights:
                 raise ValueError("stepWeights must not be empty")
             if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
-                raise ValueError(f"stepWeights must increase strictly, got {self.step_weights}")
+                # Quoted briefly: a 10,000-weight list once made a 79 KB condition message.
+                raise ValueError(
+                    f"stepWeights must increase strictly, got {brief(self.step_weights)}"
+                )
         if self.start_weight > self.max_weight:
             raise ValueError(
                 f"startWeight ({self.start_weight}) must not exceed maxWeight ({self.max_weight})"
@@ -148,11 +259,23 @@ class MetricKind(StrEnum):
 class ThresholdRange(Model):
     """Absolute SLO bound applied to the canary alone (Flagger-compatible)."""
 
-    min: float | None = None
-    max: float | None = None
+    min: Bounded | None = None
+    max: Bounded | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"min ({self.min:g}) must not exceed max ({self.max:g}): no value could pass"
+            )
+        return self
 
 
 class TemplateRef(Model):
+    """A MetricTemplate or AlertProvider. It is looked up in the Rollout's own namespace;
+    ``namespace``, when given, must be that namespace (cross-namespace references are refused:
+    another team's template or provider, and its Secrets, are not the Rollout's to use)."""
+
     name: K8sName
     namespace: K8sName | None = None
 
@@ -173,16 +296,25 @@ class MetricSpec(Model):
         ),
     )
     error_codes: str = Field(
-        default="5..", description="response_code regex counted as errors (errorRate)."
+        default="5..",
+        min_length=1,
+        max_length=256,
+        description="response_code regex counted as errors (errorRate).",
     )
-    latency_thresholds_ms: list[float] | None = Field(
+    latency_thresholds_ms: list[Annotated[float, Field(gt=0, le=3.6e6)]] | None = Field(
         default=None,
+        min_length=1,
+        max_length=32,
         description="Bucket bounds (le, ms) judged for 'slower than' counts; default: the judge's.",
     )
     threshold_range: ThresholdRange | None = None
-    weight: float = Field(default=1.0, ge=0, description="Weight in the Kayenta-style score.")
+    weight: float = Field(
+        default=1.0, ge=0, le=1000, description="Weight in the Kayenta-style score."
+    )
     critical: bool = Field(default=True, description="A failure of this metric fails the rollout.")
-    variables: dict[str, str] = Field(default_factory=dict, description="Template variables.")
+    variables: dict[str, ShortText] = Field(
+        default_factory=dict, max_length=32, description="Template variables."
+    )
 
     @model_validator(mode="after")
     def _template_needs_ref(self) -> MetricSpec:
@@ -217,51 +349,72 @@ class AnalysisSpec(Model):
         le=10,
         description="Relative degradation tolerated before a canary counts as worse (0.25 = 25%).",
     )
-    metrics: list[MetricSpec] = Field(default_factory=_default_metrics)
+    metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
     early_promotion: bool = Field(
         default=False, description="Promote before the schedule ends once evidence allows."
     )
     no_data_limit: int = Field(
-        default=5, ge=1, description="Consecutive intervals without data before failing (NoData)."
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive intervals without data before failing (NoData).",
     )
     error_limit: int = Field(
         default=5,
         ge=1,
+        le=1000,
         description="Consecutive metric errors (e.g. Prometheus down) before failing.",
     )
     min_requests: int = Field(
-        default=0, ge=0, description="Canary requests needed before a step may advance."
+        default=0, ge=0, le=10**12, description="Canary requests needed before a step may advance."
     )
     reporter: Literal["destination", "source"] = "destination"
     prometheus: PrometheusSpec | None = None
     kayenta: KayentaSpec | None = None
 
+    @model_validator(mode="after")
+    def _unique_metrics(self) -> AnalysisSpec:
+        _unique([m.name for m in self.metrics], "metric names")
+        return self
+
 
 class SecretKeyRef(Model):
     name: K8sName
-    key: str = Field(min_length=1)
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
 class PrometheusSpec(Model):
-    """Where to read metrics; unset fields fall back to the controller's global settings."""
+    """Where to read metrics; unset fields fall back to the controller's global settings.
 
-    address: str | None = Field(default=None, pattern=r"^https?://")
+    The controller's own credentials (bearer token, tenant headers) go only to the controller's
+    own address: a different ``address`` gets only the credentials and headers given here, read
+    from Secrets in the Rollout's namespace."""
+
+    address: HttpUrl | None = None
     bearer_token_secret_ref: SecretKeyRef | None = None
     basic_auth_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding 'user:password'."
     )
     ca_secret_ref: SecretKeyRef | None = None
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra headers, e.g. X-Scope-OrgID."
+    headers: dict[str, HeaderValue] = Field(
+        default_factory=dict, max_length=32, description="Extra headers, e.g. X-Scope-OrgID."
     )
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(HEADER_NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"invalid header name(s) {brief(bad)}: use an HTTP token")
+        return value
 
 
 class KayentaSpec(Model):
     """Kayenta-compatible classifier settings."""
 
     confidence: float = Field(default=0.98, gt=0.5, lt=1)
-    tolerance: float = Field(default=0.25, ge=0)
+    tolerance: float = Field(default=0.25, ge=0, le=10)
     pass_score: float = Field(default=95.0, ge=0, le=100)
     marginal_score: float = Field(default=75.0, ge=0, le=100)
 
@@ -278,9 +431,11 @@ class WebhookSpec(Model):
 
     name: K8sName
     type: WebhookType
-    url: str = Field(pattern=r"^https?://")
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    url: HttpUrl
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Deadline of the whole call (connect to body)."
+    )
+    metadata: dict[str, ShortText] = Field(default_factory=dict, max_length=32)
 
 
 class Severity(StrEnum):
@@ -304,14 +459,16 @@ class RolloutSpec(Model):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=86400)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    webhooks: list[WebhookSpec] = Field(default_factory=list)
-    alerts: list[AlertSpec] = Field(default_factory=list)
+    webhooks: list[WebhookSpec] = Field(default_factory=list, max_length=32)
+    alerts: list[AlertSpec] = Field(default_factory=list, max_length=16)
     paused: bool = False
 
     @model_validator(mode="after")
     def _one_traffic_mode(self) -> RolloutSpec:
         if (self.service is None) == (self.virtual_service_ref is None):
             raise ValueError("set exactly one of spec.service and spec.virtualServiceRef")
+        _unique([w.name for w in self.webhooks], "webhook names")
+        _unique([a.name for a in self.alerts], "alert names")
         return self
 
 
@@ -463,7 +620,7 @@ class MetricTemplateSpec(Model):
     target, primary, canary, workload (the arm being measured), interval. Values are escaped
     before substitution so a name cannot inject PromQL."""
 
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=16384)
     prometheus: PrometheusSpec | None = None
 
 
@@ -480,13 +637,13 @@ class AlertProviderSpec(Model):
     """A Slack target. Exactly one of webhook or bot token, each read from a Secret."""
 
     type: Literal["slack"] = "slack"
-    channel: str | None = Field(default=None, description="Channel for the bot token mode.")
+    channel: str | None = Field(
+        default=None, max_length=256, description="Channel for the bot token mode."
+    )
     webhook_secret_ref: SecretKeyRef | None = None
     token_secret_ref: SecretKeyRef | None = None
-    address: str | None = Field(
-        default=None, pattern=r"^https?://", description="Override Slack's API base URL."
-    )
-    dashboard_url: str | None = Field(
+    address: HttpUrl | None = Field(default=None, description="Override Slack's API base URL.")
+    dashboard_url: HttpUrl | None = Field(
         default=None, description="Grafana dashboard link put in messages."
     )
 

@@ -51,55 +51,110 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    source: IO[str] = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    # Bytes, not text: a line that is not UTF-8 is that line's error, not a traceback.
+    if args.file == "-":
+        data: str | bytes = (getattr(sys.stdin, "buffer", None) or sys.stdin).read()
+    else:
+        try:
+            with open(args.file, "rb") as source:
+                data = source.read()
+        except OSError as exc:
+            print(f"{args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     sink: IO[str] = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
-        return run(source.read(), sink, sys.stderr, summary=args.summary)
+        return run(data, sink, sys.stderr, summary=args.summary)
     finally:
-        if source is not sys.stdin:
-            source.close()
         if sink is not sys.stdout:
             sink.close()
 
 
-def run(text: str, out: IO[str], err: IO[str], *, summary: bool = False) -> int:
-    """Judge every document in ``text``; write one result line each. Returns the exit code."""
+def run(text: str | bytes, out: IO[str], err: IO[str], *, summary: bool = False) -> int:
+    """Judge every document in ``text``; write one result line each. Returns the exit code.
+
+    Nothing a line holds stops the others: a bad line gets ``line N: field: message`` on
+    ``err`` and ``{"line": N, "error": ...}`` on ``out``, and the exit code is 1."""
     failures = 0
     counts: dict[str, int] = {}
     for line_no, doc in _documents(text):
         try:
-            result = analyze_document(doc)
-            result = {"line": line_no, **result}
+            result = {"line": line_no, **analyze_document(doc)}
+            line = json.dumps(result, allow_nan=False)
             counts[result["decision"]] = counts.get(result["decision"], 0) + 1
         except InputError as exc:
             failures += 1
-            print(f"line {line_no}: {exc}", file=err)
-            result = {"line": line_no, "error": str(exc)}
-        out.write(json.dumps(result, allow_nan=False) + "\n")
+            message = _bounded(str(exc))
+            print(f"line {line_no}: {message}", file=err)
+            line = json.dumps({"line": line_no, "error": message})
+        except Exception as exc:  # a judge bug must not cost the other lines their verdict
+            failures += 1
+            message = _bounded(f"<judge>: {type(exc).__name__}: {exc}")
+            print(f"line {line_no}: {message}", file=err)
+            line = json.dumps({"line": line_no, "error": message})
+        out.write(line + "\n")
     if summary:
         print(json.dumps({"decisions": counts, "errors": failures}), file=err)
     return 1 if failures else 0
 
 
-def _documents(text: str) -> Iterator[tuple[int, Any]]:
+MAX_MESSAGE = 500
+"""Longest error message printed for one line (inputs can be megabytes)."""
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
+
+
+def _show(value: Any) -> str:
+    """A value quoted in a message: huge integers by their size (``str()`` of a 5,000-digit
+    integer raises), everything else as bounded JSON."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"an integer of about {digits} digits"
+    try:
+        text = json.dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _parse(text: str) -> Any:
+    """``json.loads``, with every way it can fail (syntax, over-long integers, deep nesting)
+    turned into a :class:`_Broken` that names the problem."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _Broken(f"invalid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return _Broken("invalid JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        return _Broken(f"invalid JSON: {exc}")
+
+
+def _documents(text: str | bytes) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) for a single JSON document or for JSON Lines."""
-    stripped = text.strip()
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    stripped = raw.strip()
     if not stripped:
         return
     try:
-        whole = json.loads(stripped)
-    except json.JSONDecodeError:
+        whole = _parse(stripped.decode("utf-8"))
+    except UnicodeDecodeError:
         whole = None
     if isinstance(whole, dict):
         yield 1, whole
         return
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield i, _Broken(f"invalid JSON: {exc.msg} at column {exc.colno}")
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield i, _Broken(f"invalid input: not UTF-8 (byte {exc.start + 1} of the line)")
+            continue
+        yield i, _parse(decoded)
 
 
 class _Broken:
@@ -198,12 +253,20 @@ def _any_latency(intervals: Any) -> bool:
     )
 
 
-def _number(value: Any, where: str) -> float:
+def _float(value: Any, where: str) -> float:
+    """A JSON number as a float; InputError for non-numbers and integers beyond a float."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{where}: expected a number, got {json.dumps(value)}")
-    x = float(value)
+        raise InputError(f"{where}: expected a number, got {_show(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"{where}: number out of range, got {_show(value)}") from None
+
+
+def _number(value: Any, where: str) -> float:
+    x = _float(value, where)
     if not math.isfinite(x) or x < 0:
-        raise InputError(f"{where}: must be a finite number >= 0, got {value}")
+        raise InputError(f"{where}: must be a finite number >= 0, got {_show(value)}")
     return x
 
 
@@ -215,14 +278,10 @@ def _arm(raw: Any, where: str, *, template: bool = False) -> ArmCounts:
     if extra:
         raise InputError(f"{where}: unknown field(s) {extra}; allowed: {sorted(allowed)}")
     if template and "value" in raw and "requests" not in raw:
-        value = raw["value"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise InputError(f"{where}.value: expected a finite number, got {json.dumps(value)}")
-        return ArmCounts(requests=0, value=float(value))
+        value = _float(raw["value"], f"{where}.value")
+        if not math.isfinite(value):
+            raise InputError(f"{where}.value: expected a finite number, got {_show(raw['value'])}")
+        return ArmCounts(requests=0, value=value)
     if "requests" not in raw:
         raise InputError(f"{where}.requests: missing")
     requests = _number(raw["requests"], f"{where}.requests")
@@ -244,24 +303,26 @@ def _arm(raw: Any, where: str, *, template: bool = False) -> ArmCounts:
                 raise InputError(
                     f"{where}.latency: bucket key {key!r} is not a number or +Inf"
                 ) from None
-            if le <= 0:
-                raise InputError(f"{where}.latency: bucket key {key!r} must be > 0")
+            if not le > 0 or (math.isinf(le) and "inf" not in key.lower()):  # NaN, 1e999
+                raise InputError(f"{where}.latency: bucket key {key[:40]!r} must be > 0 and finite")
             buckets[key] = _number(count, f"{where}.latency[{key!r}]")
         ordered = sorted(
             buckets.items(), key=lambda kv: math.inf if "inf" in kv[0].lower() else float(kv[0])
         )
         if any(b[1] < a[1] - 1e-9 for a, b in itertools.pairwise(ordered)):
             raise InputError(f"{where}.latency: counts must be cumulative (non-decreasing in le)")
+        if all("inf" in k.lower() for k in buckets):
+            raise InputError(
+                f"{where}.latency: needs at least one finite bucket (le in ms) besides +Inf"
+            )
         if not any("inf" in k.lower() for k in buckets):
             buckets["+Inf"] = requests
-    value = raw.get("value")
+    raw_value = raw.get("value")
     return ArmCounts(
         requests=requests,
         errors=errors,
         latency_buckets=buckets,
-        value=float(value)
-        if isinstance(value, int | float) and not isinstance(value, bool)
-        else None,
+        value=None if raw_value is None else _float(raw_value, f"{where}.value"),
     )
 
 
@@ -270,5 +331,5 @@ def _weight(raw: Any, canary: ArmCounts, stable: ArmCounts, where: str) -> int:
         total = canary.requests + stable.requests
         return round(100 * canary.requests / total) if total > 0 else 0
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
-        raise InputError(f"{where}: expected a number between 0 and 100, got {json.dumps(raw)}")
+        raise InputError(f"{where}: expected a number between 0 and 100, got {_show(raw)}")
     return round(raw)

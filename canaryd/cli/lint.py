@@ -186,7 +186,7 @@ def schema_findings(doc: Document, schema: Mapping[str, Any]) -> list[tuple[Find
     """Violations of the CRD schema, each at the most precise path (a missing required field
     at that field's path, positioned at its parent), with a flag for cross-field rules
     (oneOf/anyOf/not) that a more precise finding may explain better."""
-    validator = jsonschema.Draft4Validator(schema)  # OpenAPI 3.0: boolean exclusiveMinimum
+    validator = crdgen.SchemaValidator(schema)  # OpenAPI 3.0 keywords, Go regex semantics
     findings = []
     for error in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.path))):
         path: list[PathPart] = list(error.absolute_path)
@@ -264,6 +264,22 @@ def reference_findings(docs: Sequence[Document]) -> list[Finding]:
     ) -> list[Document]:
         if not isinstance(name, str):
             return []
+        if isinstance(ns, str) and ns and ns != doc.namespace:
+            # The controller resolves references in the Rollout's own namespace only.
+            at = [*path[:-1], "namespace"]
+            if doc.namespace is None:
+                text = (
+                    f"references resolve only in the Rollout's own namespace: this works only "
+                    f"if the Rollout is applied into {ns!r}"
+                )
+                findings.append(doc.at(at, text, "warning"))
+            else:
+                text = (
+                    f"{kind} in namespace {ns!r}: references resolve only in the Rollout's "
+                    f"namespace {doc.namespace!r} (the controller refuses it)"
+                )
+                findings.append(doc.at(at, text))
+                return []
         want_ns = ns if isinstance(ns, str) and ns else doc.namespace
         found = [
             d

@@ -108,6 +108,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ops = parser.add_argument_group("operations")
     ops.add_argument("--metrics-host", default="0.0.0.0", help="bind address of /metrics")
     ops.add_argument("--metrics-port", type=int, default=8080, help="0 picks a free port")
+    ops.add_argument(
+        "--wedged-tick-seconds",
+        type=float,
+        default=_CONTROLLER.wedged_tick_seconds,
+        help="/healthz fails once a tick has run this long (default %(default)s)",
+    )
     ops.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -134,6 +140,7 @@ def options_from(args: argparse.Namespace) -> Options:
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
         workers=args.workers,
+        wedged_tick_seconds=args.wedged_tick_seconds,
     )
     default_alert = None
     if args.alert_provider:
@@ -165,7 +172,8 @@ def main(args: argparse.Namespace) -> int:
         parts.telemetry,
         host=args.metrics_host,
         port=args.metrics_port,
-        ready=lambda: all(r.relists > 0 for r in parts.controller.reflectors),
+        ready=parts.controller.ready,
+        healthy=parts.controller.healthy,
     ).start()
     stop = threading.Event()
 

@@ -46,19 +46,24 @@ def alert_targets(
     rollout: Rollout, resources: Resources, *, default: ProviderRef | None
 ) -> tuple[list[AlertTarget], list[str]]:
     """The targets of ``rollout.spec.alerts`` (or ``default`` when it names none) and the
-    problems met while resolving them."""
-    refs = [
-        ProviderRef(
-            alert.provider_ref.namespace or rollout.metadata.namespace,
-            alert.provider_ref.name,
-            alert.severity,
-        )
-        for alert in rollout.spec.alerts
-    ]
-    if not refs and default is not None:
-        refs = [default]
-    targets: list[AlertTarget] = []
+    problems met while resolving them. A provider is looked up in the Rollout's namespace
+    only, and its Secret in the provider's (that same) namespace."""
+    ns = rollout.metadata.namespace
+    refs: list[ProviderRef] = []
     problems: list[str] = []
+    for alert in rollout.spec.alerts:
+        wanted = alert.provider_ref
+        if wanted.namespace not in (None, ns):
+            # Another namespace's provider would post with that namespace's Secret.
+            problems.append(
+                f"alert {alert.name}: providerRef names namespace {wanted.namespace!r}: "
+                f"references resolve only in the Rollout's namespace {ns!r}"
+            )
+            continue
+        refs.append(ProviderRef(ns, wanted.name, alert.severity))
+    if not rollout.spec.alerts and default is not None:
+        refs = [default]  # the controller's own choice (``--alert-provider``), any namespace
+    targets: list[AlertTarget] = []
     for ref in refs:
         try:
             targets.append(resolve_provider(resources, ref))

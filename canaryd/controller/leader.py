@@ -166,6 +166,10 @@ class LeaderElector:
             self.try_acquire_or_renew()
             self._stop.wait(self.retry_period)
 
+    def is_campaigning(self) -> bool:
+        """True while the election loop runs (a standby that still watches the Lease)."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
     def stop(self, *, release: bool = True) -> None:
         """Stop campaigning; release the Lease when we hold it (a standby takes over at once)."""
         self._stop.set()

@@ -39,6 +39,14 @@ class Observed:
     warnings: tuple[str, ...] = ()
 
 
+def cross_namespace(field: str, namespace: str | None, own: str) -> str:
+    """The error of a reference to another namespace (refused: item 8 of issue 9)."""
+    return (
+        f"{field} names namespace {namespace!r}: references resolve only in the "
+        f"Rollout's namespace {own!r}"
+    )
+
+
 def metric_queries(
     rollout: Rollout,
     resources: Resources,
@@ -57,8 +65,13 @@ def metric_queries(
         template: MetricTemplateSpec | None = None
         if metric.kind == MetricKind.TEMPLATE and metric.template_ref is not None:
             ref = metric.template_ref
+            if ref.namespace not in (None, ns):  # another team's template is not ours to use
+                failed[metric.name] = MetricReading(
+                    metric=metric.name, error=cross_namespace("templateRef", ref.namespace, ns)
+                )
+                continue
             try:
-                template = resources.metric_template(ref.namespace or ns, ref.name).spec
+                template = resources.metric_template(ns, ref.name).spec
             except (PermanentError, TemporaryError) as exc:
                 failed[metric.name] = MetricReading(metric=metric.name, error=str(exc))
                 continue

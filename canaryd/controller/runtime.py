@@ -51,6 +51,10 @@ class ControllerConfig:
     workers: int = 4
     idle_resync_seconds: float = 60.0
     watch_timeout_seconds: int = 60
+    wedged_tick_seconds: float = 600.0
+    """/healthz fails once a tick has run this long: every call a tick makes is bounded (API
+    retries, metric query timeouts, webhook answers are waited for 1 s), so a tick past it
+    is stuck, and a restart by the kubelet is the way out."""
 
 
 class Controller:
@@ -109,6 +113,19 @@ class Controller:
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
+
+    def healthy(self) -> bool:
+        """Liveness: no worker wedged in a tick for longer than ``wedged_tick_seconds``."""
+        return self.scheduler.oldest_tick_seconds() <= self.config.wedged_tick_seconds
+
+    def ready(self) -> bool:
+        """Readiness: every watch has listed and is streaming (not re-listing after a 410 or a
+        lost connection), and this process either leads or still campaigns as a standby (a
+        standby is ready: it takes over within a lease duration; one whose election loop died
+        never will)."""
+        watches = all(r.relists > 0 and r.resource_version is not None for r in self.reflectors)
+        leadership = self.elector is None or self.is_leader() or self.elector.is_campaigning()
+        return watches and leadership and self._started
 
     def _on_leader(self) -> None:
         # A new leader knows nothing of timing: tick everything now, then at intervals.

@@ -84,6 +84,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._intervals: dict[Key, float] = {}
         self._running: set[Key] = set()
+        self._started: dict[Key, float] = {}  # monotonic start of each running tick (/healthz)
         self._dirty: set[Key] = set()
         # Shutdown: apscheduler's shutdown holds its job-store lock while it waits for running
         # jobs, and a finishing tick that reschedules itself needs that lock. So stop new ticks
@@ -154,6 +155,13 @@ class Scheduler:
                 return
         self._next_at(key, delay)
 
+    def oldest_tick_seconds(self) -> float:
+        """How long the longest-running tick in flight has run (0 when none): a worker wedged
+        in a call that never returns shows here, and /healthz fails past a bound."""
+        with self._lock:
+            started = min(self._started.values(), default=None)
+        return 0.0 if started is None else time.monotonic() - started
+
     def trigger_all(self) -> None:
         for key in self.keys():
             self.trigger(key)
@@ -189,12 +197,14 @@ class Scheduler:
             if key not in self._intervals:
                 return
             self._running.add(key)
+            self._started[key] = time.monotonic()
             self._dirty.discard(key)
         try:
             result = self.reconciler.tick(*key)
         finally:
             with self._lock:
                 self._running.discard(key)
+                self._started.pop(key, None)
                 dirty = key in self._dirty
                 self._dirty.discard(key)
         self.ticks += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -143,3 +144,68 @@ def test_argument_parser_file_and_output(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdout", captured)
     assert analyze.main(parser.parse_args([])) == 0
     assert json.loads(captured.getvalue())["decision"] == "inconclusive"
+
+
+# ---- hostile input (issue 9 item 10): a message per bad line, never a traceback -------------
+
+
+def nested(depth: int) -> str:
+    return '{"intervals": [' + "[" * depth + "]" * depth + "]}"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            '{"intervals": [{"canary": {"requests": 1' + "0" * 400 + ', "errors": 0},'
+            ' "stable": {"requests": 1, "errors": 0}}]}',
+            "intervals[0].canary.requests: number out of range, got an integer of about 401 digits",
+        ),
+        (
+            '{"intervals": [{"weight": 1' + "0" * 5000 + ', "canary": {"requests": 1, "errors": 0},'
+            ' "stable": {"requests": 1, "errors": 0}}]}',
+            "invalid JSON: Exceeds the limit",
+        ),
+        (nested(50_000), "invalid JSON: nested too deeply"),
+        (
+            json.dumps({"intervals": [interval(latency={"+Inf": 1000})]}),
+            "intervals[0].canary.latency: needs at least one finite bucket (le in ms) besides +Inf",
+        ),
+        (
+            json.dumps({"intervals": [interval(value=10**400)]}),
+            "intervals[0].canary.value: number out of range",
+        ),
+        (
+            json.dumps({"intervals": [{**interval(), "weight": 10**400}]}),
+            "intervals[0].weight: expected a number between 0 and 100, got an integer of about",
+        ),
+    ],
+)
+def test_hostile_lines_get_a_message_and_the_others_are_judged(line, message):
+    good = json.dumps({"intervals": [interval()]})
+    code, results, err = judge_text("\n".join([good, line, good]))
+    assert code == 1
+    assert [r.get("decision") for r in results] == ["inconclusive", None, "inconclusive"]
+    assert results[1]["line"] == 2 and message in results[1]["error"], results[1]
+    assert err.startswith("line 2: ") and message in err
+    assert len(err) < 1000
+
+
+def test_non_utf8_line_through_the_command(tmp_path):
+    """The file is read as bytes: one line that is not UTF-8 is that line's error."""
+    good = json.dumps({"intervals": [interval()]}).encode()
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join([good, b'{"name": "caf\xe9", "intervals": []}', good]))
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "canaryd", "analyze", str(path), "-o", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("line 2: invalid input: not UTF-8 (byte 14 of the line)")
+    results = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r.get("decision") for r in results] == ["inconclusive", None, "inconclusive"]

@@ -10,16 +10,22 @@ boolean ``exclusiveMinimum`` -- are those of OpenAPI 3.0 used by Kubernetes).
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from canaryd.adapters.kube import InvalidSpecError, parse_rollout
 from canaryd.api import crdgen
+from canaryd.api.errors import error_message
 from canaryd.api.models import AlertProvider, MetricTemplate, Rollout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +43,7 @@ def schema_of(filename: str) -> dict[str, Any]:
 
 
 def schema_accepts(filename: str, obj: dict[str, Any]) -> bool:
-    validator = jsonschema.Draft4Validator(
+    validator = crdgen.SchemaValidator(
         schema_of(filename), format_checker=jsonschema.FormatChecker()
     )
     return not list(validator.iter_errors(obj))
@@ -317,7 +323,122 @@ INVALID_ROLLOUTS = {
     "webhook-bad-url": rollout(webhooks=[{"name": "w", "type": "rollout", "url": "ftp://x"}]),
     "bad-phase": {**WITH_STATUS, "status": {"phase": "Exploded"}},
     "deadline-0": rollout(progressDeadlineSeconds=0),
+    # Bounded input (issue 9 items 4, 6, 11): each of these reached the controller before.
+    "interval-overflow": rollout(schedule={"interval": "100000000000h"}),
+    "interval-five-parts": rollout(schedule={"interval": "1h1h1h1h1h"}),
+    "interval-long-decimals": rollout(schedule={"interval": "1.0000000001s"}),
+    "webhook-url-unbalanced-ipv6": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://[::1"}]
+    ),
+    "webhook-url-trailing-newline": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/\n"}]
+    ),
+    "webhook-url-inner-newline": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/a\nHost: x"}]
+    ),
+    "webhook-url-space": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester/a b"}]
+    ),
+    "webhook-url-userinfo": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://user:pw@loadtester/"}]
+    ),
+    "webhook-url-no-host": rollout(webhooks=[{"name": "w", "type": "rollout", "url": "http:///x"}]),
+    "webhook-url-port-0": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://loadtester:0/"}]
+    ),
+    "prometheus-port-overflow": rollout(analysis={"prometheus": {"address": "http://p:99999"}}),
+    "prometheus-header-newline": rollout(
+        analysis={"prometheus": {"headers": {"X-Scope-OrgID": "a\r\nX-Evil: 1"}}}
+    ),
+    "webhook-timeout-huge": rollout(
+        webhooks=[{"name": "w", "type": "rollout", "url": "http://x/", "timeoutSeconds": 1e9}]
+    ),
+    "webhook-metadata-huge": rollout(
+        webhooks=[
+            {"name": "w", "type": "rollout", "url": "http://x/", "metadata": {"a": "x" * 2000}}
+        ]
+    ),
+    "too-many-webhooks": rollout(
+        webhooks=[{"name": f"w{i}", "type": "rollout", "url": "http://x/"} for i in range(33)]
+    ),
+    "too-many-step-weights": rollout(schedule={"stepWeights": list(range(1, 10001))}),
+    "metrics-empty": rollout(analysis={"metrics": []}),
+    "negative-latency-threshold": rollout(
+        analysis={"metrics": [{"name": "l", "kind": "latency", "latencyThresholdsMs": [-5]}]}
+    ),
+    "zero-latency-threshold": rollout(
+        analysis={"metrics": [{"name": "l", "kind": "latency", "latencyThresholdsMs": [0]}]}
+    ),
+    "metric-weight-huge": rollout(analysis={"metrics": [{"name": "m", "weight": 1e9}]}),
+    "no-data-limit-huge": rollout(analysis={"noDataLimit": 10**9}),
+    "error-limit-huge": rollout(analysis={"errorLimit": 10**9}),
+    "kayenta-tolerance-huge": rollout(analysis={"kayenta": {"tolerance": 1e9}}),
+    "threshold-huge": rollout(
+        analysis={
+            "metrics": [
+                {
+                    "name": "m",
+                    "kind": "template",
+                    "templateRef": {"name": "t"},
+                    "thresholdRange": {"max": 1e300},
+                }
+            ]
+        }
+    ),
+    "host-with-space": rollout(service={"port": 80, "hosts": ["a b"]}),
+    "secret-key-slash": rollout(
+        analysis={"prometheus": {"bearerTokenSecretRef": {"name": "s", "key": "../x"}}}
+    ),
 }
+
+MODEL_ONLY_ROLLOUTS = {
+    # What the OpenAPI schema cannot say: CEL rules and `listType: map` enforce these at a real
+    # kube-apiserver (both are in the CRD); the model enforces them everywhere, and the
+    # controller reports them as Ready=False/InvalidSpec naming the field.
+    "interval-0s": (rollout(schedule={"interval": "0s"}), "spec.schedule.interval"),
+    "interval-50ms": (rollout(schedule={"interval": "50ms"}), "spec.schedule.interval"),
+    "interval-25h": (rollout(schedule={"interval": "25h"}), "spec.schedule.interval"),
+    "duplicate-metrics": (
+        rollout(analysis={"metrics": [{"name": "m"}, {"name": "m", "kind": "latency"}]}),
+        "spec.analysis",
+    ),
+    "duplicate-webhooks": (
+        rollout(
+            webhooks=[
+                {"name": "w", "type": "rollout", "url": "http://x/"},
+                {"name": "w", "type": "pre-rollout", "url": "http://y/"},
+            ]
+        ),
+        "spec",
+    ),
+    "threshold-min-above-max": (
+        rollout(
+            analysis={
+                "metrics": [
+                    {
+                        "name": "m",
+                        "kind": "template",
+                        "templateRef": {"name": "t"},
+                        "thresholdRange": {"min": 5, "max": 1},
+                    }
+                ]
+            }
+        ),
+        "spec.analysis.metrics[0].thresholdRange",
+    ),
+    "same-primary-and-canary-host": (
+        rollout(
+            service=None,
+            virtualServiceRef={"name": "shop", "primaryHost": "shop", "canaryHost": "shop"},
+        ),
+        "spec.virtualServiceRef",
+    ),
+    "webhook-url-bad-ipv6": (
+        rollout(webhooks=[{"name": "w", "type": "rollout", "url": "http://[:::::]/"}]),
+        "spec.webhooks[0].url",
+    ),
+}
+del MODEL_ONLY_ROLLOUTS["same-primary-and-canary-host"][0]["spec"]["service"]
 
 
 @pytest.mark.parametrize("name", sorted(VALID_ROLLOUTS))
@@ -332,6 +453,67 @@ def test_invalid_rollouts_rejected_by_model_and_schema(name: str) -> None:
     obj = INVALID_ROLLOUTS[name]
     assert not model_accepts(Rollout, obj)
     assert not schema_accepts("rollouts.yaml", obj)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_ONLY_ROLLOUTS))
+def test_model_only_rules_name_the_field(name: str) -> None:
+    obj, field = MODEL_ONLY_ROLLOUTS[name]
+    assert schema_accepts("rollouts.yaml", obj)
+    with pytest.raises(InvalidSpecError) as err:
+        parse_rollout(obj)
+    assert str(err.value).startswith(f"{field}: "), str(err.value)
+
+
+def test_real_api_server_rules_are_in_the_crd() -> None:
+    """The model-only rules above, as a real kube-apiserver enforces them (CEL, listType)."""
+    spec = schema_of("rollouts.yaml")["properties"]["spec"]
+    rules = {
+        r["rule"]
+        for node in (
+            spec["properties"]["schedule"],
+            spec["properties"]["virtualServiceRef"],
+            spec["properties"]["analysis"]["properties"]["metrics"]["items"]["properties"][
+                "thresholdRange"
+            ],
+        )
+        for r in node["x-kubernetes-validations"]
+    }
+    assert "self.primaryHost != self.canaryHost" in rules
+    assert "!has(self.min) || !has(self.max) || self.min <= self.max" in rules
+    assert any("duration('24h')" in r and "duration('100ms')" in r for r in rules)
+    for lst in (spec["properties"]["analysis"]["properties"]["metrics"],
+                spec["properties"]["webhooks"], spec["properties"]["alerts"]):  # fmt: skip
+        assert lst["x-kubernetes-list-type"] == "map"
+        assert lst["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_invalid_spec_messages_are_bounded_and_name_the_field() -> None:
+    """A 10,000-weight list was quoted whole into a 79 KB condition message."""
+    for obj, field in (
+        (rollout(schedule={"stepWeights": list(range(10000, 0, -1))}), "spec.schedule.stepWeights"),
+        (rollout(schedule={"stepWeights": [*range(1, 100), 1]}), "spec.schedule"),
+        (rollout(analysis={"metrics": [{"name": "m"}] * 32}), "spec.analysis"),
+    ):
+        with pytest.raises(InvalidSpecError) as err:
+            parse_rollout(obj)
+        message = str(err.value)
+        assert message.startswith(f"{field}: "), message
+        assert len(message) < 600, len(message)
+    with pytest.raises(InvalidSpecError) as err:
+        parse_rollout(rollout(schedule={"stepWeights": [*range(1, 100), 1]}))
+    assert str(err.value) == (
+        "spec.schedule: stepWeights must increase strictly, "
+        "got [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (+90 more)]"
+    )
+
+
+def test_go_pattern_reads_dollar_as_end_of_text() -> None:
+    """kube-apiserver's RE2 ``$`` is end of text; Python's also matches before a final newline.
+    The schema validator used by lint and the tests reads patterns the Go way."""
+    pattern = crdgen.go_pattern(r"^[a-z$]+$")
+    assert pattern == r"^[a-z$]+\Z"
+    assert re.search(r"^[a-z]+$", "abc\n") and not re.search(pattern, "abc\n")
+    assert re.search(pattern, "ab$c")
 
 
 def test_model_only_rules_are_documented_and_caught_by_the_model() -> None:
@@ -402,3 +584,66 @@ def test_optional_fields_are_plain_types_not_nullable_unions() -> None:
         "minimum": 1,
         "maximum": 65535,
     }
+
+
+# ---- no spec can crash the model's paths -----------------------------------------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["100000000000h", "0s", "http://[::1", "http://x/\n", "5..", "+Inf"]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, child in node.items():
+            out += _paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            out += _paths(child, (*prefix, i))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_spec_is_either_valid_or_an_invalid_spec_error(data: st.DataObject) -> None:
+    """Item "no spec can crash a tick": replace any node of a valid Rollout's spec with any
+    JSON value; the model either accepts it (and the values a tick derives from it are
+    computable) or raises InvalidSpecError naming a field -- never anything else."""
+    base = copy.deepcopy(VALID_ROLLOUTS[data.draw(st.sampled_from(sorted(VALID_ROLLOUTS)))])
+    base.pop("status", None)
+    path = data.draw(st.sampled_from(_paths(base["spec"])))
+    value = data.draw(_JSON)
+    if path:
+        node = base["spec"]
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    else:
+        base["spec"] = value
+    try:
+        parsed = parse_rollout(base)
+    except InvalidSpecError as exc:
+        assert str(exc) and len(str(exc)) < 2000
+        return
+    seconds = parsed.spec.schedule.interval_seconds()
+    assert 0.1 <= seconds <= 86400
+    timedelta(seconds=seconds)  # the scheduler's arithmetic
+    assert parsed.spec.schedule.weights()
+
+
+def test_error_messages_are_capped_with_the_count_elided() -> None:
+    long = {"msg": "Value error, " + "x" * 5000, "loc": ("spec",)}
+    text = error_message(long)
+    assert text.startswith("x" * 400 + "... (4600 characters elided)")
+    assert len(text) < 450
+    assert error_message({"msg": "Value error, short"}) == "short"

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
-from canaryd.api.models import MetricSpec, PrometheusSpec
+from canaryd.api.models import MetricSpec, MetricTemplateSpec, PrometheusSpec
 from canaryd.core.types import MetricQuery
 
 pytestmark = pytest.mark.prometheus
@@ -137,4 +137,60 @@ def test_bearer_token_and_tenant_header_are_sent(proxy):
     cache.get().read([QUERY])
     _, headers = proxy.seen[-1]
     assert "X-Scope-OrgID" not in headers and "Authorization" not in headers
+    cache.close()
+
+
+@pytest.fixture
+def other(prometheus):
+    p = RecordingProxy(prometheus.url)
+    yield p
+    p.close()
+
+
+def test_global_credentials_go_only_to_the_global_address(proxy, other):
+    """Issue 9 item 7: a Rollout that named any address received the controller's bearer token
+    and tenant headers. Now the global credentials reach only the global address; another
+    address gets only what the Rollout brings (Secrets from its own namespace)."""
+    cache = ProviderCache(
+        PrometheusSettings(
+            address=proxy.url, bearer_token="global-t0ken", headers=(("X-Scope-OrgID", "ops"),)
+        )
+    )
+    # A Rollout-specific address without credentials of its own: nothing of the controller's.
+    (reading,) = cache.for_spec(PrometheusSpec(address=other.url)).read([QUERY])
+    assert reading.error is None
+    _, headers = other.seen[-1]
+    assert "Authorization" not in headers and "X-Scope-OrgID" not in headers
+    # With its own Secret and header: exactly those.
+    spec = PrometheusSpec(address=other.url, headers={"X-Scope-OrgID": "team-a"})
+    (reading,) = cache.for_spec(spec, bearer_token="team-t0ken").read([QUERY])
+    assert reading.error is None
+    _, headers = other.seen[-1]
+    assert headers["Authorization"] == "Bearer team-t0ken"
+    assert headers["X-Scope-OrgID"] == "team-a"
+    # A MetricTemplate's own address, queried through the global provider: no global token.
+    template_query = MetricQuery(
+        namespace="shop",
+        rollout="podinfo",
+        canary_workload="podinfo",
+        primary_workload="podinfo-primary",
+        metric=MetricSpec(name="up", kind="template", templateRef={"name": "up"}),
+        template=MetricTemplateSpec(
+            query="vector(1)", prometheus=PrometheusSpec(address=other.url)
+        ),
+        window_seconds=60,
+        at=datetime.now(UTC),
+    )
+    before = len(other.seen)
+    (reading,) = cache.get().read([template_query])
+    assert reading.error is None, reading.error
+    assert len(other.seen) > before
+    for _, headers in other.seen[before:]:
+        assert "Authorization" not in headers and "X-Scope-OrgID" not in headers
+    # The global address itself (written with a trailing slash) keeps the global credentials.
+    (reading,) = cache.for_spec(PrometheusSpec(address=proxy.url + "/")).read([QUERY])
+    assert reading.error is None
+    _, headers = proxy.seen[-1]
+    assert headers["Authorization"] == "Bearer global-t0ken"
+    assert headers["X-Scope-OrgID"] == "ops"
     cache.close()

@@ -182,6 +182,22 @@ def test_reference_in_another_namespace_does_not_resolve(tmp_path: Path) -> None
     assert "in namespace prod" in findings[0].message
 
 
+def test_reference_naming_another_namespace_is_an_error(tmp_path: Path) -> None:
+    """Issue 9 item 8: the controller resolves templateRef/providerRef in the Rollout's own
+    namespace only; lint says so at the reference's namespace."""
+    docs, _ = lint.read_documents(
+        "a.yaml",
+        MINIMAL.replace("namespace: test", "namespace: prod")
+        + "  alerts: [{name: a, providerRef: {name: slack, namespace: staging}}]\n"
+        + "---\n"
+        + TEMPLATE_AND_PROVIDER.replace("  name: slack\n", "  name: slack\n  namespace: staging\n"),
+    )
+    findings = lint.lint_documents(docs, lint.load_crd_schemas())
+    errors = [f for f in findings if f.severity == "error"]
+    assert [f.path for f in errors] == ["spec.alerts[0].providerRef.namespace"]
+    assert "references resolve only in the Rollout's namespace 'prod'" in errors[0].message
+
+
 def test_yaml_syntax_error_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = write(tmp_path, "syntax.yaml", "kind: Rollout\nspec:\n  a: [1, 2\n  b: 3\n")
     assert run(file) == 1
@@ -272,3 +288,49 @@ def test_virtual_service_routes_are_checked_like_the_router_does(
     assert "has 2 HTTP routes; name the ones to manage" in capsys.readouterr().out
     file = write(tmp_path, "vs3.yaml", VS_ROLLOUT.replace("[mian]", "[main]"))
     assert run(file) == 0
+
+
+MINIMAL = """\
+apiVersion: canaryd.io/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: test}
+spec:
+  targetRef: {name: web}
+  service: {port: 80}
+"""
+
+
+def test_unopenable_urls_and_unbounded_values_are_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 9 items 4, 6, 11: URLs that crashed every tick, an interval that overflowed the
+    scheduler, and specs the controller accepted silently are lint errors naming the field.
+    A trailing newline passes Python's ``$`` but not Go's (the API server's): lint reads
+    patterns the Go way."""
+    text = MINIMAL + (
+        "  schedule: {interval: 100000000000h}\n"
+        "  webhooks:\n"
+        '    - {name: a, type: rollout, url: "http://[::1"}\n'
+        '    - {name: b, type: rollout, url: "http://x/\\n"}\n'
+        '    - {name: c, type: rollout, url: "http://[:::::]/"}\n'
+    )
+    file = write(tmp_path, "urls.yaml", text)
+    assert run(file) == 1
+    out = capsys.readouterr().out
+    assert f"{file}:7:14: spec.schedule.interval: '100000000000h' does not match" in out
+    assert f"{file}:9:32: spec.webhooks[0].url: 'http://[::1' does not match" in out
+    assert f"{file}:10:32: spec.webhooks[1].url: 'http://x/\\n' does not match" in out
+    assert (
+        f"{file}:11:32: spec.webhooks[2].url: ':::::' does not appear to be an IPv4 or IPv6" in out
+    )
+    for rule, message in (
+        ("  schedule: {interval: 0s}\n", "spec.schedule.interval: interval must be between"),
+        (
+            "  analysis: {metrics: [{name: m}, {name: m, kind: latency}]}\n",
+            "spec.analysis: metric names must be unique; repeated: ['m']",
+        ),
+        ("  analysis: {metrics: []}\n", "spec.analysis.metrics: [] should be non-empty"),
+    ):
+        file = write(tmp_path, "rule.yaml", MINIMAL + rule)
+        assert run(file) == 1
+        assert message in capsys.readouterr().out, rule

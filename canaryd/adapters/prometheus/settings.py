@@ -11,6 +11,7 @@ import hashlib
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from canaryd.api.models import PrometheusSpec
 
@@ -51,6 +52,17 @@ def ca_file_for(pem: str) -> str:
     return str(path)
 
 
+def same_backend(a: str, b: str) -> bool:
+    """Whether two base URLs name one backend (a trailing slash or the case of the scheme and
+    host does not make another server)."""
+
+    def norm(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url.strip())
+        return (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"))
+
+    return norm(a) == norm(b)
+
+
 def resolve_settings(
     spec: PrometheusSpec | None,
     default: PrometheusSettings,
@@ -62,23 +74,32 @@ def resolve_settings(
     """Settings for one Rollout: ``spec`` fields override ``default``.
 
     ``bearer_token``, ``basic_auth`` (``"user:password"``, as the Secret holds it) and
-    ``ca_pem`` are the values of the Secrets the spec refers to, read by the caller.
-    Headers merge (the spec's win on the same name)."""
+    ``ca_pem`` are the values of the Secrets the spec refers to, read by the caller (from the
+    Rollout's namespace).
+
+    Credentials are scoped to their address: the default's bearer token, basic auth and headers
+    (tenant headers such as ``X-Scope-OrgID`` are credentials on multi-tenant backends) are
+    inherited only when the spec keeps the default's address. A Rollout naming another address
+    gets only what it brings itself; otherwise any Rollout could collect the controller's token
+    by pointing ``analysis.prometheus.address`` at a server of its own. Headers merge (the
+    spec's win on the same name); the CA and TLS options carry no secret and are inherited."""
     if spec is None:
         return default
-    merged = dict(default.headers)
+    own = spec.address is None or same_backend(spec.address, default.address)
+    merged = dict(default.headers) if own else {}
     merged.update(spec.headers)
-    auth = default.basic_auth
+    auth = default.basic_auth if own else None
     if basic_auth is not None:
         user, sep, password = basic_auth.partition(":")
         if not sep:
             raise ValueError("basic auth Secret value must be 'user:password'")
         auth = (user, password)
+    inherited_token = default.bearer_token if own else None
     return replace(
         default,
         address=spec.address or default.address,
         headers=tuple(sorted(merged.items())),
-        bearer_token=bearer_token if bearer_token is not None else default.bearer_token,
+        bearer_token=bearer_token if bearer_token is not None else inherited_token,
         basic_auth=auth,
         ca_file=ca_file_for(ca_pem) if ca_pem is not None else default.ca_file,
         # The spec's timeout has a default; only an explicitly set one overrides the global.
