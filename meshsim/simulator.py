@@ -204,6 +204,8 @@ class MeshSimulator:
             revisions[current] = route.image
         new = ready if route.updated is None else min(ready, route.updated)
         old = ready - new
+        if old and len(revisions) <= 1:
+            new, old = ready, 0  # no older template known (started mid-rollout): all current
         wanted: list[tuple[Pod, str]] = []
         for revision, image in reversed(list(revisions.items())):  # newest first
             take = new if revision == current else old
