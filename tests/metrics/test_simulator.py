@@ -17,6 +17,7 @@ from meshsim import (
     MeshApp,
     MeshSimulator,
     OpenMetricsRecorder,
+    Route,
     StaticRoutes,
     TrafficShape,
     VersionProfile,
@@ -208,8 +209,6 @@ def test_pods_go_away_with_their_series_on_scale_down_and_new_template():
 
 
 def test_rolling_update_keeps_old_pods_serving_the_old_image():
-    from meshsim import Route
-
     class Rolling:
         """One workload mid-rollout: 3 ready pods, 1 of them updated to the bad image."""
 
