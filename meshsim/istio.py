@@ -28,6 +28,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -171,6 +173,9 @@ class IstioMetrics:
         self.bounds = tuple(bounds)
         self._series: dict[LabelSet, _Series] = {}
         self._served: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._ledger: deque[tuple[float, dict[tuple[str, str, str], tuple[int, int]]]] = deque(
+            maxlen=200_000
+        )
         self._lock = threading.Lock()
 
     def record(
@@ -246,16 +251,18 @@ class IstioMetrics:
     def snapshot(self) -> list[SeriesValue]:
         """Every series' current values, in a stable order."""
         with self._lock:
-            items = sorted(self._series.items())
-            return [
-                SeriesValue(
-                    labels=labels,
-                    requests=s.requests,
-                    cumulative_buckets=tuple(int(x) for x in np.cumsum(s.buckets)),
-                    sum_ms=s.sum_ms,
-                )
-                for labels, s in items
-            ]
+            return self._snapshot()
+
+    def _snapshot(self) -> list[SeriesValue]:
+        return [
+            SeriesValue(
+                labels=labels,
+                requests=s.requests,
+                cumulative_buckets=tuple(int(x) for x in np.cumsum(s.buckets)),
+                sum_ms=s.sum_ms,
+            )
+            for labels, s in sorted(self._series.items())
+        ]
 
     def totals(
         self, namespace: str, workload: str, reporter: str = "destination"
@@ -265,9 +272,37 @@ class IstioMetrics:
         with self._lock:
             return self._served.get((namespace, workload, reporter), (0, 0))
 
-    def exposition(self) -> str:
-        """Prometheus text format (version 0.0.4), as a sidecar's ``/stats/prometheus``."""
-        return render([self.snapshot()], self.bounds)
+    def exposition(self, *, scrape: bool = False) -> str:
+        """Prometheus text format (version 0.0.4), as a sidecar's ``/stats/prometheus``;
+        ``scrape``: recorded as a scrape (see :meth:`scrape`)."""
+        return render([self.scrape() if scrape else self.snapshot()], self.bounds)
+
+    def scrape(self, at: float | None = None) -> list[SeriesValue]:
+        """What a scrape sees now; the ground truth at this very instant (every workload's
+        :meth:`totals`, taken under the same lock) is recorded with it for :meth:`served_at`."""
+        with self._lock:
+            self._ledger.append((time.time() if at is None else at, dict(self._served)))
+            return self._snapshot()
+
+    def served_at(
+        self, namespace: str, workload: str, at: float, reporter: str = "destination"
+    ) -> tuple[int, int]:
+        """(requests, errors) ``workload`` had served as of the last scrape at or before epoch
+        second ``at`` ((0, 0) before the first one)."""
+        found = (0, 0)
+        for t, req, err in self.scrapes(namespace, workload, reporter):
+            if t > at:
+                break
+            found = (req, err)
+        return found
+
+    def scrapes(
+        self, namespace: str, workload: str, reporter: str = "destination"
+    ) -> list[tuple[float, int, int]]:
+        """Every scrape so far: (epoch second, requests, errors ``workload`` had served)."""
+        key = (namespace, workload, reporter)
+        with self._lock:
+            return [(t, *served.get(key, (0, 0))) for t, served in self._ledger]
 
     def _get(self, labels: LabelSet) -> _Series:
         s = self._series.get(labels)

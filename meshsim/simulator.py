@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,10 +109,7 @@ class MeshSimulator:
         self.scrape_interval_s = scrape_interval_s
         self._revisions: dict[tuple[str, str], dict[str, str]] = {}
         self._pods: dict[tuple[str, str], set[str]] = {}
-        self._state = threading.RLock()  # one step, or one scrape with its ground truth
-        self._ledger: deque[tuple[float, dict[tuple[str, str], tuple[int, int]]]] = deque(
-            maxlen=200_000
-        )
+        self._state = threading.RLock()  # one step at a time (live thread, restarts, tests)
         self._rng = np.random.default_rng(seed)
         self._od: dict[tuple[str, str, int], float] = {}
         self._current: dict[tuple[str, str], list[Route]] = {}
@@ -240,34 +236,14 @@ class MeshSimulator:
         with self._state:
             return sorted(self._pods.get((namespace, workload), set()))
 
-    def scrape(self) -> str:
-        """The exposition a scrape gets now; the ground truth at this instant is recorded with
-        it (see :meth:`served_at`)."""
-        with self._state:
-            body = self.metrics.exposition()
-            truth = {
-                (app.namespace, workload): self.metrics.totals(app.namespace, workload)
-                for app in self.apps
-                for workload in (app.target, f"{app.target}-primary")
-            }
-            self._ledger.append((time.time(), truth))
-        return body
-
     def served_at(self, namespace: str, workload: str, at: float) -> tuple[int, int]:
-        """(requests, errors) ``workload`` had served as of the last scrape at or before epoch
-        second ``at`` ((0, 0) before the first one)."""
-        with self._state:
-            found = (0, 0)
-            for t, truth in self._ledger:
-                if t > at:
-                    break
-                found = truth.get((namespace, workload), (0, 0))
-            return found
+        """(requests, errors) ``workload`` had served as of the last scrape of ``/metrics`` at or
+        before epoch second ``at`` ((0, 0) before the first one)."""
+        return self.metrics.served_at(namespace, workload, at)
 
     def scrapes(self, namespace: str, workload: str) -> list[tuple[float, int, int]]:
-        """Every scrape so far: (epoch second, requests, errors served by ``workload``)."""
-        with self._state:
-            return [(t, *truth.get((namespace, workload), (0, 0))) for t, truth in self._ledger]
+        """Every scrape so far: (epoch second, requests, errors ``workload`` had served)."""
+        return self.metrics.scrapes(namespace, workload)
 
     def restart_pods(self, namespace: str, workload: str) -> int:
         """Every sidecar of ``workload`` restarts (same pods): their series vanish and come
@@ -337,7 +313,7 @@ class MeshSimulator:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] == "/metrics":
-                    body = sim.scrape().encode()
+                    body = sim.metrics.exposition(scrape=True).encode()
                     ctype = "text/plain; version=0.0.4; charset=utf-8"
                     code = 200
                 elif self.path == "/healthz":
