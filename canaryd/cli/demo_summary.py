@@ -253,13 +253,15 @@ def summary_lines(summary: DemoSummary) -> list[str]:
             f"errors{extra}; the judge saw {r.judged_canary_requests:,.0f} canary requests"
         )
         if r.served_judged is not None:
-            same = "=" if r.counts_match else "!="
-            lines.append(
-                f"       judged {r.judged_canary_requests:,.0f} requests, "
-                f"{r.judged_canary_errors:,.0f} errors {same} served in the judged intervals "
-                f"({r.served_judged.requests:,.0f}, {r.served_judged.errors:,.0f}; up to the "
-                "last scrape of the last interval)"
-            )
+            judged = f"judged {r.judged_canary_requests:,.0f} requests, "
+            judged += f"{r.judged_canary_errors:,.0f} errors"
+            if r.counts_match:
+                lines.append(f"       {judged} = every one served in the judged intervals")
+            else:
+                lines.append(
+                    f"       {judged} != served in the judged intervals "
+                    f"({r.served_judged.requests:,.0f}, {r.served_judged.errors:,.0f})"
+                )
         for ev in r.evidence:
             reason = str(ev.get("reason", "")).removeprefix(f"{ev['name']}: ")
             lines.append(f"       {ev['name']} {ev.get('outcome', '')}: {reason}".rstrip(": "))

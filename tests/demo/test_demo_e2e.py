@@ -117,7 +117,9 @@ def test_without_prometheus_and_with_a_user_slack_webhook(slack_server: SlackSer
     assert "<== bad: rolled back" in out
     assert "metrics from simulator" in out
     # The fallback provider's counts are exact too: judged = served in the judged intervals.
-    assert re.search(r"judged [\d,]+ requests, [\d,]+ errors = served in the judged", out), out
+    assert re.search(
+        r"judged [\d,]+ requests, [\d,]+ errors = every one served in the judged intervals", out
+    ), out
     # The same notices reached the user's webhook, as real Block Kit JSON.
     received = slack_server.wait_for(2)
     texts = [r.body.get("text", "") for r in received]
