@@ -7,7 +7,7 @@ Two ways to drive it:
       sim = MeshSimulator(apps=[MeshApp("default", "podinfo")], routes=StaticRoutes(), seed=1,
                           start_time=1_700_000_000.0)
       sim.routes.set_weight(sim.apps[0], 10)
-      text = sim.record(duration_s=600, step_s=1.0, sample_every_s=5.0)  # OpenMetrics
+      text = sim.record(duration_s=600, step_s=1.0)  # OpenMetrics, a sample every 15 s
       prometheus.backfill(text)
 
 - **Live** (the demo and the full loop): ``sim.start()`` serves ``/metrics`` on 127.0.0.1 and a
