@@ -75,8 +75,10 @@ class Route:
     ready: int = 1
     """Ready pods (``status.readyReplicas``), the pods that get traffic."""
     updated: int | None = None
-    """Pods of the current template (``status.updatedReplicas``); None: all of them. During a
-    rolling update the other ready pods still run the previous template."""
+    """Pods of the current template, ready or not (``status.updatedReplicas``); None: all of
+    them. During a rolling update the other ready pods still run the previous template."""
+    total: int | None = None
+    """All pods of every template (``status.replicas``); None: ``ready``."""
     revision: str | None = None
     """A hash of the pod template (the pods' ``pod-template-hash``); None: from the image."""
 
@@ -141,8 +143,10 @@ class KubeRoutes:
         containers = (pod_spec.containers if pod_spec is not None else None) or []
         image = containers[0].image if containers else None
         status = dep.status
+        # Kubernetes omits zero counts from a Deployment's status: absent means 0.
         ready = (status.ready_replicas or 0) if status is not None else 0
         updated = (status.updated_replicas or 0) if status is not None else 0
+        total = (status.replicas or 0) if status is not None else 0
         template = (
             self._client.sanitize_for_serialization(dep.spec.template)  # type: ignore[no-untyped-call]
             if dep.spec
@@ -156,6 +160,7 @@ class KubeRoutes:
             image if ready > 0 else None,
             ready=ready,
             updated=updated,
+            total=total,
             revision=_pod_template_hash(digest),
         )
 

@@ -198,7 +198,13 @@ class MeshSimulator:
             current = route.revision or pod_template_hash(f"{route.workload}/{route.image}")
             revisions.pop(current, None)
             revisions[current] = route.image
-        new = ready if route.updated is None else min(ready, route.updated)
+        if route.updated is None:
+            new = ready
+        else:
+            # Pods of older templates were running before the update began, so they are the
+            # ready ones; the new template's pods are ready only beyond them.
+            older = max(0, (route.total if route.total is not None else ready) - route.updated)
+            new = max(0, min(route.updated, ready - older))
         old = ready - new
         if old and len(revisions) <= 1:
             new, old = ready, 0  # no older template known (started mid-rollout): all current

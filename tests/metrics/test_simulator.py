@@ -210,13 +210,17 @@ def test_pods_go_away_with_their_series_on_scale_down_and_new_template():
 
 def test_rolling_update_keeps_old_pods_serving_the_old_image():
     class Rolling:
-        """One workload mid-rollout: 3 ready pods, 1 of them updated to the bad image."""
+        """One workload mid-rollout (maxSurge 1): 4 pods, 3 ready, 1 of the new template, ready."""
 
         def __init__(self):
-            self.updated, self.image = 3, "app:good"
+            self.updated, self.total, self.image = 3, 3, "app:good"
 
         def destinations(self, app):
-            return [Route("web", "web", 100, self.image, ready=3, updated=self.updated)]
+            return [
+                Route(
+                    "web", "web", 100, self.image, ready=3, updated=self.updated, total=self.total
+                )
+            ]
 
     routes = Rolling()
     app = MeshApp("roll", "web")
@@ -226,7 +230,12 @@ def test_rolling_update_keeps_old_pods_serving_the_old_image():
     for _ in range(3):
         sim.step(1.0)
     old = sim.pods("roll", "web")
-    routes.image, routes.updated = "app:bad", 1
+    # A surge pod of the new template, not ready yet: the 3 old pods serve everything.
+    routes.image, routes.updated, routes.total = "app:bad", 1, 4
+    sim.step(1.0)
+    assert sim.pods("roll", "web") == old
+    # It became ready and one old pod went away: 2 old + 1 new are ready.
+    routes.total = 3
     for _ in range(20):
         sim.step(1.0)
     pods = sim.pods("roll", "web")
