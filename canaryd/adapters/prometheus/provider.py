@@ -292,6 +292,7 @@ class PrometheusProvider:
                     exact[group] = exact.get(group, 0.0) + counters.interval_increase(
                         samples, start, end
                     )
+            # Every part groups by destination_workload first (promql.CounterPart.by).
             kept = {g: v for g, v in out[part.name].items() if g[0] not in workloads}
             out[part.name] = {**kept, **exact}
 
