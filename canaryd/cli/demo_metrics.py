@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from canaryd.adapters.prometheus.counters import interval_increase
+from canaryd.adapters.prometheus.provider import SETTLE_SECONDS
 from canaryd.api.models import ArmCounts, IntervalRecord, MetricKind
 from canaryd.core.types import MetricQuery, MetricReading
 from meshsim import IstioMetrics, le_label
@@ -60,14 +61,23 @@ class SimulatorCountsProvider:
         How often the counters are sampled (the "scrape interval").
     keep_seconds:
         How much sample history is kept (bounds memory; longer than any window asked).
+    settle_seconds:
+        Intervals end this long before the tick, as the Prometheus provider's (0 by default),
+        so the demo's numbers mean the same with either backend.
     """
 
     def __init__(
-        self, metrics: IstioMetrics, *, sample_seconds: float = 0.5, keep_seconds: float = 600.0
+        self,
+        metrics: IstioMetrics,
+        *,
+        sample_seconds: float = 0.5,
+        keep_seconds: float = 600.0,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self._metrics = metrics
         self._sample_seconds = sample_seconds
         self._keep_seconds = keep_seconds
+        self._settle_seconds = settle_seconds
         self._samples: list[_Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -156,7 +166,7 @@ class SimulatorCountsProvider:
             return MetricReading(
                 metric=name, error=f"errorCodes {query.metric.error_codes!r}: {exc}"
             )
-        window = self._window(query.at.timestamp(), query.window_seconds)
+        window = self._window(query.at.timestamp() - self._settle_seconds, query.window_seconds)
         if window is None:
             return MetricReading(metric=name, no_data=True)
         start, samples = window

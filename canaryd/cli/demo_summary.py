@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from canaryd.adapters.prometheus.provider import SETTLE_SECONDS
 from canaryd.api.models import MetricEvidence, Phase, Rollout
 
 PROMOTED = "promoted"
@@ -119,17 +120,19 @@ def served_in_judged_intervals(
     interval_seconds: float,
     judged: ServedCounts,
     scrape_seconds: float = 1.0,
+    settle_seconds: float = 0.0,
 ) -> ServedCounts | None:
     """What the canary served from ``base`` to the scrape the last judged interval ended on.
 
-    The provider ends an interval at the last scrape at or before its end, the end aligned
-    down by at most a quarter of the interval (15 s at most): that scrape is one of those in
-    ``[last_analysis - grid - scrape_seconds, last_analysis]`` (plus a little for the scrape's
-    own timestamp). When one of them equals ``judged`` it is the one; otherwise the latest at
-    or before the last analysis is shown (and the counts do not match). None without
-    scrapes."""
+    The provider ends an interval at the last scrape at or before its end, ``settle_seconds``
+    before the tick and aligned down by at most a quarter of the interval (15 s at most): that
+    scrape is one of those in ``[end - grid - scrape_seconds, end]``, ``end = last_analysis -
+    settle_seconds`` (plus a little for the scrape's own timestamp). When one of them equals
+    ``judged`` it is the one; otherwise the latest at or before ``end`` is shown (and the
+    counts do not match). None without scrapes."""
     grid = min(15.0, interval_seconds / 4)
-    lo, hi = last_analysis - grid - scrape_seconds - 0.3, last_analysis + 0.3
+    end = last_analysis - settle_seconds
+    lo, hi = end - grid - scrape_seconds - 0.3, end + 0.3
     near = [
         ServedCounts(requests=float(r - base.requests), errors=float(e - base.errors))
         for t, r, e in scrapes
@@ -140,7 +143,7 @@ def served_in_judged_intervals(
     before = [
         ServedCounts(requests=float(r - base.requests), errors=float(e - base.errors))
         for t, r, e in scrapes
-        if t <= last_analysis
+        if t <= end
     ]
     return before[-1] if before else None
 
@@ -155,6 +158,7 @@ def release_result(
     scrapes: Sequence[tuple[float, int, int]] = (),
     base: ServedCounts | None = None,
     interval_seconds: float = 0.0,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> ReleaseResult:
     """Summarise one release from the Rollout's final status; with the simulator's
     ``scrapes`` of the canary and its counts ``base`` at the release's start, also what was
@@ -184,6 +188,7 @@ def release_result(
             last_analysis=last.timestamp(),
             interval_seconds=interval_seconds,
             judged=judged,
+            settle_seconds=settle_seconds,
         )
         if base is not None and last is not None and scrapes
         else None

@@ -58,7 +58,7 @@ def _sim() -> tuple[MeshSimulator, StaticRoutes]:
 
 def test_counts_over_the_window_equal_what_the_simulator_served() -> None:
     sim, _ = _sim()
-    provider = SimulatorCountsProvider(sim.metrics)
+    provider = SimulatorCountsProvider(sim.metrics, settle_seconds=0)
     provider.sample(at=1_000.0)
     served = []
     for i in range(1, 5):
@@ -91,7 +91,7 @@ def test_counts_over_the_window_equal_what_the_simulator_served() -> None:
 
 def test_no_data_before_two_samples_and_when_nothing_was_served() -> None:
     sim, _ = _sim()
-    provider = SimulatorCountsProvider(sim.metrics)
+    provider = SimulatorCountsProvider(sim.metrics, settle_seconds=0)
     provider.sample(at=1_000.0)
     (first,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0, at=1_000.0)])
     assert first.no_data and first.record is None
@@ -102,7 +102,7 @@ def test_no_data_before_two_samples_and_when_nothing_was_served() -> None:
 
 def test_a_pod_restart_counts_from_zero() -> None:
     sim, _ = _sim()
-    provider = SimulatorCountsProvider(sim.metrics)
+    provider = SimulatorCountsProvider(sim.metrics, settle_seconds=0)
     sim.step(5.0)  # counters well above what one second adds: the reset is visible
     provider.sample(at=1_000.0)
     sim.restart_pods("demo", "podinfo")
@@ -116,7 +116,7 @@ def test_a_pod_restart_counts_from_zero() -> None:
 def test_consecutive_windows_add_up_to_the_served_counts_from_the_first_request() -> None:
     sim, routes = _sim()
     routes.set_weight(APP, 0)
-    provider = SimulatorCountsProvider(sim.metrics)
+    provider = SimulatorCountsProvider(sim.metrics, settle_seconds=0)
     provider.sample(at=1_000.0)
     for i in range(1, 13):
         if i == 5:
@@ -137,7 +137,7 @@ def test_consecutive_windows_add_up_to_the_served_counts_from_the_first_request(
 
 def test_templates_and_bad_regexes_are_errors_not_crashes() -> None:
     sim, _ = _sim()
-    provider = SimulatorCountsProvider(sim.metrics)
+    provider = SimulatorCountsProvider(sim.metrics, settle_seconds=0)
     template = MetricSpec(name="p99", kind=MetricKind.TEMPLATE, template_ref=TemplateRef(name="t"))
     bad_regex = MetricSpec(name="errors", error_codes="5..(")
     readings = provider.read([_query(template, 1.0), _query(bad_regex, 1.0)])

@@ -147,7 +147,8 @@ def test_judged_counts_are_compared_with_what_was_served_up_to_the_last_judged_s
         base=ServedCounts(100, 5),
         interval_seconds=1.0,
     )
-    # The judge saw 480 requests and 38 errors: exactly the scrape at 999.2 minus the base.
+    # The last interval ended 1 s (the provider's settle time) before the last analysis, on the
+    # scrape at 998.2 or 999.2: the judge saw 480 requests and 38 errors, the one at 999.2.
     assert result.judged_canary_errors == 38
     assert result.served_judged == ServedCounts(480, 38) and result.counts_match is True
     text = "\n".join(summary_lines(_summary(result)))
@@ -163,7 +164,7 @@ def test_a_judge_that_missed_requests_is_shown_as_not_matching() -> None:
         seconds=4.0,
         served=ServedCounts(600, 45),
         done=True,
-        scrapes=[(999.2, 600, 45)],  # 500 requests and 40 errors served, 480 and 38 judged
+        scrapes=[(998.2, 600, 45)],  # 500 requests and 40 errors served, 480 and 38 judged
         base=ServedCounts(100, 5),
         interval_seconds=1.0,
     )

@@ -6,14 +6,15 @@ ends aligned to its grid) and its counts are exact up to the last scrape before 
 so over a whole rollout the judged requests and errors are the served ones between the scrape
 before the first interval's start (nothing, for a fresh canary) and the scrape before the last
 interval's end. That scrape is one of the few the simulator answered within one grid cell
-plus one scrape interval before the last analysis: the judged counts must equal one of them
-exactly."""
+plus one scrape interval before the last interval's end (the last analysis less the provider's
+settle time): the judged counts must equal one of them exactly."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from canaryd.adapters.prometheus.provider import SETTLE_SECONDS
 from meshsim import MeshSimulator
 
 
@@ -39,8 +40,10 @@ def served_candidates(
 ) -> list[tuple[int, int]]:
     """Served (requests, errors) since ``base`` at each scrape the last interval may have ended
     on: within one grid cell (at most a quarter of the interval) plus one scrape interval
-    before the last analysis (and a little after, for the scrape's own timestamp)."""
-    last = datetime.fromisoformat(status["analysis"]["lastAnalysisTime"]).timestamp()
+    before the last analysis less the provider's settle time (and a little after, for the
+    scrape's own timestamp)."""
+    tick = datetime.fromisoformat(status["analysis"]["lastAnalysisTime"]).timestamp()
+    last = tick - SETTLE_SECONDS
     grid = min(15.0, interval_s / 4)
     lo, hi = last - grid - scrape_s - 0.3, last + 0.3
     return [

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from canaryd.adapters.prometheus import PrometheusProvider, PrometheusSettings, ProviderCache
+from canaryd.adapters.prometheus.provider import SETTLE_SECONDS
 from canaryd.api.models import (
     MetricKind,
     MetricSpec,
@@ -170,7 +171,8 @@ def template_query(data, app, text, role="value", name="t", variables=None):
 
 @pytest.fixture
 def provider(data):
-    p = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    # Backfilled: every sample is stored already, so intervals may end at the tick itself.
+    p = PrometheusProvider(address=data.prom.url, align_seconds=10.0, settle_seconds=0)
     yield p
     p.close()
 
@@ -454,7 +456,7 @@ def rollouts(data, n):
 
 @pytest.mark.parametrize("n", [1, 10])
 def test_one_query_per_kind_per_namespace(data, n):
-    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0, settle_seconds=0)
     before = data.prom.api_query_count()
     for q in rollouts(data, n):  # one read per Rollout tick, as the reconciler does
         provider.read([q])
@@ -463,7 +465,7 @@ def test_one_query_per_kind_per_namespace(data, n):
 
 
 def test_concurrent_rollouts_share_one_query(data):
-    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0, settle_seconds=0)
     before = data.prom.api_query_count()
     qs = rollouts(data, 20)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -473,7 +475,7 @@ def test_concurrent_rollouts_share_one_query(data):
 
 
 def test_intervals_in_the_same_grid_cells_share_a_query_and_the_next_cell_does_not(data):
-    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
+    provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0, settle_seconds=0)
     q = query(data, SHOP)
     later = MetricQuery(  # (end - 60, end] once both ends are aligned to the 10 s grid
         **{
@@ -544,6 +546,83 @@ def test_live_simulator_scraped_and_read(prometheus):
         assert reading is not None and reading.record is not None, reading
         # ~100 rps per arm over 3 s: the order of magnitude is right.
         assert 50 < reading.record.canary.requests < 1000
+
+
+def _wait_scrapes(sim, ns, workload, n, timeout=15.0):
+    """Until ``n`` more scrapes of the simulator have happened."""
+    have = len(sim.scrapes(ns, workload))
+    deadline = time.monotonic() + timeout
+    while len(sim.scrapes(ns, workload)) < have + n:
+        assert time.monotonic() < deadline, "Prometheus stopped scraping the simulator"
+        time.sleep(0.05)
+
+
+def _near(sim, ns, workload, at, scrape_s=1.0):
+    """Served (requests, errors) at each scrape the instant ``at`` may have fallen after."""
+    return {(r, e) for t, r, e in sim.scrapes(ns, workload) if at - scrape_s - 0.3 <= t <= at + 0.3}
+
+
+def test_live_scrapes_through_a_restart_and_a_scale_down_count_every_request(prometheus):
+    """Prometheus really scraping: series born, a sidecar restart (series gone, then back from
+    zero), a pod removed (its series go stale); intervals that tile add up to what was served."""
+    routes = StaticRoutes()
+    app = MeshApp("churn", "web")
+    routes.set_weight(app, 50)
+    routes.set_replicas("churn", "web-primary", 2)
+    sim = MeshSimulator(apps=[app], routes=routes, rps=200.0, seed=8, tick_s=0.1,
+                        default_profile=VersionProfile(error_rate=0.05))  # fmt: skip
+    with sim:
+        prometheus.set_targets([sim.target])
+        prometheus.wait_for_series('istio_requests_total{destination_workload="web"}', timeout=30)
+        provider = PrometheusProvider(address=prometheus.url, align_seconds=0)
+        time.sleep(SETTLE_SECONDS + 0.5)  # the first interval starts after a scrape
+        first = previous = time.time()
+        judged = {"web": [0.0, 0.0], "web-primary": [0.0, 0.0]}
+
+        def pause_and(change, applied=lambda: True):
+            # Traffic stops and Prometheus scrapes the final counts before the change, and
+            # resumes once the simulator applied it: no request is served between a pod's last
+            # scrape and its restart or removal (those would be lost to everyone).
+            sim.rps = 0.0
+            _wait_scrapes(sim, "churn", "web", 2)
+            change()
+            deadline = time.monotonic() + 10
+            while not applied():
+                assert time.monotonic() < deadline, "the simulator did not apply the change"
+                time.sleep(0.05)
+            sim.rps = 200.0
+
+        for k in range(8):
+            if k == 3:
+                pause_and(lambda: sim.restart_pods("churn", "web"))
+            if k == 5:
+                pause_and(
+                    lambda: routes.set_replicas("churn", "web-primary", 1),
+                    lambda: len(sim.pods("churn", "web-primary")) == 1,
+                )
+            time.sleep(1.5)
+            now = time.time()
+            q = MetricQuery(namespace="churn", rollout="web", canary_workload="web",
+                            primary_workload="web-primary", metric=MetricSpec(name="e"),
+                            template=None, window_seconds=now - previous,
+                            at=datetime.fromtimestamp(now, UTC), weight=50)  # fmt: skip
+            (reading,) = provider.read([q])
+            assert reading.error is None, reading.error
+            if reading.record is not None:
+                for workload, arm in (("web", reading.record.canary),
+                                      ("web-primary", reading.record.stable)):  # fmt: skip
+                    judged[workload][0] += arm.requests
+                    judged[workload][1] += arm.errors
+            previous = now
+        assert len(sim.pods("churn", "web-primary")) == 1
+    for workload in ("web", "web-primary"):  # each interval ended SETTLE_SECONDS before its tick
+        served = {
+            (r1 - r0, e1 - e0)
+            for r0, e0 in _near(sim, "churn", workload, first - SETTLE_SECONDS)
+            for r1, e1 in _near(sim, "churn", workload, previous - SETTLE_SECONDS)
+        }
+        assert tuple(judged[workload]) in served, (workload, judged[workload], served)
+        assert judged[workload][0] > 500
 
 
 def test_template_with_its_own_prometheus_address(data, provider):

@@ -2,7 +2,8 @@
 
 Assumptions and behaviour:
 
-- Counts are exact integers for the interval ``(start, end]``, ``start = at - window``: each
+- Counts are exact integers for the interval ``(start, end]``, ``end = at - settle_seconds``
+  (0 by default), ``start = end - window``: each
   counter's value at the last scrape at or before ``end`` minus its value at the last scrape at
   or before ``start``, a series born inside the interval counted from zero, resets added back
   reset by reset, a series that stopped (its pod went away) counted up to its last sample, no
@@ -45,6 +46,10 @@ from canaryd.core.types import MetricQuery, MetricReading
 _ERROR_FIELD = re.compile(r'"error"\s*:\s*("(?:[^"\\]|\\.)*")')
 _CACHE_ENTRIES = 512
 _GRIDS = (15.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.25, 0.1)
+SETTLE_SECONDS = 0.0
+"""Default delay of an interval's end behind the tick (see ``PrometheusProvider``): none, as
+Prometheus's own ``rule_query_offset``; a local Prometheus stores a scrape milliseconds after
+its timestamp, while a delay makes every reading (and so every rollback) that much later."""
 
 Series = list[dict[str, Any]]
 """``data.result`` of an instant query: ``[{"metric": {...}, "value": [ts, "1.5"]}, ...]``."""
@@ -82,6 +87,13 @@ class PrometheusProvider:
         (5 minutes: Prometheus's own lookback delta). A series with no sample in it is taken
         as born inside the interval; it must exceed the scrape interval, with room for
         failed scrapes.
+    settle_seconds:
+        Built-in counts end this long before the tick (both ends of every interval shift
+        alike, so intervals still tile): a scrape is stamped with its start time but stored
+        only once its answer is parsed, so a query at "now" can miss a scrape that has begun,
+        and the next interval, which sees it, would start after it: its requests counted by
+        neither. Counts are exact if every scrape is stored within this time; set it (like
+        Prometheus's ``rule_query_offset``) for backends that ingest late (remote write).
     """
 
     def __init__(
@@ -91,9 +103,12 @@ class PrometheusProvider:
         address: str | None = None,
         align_seconds: float = 15.0,
         lookback_seconds: float = 300.0,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         if lookback_seconds <= 0:
             raise ValueError(f"lookback_seconds must be > 0, got {lookback_seconds}")
+        if settle_seconds < 0:
+            raise ValueError(f"settle_seconds must be >= 0, got {settle_seconds}")
         if settings is None:
             settings = PrometheusSettings(address=address or PrometheusSettings().address)
         elif address is not None:
@@ -101,6 +116,7 @@ class PrometheusProvider:
         self.settings = settings
         self._align_seconds = align_seconds
         self._lookback_seconds = lookback_seconds
+        self._settle_seconds = settle_seconds
         session = requests.Session()
         if settings.ca_file:
             session.verify = settings.ca_file
@@ -214,7 +230,7 @@ class PrometheusProvider:
     def _bounds(self, q: MetricQuery) -> tuple[int, int]:
         """The interval ``(start, end]`` in epoch milliseconds, both ends on the same grid, so
         the next interval of a Rollout starts exactly where this one ended."""
-        end_ms = round(q.at.timestamp() * 1000)
+        end_ms = round((q.at.timestamp() - self._settle_seconds) * 1000)
         start_ms = end_ms - round(q.window_seconds * 1000)
         grid = _grid_ms(self._align_seconds, q.window_seconds)
         if grid > 0:
