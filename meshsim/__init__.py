@@ -9,7 +9,7 @@ See :mod:`meshsim.simulator` for the two modes (stepping and live), :mod:`meshsi
 the behaviour model, :mod:`meshsim.istio` for the metric names and labels.
 """
 
-from meshsim.istio import IstioMetrics, OpenMetricsRecorder, le_label
+from meshsim.istio import IstioMetrics, OpenMetricsRecorder, Pod, le_label
 from meshsim.routes import KubeRoutes, MeshApp, Route, StaticRoutes
 from meshsim.simulator import MeshSimulator, StepStats
 from meshsim.traffic import ISTIO_BUCKETS_MS, Incident, TrafficShape, VersionProfile
@@ -22,6 +22,7 @@ __all__ = [
     "MeshApp",
     "MeshSimulator",
     "OpenMetricsRecorder",
+    "Pod",
     "Route",
     "StaticRoutes",
     "StepStats",
