@@ -50,6 +50,7 @@ from canaryd.core.types import (
     Notify,
     PromotePrimary,
     RecordEvent,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
 )
@@ -268,11 +269,10 @@ class Reconciler:
             p.workloads.ensure_primary(rollout)
         elif isinstance(action, PromotePrimary):
             p.workloads.promote(rollout, revision=action.revision)
+        elif isinstance(action, RevertPrimary):
+            p.workloads.revert_primary(rollout, revision=action.revision)
         elif isinstance(action, ScaleTarget):
-            replicas = action.replicas
-            if replicas is None:
-                replicas = p.workloads.primary_replicas(rollout)
-            p.workloads.scale(ns, target, replicas)
+            p.workloads.scale(ns, target, action.replicas)
         else:  # RecordEvent / Notify are deferred by the caller
             raise AssertionError(f"not an immediate action: {action!r}")
 

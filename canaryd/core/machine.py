@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -75,6 +76,7 @@ from canaryd.core.types import (
     Plan,
     PromotePrimary,
     RecordEvent,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
 )
@@ -448,7 +450,7 @@ def _idle(t: _Tick, manual: ManualAction | None) -> None:
     assert target is not None
     s = t.status
     if manual is not None and manual.verb == ManualVerb.RETRY and s.phase == Phase.FAILED:
-        _start(t, target.template_hash, reason="Retry")
+        _start(t, target.template_hash, reason=StartReason.RETRY)
         return
     _ignore(t, manual, f"nothing to {manual.verb.value} in phase {s.phase.value}" if manual else "")
     _reassert_routing(t, 0)
@@ -473,7 +475,7 @@ def _idle(t: _Tick, manual: ManualAction | None) -> None:
     if t.rollout.spec.paused:
         t.condition(PROMOTED, "False", "Paused", f"revision {revision} waits: spec.paused")
         return
-    _start(t, revision, reason="NewRevision")
+    _start(t, revision, reason=StartReason.NEW_REVISION)
 
 
 def _post_rollout(t: _Tick) -> None:
@@ -486,7 +488,16 @@ def _post_rollout(t: _Tick) -> None:
     t.set(notified=_with_notified(t.status.notified, key))
 
 
-def _start(t: _Tick, revision: str, *, reason: str) -> None:
+class StartReason(StrEnum):
+    """Why an analysis starts from the first step (the Event reason)."""
+
+    NEW_REVISION = "NewRevision"
+    RESTARTED = "Restarted"
+    CHANGED_WHILE_PROMOTING = "ChangedWhilePromoting"
+    RETRY = "Retry"
+
+
+def _start(t: _Tick, revision: str, *, reason: StartReason) -> None:
     """Start (or restart) the analysis of ``revision`` from scratch: no traffic yet, canary up."""
     target = t.obs.target
     assert target is not None
@@ -494,7 +505,7 @@ def _start(t: _Tick, revision: str, *, reason: str) -> None:
     if not any(isinstance(a, EnsureRouting) for a in t.actions):
         t.act(EnsureRouting(0))
     t.route(0)  # an old canary is no longer judged: its traffic leaves first
-    t.act(ScaleTarget(None))
+    t.act(ScaleTarget(_canary_replicas(t)))
     t.set(
         canary_revision=revision,
         current_step=0,
@@ -504,19 +515,33 @@ def _start(t: _Tick, revision: str, *, reason: str) -> None:
         rollout_started_at=t.now,
         step_started_at=None,
     )
-    words = {
-        "NewRevision": f"new revision {revision} (image {target.image}) detected",
-        "Restarted": f"new revision {revision} (image {target.image}) replaces {previous} "
-        "mid-analysis: analysis restarts from the first step",
-        "Retry": f"retry of revision {revision} (image {target.image})",
-    }[reason]
+    new = f"new revision {revision} (image {target.image})"
+    match reason:
+        case StartReason.NEW_REVISION:
+            words = f"{new} detected"
+        case StartReason.RESTARTED:
+            words = f"{new} replaces {previous} mid-analysis: analysis restarts from the first step"
+        case StartReason.CHANGED_WHILE_PROMOTING:
+            words = (
+                f"{new} replaced {previous} during its promotion: {previous} is not promoted "
+                f"further, the primary keeps revision {t.status.stable_revision}, and {revision} "
+                "is analysed from the first step"
+            )
+        case StartReason.RETRY:
+            words = f"retry of revision {revision} (image {target.image})"
     t.transition(
         Phase.PROGRESSING,
-        reason,
+        reason.value,
         f"{words}; scaling {target.name} up, deadline {t.rollout.spec.progress_deadline_seconds}s",
     )
     t.notify(NoticeKind.STARTED, f"Rollout of {t.rollout.metadata.name} started", words)
     t.requeue = _transitional(t.rollout)
+
+
+def _canary_replicas(t: _Tick) -> int:
+    """What the canary scales up to: the primary's replicas, at least 1."""
+    primary = t.obs.primary
+    return max(primary.replicas, 1) if primary is not None else 1
 
 
 # ---- failure ---------------------------------------------------------------------------------
@@ -571,7 +596,7 @@ def _active(t: _Tick, manual: ManualAction | None, judge: Judge) -> None:
                 promoted="True",
             )
             return
-        _start(t, revision, reason="Restarted")
+        _start(t, revision, reason=StartReason.RESTARTED)
         return
     if manual is not None and manual.verb == ManualVerb.PROMOTE:
         _reassert_routing(t, s.canary_weight)
@@ -598,7 +623,7 @@ def _await_canary(t: _Tick) -> None:
     assert target is not None
     spec = t.rollout.spec
     _reassert_routing(t, 0)
-    t.act(ScaleTarget(None))
+    t.act(ScaleTarget(_canary_replicas(t)))
     t.requeue = _transitional(t.rollout)
     started = t.status.rollout_started_at or t.now
     waited = (t.now - started).total_seconds()
@@ -831,32 +856,91 @@ def _promote(t: _Tick, why: str) -> None:
 
 
 def _promoting(t: _Tick, manual: ManualAction | None) -> None:
-    """Primary gets the canary's template; the canary keeps its (passed) weight meanwhile."""
+    """Primary gets the judged revision; the canary keeps its (passed) weight meanwhile.
+
+    The order protects users in three ways:
+
+    * Done first: once the primary runs the judged revision and is ready, the canary's traffic
+      leaves and the canary is scaled down. The canary weight of the status is never re-asserted
+      before this check, so a tick that repeats a finalisation whose status write was lost never
+      routes traffic back to a canary already scaled to zero.
+    * Only the judged revision is promoted: when the target changed during promotion, the new
+      revision has not been judged. The primary keeps what it has (the old stable, or the judged
+      revision if the copy already happened) and the new revision is analysed from scratch.
+    * The canary keeps its weight only while it has ready pods; otherwise its traffic goes to
+      the primary (which keeps serving its old pods while it rolls out).
+    """
     s = t.status
+    target, primary = t.obs.target, t.obs.primary
+    assert target is not None
     _ignore(t, manual, "promotion in progress")
-    _reassert_routing(t, s.canary_weight)
-    primary = t.obs.primary
     t.requeue = _transitional(t.rollout)
-    if primary is None or primary.template_hash != s.canary_revision or not primary.ready:
-        t.act(PromotePrimary(s.canary_revision))
-        have = f"{primary.ready_replicas}/{primary.replicas}" if primary else "0/0"
-        t.set(message=f"promoting revision {s.canary_revision}: primary {have} ready")
-        waited = (t.now - (s.phase_started_at or t.now)).total_seconds()
-        if waited > t.rollout.spec.progress_deadline_seconds:
-            t.condition(
-                READY,
-                "False",
-                "PrimaryNotReady",
-                f"primary not ready {waited:.0f}s after promotion ({have} ready)",
-            )
+    revision = s.canary_revision
+    runs_judged = primary is not None and primary.template_hash == revision
+    if runs_judged and primary is not None and primary.ready:
+        t.route(0)
+        _scale_down(t)
+        t.transition(
+            Phase.FINALISING,
+            "Finalising",
+            f"{primary.name} runs revision {revision} ({primary.ready_replicas} ready); "
+            "100% routed to primary, canary scaled to 0",
+        )
         return
-    t.route(0)
-    _scale_down(t)
-    t.transition(
-        Phase.FINALISING,
-        "Finalising",
-        f"{primary.name} runs revision {s.canary_revision} ({primary.ready_replicas} ready); "
-        "100% routed to primary, canary scaled to 0",
+    if runs_judged and primary is not None and primary.failure is not None:
+        _promotion_failed(t, primary.failure)
+        return
+    if target.template_hash != revision:
+        _target_changed_while_promoting(t, runs_judged=runs_judged)
+        return
+    served = target.replicas > 0 and target.ready_replicas > 0
+    _reassert_routing(t, s.canary_weight if served else 0)
+    t.act(PromotePrimary(revision))
+    have = f"{primary.ready_replicas}/{primary.replicas}" if primary else "0/0"
+    t.set(message=f"promoting revision {revision}: primary {have} ready")
+    waited = (t.now - (s.phase_started_at or t.now)).total_seconds()
+    if waited > t.rollout.spec.progress_deadline_seconds:
+        _promotion_failed(
+            t,
+            f"primary not ready {waited:.0f}s after promotion ({have} ready; "
+            f"progressDeadlineSeconds {t.rollout.spec.progress_deadline_seconds})",
+        )
+
+
+def _target_changed_while_promoting(t: _Tick, *, runs_judged: bool) -> None:
+    """The target moved on during promotion: promote nothing unjudged, analyse the new one."""
+    s = t.status
+    if runs_judged:
+        # The judged revision reached the primary's template already: it is the stable one.
+        t.set(stable_revision=s.canary_revision)
+    target = t.obs.target
+    assert target is not None
+    if target.template_hash == t.status.stable_revision:
+        t.route(0)
+        _scale_down(t)
+        t.set(canary_revision=target.template_hash, weight_history=[], current_step=0)
+        t.transition(
+            Phase.INITIALIZED,
+            "Reverted",
+            f"target reverted to the stable revision {target.template_hash} during promotion",
+            promoted="True",
+        )
+        return
+    _start(t, target.template_hash, reason=StartReason.CHANGED_WHILE_PROMOTING)
+
+
+def _promotion_failed(t: _Tick, why: str) -> None:
+    """The new primary cannot become ready: it returns to the last good revision, traffic goes
+    to the primary's serving (old) pods, the canary goes down, and the Rollout fails."""
+    stable = t.status.stable_revision
+    t.act(RevertPrimary(stable))
+    t.condition(READY, "False", "PrimaryNotReady", why)
+    _rollback(
+        t,
+        "PromotionFailed",
+        f"primary could not take revision {t.status.canary_revision}: {why}; "
+        f"primary returned to revision {stable}",
+        kind=NoticeKind.NOT_READY,
     )
 
 

@@ -218,16 +218,25 @@ class EnsurePrimary:
 
 @dataclass(frozen=True, slots=True)
 class PromotePrimary:
-    """Copy the target's pod template (revision ``revision``) to the primary Deployment."""
+    """Copy the target's pod template to the primary Deployment, only if that template is
+    revision ``revision`` (the judged one): the adapter refuses any other template."""
+
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevertPrimary:
+    """Return the primary to the last good pod template, only if that template is revision
+    ``revision`` (the stable one): the adapter refuses any other."""
 
     revision: str
 
 
 @dataclass(frozen=True, slots=True)
 class ScaleTarget:
-    """Scale the canary (the target Deployment) to ``replicas``; None means the primary's."""
+    """Scale the canary (the target Deployment) to ``replicas``."""
 
-    replicas: int | None
+    replicas: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +254,14 @@ class Notify:
 
 
 Action = (
-    EnsureRouting | SetWeight | EnsurePrimary | PromotePrimary | ScaleTarget | RecordEvent | Notify
+    EnsureRouting
+    | SetWeight
+    | EnsurePrimary
+    | PromotePrimary
+    | RevertPrimary
+    | ScaleTarget
+    | RecordEvent
+    | Notify
 )
 
 

@@ -103,7 +103,7 @@ def test_good_release_is_promoted_step_by_step() -> None:
     d = world.tick()
     assert kinds(d) == [
         "EnsureRouting(0)",
-        "ScaleTarget(None)",
+        "ScaleTarget(2)",
         "Event:NewRevision",
         "Notify:Started",
     ]
@@ -293,7 +293,7 @@ def test_new_revision_mid_analysis_restarts_from_the_first_step() -> None:
     world.target_hash = "rev3"
     decision = world.tick(advance=10)
     names = kinds(decision)
-    assert names.index("SetWeight(0)") < names.index("ScaleTarget(None)")
+    assert names.index("SetWeight(0)") < names.index("ScaleTarget(2)")
     assert world.weight == 0
     s = world.status
     assert (s.canary_revision, s.weight_history, s.analysis.intervals) == ("rev3", [], 0)
@@ -644,4 +644,4 @@ def test_a_new_revision_applied_with_replicas_is_not_scaled_down_first() -> None
     world.target_hash, world.target_replicas = "rev2", 3  # kubectl apply of a full manifest
     decision = world.tick()
     assert "ScaleTarget(0)" not in kinds(decision)
-    assert "ScaleTarget(None)" in kinds(decision)
+    assert "ScaleTarget(2)" in kinds(decision)

@@ -25,6 +25,7 @@ from canaryd.core.types import (
     Plan,
     PromotePrimary,
     RecordEvent,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
     TrafficState,
@@ -102,6 +103,8 @@ class World:
     primary_ready: bool = True
     weight: int | None = None
     now: datetime = T0
+    primary_failure: str | None = None
+    last_good: str | None = None
     log: list[Decision] = field(default_factory=list)
 
     # observations -------------------------------------------------------------------------
@@ -131,6 +134,7 @@ class World:
             ready_replicas=REPLICAS if self.primary_ready else 0,
             updated_replicas=REPLICAS,
             rolled_out=True,
+            failure=self.primary_failure,
         )
 
     def observe(
@@ -160,20 +164,36 @@ class World:
         readings: Any = good,
         gates: tuple[GateResult, ...] = (),
         manual: ManualAction | None = None,
+        fail_at: int | None = None,
+        fail_on: type | None = None,
+        lose_status: bool = False,
     ) -> Decision:
-        """Move the clock, plan, observe, decide, apply the actions, store the status."""
+        """Move the clock, plan, observe, decide, apply the actions, store the status.
+
+        ``fail_at``: the action at that index (and all after it) fails, so the status is not
+        stored, as the runtime does; ``lose_status``: every action works but the status write
+        is lost (a crash or a failed write just before it); ``fail_on``: the first action of
+        that type fails."""
         self.now += timedelta(seconds=advance)
         plan = machine.plan(self.rollout, self.now)
         obs = self.observe(plan, readings, gates, manual)
         decision = machine.decide(self.rollout, obs)
-        self.apply(decision.actions)
-        self.store(decision.status)
         self.log.append(decision)
+        if fail_on is not None:
+            found = [i for i, a in enumerate(decision.actions) if isinstance(a, fail_on)]
+            fail_at = found[0] if found else fail_at
+        if not self.apply(decision.actions, fail_at=fail_at) or lose_status:
+            return decision
+        self.store(decision.status)
         return decision
 
-    def apply(self, actions: tuple[Action, ...]) -> None:
-        for action in actions:
+    def apply(self, actions: tuple[Action, ...], *, fail_at: int | None = None) -> bool:
+        """Apply the actions in order; False when one failed (``fail_at``)."""
+        for i, action in enumerate(actions):
+            if fail_at is not None and i >= fail_at:
+                return False
             self.apply_one(action)
+        return True
 
     def apply_one(self, action: Action) -> None:
         if isinstance(action, EnsurePrimary):
@@ -186,8 +206,15 @@ class World:
             assert 0 <= action.canary_weight <= 100
             self.weight = action.canary_weight
         elif isinstance(action, ScaleTarget):
-            self.target_replicas = REPLICAS if action.replicas is None else action.replicas
+            self.target_replicas = action.replicas
         elif isinstance(action, PromotePrimary):
+            # As the adapter: only a target that still has the judged template is copied.
+            assert self.target_hash == action.revision, (self.target_hash, action.revision)
+            if self.primary_hash != action.revision:
+                self.last_good = self.primary_hash
+            self.primary_hash = action.revision
+        elif isinstance(action, RevertPrimary):
+            assert self.primary_hash == action.revision or self.last_good == action.revision
             self.primary_hash = action.revision
         else:
             assert isinstance(action, RecordEvent | Notify)
