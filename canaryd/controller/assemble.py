@@ -76,10 +76,10 @@ def assemble(
     ports = Ports(
         resources=resources,
         workloads=Workloads(api),
-        router=router or IstioRouter(api_client),
+        router=router or IstioRouter(api),
         metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
         notifier=notifier,
-        events=KubeEventRecorder(api_client),
+        events=KubeEventRecorder(api),
     )
     reconciler = Reconciler(
         ports,

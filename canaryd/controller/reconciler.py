@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from canaryd.adapters.kube import InvalidSpecError, Resources, Workloads, parse_rollout
-from canaryd.adapters.kube.rest import JSON
+from canaryd.adapters.transport import JSON
 from canaryd.api.models import Condition, ObjectMeta, Rollout, RolloutStatus
 from canaryd.controller.alerting import ProviderRef, alert_targets
 from canaryd.controller.observe import MetricsFor, observe
@@ -89,6 +89,9 @@ class TickResult:
     requeue_after: float | None = None
     """Seconds until the next useful tick (None: the interval)."""
     error: str | None = None
+    permanent: bool = False
+    """The error is a PermanentError: no early retry (the next tick comes with a change of the
+    Rollout or its Deployments, or at the interval)."""
     wrote_status: bool = False
     phase: str = ""
 
@@ -164,8 +167,12 @@ class Reconciler:
         current: Rollout | None = None
         try:
             result, current = self._tick(namespace, name)
-        except (PermanentError, TemporaryError) as exc:
-            delay = self._backoff.fail(key)
+        except PermanentError as exc:
+            # No early retry: the next tick comes with a change (watch) or at the interval.
+            log.warning("tick %s/%s failed permanently: %s", namespace, name, exc)
+            result = TickResult(error=str(exc), permanent=True)
+        except TemporaryError as exc:
+            delay = self._retry_delay(key, exc)
             log.warning("tick %s/%s failed (retry in %.1fs): %s", namespace, name, delay, exc)
             result = TickResult(requeue_after=delay, error=str(exc))
         except Exception as exc:  # a bug must not stop the other Rollouts
@@ -178,6 +185,11 @@ class Reconciler:
         if self.telemetry is not None:
             self._measure(namespace, name, result, current, time.monotonic() - started)
         return result
+
+    def _retry_delay(self, key: tuple[str, str], exc: TemporaryError) -> float:
+        """Backoff, never sooner than the delay the error carries (429 Retry-After)."""
+        delay = self._backoff.fail(key)
+        return max(delay, exc.delay) if exc.delay is not None else delay
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what this process remembers of a deleted Rollout."""
@@ -379,12 +391,17 @@ class Reconciler:
         except (PermanentError, TemporaryError) as write_exc:
             log.warning("could not record the failure on %s: %s", rollout.metadata.name, write_exc)
         self._event(rollout, "Warning", "ReconcileError", str(exc))
-        delay = self._backoff.fail((rollout.metadata.namespace, rollout.metadata.name))
+        key = (rollout.metadata.namespace, rollout.metadata.name)
+        permanent = isinstance(exc, PermanentError)
+        delay = None
+        if isinstance(exc, TemporaryError):
+            delay = self._retry_delay(key, exc)
         return (
             TickResult(
                 interval_seconds=rollout.spec.schedule.interval_seconds(),
                 requeue_after=delay,
                 error=str(exc),
+                permanent=permanent,
                 phase=status.phase.value,
             ),
             rollout.model_copy(update={"status": status}),

@@ -1,8 +1,11 @@
 """The small interfaces behind which all I/O lives (adapters implement them).
 
 Each method states its contract. Adapters raise :class:`PermanentError` for problems that a
-retry cannot fix (they become a condition on the Rollout) and :class:`TemporaryError` for
-problems that may pass (the tick is retried with backoff).
+retry cannot fix and :class:`TemporaryError` for problems that may pass. The engine acts on the
+difference (see :mod:`canaryd.controller.reconciler`): a PermanentError becomes
+``Reconciled=False`` and is not retried early (the next tick comes with the next change of the
+Rollout or its Deployments, or at the Rollout's interval); a TemporaryError is retried with
+backoff, never sooner than its ``delay``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ class PermanentError(Exception):
 class TemporaryError(Exception):
     """A problem that may pass: API server 5xx, conflict, network, timeout."""
 
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+        """Seconds to wait before retrying, when the source says (429 Retry-After; 0 for a
+        conflict: re-read at once); None lets the backoff decide."""
+
 
 class TrafficRouter(Protocol):
     """Moves traffic between primary and canary (Istio VirtualService today)."""
@@ -37,6 +46,12 @@ class TrafficRouter(Protocol):
     def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Route ``canary_weight`` % to the canary and the rest to primary. Idempotent; the
         weights written always sum to 100 and validate against Istio's schema."""
+        ...
+
+    def finalize(self, rollout: Rollout) -> None:
+        """The Rollout is being deleted: leave routing as if canaryd had never been there
+        (everything to the primary in a user's VirtualService; what canaryd created removed).
+        Idempotent; safe when the objects are already gone."""
         ...
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.kube import paths
 from canaryd.adapters.kube.parse import InvalidSpecError, describe
-from canaryd.adapters.kube.rest import JSON, KubeApi, NotFoundError
+from canaryd.adapters.transport import JSON, KubeApi, NotFoundError
 from canaryd.api.models import AlertProvider, MetricTemplate, RolloutStatus
 from canaryd.core.ports import PermanentError
 

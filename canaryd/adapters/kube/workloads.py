@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from canaryd.adapters.kube import paths
-from canaryd.adapters.kube.rest import JSON, ConflictError, KubeApi
-from canaryd.api.models import API_VERSION, Rollout
+from canaryd.adapters.transport import JSON, ConflictError, KubeApi, owner_reference
+from canaryd.api.models import Rollout
 from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from canaryd.core.types import WorkloadState
@@ -118,17 +118,6 @@ def _primary_template(target: Mapping[str, Any], name: str) -> JSON:
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), "app": name}
     return template
-
-
-def owner_reference(rollout: Rollout) -> JSON:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Rollout",
-        "name": rollout.metadata.name,
-        "uid": rollout.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def primary_from(target: Mapping[str, Any], rollout: Rollout) -> JSON:
