@@ -11,9 +11,10 @@ shared transport (:meth:`canaryd.adapters.transport.KubeApi.watch`):
 * a dropped connection or another error: reconnect from the remembered version after an
   exponential backoff with jitter.
 
-Rollout events add and remove jobs and trigger a tick when the spec (``generation``) or the
-manual-action annotation changed, not on canaryd's own status writes. Deployment events trigger
-the tick of the Rollout that targets the Deployment (or its ``-primary``).
+Rollout events add and remove jobs and trigger a tick when the spec (``generation``), the
+manual-action annotation or the deletion state changed, not on canaryd's own status writes.
+Deployment events trigger the tick of the Rollout that targets the Deployment (or its
+``-primary``).
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class RolloutTracker:
         fingerprint = (
             meta.get("generation"),
             (meta.get("annotations") or {}).get(ACTION_ANNOTATION),
+            bool(meta.get("deletionTimestamp")),  # deletion began: finalise now
         )
         target = ((obj.get("spec") or {}).get("targetRef") or {}).get("name")
         deployments = (

@@ -28,11 +28,11 @@ def test_lost_status_after_finalising_actions_never_routes_back_to_a_scaled_down
     promoting(world)
     world.primary_ready = True
     first = world.tick(lose_status=True)  # route 0% + canary to 0 done, status write lost
-    assert [a for a in first.actions if isinstance(a, SetWeight)] == [SetWeight(0)]
+    assert [a for a in first.effects if isinstance(a, SetWeight)] == [SetWeight(0)]
     assert world.target_replicas == 0 and world.weight == 0
     assert world.phase == Phase.PROMOTING and world.status.canary_weight == 50
     again = world.tick()
-    weights = [a.canary_weight for a in again.actions if isinstance(a, SetWeight)]
+    weights = [a.canary_weight for a in again.effects if isinstance(a, SetWeight)]
     assert all(w == 0 for w in weights), weights  # never 50% to a canary with zero pods
     assert world.weight == 0 and world.phase == Phase.FINALISING
 
@@ -51,7 +51,7 @@ def test_target_changed_during_promotion_is_never_promoted_unjudged() -> None:
     assert world.primary_hash == "rev2"  # the judged template was copied, pods not ready yet
     world.target_hash = "rev3"
     d = world.tick()  # the world's PromotePrimary would refuse rev3 (assertion) as the adapter
-    assert not [a for a in d.actions if isinstance(a, PromotePrimary)]
+    assert not [a for a in d.effects if isinstance(a, PromotePrimary)]
     assert world.primary_hash == "rev2"
     s = world.status
     assert world.phase == Phase.PROGRESSING and s.canary_revision == "rev3"
@@ -69,7 +69,7 @@ def test_target_changed_before_the_copy_keeps_the_old_stable() -> None:
     for _ in range(8):
         # the adapter refuses to copy: the target changed between observation and promotion
         d = world.tick(fail_on=PromotePrimary)
-        if any(isinstance(a, PromotePrimary) for a in d.actions):
+        if any(isinstance(a, PromotePrimary) for a in d.effects):
             break
     assert world.phase == Phase.PROGRESSING and world.primary_hash == "rev1"
     world.target_hash = "rev3"
@@ -84,12 +84,12 @@ def test_crashlooping_new_primary_returns_to_the_last_good_revision() -> None:
     promoting(world)
     world.primary_failure = "CrashLoopBackOff: pod podinfo-primary-x container app"
     d = world.tick()
-    reverts = [a for a in d.actions if isinstance(a, RevertPrimary)]
+    reverts = [a for a in d.effects if isinstance(a, RevertPrimary)]
     assert reverts == [RevertPrimary("rev1")]
     assert world.primary_hash == "rev1"
     assert world.weight == 0 and world.target_replicas == 0
     # traffic leaves the canary before its pods do
-    order = [type(a).__name__ for a in d.actions if isinstance(a, SetWeight | ScaleTarget)]
+    order = [type(a).__name__ for a in d.effects if isinstance(a, SetWeight | ScaleTarget)]
     assert order == ["SetWeight", "ScaleTarget"]
     s = world.status
     assert world.phase == Phase.FAILED and s.stable_revision == "rev1"

@@ -13,18 +13,18 @@ from typing import Any
 from canaryd.api.models import ArmCounts, IntervalRecord, Phase, Rollout, RolloutStatus
 from canaryd.core import machine
 from canaryd.core.types import (
-    Action,
+    AddFinalizer,
     Decision,
+    Effect,
     EnsurePrimary,
     EnsureRouting,
+    FinalizeRouting,
     GateResult,
-    ManualAction,
     MetricReading,
-    Notify,
     Observations,
     Plan,
     PromotePrimary,
-    RecordEvent,
+    RemoveFinalizer,
     RevertPrimary,
     ScaleTarget,
     SetWeight,
@@ -105,6 +105,13 @@ class World:
     now: datetime = T0
     primary_failure: str | None = None
     last_good: str | None = None
+    finalizer: bool = False
+    annotation: str = ""
+    """The ``canaryd.io/action`` annotation."""
+    delivered: set[str] = field(default_factory=set)
+    """Outbox keys delivered (every notice is delivered at once unless ``hold_notices``)."""
+    hold_notices: bool = False
+    deleting_since: datetime | None = None
     log: list[Decision] = field(default_factory=list)
 
     # observations -------------------------------------------------------------------------
@@ -142,9 +149,11 @@ class World:
         plan: Plan,
         readings: Any = good,
         gates: tuple[GateResult, ...] = (),
-        manual: ManualAction | None = None,
+        manual: str | None = None,
     ) -> Observations:
         weight = self.weight or 0
+        if manual is not None:
+            self.annotation = manual
         return Observations(
             now=self.now,
             generation=self.rollout.metadata.generation,
@@ -153,7 +162,10 @@ class World:
             traffic=TrafficState(self.weight) if self.weight is not None else None,
             readings=readings(weight) if plan.metrics and readings is not None else None,
             gates=gates,
-            manual=manual,
+            action_annotation=self.annotation,
+            delivered=frozenset(self.delivered),
+            has_finalizer=self.finalizer,
+            deleting_since=self.deleting_since,
         )
 
     # one tick -----------------------------------------------------------------------------
@@ -163,7 +175,7 @@ class World:
         advance: float = 60,
         readings: Any = good,
         gates: tuple[GateResult, ...] = (),
-        manual: ManualAction | None = None,
+        manual: str | None = None,
         fail_at: int | None = None,
         fail_on: type | None = None,
         lose_status: bool = False,
@@ -180,23 +192,31 @@ class World:
         decision = machine.decide(self.rollout, obs)
         self.log.append(decision)
         if fail_on is not None:
-            found = [i for i, a in enumerate(decision.actions) if isinstance(a, fail_on)]
+            found = [i for i, a in enumerate(decision.effects) if isinstance(a, fail_on)]
             fail_at = found[0] if found else fail_at
-        if not self.apply(decision.actions, fail_at=fail_at) or lose_status:
+        if not self.apply(decision.effects, fail_at=fail_at) or lose_status:
             return decision
         self.store(decision.status)
+        if not self.hold_notices:
+            self.delivered |= {p.key for p in decision.status.outbox}
         return decision
 
-    def apply(self, actions: tuple[Action, ...], *, fail_at: int | None = None) -> bool:
-        """Apply the actions in order; False when one failed (``fail_at``)."""
-        for i, action in enumerate(actions):
+    def apply(self, effects: tuple[Effect, ...], *, fail_at: int | None = None) -> bool:
+        """Carry out the effects in order; False when one failed (``fail_at``)."""
+        for i, effect in enumerate(effects):
             if fail_at is not None and i >= fail_at:
                 return False
-            self.apply_one(action)
+            self.apply_one(effect)
         return True
 
-    def apply_one(self, action: Action) -> None:
-        if isinstance(action, EnsurePrimary):
+    def apply_one(self, action: Effect) -> None:
+        if isinstance(action, AddFinalizer):
+            self.finalizer = True
+        elif isinstance(action, RemoveFinalizer):
+            self.finalizer = False
+        elif isinstance(action, FinalizeRouting):
+            self.weight = 0 if self.weight is not None else None
+        elif isinstance(action, EnsurePrimary):
             if self.primary_hash is None:
                 self.primary_hash = self.target_hash
         elif isinstance(action, EnsureRouting):
@@ -217,7 +237,7 @@ class World:
             assert self.primary_hash == action.revision or self.last_good == action.revision
             self.primary_hash = action.revision
         else:
-            assert isinstance(action, RecordEvent | Notify)
+            raise AssertionError(f"unexpected effect {action!r}")
 
     def store(self, status: RolloutStatus) -> None:
         self.rollout = self.rollout.model_copy(update={"status": status})
@@ -245,19 +265,20 @@ def bootstrapped(**spec: Any) -> World:
 
 
 def kinds(decision: Decision) -> list[str]:
-    """Action names in order, events as ``Event:<reason>``, notices as ``Notify:<kind>``."""
+    """Effect names in order (finalizer bookkeeping left out), then the events as
+    ``Event:<reason>``, then the notices as ``Notify:<kind>``."""
     out = []
-    for action in decision.actions:
-        if isinstance(action, RecordEvent):
-            out.append(f"Event:{action.reason}")
-        elif isinstance(action, Notify):
-            out.append(f"Notify:{action.notice.kind.value}")
-        elif isinstance(action, SetWeight | EnsureRouting):
+    for action in decision.effects:
+        if isinstance(action, AddFinalizer):
+            continue
+        if isinstance(action, SetWeight | EnsureRouting):
             out.append(f"{type(action).__name__}({action.canary_weight})")
         elif isinstance(action, ScaleTarget):
             out.append(f"ScaleTarget({action.replicas})")
         else:
             out.append(type(action).__name__)
+    out += [f"Event:{e.reason}" for e in decision.events]
+    out += [f"Notify:{n.kind.value}" for n in decision.notices]
     return out
 
 
