@@ -129,11 +129,13 @@ class _Backoff:
 
 
 class _EffectFailedError(Exception):
-    """An effect of the decision failed (wraps the taxonomy error)."""
+    """An effect of the decision failed (wraps the taxonomy error and the Rollout as stored
+    after the effects that did happen, whose resourceVersion guards recording the failure)."""
 
-    def __init__(self, error: PermanentError | TemporaryError) -> None:
+    def __init__(self, error: PermanentError | TemporaryError, raw: JSON) -> None:
         super().__init__(str(error))
         self.error = error
+        self.raw = raw
 
 
 class Reconciler:
@@ -238,7 +240,7 @@ class Reconciler:
         try:
             raw = self._carry_out(raw, acting, decision.effects)
         except _EffectFailedError as failure:
-            return self._failed(raw, rollout, stored, failure.error, now=now, meta=meta)
+            return self._failed(failure.raw, rollout, stored, failure.error, now=now, meta=meta)
         written = None
         if decision.write_status:
             written = self.ports.resources.write_status(raw, decision.status)
@@ -340,7 +342,7 @@ class Reconciler:
                 elif isinstance(effect, ScaleTarget):
                     p.workloads.scale(ns, target, effect.replicas)
             except (PermanentError, TemporaryError) as exc:
-                raise _EffectFailedError(exc) from exc
+                raise _EffectFailedError(exc, raw) from exc
         return raw
 
     def _deliver(self, rollout: Rollout) -> None:

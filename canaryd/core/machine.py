@@ -1263,19 +1263,17 @@ def reject(
             t.act(RemoveFinalizer())
             t.write_status = False
         return t.decision()
-    old = _find_condition(status.conditions, READY)
-    if old is None or old.reason != "InvalidSpec" or old.message != error:
-        t.event("InvalidSpec", error, warning=True)
     had_traffic = status.canary_weight > 0 or status.phase in ACTIVE
-    if had_traffic and rollout is None:
-        t.condition(
-            READY,
-            "False",
-            "InvalidSpec",
-            f"{error} (canary traffic unchanged: no valid spec known to route with)",
-        )
+    stuck = had_traffic and rollout is None
+    said = (
+        f"{error} (canary traffic unchanged: no valid spec known to route with)" if stuck else error
+    )
+    old = _find_condition(status.conditions, READY)
+    if old is None or old.reason != "InvalidSpec" or old.message != said:
+        t.event("InvalidSpec", error, warning=True)
+    t.condition(READY, "False", "InvalidSpec", said)
+    if stuck:
         return t.decision()
-    t.condition(READY, "False", "InvalidSpec", error)
     t.set(message=error)
     if had_traffic:
         t.act(SetWeight(0))
