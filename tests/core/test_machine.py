@@ -62,12 +62,10 @@ def test_bootstrap_routes_to_primary_only_once_it_is_ready() -> None:
     world.primary_ready = True
     second = world.tick()
     assert world.phase == Phase.INITIALIZED
-    assert kinds(second) == [
-        "EnsurePrimary",
-        "EnsureRouting(0)",
-        "ScaleTarget(0)",
-        "Event:Initialized",
-    ]
+    names = kinds(second)
+    # the contract: routing goes to the (ready) primary before the target is scaled down
+    assert names.index("EnsureRouting(0)") < names.index("ScaleTarget(0)")
+    assert "Event:Initialized" in names
     assert (world.weight, world.target_replicas) == (0, 0)
     assert world.status.stable_revision == world.status.canary_revision == "rev1"
     assert condition(world.status, "Ready")[:2] == ("True", "Reconciled")
@@ -90,12 +88,9 @@ def test_good_release_is_promoted_step_by_step() -> None:
     world = bootstrapped()
     world.target_hash = "rev2"
     d = world.tick()
-    assert kinds(d) == [
-        "EnsureRouting(0)",
-        "ScaleTarget(2)",
-        "Event:NewRevision",
-        "Notify:Started",
-    ]
+    names = kinds(d)
+    assert "ScaleTarget(2)" in names and not any(n.startswith("SetWeight") for n in names)
+    assert "Event:NewRevision" in names and "Notify:Started" in names
     assert world.status.canary_revision == "rev2" and world.status.weight_history == []
     seen = []
     for _ in range(10):
@@ -163,7 +158,7 @@ def test_bad_release_is_rolled_back_at_once_with_evidence() -> None:
     assert world.phase == Phase.FAILED
     names = kinds(decision)
     assert names.index("SetWeight(0)") < names.index("ScaleTarget(0)")
-    assert names[-2:] == ["Event:AnalysisFailed", "Notify:RolledBack"]
+    assert "Event:AnalysisFailed" in names and "Notify:RolledBack" in names
     assert (world.weight, world.target_replicas, world.primary_hash) == (0, 0, "rev1")
     status, reason, message = condition(world.status, "Promoted")
     assert (status, reason) == ("False", "AnalysisFailed")
