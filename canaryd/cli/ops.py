@@ -43,7 +43,7 @@ from canaryd.adapters.transport import (
     UnreachableError,
     load_api_client,
 )
-from canaryd.api.models import GROUP, Phase, ScheduleSpec
+from canaryd.api.models import GROUP, Phase, RolloutStatus, ScheduleSpec
 from canaryd.cli import output
 from canaryd.controller.manual import ACTION_ANNOTATION
 from canaryd.core.ports import PermanentError, TemporaryError
@@ -60,9 +60,9 @@ EXIT_API_ERROR = 4
 
 VERBS = ("get", "status", "promote", "abort", "retry", "pause", "resume", "completion")
 ACTION_VERBS = ("promote", "abort", "retry")
-TERMINAL_PHASES = {Phase.SUCCEEDED.value: EXIT_OK, Phase.FAILED.value: EXIT_FAILED}
-DONE_PHASES = frozenset(p.value for p in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED))
-STEPPING_PHASES = frozenset(p.value for p in (Phase.PROGRESSING, Phase.WAITING, Phase.FAILED))
+TERMINAL_PHASES = {Phase.SUCCEEDED: EXIT_OK, Phase.FAILED: EXIT_FAILED}
+DONE_PHASES = frozenset({Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED})
+STEPPING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING, Phase.FAILED})
 WATCH_CHUNK_SECONDS = 30  # one watch request at most; reconnect (from the last version) after
 MAX_WATCH_FAILURES = 8  # consecutive broken watch connections before giving up
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home + erase display (ANSI), for --watch on a terminal
@@ -231,18 +231,18 @@ class RolloutView:
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> RolloutView:
         meta = obj.get("metadata") or {}
-        status = obj.get("status") or {}
+        status = rollout_status(obj)
         steps = _step_count(obj.get("spec") or {})
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
-            phase=str(status.get("phase") or "Pending"),
-            weight=int(status.get("canaryWeight") or 0),
+            phase=status.phase.value if status is not None else "Pending",
+            weight=status.canary_weight if status is not None else 0,
             step=_step_number(status, steps),
             steps=steps,
-            verdict=str(status.get("verdict") or "-"),
+            verdict=status.verdict.value if status is not None and status.verdict else "-",
             created=meta.get("creationTimestamp"),
-            message=str(status.get("message") or ""),
+            message=status.message if status is not None else "",
         )
 
     @property
@@ -250,15 +250,28 @@ class RolloutView:
         return f"{self.step}/{self.steps if self.steps is not None else '?'}"
 
 
-def _step_number(status: Mapping[str, Any], steps: int | None) -> int:
+def rollout_status(obj: Mapping[str, Any]) -> RolloutStatus | None:
+    """The Rollout's status as the controller's own model; None when there is none yet or it
+    cannot be read (an older or foreign writer): the CLI then shows what it can."""
+    raw = obj.get("status")
+    if not raw:
+        return None
+    try:
+        return RolloutStatus.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _step_number(status: RolloutStatus | None, steps: int | None) -> int:
     """Steps reached, 1-based: ``status.currentStep`` is the 0-based index of the weight in
     force while a rollout runs; after promotion every step is done; before the first weight
     (or with no rollout at all) none is."""
-    phase = status.get("phase")
-    if phase in DONE_PHASES and steps is not None:
+    if status is None:
+        return 0
+    if status.phase in DONE_PHASES and steps is not None:
         return steps
-    if phase in STEPPING_PHASES and status.get("weightHistory"):
-        return int(status.get("currentStep") or 0) + 1
+    if status.phase in STEPPING_PHASES and status.weight_history:
+        return status.current_step + 1
     return 0
 
 
@@ -503,11 +516,11 @@ def terminal_code(obj: Mapping[str, Any]) -> int | None:
 
     A phase counts only once the controller has observed the current generation: right after
     ``kubectl apply`` the old ``Succeeded`` must not end a CI wait early."""
-    status = obj.get("status") or {}
+    status = rollout_status(obj)
     generation = int((obj.get("metadata") or {}).get("generation") or 0)
-    if int(status.get("observedGeneration") or 0) < generation:
+    if status is None or status.observed_generation < generation:
         return None
-    return TERMINAL_PHASES.get(str(status.get("phase")))
+    return TERMINAL_PHASES.get(status.phase)
 
 
 def follow(
@@ -601,8 +614,8 @@ def _wait_consumed(
     bare id or the whole ``verb:id`` annotation value)."""
     deadline = time.monotonic() + seconds
     while True:
-        obj = conn.rollout(name)
-        consumed = str((obj.get("status") or {}).get("consumedAction") or "")
+        status = rollout_status(conn.rollout(name))
+        consumed = status.consumed_action if status is not None else ""
         if consumed in (value, action_id):
             print(f"rollout.{GROUP}/{name} action {action_id} consumed", file=out)
             return EXIT_OK
