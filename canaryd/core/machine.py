@@ -831,6 +831,8 @@ class Interval(StrEnum):
     """The canary cannot be judged: its traffic is withdrawn (Waiting) until answers return."""
     ENDED = "Ended"
     """Rolled back: the tick is over."""
+    NOT_DUE = "NotDue"
+    """No interval ended this tick (between analyses): gates and steps are looked at only."""
 
 
 def _analyse(t: _Tick, judge: Judge) -> None:
@@ -841,8 +843,12 @@ def _analyse(t: _Tick, judge: Judge) -> None:
     fails again and routes 0% without re-exposing the canary)."""
     if t.obs.readings is not None:
         result = _judge_interval(t, judge, t.obs.readings)
+    elif t.status.outage is not None:
+        result = Interval.WITHDRAWN
+    elif t.status.phase == Phase.WAITING and _promoted_reason(t.status) == "NoTraffic":
+        result = Interval.HELD  # until the next interval says otherwise
     else:
-        result = Interval.WITHDRAWN if t.status.outage is not None else Interval.COUNTED
+        result = Interval.NOT_DUE
     if result == Interval.ENDED:
         return
     interval = t.rollout.spec.schedule.interval_seconds()
@@ -852,7 +858,7 @@ def _analyse(t: _Tick, judge: Judge) -> None:
         _reassert_routing(t, 0)
         return
     _reassert_routing(t, t.status.canary_weight)
-    if result == Interval.HELD and t.obs.readings is not None:
+    if result == Interval.HELD:
         return
     _maybe_advance(t, early=result == Interval.EARLY)
 
@@ -1057,6 +1063,7 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
 
 def _promote(t: _Tick, why: str) -> None:
     revision = t.status.canary_revision
+    t.set(outage=None)  # (a manual promote may come while the canary was withdrawn)
     t.act(PromotePrimary(revision))
     t.requeue = _transitional(t.rollout)
     t.transition(Phase.PROMOTING, "Promoting", f"{why}; copying revision {revision} to primary")

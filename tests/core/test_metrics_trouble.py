@@ -80,6 +80,8 @@ def test_no_requests_in_either_arm_holds_the_step_and_never_fails() -> None:
         assert world.weight == 20, i  # nothing is served, nothing to withdraw
         assert world.phase in (Phase.PROGRESSING, Phase.WAITING)
     assert condition(world.status, "Promoted")[1] == "NoTraffic"
+    world.tick(advance=10)  # a tick between intervals (a watch event): still held, no flap
+    assert world.phase == Phase.WAITING and condition(world.status, "Promoted")[1] == "NoTraffic"
     keys = [n.key for d in world.log for n in d.notices]
     assert sum(k.endswith("Waiting-NoTraffic") for k in keys) == 1  # one alert
     world.tick()
