@@ -103,6 +103,9 @@ OUTBOX_KEEP = 16
 """Undelivered notices kept in ``status.outbox``."""
 MESSAGE_KEEP = 2000
 """Characters of a notice message kept in the outbox."""
+UNSEEN_GRACE = 2
+"""Consecutive intervals with the canary missing from the series (and the stable arm served)
+before its traffic is withdrawn: the first is held as scrape lag."""
 TRANSITIONAL_REQUEUE = 5.0
 """Seconds between ticks while waiting for pods or routing (capped by the interval)."""
 
@@ -894,13 +897,19 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
     if canary == 0 and stable == 0:
         return _no_traffic(t)
     if canary == 0 and t.status.canary_weight > 0:
-        return _unjudged(
-            t,
-            OutageKind.CANARY_UNSEEN,
+        message = (
             f"the stable arm served {stable:.0f} requests and the canary none at "
             f"{t.status.canary_weight}%: the canary's series are missing (sidecar injected? "
-            "labels? reporter?)",
+            "labels? reporter?)"
         )
+        unseen = a.no_data_intervals + 1
+        if unseen < UNSEEN_GRACE:
+            # A canary's series appear a scrape after its first requests: one interval of grace
+            # (held, not counted) before the canary is taken for missing.
+            t.set_analysis(no_data_intervals=unseen, outcome=Outcome.INCONCLUSIVE)
+            t.event("CanaryUnseen", f"{message}; held one interval for the series", warning=True)
+            return Interval.HELD
+        return _unjudged(t, OutageKind.CANARY_UNSEEN, message)
     verdict = judge(spec, a.metrics, readings)
     t.set(verdict=verdict.outcome)
     t.set_analysis(outcome=verdict.outcome, metrics=list(verdict.metrics), no_data_intervals=0)

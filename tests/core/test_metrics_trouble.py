@@ -90,6 +90,9 @@ def test_no_requests_in_either_arm_holds_the_step_and_never_fails() -> None:
 
 def test_canary_missing_from_the_series_is_withdrawn_then_fails_with_the_diagnosis() -> None:
     world = at_twenty(outageDeadlineSeconds=100)
+    d = world.tick(readings=unseen)  # one interval of grace: scrape lag of a new series
+    assert world.weight == 20 and world.phase == Phase.PROGRESSING
+    assert [e.reason for e in d.events] == ["CanaryUnseen"]
     world.tick(readings=unseen)
     assert world.weight == 0 and world.phase == Phase.WAITING
     assert condition(world.status, "Promoted")[1] == "CanaryUnseen"
@@ -99,6 +102,16 @@ def test_canary_missing_from_the_series_is_withdrawn_then_fails_with_the_diagnos
     assert world.phase == Phase.FAILED
     assert condition(world.status, "Promoted")[1] == "NotJudged"
     assert "series are missing" in world.status.message
+
+
+def test_one_interval_of_scrape_lag_does_not_withdraw_the_canary() -> None:
+    world = at_twenty()
+    judged = world.status.analysis.step_intervals
+    world.tick(readings=unseen)
+    assert world.weight == 20 and world.status.analysis.step_intervals == judged
+    world.tick()  # the series are there now
+    assert world.status.outage is None and world.status.analysis.no_data_intervals == 0
+    assert world.status.canary_weight in (20, 50)
 
 
 def test_a_lost_status_write_after_the_withdrawal_keeps_the_canary_withdrawn() -> None:
