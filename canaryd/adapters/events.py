@@ -28,9 +28,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client import ApiClient, CoreV1Api, CoreV1Event
-from kubernetes.client.exceptions import ApiException
-
+from canaryd.adapters.transport import KubeApi, NotFoundError
 from canaryd.api.models import API_VERSION, Rollout
 
 log = logging.getLogger(__name__)
@@ -47,17 +45,17 @@ _Key = tuple[str, str, str, str, str, str]
 
 
 class KubeEventRecorder:
-    """:class:`canaryd.core.ports.EventRecorder`: core/v1 Events through the official client."""
+    """:class:`canaryd.core.ports.EventRecorder`: core/v1 Events through the shared transport."""
 
     def __init__(
         self,
-        api_client: ApiClient,
+        api: KubeApi,
         component: str = "canaryd",
         *,
         instance: str | None = None,
         cache_size: int = 4096,
     ) -> None:
-        self._core = CoreV1Api(api_client)
+        self._api = api
         self.component = component
         self.instance = instance or os.environ.get("POD_NAME") or socket.gethostname()
         self._cache: OrderedDict[_Key, tuple[str, int]] = OrderedDict()
@@ -100,18 +98,16 @@ class KubeEventRecorder:
             if key[5] == COMBINED_PREFIX:
                 patch["message"] = message
             try:
-                self._core.patch_namespaced_event(
-                    name, meta.namespace, patch, _content_type="application/merge-patch+json"
+                self._api.merge_patch(
+                    _events_path(meta.namespace, name), patch, what=f"update Event {name}"
                 )
                 self._remember(key, name, count + 1)
                 return
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                # The Event expired (TTL) or was deleted: start a new one below.
+            except NotFoundError:
+                pass  # the Event expired (TTL) or was deleted: start a new one below
         name = f"{meta.name}.{time.time_ns():x}"
         body = self._event(rollout, name=name, type=type, reason=reason, message=message, now=now)
-        self._core.create_namespaced_event(meta.namespace, CoreV1Event.model_validate(body))
+        self._api.create(_events_path(meta.namespace), body, what=f"create Event {name}")
         self._remember(key, name, 1)
 
     def _event(
@@ -170,6 +166,11 @@ class KubeEventRecorder:
                 self._cache.popitem(last=False)
 
 
+def _events_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{namespace}/events"
+    return f"{base}/{name}" if name else base
+
+
 def _truncate(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
@@ -180,6 +181,4 @@ def _now() -> str:
 
 
 def _describe(error: Exception) -> str:
-    if isinstance(error, ApiException):
-        return f"HTTP {error.status} {error.reason}"
     return f"{type(error).__name__}: {error}"

@@ -357,13 +357,23 @@ class AnalysisSpec(Model):
         default=5,
         ge=1,
         le=1000,
-        description="Consecutive intervals without data before failing (NoData).",
+        description="Consecutive intervals without requests in either arm before an alert "
+        "(NoTraffic); the step is held, never failed, for this alone.",
     )
     error_limit: int = Field(
         default=5,
         ge=1,
         le=1000,
-        description="Consecutive metric errors (e.g. Prometheus down) before failing.",
+        description="Deprecated and ignored: metric errors withdraw the canary's traffic at once "
+        "and fail only after outageDeadlineSeconds.",
+    )
+    # ---- metrics outage (tick stream; see docs/rollout.md "Metrics trouble") ----
+    outage_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description="How long the canary may stay unjudged (metrics failing, or the canary "
+        "missing from them) before the Rollout fails with reason NotJudged.",
     )
     min_requests: int = Field(
         default=0, ge=0, le=10**12, description="Canary requests needed before a step may advance."
@@ -559,6 +569,44 @@ class AnalysisStatus(Model):
     last_analysis_time: datetime | None = None
 
 
+# ---- outbox and metrics outage (tick stream) ------------------------------------------------
+
+
+class PendingNotice(Model):
+    """A notice decided but not yet known to be delivered (the outbox: recorded in the status
+    first, sent after the status write, removed once delivered; a restart re-sends it)."""
+
+    key: str
+    kind: str
+    severity: Severity
+    title: str
+    message: str
+    revision: str = ""
+    image: str = ""
+    weight: int = 0
+    phase: str = ""
+    duration_seconds: float | None = None
+    with_evidence: bool = Field(
+        default=False, description="Send with the status's analysis.metrics as evidence."
+    )
+
+
+class OutageKind(StrEnum):
+    METRICS_ERROR = "MetricsError"
+    """Prometheus failed or timed out (or the judge could not compute)."""
+    CANARY_UNSEEN = "CanaryUnseen"
+    """The stable arm had requests, the canary (with traffic) had none: its series are missing."""
+
+
+class MetricsOutage(Model):
+    """The canary cannot be judged: its traffic is withdrawn (0%) and the step kept."""
+
+    kind: OutageKind
+    since: datetime
+    message: str = ""
+    weight: int = Field(default=0, description="Canary weight withdrawn (restored on resume).")
+
+
 class RolloutStatus(Model):
     phase: Phase = Phase.INITIALIZING
     observed_generation: int = 0
@@ -579,7 +627,13 @@ class RolloutStatus(Model):
         default="", description="Id of the last manual action consumed (exactly once)."
     )
     notified: list[str] = Field(
-        default_factory=list, description="Idempotency keys of alerts already sent."
+        default_factory=list, description="Idempotency keys of alerts already decided."
+    )
+    outbox: list[PendingNotice] = Field(
+        default_factory=list, description="Notices decided and not yet known to be delivered."
+    )
+    outage: MetricsOutage | None = Field(
+        default=None, description="Set while the canary cannot be judged (traffic withdrawn)."
     )
 
 
@@ -596,6 +650,8 @@ class ObjectMeta(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    finalizers: list[str] = Field(default_factory=list)
 
 
 class Rollout(BaseModel):

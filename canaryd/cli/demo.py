@@ -33,13 +33,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from canaryd.api.models import Rollout
 from canaryd.cli import demo_resources as res
 from canaryd.cli.demo_render import LiveView, Style, slack_box, status_block, status_line
+from canaryd.cli.demo_resources import FAST, NORMAL, Timings
 from canaryd.cli.demo_slack import SlackCapture
 from canaryd.cli.demo_summary import (
     PROMOTED,
@@ -82,30 +82,6 @@ SCENARIOS = {
     "both": ("good", "bad"),
     "latency": ("latency",),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Timings:
-    """The Rollout's schedule and how long the demo waits for each ending."""
-
-    interval: str
-    interval_seconds: float
-    step_weights: tuple[int, ...]
-    intervals_per_step: int
-
-    @property
-    def release_timeout(self) -> float:
-        """Generous: the whole schedule three times over, plus start-up of the canary."""
-        intervals = len(self.step_weights) * self.intervals_per_step + 4
-        return 60.0 + 3 * intervals * self.interval_seconds
-
-
-NORMAL = Timings(
-    interval="2s", interval_seconds=2.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
-)
-FAST = Timings(
-    interval="1s", interval_seconds=1.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

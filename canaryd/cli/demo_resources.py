@@ -9,6 +9,7 @@ simulator decides how each image behaves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from canaryd.api.models import API_VERSION
@@ -120,3 +121,30 @@ def rollout(
             ],
         },
     }
+
+
+# ---- the demo's schedule (shared by demo.py and demo_stack.py) ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The Rollout's schedule and how long the demo waits for each ending."""
+
+    interval: str
+    interval_seconds: float
+    step_weights: tuple[int, ...]
+    intervals_per_step: int
+
+    @property
+    def release_timeout(self) -> float:
+        """Generous: the whole schedule three times over, plus start-up of the canary."""
+        intervals = len(self.step_weights) * self.intervals_per_step + 4
+        return 60.0 + 3 * intervals * self.interval_seconds
+
+
+NORMAL = Timings(
+    interval="2s", interval_seconds=2.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
+)
+FAST = Timings(
+    interval="1s", interval_seconds=1.0, step_weights=(5, 10, 25, 50), intervals_per_step=2
+)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,6 +33,7 @@ from canaryd.api.models import Rollout
 from canaryd.cli import demo_resources as res
 from canaryd.cli.demo_metrics import SimulatorCountsProvider
 from canaryd.cli.demo_render import LiveView
+from canaryd.cli.demo_resources import Timings
 from canaryd.cli.demo_slack import SlackCapture
 from canaryd.cli.demo_summary import ServedCounts
 from canaryd.controller.assemble import Options, assemble
@@ -42,9 +43,6 @@ from canaryd.core.revision import template_hash
 from kubeemu import Emulator
 from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
 from meshsim.prometheus import PrometheusError, PrometheusServer, prometheus_available
-
-if TYPE_CHECKING:
-    from canaryd.cli.demo import Timings
 
 STABLE_ERROR_RATE = 0.02
 """2% of requests fail on every version: a realistic baseline the judge must see through."""

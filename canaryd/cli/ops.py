@@ -5,8 +5,10 @@
 pointing at this module; :func:`configure` learns which sub-command it is building from the
 parser's ``prog`` (``"canaryd status"``), so one module serves the whole family.
 
-Every command talks to the API server through the official ``kubernetes`` client with any
-kubeconfig (``--kubeconfig``, ``--context``; in-cluster config when no kubeconfig exists).
+Every command talks to the API server through canaryd's one transport
+(:mod:`canaryd.adapters.transport`: the official client's configuration, retries, the error
+taxonomy) with any kubeconfig (``--kubeconfig``, ``--context``; in-cluster config when no
+kubeconfig exists).
 Manual actions are written the way the controller reads them: ``promote`` / ``abort`` /
 ``retry`` merge-patch the annotation ``canaryd.io/action: <verb>:<unique id>`` (the controller
 consumes an id exactly once and records it in ``status.consumedAction``); ``pause`` / ``resume``
@@ -19,7 +21,6 @@ Exit codes: 0 success (``status --watch``: the rollout Succeeded), 1 the rollout
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,20 +32,25 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import kubernetes
-import urllib3
-from kubernetes import watch
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from canaryd import __version__
-from canaryd.adapters.kube import load_api_client
-from canaryd.api.models import GROUP, VERSION, ScheduleSpec
+from canaryd.adapters.kube import paths
+from canaryd.adapters.transport import (
+    GoneError,
+    KubeApi,
+    RetryPolicy,
+    UnreachableError,
+    load_api_client,
+)
+from canaryd.api.models import GROUP, Phase, RolloutStatus, ScheduleSpec
 from canaryd.cli import output
+from canaryd.controller.manual import ACTION_ANNOTATION
+from canaryd.core.ports import PermanentError, TemporaryError
 
 PLURAL = "rollouts"
 # Named in the API server's audit log, so operators' actions are told apart from the controller's.
 USER_AGENT = f"canaryd-cli/{__version__}"
-ACTION_ANNOTATION = "canaryd.io/action"
 RESOURCE_NAMES = ("rollouts", "rollout", "ro", "cdro")
 
 EXIT_OK = 0
@@ -54,16 +60,15 @@ EXIT_API_ERROR = 4
 
 VERBS = ("get", "status", "promote", "abort", "retry", "pause", "resume", "completion")
 ACTION_VERBS = ("promote", "abort", "retry")
-TERMINAL_PHASES = {"Succeeded": EXIT_OK, "Failed": EXIT_FAILED}
-DONE_PHASES = frozenset({"Promoting", "Finalising", "Succeeded"})
-STEPPING_PHASES = frozenset({"Progressing", "Waiting", "RollingBack", "Failed"})
+TERMINAL_PHASES = {Phase.SUCCEEDED: EXIT_OK, Phase.FAILED: EXIT_FAILED}
+DONE_PHASES = frozenset({Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED})
+STEPPING_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING, Phase.FAILED})
 WATCH_CHUNK_SECONDS = 30  # one watch request at most; reconnect (from the last version) after
 MAX_WATCH_FAILURES = 8  # consecutive broken watch connections before giving up
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home + erase display (ANSI), for --watch on a terminal
 
 # The kubernetes client ships without type information: go through Any, on purpose, once.
 kube_config: Any = kubernetes.config
-kube_watch: Any = watch
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,23 +135,22 @@ def main(args: argparse.Namespace) -> int:
     """Run the sub-command; API, connection and kubeconfig errors become one line and exit 4."""
     try:
         return _HANDLERS[args.ops_verb](args)
-    except ApiException as exc:
+    except UnreachableError as exc:
+        print(f"error: cannot reach the API server: {_api_error_text(exc)}", file=sys.stderr)
+    except (PermanentError, TemporaryError) as exc:
         print(f"error: {_api_error_text(exc)}", file=sys.stderr)
-    except urllib3.exceptions.HTTPError as exc:
-        print(f"error: cannot reach the API server: {exc}", file=sys.stderr)
     except kubernetes.config.ConfigException as exc:
         print(f"error: kubeconfig: {exc}", file=sys.stderr)
     return EXIT_API_ERROR
 
 
-def _api_error_text(exc: ApiException) -> str:
-    """The Status message of an API error when the body is a Status, else status + reason."""
-    try:
-        body = json.loads(exc.body) if exc.body else {}
-    except (TypeError, ValueError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return f"{exc.status} {message or exc.reason}"
+def _api_error_text(exc: Exception) -> str:
+    """The transport's message without its ``<what>:`` prefix: ``404 <server message>``."""
+    return str(exc).partition(f"{API}: ")[2] or str(exc)
+
+
+API = "API"
+"""The ``what`` of every CLI request (stripped again from error messages)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,23 +162,12 @@ def _api_error_text(exc: ApiException) -> str:
 class Connection:
     """An API client and the namespace commands act in."""
 
-    api: Any  # kubernetes.client.ApiClient (the client is untyped)
+    api: KubeApi
     namespace: str
-
-    @property
-    def custom(self) -> Any:
-        return kubernetes.client.CustomObjectsApi(self.api)
-
-    @property
-    def core(self) -> Any:
-        return kubernetes.client.CoreV1Api(self.api)
 
     def rollout(self, name: str) -> dict[str, Any]:
         """The Rollout ``name`` of this namespace, as the API returns it."""
-        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-        return obj
+        return self.api.get(paths.custom(self.namespace, PLURAL, name), what=API)
 
 
 def connect(args: argparse.Namespace) -> Connection:
@@ -188,8 +181,10 @@ def connect(args: argparse.Namespace) -> Connection:
         and not (Path.home() / ".kube" / "config").exists()
         and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     )
-    api = load_api_client(kubeconfig=config_file, context=args.context, in_cluster=in_cluster)
-    api.user_agent = USER_AGENT
+    client = load_api_client(kubeconfig=config_file, context=args.context, in_cluster=in_cluster)
+    client.user_agent = USER_AGENT
+    # One try per request: an operator at a terminal wants the error now, not after backoff.
+    api = KubeApi(client, retry=RetryPolicy(attempts=1))
     if args.namespace:
         namespace = args.namespace
     elif in_cluster:
@@ -236,18 +231,18 @@ class RolloutView:
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> RolloutView:
         meta = obj.get("metadata") or {}
-        status = obj.get("status") or {}
+        status = rollout_status(obj)
         steps = _step_count(obj.get("spec") or {})
         return cls(
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
-            phase=str(status.get("phase") or "Pending"),
-            weight=int(status.get("canaryWeight") or 0),
+            phase=status.phase.value if status is not None else "Pending",
+            weight=status.canary_weight if status is not None else 0,
             step=_step_number(status, steps),
             steps=steps,
-            verdict=str(status.get("verdict") or "-"),
+            verdict=status.verdict.value if status is not None and status.verdict else "-",
             created=meta.get("creationTimestamp"),
-            message=str(status.get("message") or ""),
+            message=status.message if status is not None else "",
         )
 
     @property
@@ -255,15 +250,28 @@ class RolloutView:
         return f"{self.step}/{self.steps if self.steps is not None else '?'}"
 
 
-def _step_number(status: Mapping[str, Any], steps: int | None) -> int:
+def rollout_status(obj: Mapping[str, Any]) -> RolloutStatus | None:
+    """The Rollout's status as the controller's own model; None when there is none yet or it
+    cannot be read (an older or foreign writer): the CLI then shows what it can."""
+    raw = obj.get("status")
+    if not raw:
+        return None
+    try:
+        return RolloutStatus.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _step_number(status: RolloutStatus | None, steps: int | None) -> int:
     """Steps reached, 1-based: ``status.currentStep`` is the 0-based index of the weight in
     force while a rollout runs; after promotion every step is done; before the first weight
     (or with no rollout at all) none is."""
-    phase = status.get("phase")
-    if phase in DONE_PHASES and steps is not None:
+    if status is None:
+        return 0
+    if status.phase in DONE_PHASES and steps is not None:
         return steps
-    if phase in STEPPING_PHASES and status.get("weightHistory"):
-        return int(status.get("currentStep") or 0) + 1
+    if status.phase in STEPPING_PHASES and status.weight_history:
+        return status.current_step + 1
     return 0
 
 
@@ -292,9 +300,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     conn = connect(args)
     if args.all_namespaces:
-        listing = conn.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        listing = conn.api.list(paths.custom_all(PLURAL), what=API)
     else:
-        listing = conn.custom.list_namespaced_custom_object(GROUP, VERSION, conn.namespace, PLURAL)
+        listing = conn.api.list(paths.custom(conn.namespace, PLURAL), what=API)
     items = sorted(
         listing.get("items") or [],
         key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
@@ -329,8 +337,9 @@ def rollout_events(conn: Connection, name: str, *, limit: int = 10) -> list[dict
     by involvedObject (as ``kubectl describe`` asks); we filter again, cheaply, in case a server
     ignores the selector."""
     selector = f"involvedObject.kind=Rollout,involvedObject.name={name}"
-    listing = conn.core.list_namespaced_event(conn.namespace, field_selector=selector)
-    raw = conn.api.sanitize_for_serialization(listing)
+    raw = conn.api.list(
+        f"/api/v1/namespaces/{conn.namespace}/events", field_selector=selector, what=API
+    )
     events = [
         e
         for e in raw.get("items") or []
@@ -474,7 +483,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _latest(conn: Connection, name: str, fallback: dict[str, Any]) -> dict[str, Any]:
     try:
         return conn.rollout(name)
-    except ApiException:
+    except (PermanentError, TemporaryError):
         return fallback
 
 
@@ -507,11 +516,11 @@ def terminal_code(obj: Mapping[str, Any]) -> int | None:
 
     A phase counts only once the controller has observed the current generation: right after
     ``kubectl apply`` the old ``Succeeded`` must not end a CI wait early."""
-    status = obj.get("status") or {}
+    status = rollout_status(obj)
     generation = int((obj.get("metadata") or {}).get("generation") or 0)
-    if int(status.get("observedGeneration") or 0) < generation:
+    if status is None or status.observed_generation < generation:
         return None
-    return TERMINAL_PHASES.get(str(status.get("phase")))
+    return TERMINAL_PHASES.get(status.phase)
 
 
 def follow(
@@ -538,26 +547,14 @@ def follow(
         if remaining <= 0:
             return EXIT_TIMEOUT
         chunk = max(1, min(WATCH_CHUNK_SECONDS, int(remaining + 0.999)))
-        stream = kube_watch.Watch().stream(
-            conn.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            conn.namespace,
-            PLURAL,
+        stream = conn.api.watch(
+            paths.custom(conn.namespace, PLURAL),
             field_selector=f"metadata.name={name}",
             resource_version=version,
-            allow_watch_bookmarks=True,
             timeout_seconds=chunk,
-            _request_timeout=chunk + 5,
         )
         try:
-            for event in stream:
-                raw = event["raw_object"]
-                kind = event["type"]
-                if kind == "ERROR":
-                    raise ApiException(
-                        status=int(raw.get("code") or 500), reason=raw.get("message")
-                    )
+            for kind, raw in stream:
                 version = (raw.get("metadata") or {}).get("resourceVersion") or version
                 if kind == "BOOKMARK" or (raw.get("metadata") or {}).get("name") != name:
                     continue
@@ -570,16 +567,14 @@ def follow(
                     return code
                 if deadline is not None and time.monotonic() >= deadline:
                     return EXIT_TIMEOUT
-        except ApiException as exc:
-            if exc.status != 410:
-                raise
+        except GoneError:
             obj = conn.rollout(name)
             version = obj["metadata"].get("resourceVersion")
             report(obj)
             code = terminal_code(obj)
             if code is not None:
                 return code
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
+        except UnreachableError as exc:
             # A dropped connection or a client-side read timeout: reconnect from `version`,
             # with a growing pause; a server that keeps failing ends the wait.
             failures += 1
@@ -619,8 +614,8 @@ def _wait_consumed(
     bare id or the whole ``verb:id`` annotation value)."""
     deadline = time.monotonic() + seconds
     while True:
-        obj = conn.rollout(name)
-        consumed = str((obj.get("status") or {}).get("consumedAction") or "")
+        status = rollout_status(conn.rollout(name))
+        consumed = status.consumed_action if status is not None else ""
         if consumed in (value, action_id):
             print(f"rollout.{GROUP}/{name} action {action_id} consumed", file=out)
             return EXIT_OK
@@ -642,15 +637,7 @@ def cmd_pause(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _merge_patch(conn: Connection, name: str, patch: dict[str, Any]) -> None:
     """A JSON merge patch (RFC 7386) on the Rollout: only the keys given change, so it never
     conflicts with the controller's status writes and needs no resourceVersion."""
-    conn.custom.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        conn.namespace,
-        PLURAL,
-        name,
-        patch,
-        _content_type="application/merge-patch+json",
-    )
+    conn.api.merge_patch(paths.custom(conn.namespace, PLURAL, name), patch, what=API)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from canaryd.adapters.kube import Resources
 from canaryd.adapters.slack import slack_target_from
 from canaryd.api.models import Rollout, Severity
-from canaryd.core.ports import AlertTarget, PermanentError, TemporaryError
+from canaryd.core.ports import AlertTarget, PermanentError, Resources, TemporaryError
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,12 @@ from canaryd.adapters.slack import SlackNotifier
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.metrics_source import prometheus_metrics_for
 from canaryd.controller.observe import MetricsFor
+from canaryd.controller.outbox import Outbox
 from canaryd.controller.reconciler import Ports, Reconciler
 from canaryd.controller.runtime import Controller, ControllerConfig
 from canaryd.controller.telemetry import Telemetry
-from canaryd.core.ports import TrafficRouter
+from canaryd.core.ports import AlertTarget, TrafficRouter
+from canaryd.core.types import Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,11 @@ class Assembled:
         self.controller.start()
 
     def stop(self) -> None:
-        """Stop ticking (release the Lease), then flush alerts and close connections."""
+        """Record what was delivered while still leader (so the next leader does not send it
+        again), stop ticking (release the Lease), then flush alerts and close connections."""
+        if self.controller.is_leader():
+            self.notifier.flush(5.0)
+            self.reconciler.commit_outbox()
         self.controller.stop()
         self.notifier.close()
         self.providers.close()
@@ -69,17 +75,28 @@ def assemble(
     api = KubeApi(api_client, retry=options.retry, timeout=options.api_timeout)
     resources = Resources(api)
     telemetry = telemetry or Telemetry()
-    notifier = SlackNotifier(
-        on_failure=telemetry.notification_failed, on_sent=telemetry.notification_sent
-    )
+    outboxes: list[Outbox] = []  # the outbox needs the notifier, the notifier its callbacks
+
+    def sent(target: AlertTarget, notice: Notice) -> None:
+        telemetry.notification_sent(target, notice)
+        for outbox in outboxes:
+            outbox.sent(target, notice)
+
+    def failed(target: AlertTarget, notice: Notice, error: Exception) -> None:
+        telemetry.notification_failed(target, notice, error)
+        for outbox in outboxes:
+            outbox.failed(target, notice, error)
+
+    notifier = SlackNotifier(on_failure=failed, on_sent=sent)
+    outboxes.append(Outbox(notifier))
     providers = ProviderCache(options.prometheus)
     ports = Ports(
         resources=resources,
         workloads=Workloads(api),
-        router=router or IstioRouter(api_client),
+        router=router or IstioRouter(api),
         metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
         notifier=notifier,
-        events=KubeEventRecorder(api_client),
+        events=KubeEventRecorder(api),
     )
     reconciler = Reconciler(
         ports,
@@ -87,6 +104,7 @@ def assemble(
         default_alert=options.default_alert,
         backoff_base=options.backoff_base,
         backoff_cap=options.backoff_cap,
+        outbox=outboxes[0],
     )
     controller = Controller(api, reconciler, options.controller)
     controller.on_leader_change = telemetry.set_leader

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from canaryd.adapters.kube import Leases
-from canaryd.adapters.kube.rest import JSON
+from canaryd.adapters.transport import JSON
 from canaryd.core.ports import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)

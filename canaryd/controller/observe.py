@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
-from canaryd.adapters.kube import Resources, Workloads, primary_name
+from canaryd.adapters.kube import primary_name
 from canaryd.api.models import MetricKind, MetricTemplateSpec, Rollout
 from canaryd.controller.gates import call_gates
-from canaryd.controller.manual import BadActionError, manual_action
-from canaryd.core.ports import MetricsProvider, PermanentError, TemporaryError, TrafficRouter
+from canaryd.controller.manual import action_annotation
+from canaryd.core.ports import (
+    MetricsProvider,
+    PermanentError,
+    Resources,
+    TemporaryError,
+    TrafficRouter,
+    Workloads,
+)
 from canaryd.core.types import (
+    FINALIZER,
     MetricQuery,
     MetricReading,
     Observations,
@@ -29,14 +36,6 @@ log = logging.getLogger(__name__)
 MetricsFor = Callable[[Rollout], MetricsProvider]
 """Picks the metrics provider of a Rollout (the global one, or one built from the Rollout's
 ``analysis.prometheus`` override)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """Observations plus what went wrong on the side (becomes Warning events)."""
-
-    observations: Observations
-    warnings: tuple[str, ...] = ()
 
 
 def cross_namespace(field: str, namespace: str | None, own: str) -> str:
@@ -126,12 +125,15 @@ def observe(
     workloads: Workloads,
     router: TrafficRouter,
     metrics_for: MetricsFor,
-) -> Observed:
+    delivered: frozenset[str] = frozenset(),
+) -> Observations:
     """Read everything the core needs for this tick. TemporaryError from the API propagates
-    (the tick is retried); a PermanentError of routing is an observation (``traffic_error``)."""
+    (the tick is retried); a PermanentError of routing is an observation (``traffic_error``).
+    A Rollout being deleted is observed without metrics or gates (finalisation needs neither)."""
     ns = rollout.metadata.namespace
     target_name = rollout.spec.target_ref.name
-    warnings: list[str] = []
+    meta = rollout.metadata
+    deleting = meta.deletion_timestamp
     target = workloads.state(ns, target_name)
     primary = workloads.state(ns, primary_name(target_name))
     traffic: TrafficState | None = None
@@ -141,25 +143,20 @@ def observe(
     except PermanentError as exc:
         traffic_error = str(exc)
     readings = None
-    if plan.metrics:
+    if plan.metrics and deleting is None:
         readings = read_metrics(rollout, resources, metrics_for(rollout), plan=plan, now=now)
-    gates = call_gates(rollout, plan.gates) if plan.gates else ()
-    try:
-        manual = manual_action(rollout)
-    except BadActionError as exc:
-        manual = None
-        warnings.append(str(exc))
-    return Observed(
-        Observations(
-            now=now,
-            generation=rollout.metadata.generation,
-            target=target,
-            primary=primary,
-            traffic=traffic,
-            traffic_error=traffic_error,
-            readings=readings,
-            gates=gates,
-            manual=manual,
-        ),
-        tuple(warnings),
+    gates = call_gates(rollout, plan.gates) if plan.gates and deleting is None else ()
+    return Observations(
+        now=now,
+        generation=meta.generation,
+        target=target,
+        primary=primary,
+        traffic=traffic,
+        traffic_error=traffic_error,
+        readings=readings,
+        gates=gates,
+        action_annotation=action_annotation(rollout),
+        delivered=delivered,
+        has_finalizer=FINALIZER in meta.finalizers,
+        deleting_since=deleting,
     )

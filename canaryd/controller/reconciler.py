@@ -1,18 +1,25 @@
-"""One tick for one Rollout: read -> parse -> plan -> observe -> decide -> act -> write -> tell.
+"""One tick for one Rollout, a straight line: read -> decide -> carry out -> write -> tell.
 
-The order matters and is the heart of canaryd's safety:
+::
 
-1. Read the Rollout (its ``resourceVersion`` guards the status write at the end).
-2. Parse; an invalid spec goes to :func:`canaryd.core.machine.reject` (a condition saying
-   what is wrong) and nothing else happens to that Rollout.
-3. Plan and observe (workloads, routing, metrics and gates when planned, manual action).
-4. Decide (pure), then execute the actions in order through the adapters. If an action fails
-   the decided status is NOT written (it would claim a step that did not happen): the previous
-   status gets a ``Reconciled=False`` condition instead, and the tick is retried with backoff.
-5. Write the status once (skipped when unchanged; 409 when someone else wrote first).
-6. Only then record Events and send Notify notices (an outbox: the status that lists a
-   notice's key is persisted before the notice leaves, so restarts and second replicas never
-   send it twice), and update telemetry.
+    raw = get_rollout()                       # its resourceVersion guards the status write
+    rollout, error = parse(raw)               # the status is parsed once, here
+    decision = decide(...)  or  reject(...)   # pure: canaryd.core.machine
+    carry out decision.effects, in order      # any failure: status = failed(...), stop
+    write decision.status once                # skipped when unchanged; 409 when stale
+    record decision.events                    # best effort
+    deliver status.outbox                     # at least once (canaryd.controller.outbox)
+
+The core decides everything, fully resolved (replicas, weights, which notices, the Reconciled
+condition); this module interprets nothing. Its safety rests on two rules:
+
+* If an effect fails, the decided status is NOT written (it would claim a step that did not
+  happen): the persisted status gets ``Reconciled=False`` naming the error instead
+  (:func:`canaryd.core.machine.failed`), and the tick is retried: after the error's delay and a
+  backoff for a :class:`TemporaryError`, only with the next change (or the interval) for a
+  :class:`PermanentError`.
+* Notices leave only from the persisted outbox, after the status that records them is written,
+  and are removed from it only once delivered.
 
 A failure of one Rollout never reaches another: :meth:`Reconciler.tick` never raises.
 """
@@ -23,42 +30,47 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from canaryd.adapters.kube import InvalidSpecError, Resources, Workloads, parse_rollout
-from canaryd.adapters.kube.rest import JSON
-from canaryd.api.models import Condition, ObjectMeta, Rollout, RolloutStatus
+from pydantic import ValidationError
+
+from canaryd.adapters.kube import InvalidSpecError, parse_rollout
+from canaryd.api.models import ObjectMeta, Rollout, RolloutStatus
 from canaryd.controller.alerting import ProviderRef, alert_targets
 from canaryd.controller.observe import MetricsFor, observe
+from canaryd.controller.outbox import Outbox
 from canaryd.controller.telemetry import Telemetry
 from canaryd.core import machine
 from canaryd.core.ports import (
+    JSON,
     EventRecorder,
     Notifier,
     PermanentError,
+    Resources,
     TemporaryError,
     TrafficRouter,
+    Workloads,
 )
 from canaryd.core.types import (
-    Action,
+    FINALIZER,
+    AddFinalizer,
     Decision,
+    Effect,
     EnsurePrimary,
     EnsureRouting,
-    Notify,
+    FinalizeRouting,
     PromotePrimary,
-    RecordEvent,
+    RemoveFinalizer,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
 )
 
 log = logging.getLogger(__name__)
 
-RECONCILED = "Reconciled"
-"""Condition the reconciler itself owns: False while ticks fail (with the error), True again
-once a tick succeeds. The core owns every other condition."""
+RECONCILED = machine.RECONCILED
 
 
 def utcnow() -> datetime:
@@ -67,7 +79,7 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    """The adapters a tick talks through."""
+    """The seams a tick talks through (all Protocols; in-memory fakes in tests)."""
 
     resources: Resources
     workloads: Workloads
@@ -88,6 +100,9 @@ class TickResult:
     requeue_after: float | None = None
     """Seconds until the next useful tick (None: the interval)."""
     error: str | None = None
+    permanent: bool = False
+    """The error is a PermanentError: no early retry (the next tick comes with a change of the
+    Rollout or its Deployments, or at the interval)."""
     wrote_status: bool = False
     phase: str = ""
 
@@ -113,23 +128,14 @@ class _Backoff:
             self.failures.pop(key, None)
 
 
-def set_reconciled(
-    status: RolloutStatus, *, ok: bool, reason: str, message: str, now: datetime, generation: int
-) -> RolloutStatus:
-    """``status`` with the ``Reconciled`` condition set (transition time kept if unchanged)."""
-    wanted = "True" if ok else "False"
-    kept = [c for c in status.conditions if c.type != RECONCILED]
-    old = next((c for c in status.conditions if c.type == RECONCILED), None)
-    since = old.last_transition_time if old is not None and old.status == wanted else now
-    cond = Condition(
-        type=RECONCILED,
-        status=wanted,
-        reason=reason,
-        message=message[:1000],
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-    return status.model_copy(update={"conditions": [*kept, cond]})
+class _EffectFailedError(Exception):
+    """An effect of the decision failed (wraps the taxonomy error and the Rollout as stored
+    after the effects that did happen, whose resourceVersion guards recording the failure)."""
+
+    def __init__(self, error: PermanentError | TemporaryError, raw: JSON) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.raw = raw
 
 
 class Reconciler:
@@ -145,11 +151,13 @@ class Reconciler:
         default_alert: ProviderRef | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        outbox: Outbox | None = None,
     ) -> None:
         self.ports = ports
         self.clock = clock
         self.telemetry = telemetry
         self.default_alert = default_alert
+        self.outbox = outbox or Outbox(ports.notifier)
         self._backoff = _Backoff(base=backoff_base, cap=backoff_cap)
         self._last_valid: dict[tuple[str, str], Rollout] = {}
         """Last valid Rollout per key (to roll back a canary whose spec became invalid)."""
@@ -163,8 +171,11 @@ class Reconciler:
         current: Rollout | None = None
         try:
             result, current = self._tick(namespace, name)
-        except (PermanentError, TemporaryError) as exc:
-            delay = self._backoff.fail(key)
+        except PermanentError as exc:
+            log.warning("tick %s/%s failed permanently: %s", namespace, name, exc)
+            result = TickResult(error=str(exc), permanent=True)
+        except TemporaryError as exc:
+            delay = self._retry_delay(key, exc)
             log.warning("tick %s/%s failed (retry in %.1fs): %s", namespace, name, delay, exc)
             result = TickResult(requeue_after=delay, error=str(exc))
         except Exception as exc:  # a bug must not stop the other Rollouts
@@ -178,10 +189,22 @@ class Reconciler:
             self._measure(namespace, name, result, current, time.monotonic() - started)
         return result
 
+    def commit_outbox(self) -> None:
+        """Tick every Rollout with notices delivered but still pending in its status, so that
+        the status records the delivery (used before handing leadership over)."""
+        for namespace, name in self.outbox.rollouts_with_deliveries():
+            self.tick(namespace, name)
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop what this process remembers of a deleted Rollout."""
         self._last_valid.pop((namespace, name), None)
         self._backoff.ok((namespace, name))
+        self.outbox.forget((namespace, name))
+
+    def _retry_delay(self, key: tuple[str, str], exc: TemporaryError) -> float:
+        """Backoff, never sooner than the delay the error carries (429 Retry-After)."""
+        delay = self._backoff.fail(key)
+        return max(delay, exc.delay) if exc.delay is not None else delay
 
     def _measure(
         self, namespace: str, name: str, result: TickResult, current: Rollout | None, took: float
@@ -190,8 +213,8 @@ class Reconciler:
         if t is None:
             return
         try:
-            if result.deleted:
-                t.forget(namespace, name)
+            if result.deleted or (current is not None and current.metadata.deletion_timestamp):
+                t.forget(namespace, name)  # a Rollout being deleted exports nothing more
                 return
             t.observe_tick(namespace, name, took)
             if result.error is not None:
@@ -204,107 +227,139 @@ class Reconciler:
     # ---- the tick ----------------------------------------------------------------------------
 
     def _tick(self, namespace: str, name: str) -> tuple[TickResult, Rollout | None]:
-        p = self.ports
         key = (namespace, name)
-        raw = p.resources.get_rollout(namespace, name)
+        raw = self.ports.resources.get_rollout(namespace, name)
         if raw is None:
-            self._last_valid.pop(key, None)
+            self.forget(namespace, name)
             return TickResult(deleted=True), None
         now = self.clock()
-        generation = int(raw.get("metadata", {}).get("generation") or 0)
+        meta = _meta(raw)
+        stored = _stored_status(raw)
+        rollout, decision = self._decide(key, raw, meta, stored, now)
+        acting = rollout or self._cached(key, meta)
         try:
-            rollout = parse_rollout(raw)
-        except InvalidSpecError as exc:
-            return self._reject(raw, str(exc), now=now, generation=generation)
-        self._last_valid[key] = rollout
-
-        plan = machine.plan(rollout, now)
-        observe_started = time.monotonic()
-        observed = observe(
-            rollout,
-            plan,
-            now=now,
-            resources=p.resources,
-            workloads=p.workloads,
-            router=p.router,
-            metrics_for=p.metrics_for,
-        )
-        if plan.metrics and self.telemetry is not None:
-            self.telemetry.observe_analysis(namespace, name, time.monotonic() - observe_started)
-        decision = machine.decide(rollout, observed.observations)
-        immediate, deferred = _split(decision.actions)
-        try:
-            for action in immediate:
-                self._execute(rollout, action)
-        except (PermanentError, TemporaryError) as exc:
-            return self._action_failed(raw, rollout, exc, now=now, generation=generation)
-
+            raw = self._carry_out(raw, acting, decision.effects)
+        except _EffectFailedError as failure:
+            return self._failed(failure.raw, rollout, stored, failure.error, now=now, meta=meta)
+        written = None
+        if decision.write_status:
+            written = self.ports.resources.write_status(raw, decision.status)
+        subject = acting or machine.reject_subject(meta, decision.status)
+        for event in decision.events:
+            self._event(subject, event.type, event.reason, event.message)
+        if decision.write_status and acting is not None:
+            self._deliver(acting.model_copy(update={"status": decision.status}))
         status = decision.status
-        old_reconciled = next((c for c in rollout.status.conditions if c.type == RECONCILED), None)
-        if old_reconciled is not None and old_reconciled.status != "True":
-            status = set_reconciled(
-                status, ok=True, reason="Recovered", message="", now=now, generation=generation
-            )
-        written = p.resources.write_status(raw, status)
-        self._after_write(rollout, decision, deferred, observed.warnings)
         return (
             TickResult(
-                interval_seconds=rollout.spec.schedule.interval_seconds(),
+                interval_seconds=rollout.spec.schedule.interval_seconds() if rollout else None,
                 requeue_after=decision.requeue_after,
                 wrote_status=written is not None,
                 phase=status.phase.value,
             ),
-            rollout.model_copy(update={"status": status}),
+            rollout.model_copy(update={"status": status}) if rollout else None,
         )
 
-    def _execute(self, rollout: Rollout, action: Action) -> None:
-        p = self.ports
-        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
-        if isinstance(action, EnsureRouting):
-            p.router.reconcile(rollout, canary_weight=action.canary_weight)
-        elif isinstance(action, SetWeight):
-            p.router.set_weights(rollout, canary_weight=action.canary_weight)
-        elif isinstance(action, EnsurePrimary):
-            p.workloads.ensure_primary(rollout)
-        elif isinstance(action, PromotePrimary):
-            p.workloads.promote(rollout, revision=action.revision)
-        elif isinstance(action, ScaleTarget):
-            replicas = action.replicas
-            if replicas is None:
-                replicas = p.workloads.primary_replicas(rollout)
-            p.workloads.scale(ns, target, replicas)
-        else:  # RecordEvent / Notify are deferred by the caller
-            raise AssertionError(f"not an immediate action: {action!r}")
-
-    def _after_write(
+    def _decide(
         self,
-        rollout: Rollout,
-        decision: Decision,
-        deferred: Sequence[RecordEvent | Notify],
-        warnings: tuple[str, ...],
-    ) -> None:
-        """Events and notices, once the status that records them is persisted. Best effort."""
+        key: tuple[str, str],
+        raw: JSON,
+        meta: ObjectMeta,
+        stored: RolloutStatus,
+        now: datetime,
+    ) -> tuple[Rollout | None, Decision]:
+        """The core's decision: ``decide`` for a valid spec, ``reject`` for an invalid one."""
+        try:
+            rollout = parse_rollout(raw)
+        except InvalidSpecError as exc:
+            cached = self._cached(key, meta)
+            return None, machine.reject(
+                cached,
+                stored,
+                generation=meta.generation,
+                error=str(exc),
+                now=now,
+                meta=meta,
+                deleting=meta.deletion_timestamp is not None,
+                has_finalizer=FINALIZER in meta.finalizers,
+            )
+        rollout = rollout.model_copy(update={"status": stored})
+        self._last_valid[key] = rollout
+        plan = machine.plan(rollout, now)
+        started = time.monotonic()
+        observations = observe(
+            rollout,
+            plan,
+            now=now,
+            resources=self.ports.resources,
+            workloads=self.ports.workloads,
+            router=self.ports.router,
+            metrics_for=self.ports.metrics_for,
+            delivered=self.outbox.delivered(key),
+        )
+        if plan.metrics and self.telemetry is not None:
+            self.telemetry.observe_analysis(key[0], key[1], time.monotonic() - started)
+        return rollout, machine.decide(rollout, observations)
+
+    def _cached(self, key: tuple[str, str], meta: ObjectMeta) -> Rollout | None:
+        """The last valid version of this very object (same uid) seen by this process."""
+        cached = self._last_valid.get(key)
+        if cached is not None and meta.uid and cached.metadata.uid != meta.uid:
+            return None
+        return cached
+
+    def _carry_out(self, raw: JSON, rollout: Rollout | None, effects: tuple[Effect, ...]) -> JSON:
+        """Each effect in order; returns the Rollout as stored after finalizer changes (its new
+        resourceVersion guards the status write). Raises :class:`_EffectFailedError`."""
         p = self.ports
-        already = set(rollout.status.notified)
-        notices = [a.notice for a in deferred if isinstance(a, Notify)]
-        fresh = [n for n in notices if n.key not in already and n.key in decision.status.notified]
-        for action in deferred:
-            if isinstance(action, RecordEvent):
-                self._event(rollout, action.type, action.reason, action.message)
-        for text in warnings:
-            self._event(rollout, "Warning", "InvalidAction", text)
-        if not fresh:
+        for effect in effects:
+            try:
+                if isinstance(effect, AddFinalizer | RemoveFinalizer):
+                    have = list((raw.get("metadata") or {}).get("finalizers") or [])
+                    want = (
+                        [*have, FINALIZER]
+                        if isinstance(effect, AddFinalizer)
+                        else [f for f in have if f != FINALIZER]
+                    )
+                    if want != have:
+                        raw = p.resources.set_finalizers(raw, want)
+                    continue
+                if rollout is None:
+                    raise AssertionError(f"{effect!r} decided without a valid spec")
+                ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+                if isinstance(effect, EnsureRouting):
+                    p.router.reconcile(rollout, canary_weight=effect.canary_weight)
+                elif isinstance(effect, SetWeight):
+                    p.router.set_weights(rollout, canary_weight=effect.canary_weight)
+                elif isinstance(effect, FinalizeRouting):
+                    p.router.finalize(rollout)
+                elif isinstance(effect, EnsurePrimary):
+                    p.workloads.ensure_primary(rollout)
+                elif isinstance(effect, PromotePrimary):
+                    p.workloads.promote(rollout, revision=effect.revision)
+                elif isinstance(effect, RevertPrimary):
+                    p.workloads.revert_primary(rollout, revision=effect.revision)
+                elif isinstance(effect, ScaleTarget):
+                    p.workloads.scale(ns, target, effect.replicas)
+            except (PermanentError, TemporaryError) as exc:
+                raise _EffectFailedError(exc, raw) from exc
+        return raw
+
+    def _deliver(self, rollout: Rollout) -> None:
+        """Queue the outbox's pending notices (after the status recording them was written)."""
+        key = (rollout.metadata.namespace, rollout.metadata.name)
+        pending = rollout.status.outbox
+        self.outbox.forget(key, keep=(p.key for p in pending))
+        if not pending:
             return
-        targets, problems = alert_targets(rollout, p.resources, default=self.default_alert)
+        targets, problems = alert_targets(rollout, self.ports.resources, default=self.default_alert)
         for problem in problems:
             self._event(rollout, "Warning", "AlertProviderError", problem)
-        if not targets:
-            return
-        for notice in fresh:
-            try:
-                p.notifier.notify(notice, targets)
-            except Exception:  # the port says never raises; alerts never block a rollout
-                log.exception("notifier raised")
+        notices = [machine.pending_notice(p, rollout) for p in pending]
+        try:
+            self.outbox.send(key, notices, targets)
+        except Exception:  # the port says never raises; alerts never block a rollout
+            log.exception("notifier raised")
 
     def _event(self, rollout: Rollout, type_: str, reason: str, message: str) -> None:
         try:
@@ -312,113 +367,54 @@ class Reconciler:
         except Exception:
             log.exception("event recorder raised")
 
-    # ---- failures ----------------------------------------------------------------------------
-
-    def _reject(
-        self, raw: JSON, error: str, *, now: datetime, generation: int
+    def _failed(
+        self,
+        raw: JSON,
+        rollout: Rollout | None,
+        stored: RolloutStatus,
+        exc: PermanentError | TemporaryError,
+        *,
+        now: datetime,
+        meta: ObjectMeta,
     ) -> tuple[TickResult, Rollout | None]:
-        """Invalid spec: the core's condition (and, when a canary had traffic, its rollback).
-
-        The rollback's SetWeight/ScaleTarget need a readable spec to find the routes: the last
-        valid version seen by this process is used. Without one (the controller restarted
-        after the spec broke) traffic is left as it is and the status says so, rather than
-        claiming a rollback that did not happen."""
-        meta = raw.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        raw_status = raw.get("status") or {}
-        cached = self._last_valid.get(key)
-        if cached is not None and cached.metadata.uid != meta.get("uid", cached.metadata.uid):
-            cached = None
-        # With a known valid version the core can also address the notice (names, alerts).
-        decision = machine.reject(cached, raw_status, generation=generation, error=error, now=now)
-        immediate, deferred = _split(decision.actions)
-        status = decision.status
-        if immediate and cached is None:
-            status = set_reconciled(
-                _status_of(raw_status),
-                ok=False,
-                reason="InvalidSpec",
-                message=f"{error} (canary traffic unchanged: no valid spec known to route with)",
-                now=now,
-                generation=generation,
-            )
-            # Only the InvalidSpec event is true: no rollback happened, nothing was notified.
-            deferred = [a for a in deferred if isinstance(a, RecordEvent)][:1]
-        elif cached is not None:
-            try:
-                for act in immediate:
-                    self._execute(cached, act)
-            except (PermanentError, TemporaryError) as exc:
-                return self._action_failed(raw, cached, exc, now=now, generation=generation)
-        self.ports.resources.write_status(raw, status)
-        if cached is not None:
-            self._after_write(cached, Decision(status=status), deferred, ())
-        else:
-            shell = _shell(raw)
-            for event in deferred:
-                if shell is not None and isinstance(event, RecordEvent):
-                    self._event(shell, event.type, event.reason, event.message)
-        return TickResult(error=None, phase=status.phase.value), None
-
-    def _action_failed(
-        self, raw: JSON, rollout: Rollout, exc: Exception, *, now: datetime, generation: int
-    ) -> tuple[TickResult, Rollout | None]:
-        """Keep the previous status (nothing the decision claimed happened for sure) plus a
-        ``Reconciled=False`` condition naming the error; retry with backoff."""
-        reason = "PermanentError" if isinstance(exc, PermanentError) else "TemporaryError"
-        status = set_reconciled(
-            rollout.status,
-            ok=False,
-            reason=reason,
-            message=str(exc),
-            now=now,
-            generation=generation,
+        """Keep the persisted status (nothing the decision claimed happened for sure) plus
+        ``Reconciled=False`` naming the error; retry as the error's kind says."""
+        permanent = isinstance(exc, PermanentError)
+        status = machine.failed(
+            stored, str(exc), permanent=permanent, now=now, generation=meta.generation
         )
         try:
             self.ports.resources.write_status(raw, status)
         except (PermanentError, TemporaryError) as write_exc:
-            log.warning("could not record the failure on %s: %s", rollout.metadata.name, write_exc)
-        self._event(rollout, "Warning", "ReconcileError", str(exc))
-        delay = self._backoff.fail((rollout.metadata.namespace, rollout.metadata.name))
+            log.warning("could not record the failure on %s: %s", meta.name, write_exc)
+        subject = rollout or machine.reject_subject(meta, status)
+        self._event(subject, "Warning", "ReconcileError", str(exc))
+        delay = None
+        if isinstance(exc, TemporaryError):
+            delay = self._retry_delay((meta.namespace, meta.name), exc)
         return (
             TickResult(
-                interval_seconds=rollout.spec.schedule.interval_seconds(),
+                interval_seconds=rollout.spec.schedule.interval_seconds() if rollout else None,
                 requeue_after=delay,
                 error=str(exc),
+                permanent=permanent,
                 phase=status.phase.value,
             ),
-            rollout.model_copy(update={"status": status}),
+            rollout.model_copy(update={"status": status}) if rollout else None,
         )
 
 
-def _split(actions: Sequence[Action]) -> tuple[list[Action], Sequence[RecordEvent | Notify]]:
-    """The actions to execute now, in order, and the Events and notices that wait until the
-    status recording them is written."""
-    immediate: list[Action] = []
-    deferred: list[RecordEvent | Notify] = []
-    for action in actions:
-        if isinstance(action, RecordEvent | Notify):
-            deferred.append(action)
-        else:
-            immediate.append(action)
-    return immediate, deferred
-
-
-def _status_of(raw_status: Any) -> RolloutStatus:
-    """The stored status; an unreadable one starts afresh."""
+def _meta(raw: JSON) -> ObjectMeta:
+    """The object's metadata (always readable: the API server validated it)."""
     try:
-        return RolloutStatus.model_validate(raw_status)
-    except Exception:
+        return ObjectMeta.model_validate(raw.get("metadata") or {})
+    except ValidationError as exc:
+        raise PermanentError(f"unreadable Rollout metadata: {exc}") from exc
+
+
+def _stored_status(raw: JSON) -> RolloutStatus:
+    """The persisted status, parsed once per tick; an unreadable one starts afresh."""
+    try:
+        return RolloutStatus.model_validate(raw.get("status") or {})
+    except ValidationError:
         return RolloutStatus()
-
-
-def _shell(raw: JSON) -> Rollout | None:
-    """A Rollout carrying only metadata, so Events can be recorded on an invalid one (the
-    event recorder needs name, namespace and uid; the spec is not looked at)."""
-    try:
-        meta = ObjectMeta.model_validate(raw.get("metadata") or {})
-    except Exception:
-        return None
-    untyped: Any = Rollout
-    shell: Any = untyped.model_construct(metadata=meta)
-    return shell if isinstance(shell, Rollout) else None

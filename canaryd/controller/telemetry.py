@@ -158,8 +158,7 @@ class Telemetry:
     def observe(self, rollout: Rollout) -> None:
         """Project ``rollout``'s status onto the gauges; a Rollout being deleted is forgotten."""
         key = (rollout.metadata.namespace, rollout.metadata.name)
-        extra = rollout.metadata.model_extra or {}
-        if extra.get("deletionTimestamp"):
+        if rollout.metadata.deletion_timestamp is not None:
             self.forget(*key)
             return
         status, spec = rollout.status, rollout.spec

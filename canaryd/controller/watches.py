@@ -1,7 +1,7 @@
 """Watches on Rollouts and Deployments that keep the scheduler's jobs in step with the cluster.
 
 Each watch is a thread running the list-then-watch loop of client-go's reflector, through the
-official ``kubernetes.watch.Watch``:
+shared transport (:meth:`canaryd.adapters.transport.KubeApi.watch`):
 
 * list, hand the items over (``on_list``), remember the list's ``resourceVersion``;
 * watch from it with bookmarks (``allowWatchBookmarks``) and a server-side ``timeoutSeconds``;
@@ -11,9 +11,10 @@ official ``kubernetes.watch.Watch``:
 * a dropped connection or another error: reconnect from the remembered version after an
   exponential backoff with jitter.
 
-Rollout events add and remove jobs and trigger a tick when the spec (``generation``) or the
-manual-action annotation changed, not on canaryd's own status writes. Deployment events trigger
-the tick of the Rollout that targets the Deployment (or its ``-primary``).
+Rollout events add and remove jobs and trigger a tick when the spec (``generation``), the
+manual-action annotation or the deletion state changed, not on canaryd's own status writes.
+Deployment events trigger the tick of the Rollout that targets the Deployment (or its
+``-primary``).
 """
 
 from __future__ import annotations
@@ -22,23 +23,16 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
 
-import urllib3
-from kubernetes import client as k8s
-from kubernetes import watch as _watch
-from kubernetes.client.exceptions import ApiException
-
-from canaryd.adapters.kube import KubeApi, Resources, paths, primary_name
-from canaryd.adapters.kube.rest import JSON
-from canaryd.api.models import GROUP, VERSION, ScheduleSpec, parse_duration
+from canaryd.adapters.kube import GoneError, KubeApi, Resources, paths, primary_name
+from canaryd.adapters.transport import JSON
+from canaryd.api.models import ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
 from canaryd.controller.scheduler import Key, Scheduler
 from canaryd.core.ports import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
-
-watch: Any = _watch  # the client's watch module is untyped
 
 DEFAULT_INTERVAL = ScheduleSpec().interval_seconds()
 
@@ -51,8 +45,7 @@ class Reflector:
         name: str,
         *,
         list_fn: Callable[[], JSON],
-        watch_fn: Callable[..., Any],
-        watch_args: tuple[Any, ...],
+        watch_fn: Callable[..., Iterator[tuple[str, JSON]]],
         on_list: Callable[[list[JSON]], None],
         on_event: Callable[[str, JSON], None],
         label_selector: str = "",
@@ -63,7 +56,6 @@ class Reflector:
         self.name = name
         self.list_fn = list_fn
         self.watch_fn = watch_fn
-        self.watch_args = watch_args
         self.on_list = on_list
         self.on_event = on_event
         self.label_selector = label_selector
@@ -75,7 +67,6 @@ class Reflector:
         """Lists made (the first one included): more than one means 410 or a restart."""
         self.reconnects = 0
         self._stop = threading.Event()
-        self._watch: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -85,9 +76,6 @@ class Reflector:
 
     def stop(self) -> None:
         self._stop.set()
-        w = self._watch
-        if w is not None:
-            w.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -103,14 +91,11 @@ class Reflector:
                 for kind, obj in self._events():
                     self.on_event(kind, obj)
                 failures = 0
-            except ApiException as exc:
-                if exc.status == 410:
-                    log.info("watch %s: 410 GoneError, re-listing", self.name)
-                    self.resource_version = None
-                    continue
-                failures += 1
-                self._pause(failures, exc)
-            except (PermanentError, TemporaryError, urllib3.exceptions.HTTPError, OSError) as exc:
+            except GoneError:
+                log.info("watch %s: 410 GoneError, re-listing", self.name)
+                self.resource_version = None
+                continue
+            except (PermanentError, TemporaryError) as exc:
                 failures += 1
                 self._pause(failures, exc)
             except Exception as exc:  # a handler bug: keep watching, loudly
@@ -126,30 +111,20 @@ class Reflector:
         self._stop.wait(delay)
 
     def _events(self) -> Iterator[tuple[str, JSON]]:
-        w = watch.Watch(return_type="object")
-        self._watch = w
-        kwargs: dict[str, Any] = {
-            "resource_version": self.resource_version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": self.timeout_seconds,
-            "_request_timeout": (3.0, self.timeout_seconds + 10.0),
-        }
-        if self.label_selector:
-            kwargs["label_selector"] = self.label_selector
-        try:
-            for event in w.stream(self.watch_fn, *self.watch_args, **kwargs):
-                if self._stop.is_set():
-                    return
-                obj = event.get("raw_object") or {}
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if rv:
-                    self.resource_version = str(rv)
-                if event.get("type") == "BOOKMARK":
-                    continue
-                yield str(event.get("type")), obj
-        finally:
-            w.stop()
-            self._watch = None
+        for kind, obj in self.watch_fn(
+            resource_version=self.resource_version,
+            timeout_seconds=self.timeout_seconds,
+            label_selector=self.label_selector,
+            stop=self._stop,
+        ):
+            if self._stop.is_set():
+                return
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_version = str(rv)
+            if kind == "BOOKMARK":
+                continue
+            yield kind, obj
 
 
 def interval_of(raw: JSON) -> float:
@@ -215,6 +190,7 @@ class RolloutTracker:
         fingerprint = (
             meta.get("generation"),
             (meta.get("annotations") or {}).get(ACTION_ANNOTATION),
+            bool(meta.get("deletionTimestamp")),  # deletion began: finalise now
         )
         target = ((obj.get("spec") or {}).get("targetRef") or {}).get("name")
         deployments = (
@@ -268,19 +244,14 @@ def rollout_reflector(
     label_selector: str = "",
     timeout_seconds: int = 60,
 ) -> Reflector:
-    custom = k8s.CustomObjectsApi(api.api_client)
     resources = Resources(api)
-    if namespace is None:
-        fn: Callable[..., Any] = custom.list_cluster_custom_object
-        args: tuple[Any, ...] = (GROUP, VERSION, "rollouts")
-    else:
-        fn = custom.list_namespaced_custom_object
-        args = (GROUP, VERSION, namespace, "rollouts")
+    path = (
+        paths.custom_all("rollouts") if namespace is None else paths.custom(namespace, "rollouts")
+    )
     return Reflector(
         f"rollouts/{namespace or '*'}",
         list_fn=lambda: resources.list_rollouts(namespace, label_selector=label_selector),
-        watch_fn=fn,
-        watch_args=args,
+        watch_fn=partial(api.watch, path),
         on_list=tracker.on_list,
         on_event=tracker.on_event,
         label_selector=label_selector,
@@ -295,20 +266,11 @@ def deployment_reflector(
     namespace: str | None,
     timeout_seconds: int = 60,
 ) -> Reflector:
-    apps = k8s.AppsV1Api(api.api_client)
-    if namespace is None:
-        fn: Callable[..., Any] = apps.list_deployment_for_all_namespaces
-        args: tuple[Any, ...] = ()
-        list_path = paths.deployment_all()
-    else:
-        fn = apps.list_namespaced_deployment
-        args = (namespace,)
-        list_path = paths.deployment(namespace)
+    path = paths.deployment_all() if namespace is None else paths.deployment(namespace)
     return Reflector(
         f"deployments/{namespace or '*'}",
-        list_fn=lambda: api.list(list_path, what="list Deployments"),
-        watch_fn=fn,
-        watch_args=args,
+        list_fn=lambda: api.list(path, what="list Deployments"),
+        watch_fn=partial(api.watch, path),
         on_list=trigger.on_list,
         on_event=trigger.on_event,
         timeout_seconds=timeout_seconds,

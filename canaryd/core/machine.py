@@ -40,18 +40,21 @@ as ``primary.template_hash == status.canaryRevision``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, Protocol
-
-from pydantic import ValidationError
 
 from canaryd.api.models import (
     AnalysisSpec,
     AnalysisStatus,
     Condition,
     MetricEvidence,
+    MetricsOutage,
+    ObjectMeta,
+    OutageKind,
     Outcome,
+    PendingNotice,
     Phase,
     Rollout,
     RolloutStatus,
@@ -60,21 +63,24 @@ from canaryd.api.models import (
 )
 from canaryd.core import judging
 from canaryd.core.types import (
-    Action,
+    AddFinalizer,
     Decision,
+    Effect,
     EnsurePrimary,
     EnsureRouting,
+    FinalizeRouting,
     GateStatus,
     ManualAction,
     ManualVerb,
     MetricReading,
     Notice,
     NoticeKind,
-    Notify,
     Observations,
     Plan,
     PromotePrimary,
     RecordEvent,
+    RemoveFinalizer,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
 )
@@ -85,9 +91,21 @@ READY = "Ready"
 """Condition: can canaryd manage this Rollout (valid spec, target found, routing usable)?"""
 PROMOTED = "Promoted"
 """Condition: does the primary run the target's revision? Its reason says why not."""
+RECONCILED = "Reconciled"
+"""Condition: did the last tick carry out its decision? False (with the error) while ticks
+fail; True, reason Recovered, with the first tick that gets through again."""
+ACTION_ANNOTATION = "canaryd.io/action"
+"""Manual actions: ``canaryd.io/action: <verb>[:<id>]``, consumed exactly once."""
 
 NOTIFIED_KEEP = 64
 """Notice keys kept in ``status.notified`` (older keys belong to finished rollouts)."""
+OUTBOX_KEEP = 16
+"""Undelivered notices kept in ``status.outbox``."""
+MESSAGE_KEEP = 2000
+"""Characters of a notice message kept in the outbox."""
+UNSEEN_GRACE = 2
+"""Consecutive intervals with the canary missing from the series (and the stable arm served)
+before its traffic is withdrawn: the first is held as scrape lag."""
 TRANSITIONAL_REQUEUE = 5.0
 """Seconds between ticks while waiting for pods or routing (capped by the interval)."""
 
@@ -105,8 +123,9 @@ _SEVERITY = {
 }
 
 
-class Verdict(Protocol):
-    """What :func:`canaryd.core.judging.judge` returns (its ``AnalysisVerdict``)."""
+class Judgement(Protocol):
+    """What a judge returns for one interval (:func:`canaryd.core.judging.judge` returns an
+    ``AnalysisVerdict``, which satisfies this)."""
 
     @property
     def outcome(self) -> Outcome: ...
@@ -118,7 +137,7 @@ class Verdict(Protocol):
     def reason(self) -> str: ...
 
 
-Judge = Callable[[AnalysisSpec, Sequence[MetricEvidence], Sequence[MetricReading]], Verdict]
+Judge = Callable[[AnalysisSpec, Sequence[MetricEvidence], Sequence[MetricReading]], Judgement]
 
 
 # ---- plan ------------------------------------------------------------------------------------
@@ -172,15 +191,21 @@ def plan(rollout: Rollout, now: datetime) -> Plan:
 
 
 class _Tick:
-    """Accumulates one tick's new status and actions (the only mutable thing in this module)."""
+    """Accumulates one tick's new status, effects, events and notices (the only mutable thing
+    in this module)."""
 
     def __init__(self, rollout: Rollout, obs: Observations) -> None:
         self.rollout = rollout
         self.obs = obs
         self.now = obs.now
         self.status = rollout.status.model_copy(update={"observed_generation": obs.generation})
-        self.actions: list[Action] = []
+        self.effects: list[Effect] = []
+        self.events: list[RecordEvent] = []
+        self.notices: list[Notice] = []
         self.requeue: float | None = None
+        self.write_status = True
+        if obs.delivered:
+            self.set(outbox=[p for p in self.status.outbox if p.key not in obs.delivered])
 
     # status ---------------------------------------------------------------------------------
     def set(self, **fields: Any) -> None:
@@ -218,12 +243,12 @@ class _Tick:
         self.event(reason, message, warning=warning)
         self.condition(PROMOTED, promoted, reason, message)
 
-    # actions --------------------------------------------------------------------------------
-    def act(self, action: Action) -> None:
-        self.actions.append(action)
+    # effects, events, notices ---------------------------------------------------------------
+    def act(self, effect: Effect) -> None:
+        self.effects.append(effect)
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        self.act(
+        self.events.append(
             RecordEvent(type="Warning" if warning else "Normal", reason=reason, message=message)
         )
 
@@ -236,6 +261,7 @@ class _Tick:
         suffix: str = "",
         evidence: Sequence[MetricEvidence] = (),
     ) -> None:
+        """Queue a notice in the outbox (once per key: ``status.notified`` remembers it)."""
         key = f"{_rollout_key(self.rollout, self.status)}/{kind.value}{suffix}"
         if key in self.status.notified:
             return
@@ -256,8 +282,11 @@ class _Tick:
             duration_seconds=(self.now - started).total_seconds() if started else None,
             evidence=tuple(evidence),
         )
-        self.act(Notify(notice))
-        self.set(notified=_with_notified(self.status.notified, key))
+        self.notices.append(notice)
+        self.set(
+            notified=_with_notified(self.status.notified, key),
+            outbox=_with_pending(self.status.outbox, notice),
+        )
 
     def route(self, weight: int) -> None:
         """Set the canary weight (status and routing) unless both already say so."""
@@ -267,7 +296,14 @@ class _Tick:
         self.set(canary_weight=weight)
 
     def decision(self) -> Decision:
-        return Decision(status=self.status, actions=tuple(self.actions), requeue_after=self.requeue)
+        return Decision(
+            status=self.status,
+            effects=tuple(self.effects),
+            events=tuple(self.events),
+            notices=tuple(self.notices),
+            requeue_after=self.requeue,
+            write_status=self.write_status,
+        )
 
 
 def _with_condition(
@@ -307,6 +343,44 @@ def _with_notified(notified: Sequence[str], key: str) -> list[str]:
     return [*notified, key][-NOTIFIED_KEEP:]
 
 
+def _with_pending(outbox: Sequence[PendingNotice], notice: Notice) -> list[PendingNotice]:
+    """``outbox`` with ``notice`` pending, keeping the newest ``OUTBOX_KEEP`` (a notice older
+    than that was undeliverable for many ticks; the Events still tell the story)."""
+    pending = PendingNotice(
+        key=notice.key,
+        kind=notice.kind.value,
+        severity=notice.severity,
+        title=notice.title,
+        message=notice.message[:MESSAGE_KEEP],
+        revision=notice.revision,
+        image=notice.image,
+        weight=notice.weight,
+        phase=notice.phase,
+        duration_seconds=notice.duration_seconds,
+        with_evidence=bool(notice.evidence),
+    )
+    return [*outbox, pending][-OUTBOX_KEEP:]
+
+
+def pending_notice(pending: PendingNotice, rollout: Rollout) -> Notice:
+    """The :class:`Notice` to (re)send for an outbox entry (evidence from the status)."""
+    return Notice(
+        key=pending.key,
+        kind=NoticeKind(pending.kind),
+        severity=pending.severity,
+        namespace=rollout.metadata.namespace,
+        rollout=rollout.metadata.name,
+        title=pending.title,
+        message=pending.message,
+        revision=pending.revision,
+        image=pending.image,
+        weight=pending.weight,
+        phase=pending.phase,
+        duration_seconds=pending.duration_seconds,
+        evidence=tuple(rollout.status.analysis.metrics) if pending.with_evidence else (),
+    )
+
+
 def _attempt(status: RolloutStatus) -> str:
     started = status.rollout_started_at
     # Microseconds: a retry started within the same second is a new attempt with its own notices.
@@ -326,18 +400,15 @@ def _post_rollout_key(rollout: Rollout) -> str:
 
 
 def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -> Decision:
-    """The new status and the ordered actions for one tick (see the module docstring).
+    """The new status, effects, events and notices for one tick (see the module docstring).
 
     ``judge`` defaults to :func:`canaryd.core.judging.judge`."""
-    if obs.spec_error is not None:
-        return reject(
-            rollout,
-            rollout.status,
-            generation=obs.generation,
-            error=obs.spec_error,
-            now=obs.now,
-        )
+    if obs.deleting_since is not None:
+        return finalize(rollout, obs)
     t = _Tick(rollout, obs)
+    _recovered(t)
+    if not obs.has_finalizer:
+        t.act(AddFinalizer())  # first: whatever canaryd changes from here is handed back
     if obs.target is None:
         _target_missing(t)
         return t.decision()
@@ -351,10 +422,7 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
         return t.decision()
     t.condition(READY, "True", "Reconciled")
 
-    manual = obs.manual if _fresh(obs.manual, t.status) else None
-    if manual is not None:
-        t.set(consumed_action=manual.id)
-
+    manual = _manual(t)
     phase = t.status.phase
     if phase == Phase.INITIALIZING or not t.status.stable_revision:
         _bootstrap(t)
@@ -369,8 +437,67 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
     return t.decision()
 
 
-def _fresh(manual: ManualAction | None, status: RolloutStatus) -> bool:
-    return manual is not None and manual.id != status.consumed_action
+def parse_action(value: str) -> ManualAction:
+    """``"promote"`` -> (promote, "promote"); ``"abort:42"`` -> (abort, "abort:42").
+
+    Raises ValueError naming the allowed verbs. Without an explicit id the whole value is the
+    id, so ``promote`` acts once; to repeat a verb, give a new id (``promote:2``)."""
+    text = value.strip()
+    verb_text, _, ident = text.partition(":")
+    try:
+        verb = ManualVerb(verb_text.strip().lower())
+    except ValueError:
+        allowed = ", ".join(v.value for v in ManualVerb)
+        raise ValueError(
+            f"{ACTION_ANNOTATION}: unknown verb {verb_text!r} (use {allowed})"
+        ) from None
+    return ManualAction(verb=verb, id=text if ident.strip() else verb.value)
+
+
+def _manual(t: _Tick) -> ManualAction | None:
+    """The fresh manual action of the annotation, consumed now (its id is remembered). A value
+    that names no verb is consumed too, with one Warning Event (not one per tick)."""
+    value = t.obs.action_annotation.strip()
+    if not value:
+        return None
+    try:
+        action = parse_action(value)
+    except ValueError as exc:
+        if value != t.status.consumed_action:
+            t.set(consumed_action=value)
+            t.event("InvalidAction", str(exc), warning=True)
+        return None
+    if action.id == t.status.consumed_action:
+        return None
+    t.set(consumed_action=action.id)
+    return action
+
+
+def _recovered(t: _Tick) -> None:
+    """A tick that gets this far after failed ones says so (Reconciled back to True)."""
+    old = _find_condition(t.status.conditions, RECONCILED)
+    if old is not None and old.status != "True":
+        t.condition(RECONCILED, "True", "Recovered", "")
+
+
+def failed(
+    status: RolloutStatus, error: str, *, permanent: bool, now: datetime, generation: int
+) -> RolloutStatus:
+    """``status`` (the persisted one: nothing the failed tick decided happened for sure) with
+    ``Reconciled=False`` naming the error; reason PermanentError or TemporaryError."""
+    return status.model_copy(
+        update={
+            "conditions": _with_condition(
+                status.conditions,
+                type_=RECONCILED,
+                status="False",
+                reason="PermanentError" if permanent else "TemporaryError",
+                message=error[:MESSAGE_KEEP],
+                now=now,
+                generation=generation,
+            )
+        }
+    )
 
 
 def _transitional(rollout: Rollout) -> float:
@@ -453,13 +580,11 @@ def _idle(t: _Tick, manual: ManualAction | None) -> None:
     assert target is not None
     s = t.status
     if manual is not None and manual.verb == ManualVerb.RETRY and s.phase == Phase.FAILED:
-        _start(t, target.template_hash, reason="Retry")
+        _start(t, target.template_hash, reason=StartReason.RETRY)
         return
     _ignore(t, manual, f"nothing to {manual.verb.value} in phase {s.phase.value}" if manual else "")
     _reassert_routing(t, 0)
     _post_rollout(t)
-    if s.phase == Phase.ROLLING_BACK:
-        t.transition(Phase.FAILED, "RolledBack", s.message, warning=True)
     revision = target.template_hash
     starting = revision not in (s.canary_revision, s.stable_revision)
     if not starting or t.rollout.spec.paused:
@@ -478,7 +603,7 @@ def _idle(t: _Tick, manual: ManualAction | None) -> None:
     if t.rollout.spec.paused:
         t.condition(PROMOTED, "False", "Paused", f"revision {revision} waits: spec.paused")
         return
-    _start(t, revision, reason="NewRevision")
+    _start(t, revision, reason=StartReason.NEW_REVISION)
 
 
 def _post_rollout(t: _Tick) -> None:
@@ -491,37 +616,61 @@ def _post_rollout(t: _Tick) -> None:
     t.set(notified=_with_notified(t.status.notified, key))
 
 
-def _start(t: _Tick, revision: str, *, reason: str) -> None:
+class StartReason(StrEnum):
+    """Why an analysis starts from the first step (the Event reason)."""
+
+    NEW_REVISION = "NewRevision"
+    RESTARTED = "Restarted"
+    CHANGED_WHILE_PROMOTING = "ChangedWhilePromoting"
+    RETRY = "Retry"
+
+
+def _start(t: _Tick, revision: str, *, reason: StartReason) -> None:
     """Start (or restart) the analysis of ``revision`` from scratch: no traffic yet, canary up."""
     target = t.obs.target
     assert target is not None
     previous = t.status.canary_revision
-    if not any(isinstance(a, EnsureRouting) for a in t.actions):
+    if not any(isinstance(a, EnsureRouting) for a in t.effects):
         t.act(EnsureRouting(0))
     t.route(0)  # an old canary is no longer judged: its traffic leaves first
-    t.act(ScaleTarget(None))
+    t.act(ScaleTarget(_canary_replicas(t)))
     t.set(
         canary_revision=revision,
         current_step=0,
         weight_history=[],
         verdict=None,
         analysis=AnalysisStatus(),
+        outage=None,
         rollout_started_at=t.now,
         step_started_at=None,
     )
-    words = {
-        "NewRevision": f"new revision {revision} (image {target.image}) detected",
-        "Restarted": f"new revision {revision} (image {target.image}) replaces {previous} "
-        "mid-analysis: analysis restarts from the first step",
-        "Retry": f"retry of revision {revision} (image {target.image})",
-    }[reason]
+    new = f"new revision {revision} (image {target.image})"
+    match reason:
+        case StartReason.NEW_REVISION:
+            words = f"{new} detected"
+        case StartReason.RESTARTED:
+            words = f"{new} replaces {previous} mid-analysis: analysis restarts from the first step"
+        case StartReason.CHANGED_WHILE_PROMOTING:
+            words = (
+                f"{new} replaced {previous} during its promotion: {previous} is not promoted "
+                f"further, the primary keeps revision {t.status.stable_revision}, and {revision} "
+                "is analysed from the first step"
+            )
+        case StartReason.RETRY:
+            words = f"retry of revision {revision} (image {target.image})"
     t.transition(
         Phase.PROGRESSING,
-        reason,
+        reason.value,
         f"{words}; scaling {target.name} up, deadline {t.rollout.spec.progress_deadline_seconds}s",
     )
     t.notify(NoticeKind.STARTED, f"Rollout of {t.rollout.metadata.name} started", words)
     t.requeue = _transitional(t.rollout)
+
+
+def _canary_replicas(t: _Tick) -> int:
+    """What the canary scales up to: the primary's replicas, at least 1."""
+    primary = t.obs.primary
+    return max(primary.replicas, 1) if primary is not None else 1
 
 
 # ---- failure ---------------------------------------------------------------------------------
@@ -538,7 +687,7 @@ def _rollback(
 ) -> None:
     """Everything to the primary at once, then the canary down; Failed with the evidence."""
     t.act(SetWeight(0))
-    t.set(canary_weight=0)
+    t.set(canary_weight=0, outage=None)
     if scale:
         t.act(ScaleTarget(0))
     t.set(verdict=Outcome.FAIL)
@@ -576,7 +725,7 @@ def _active(t: _Tick, manual: ManualAction | None, judge: Judge) -> None:
                 promoted="True",
             )
             return
-        _start(t, revision, reason="Restarted")
+        _start(t, revision, reason=StartReason.RESTARTED)
         return
     if manual is not None and manual.verb == ManualVerb.PROMOTE:
         _reassert_routing(t, s.canary_weight)
@@ -603,7 +752,7 @@ def _await_canary(t: _Tick) -> None:
     assert target is not None
     spec = t.rollout.spec
     _reassert_routing(t, 0)
-    t.act(ScaleTarget(None))
+    t.act(ScaleTarget(_canary_replicas(t)))
     t.requeue = _transitional(t.rollout)
     started = t.status.rollout_started_at or t.now
     waited = (t.now - started).total_seconds()
@@ -676,57 +825,105 @@ def _promoted_reason(status: RolloutStatus) -> str:
     return promoted.reason if promoted is not None else ""
 
 
+class Interval(StrEnum):
+    """What one analysis interval amounted to (see :func:`_judge_interval`)."""
+
+    COUNTED = "Counted"
+    """Judged Pass or Inconclusive: counts towards the step."""
+    EARLY = "Early"
+    """Judged, and the judge has enough evidence to promote now."""
+    HELD = "Held"
+    """Not judged, nothing at risk (no requests in either arm; or the interval that ended an
+    outage, measured at 0%): the step holds, traffic as the status says."""
+    WITHDRAWN = "Withdrawn"
+    """The canary cannot be judged: its traffic is withdrawn (Waiting) until answers return."""
+    ENDED = "Ended"
+    """Rolled back: the tick is over."""
+    NOT_DUE = "NotDue"
+    """No interval ended this tick (between analyses): gates and steps are looked at only."""
+
+
 def _analyse(t: _Tick, judge: Judge) -> None:
     """Canary has traffic: judge when readings came, then keep routing as the status says.
 
     Judging comes first so that a rollback never follows a weight correction upwards (after a
     crash between a rollback's ``SetWeight(0)`` and its status write, the re-judged interval
     fails again and routes 0% without re-exposing the canary)."""
-    early = False
     if t.obs.readings is not None:
-        judged = _judge_interval(t, judge, t.obs.readings)
-        if judged is None:
-            return  # rolled back
-        early = judged
-    _reassert_routing(t, t.status.canary_weight)
+        result = _judge_interval(t, judge, t.obs.readings)
+    elif t.status.outage is not None:
+        result = Interval.WITHDRAWN
+    elif t.status.phase == Phase.WAITING and _promoted_reason(t.status) == "NoTraffic":
+        result = Interval.HELD  # until the next interval says otherwise
+    else:
+        result = Interval.NOT_DUE
+    if result == Interval.ENDED:
+        return
     interval = t.rollout.spec.schedule.interval_seconds()
     last = t.status.analysis.last_analysis_time or t.now
     t.requeue = max(0.0, interval - (t.now - last).total_seconds())
-    _maybe_advance(t, early=early)
+    if result == Interval.WITHDRAWN:
+        _reassert_routing(t, 0)
+        return
+    _reassert_routing(t, t.status.canary_weight)
+    if result == Interval.HELD:
+        return
+    _maybe_advance(t, early=result == Interval.EARLY)
 
 
-def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -> bool | None:
-    """Judge one interval. None: rolled back; else whether the judge allows early promotion."""
+def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -> Interval:
+    """Judge one interval. Metrics trouble is never a verdict (docs/rollout.md):
+
+    * Prometheus errors or timeouts (or a judge that cannot compute): the canary's traffic is
+      withdrawn at once, the step kept (Waiting, reason MetricsUnavailable, an alert); the step
+      resumes when answers return; after ``analysis.outageDeadlineSeconds`` the Rollout fails
+      with reason NotJudged.
+    * No requests in either arm: the step holds; after ``noDataLimit`` such intervals an alert
+      (Waiting, reason NoTraffic); never a failure for this alone.
+    * The stable arm had requests and the canary, with traffic, none: its series are missing;
+      withdrawn as above (reason CanaryUnseen), failing at the deadline with that diagnosis.
+    """
     spec = t.rollout.spec.analysis
     a = t.status.analysis
+    outage = t.status.outage
     t.set_analysis(last_analysis_time=t.now)
     records = [r.record for r in readings if r.record is not None]
     errors = [r for r in readings if r.error is not None]
-    if not records:
-        if errors:
-            return _count_errors(t, "; ".join(f"{r.metric}: {r.error}" for r in errors))
-        count = a.no_data_intervals + 1
-        t.set_analysis(no_data_intervals=count, outcome=Outcome.INCONCLUSIVE)
-        t.set(verdict=Outcome.INCONCLUSIVE)
+    if not records and errors:
+        reasons = "; ".join(f"{r.metric}: {r.error}" for r in errors)
+        return _unjudged(t, OutageKind.METRICS_ERROR, f"metrics unavailable: {reasons}")
+    canary = sum(r.canary.requests for r in records)
+    stable = sum(r.stable.requests for r in records)
+    if outage is not None:
+        if outage.kind == OutageKind.METRICS_ERROR or canary > 0:
+            _resume(t, outage)
+            return Interval.HELD  # measured while withdrawn: not counted
+        return _unjudged(t, outage.kind, outage.message)
+    if canary == 0 and stable == 0:
+        return _no_traffic(t)
+    if canary == 0 and t.status.canary_weight > 0:
         message = (
-            f"no data for any metric in {count} consecutive interval(s) "
-            f"(noDataLimit {spec.no_data_limit}) at {t.status.canary_weight}%"
+            f"the stable arm served {stable:.0f} requests and the canary none at "
+            f"{t.status.canary_weight}%: the canary's series are missing (sidecar injected? "
+            "labels? reporter?)"
         )
-        if count >= spec.no_data_limit:
-            _rollback(t, "NoData", message, kind=NoticeKind.NO_DATA)
-            return None
-        t.event("NoData", message, warning=True)
-        t.set(message=message)
-        return False
+        unseen = a.no_data_intervals + 1
+        if unseen < UNSEEN_GRACE:
+            # A canary's series appear a scrape after its first requests: one interval of grace
+            # (held, not counted) before the canary is taken for missing.
+            t.set_analysis(no_data_intervals=unseen, outcome=Outcome.INCONCLUSIVE)
+            t.event("CanaryUnseen", f"{message}; held one interval for the series", warning=True)
+            return Interval.HELD
+        return _unjudged(t, OutageKind.CANARY_UNSEEN, message)
     verdict = judge(spec, a.metrics, readings)
     t.set(verdict=verdict.outcome)
     t.set_analysis(outcome=verdict.outcome, metrics=list(verdict.metrics), no_data_intervals=0)
     if verdict.outcome == Outcome.ERROR:
-        return _count_errors(t, verdict.reason)
+        return _unjudged(t, OutageKind.METRICS_ERROR, f"metrics not judgeable: {verdict.reason}")
     t.set_analysis(error_intervals=0)
     if verdict.outcome == Outcome.FAIL:
         _rollback(t, "AnalysisFailed", verdict.reason, evidence=verdict.metrics)
-        return None
+        return Interval.ENDED
     requests = max(r.canary.requests for r in records)
     gate_closed = bool(_closed_gates(t, WebhookType.ROLLOUT))
     t.set_analysis(
@@ -739,24 +936,74 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
         f"interval {a.intervals + 1} at {t.status.canary_weight}%: {verdict.outcome.value}"
         f" ({verdict.reason}); {requests:.0f} canary requests",
     )
-    return verdict.promote_early and spec.early_promotion
+    if verdict.promote_early and spec.early_promotion:
+        return Interval.EARLY
+    return Interval.COUNTED
 
 
-def _count_errors(t: _Tick, reason: str) -> bool | None:
+def _no_traffic(t: _Tick) -> Interval:
     spec = t.rollout.spec.analysis
-    count = t.status.analysis.error_intervals + 1
-    t.set_analysis(error_intervals=count, outcome=Outcome.ERROR)
-    t.set(verdict=Outcome.ERROR)
+    count = t.status.analysis.no_data_intervals + 1
+    t.set_analysis(no_data_intervals=count, outcome=Outcome.INCONCLUSIVE)
+    t.set(verdict=Outcome.INCONCLUSIVE)
     message = (
-        f"metric errors in {count} consecutive interval(s) (errorLimit {spec.error_limit}): "
-        f"{reason}"
+        f"no requests in either arm for {count} consecutive interval(s) at "
+        f"{t.status.canary_weight}%: step held (noDataLimit {spec.no_data_limit} before an alert;"
+        " never a failure for this alone)"
     )
-    if count >= spec.error_limit:
-        _rollback(t, "MetricErrors", message)
-        return None
-    t.event("MetricError", message, warning=True)
-    t.set(message=message)
-    return False
+    if count >= spec.no_data_limit:
+        _wait(t, "NoTraffic", message)
+    else:
+        t.event("NoTraffic", message, warning=True)
+        t.set(message=message)
+    return Interval.HELD
+
+
+def _unjudged(t: _Tick, kind: OutageKind, message: str) -> Interval:
+    """The canary cannot be judged: withdraw its traffic (pods kept), or fail at the deadline."""
+    spec = t.rollout.spec.analysis
+    outage = t.status.outage
+    since = outage.since if outage is not None else t.now
+    weight = outage.weight if outage is not None else t.status.canary_weight
+    waited = (t.now - since).total_seconds()
+    t.set_analysis(outcome=Outcome.ERROR)
+    t.set(verdict=Outcome.ERROR)
+    if waited >= spec.outage_deadline_seconds:
+        t.set(outage=None)
+        _rollback(
+            t,
+            "NotJudged",
+            f"not judged for {waited:.0f}s (analysis.outageDeadlineSeconds "
+            f"{spec.outage_deadline_seconds}): {message}; the release was not shown bad, it "
+            "could not be judged",
+            kind=NoticeKind.NO_DATA,
+        )
+        return Interval.ENDED
+    t.set(
+        outage=MetricsOutage(kind=kind, since=since, message=message[:MESSAGE_KEEP], weight=weight)
+    )
+    t.route(0)
+    reason = "MetricsUnavailable" if kind == OutageKind.METRICS_ERROR else "CanaryUnseen"
+    _wait(
+        t,
+        reason,
+        f"{message}; canary traffic withdrawn from {weight}% (pods kept) for {waited:.0f}s, "
+        f"failing as NotJudged after {spec.outage_deadline_seconds}s",
+    )
+    return Interval.WITHDRAWN
+
+
+def _resume(t: _Tick, outage: MetricsOutage) -> None:
+    """Answers are back: the withdrawn weight returns and the step continues where it was."""
+    waited = (t.now - outage.since).total_seconds()
+    t.set(outage=None)
+    t.route(outage.weight)
+    t.transition(
+        Phase.PROGRESSING,
+        "Resumed",
+        f"metrics answer again after {waited:.0f}s ({outage.kind.value}): canary weight "
+        f"{outage.weight}% restored, step {t.status.current_step + 1} continues",
+    )
 
 
 def _maybe_advance(t: _Tick, *, early: bool) -> None:
@@ -830,38 +1077,98 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
 
 def _promote(t: _Tick, why: str) -> None:
     revision = t.status.canary_revision
+    t.set(outage=None)  # (a manual promote may come while the canary was withdrawn)
     t.act(PromotePrimary(revision))
     t.requeue = _transitional(t.rollout)
     t.transition(Phase.PROMOTING, "Promoting", f"{why}; copying revision {revision} to primary")
 
 
 def _promoting(t: _Tick, manual: ManualAction | None) -> None:
-    """Primary gets the canary's template; the canary keeps its (passed) weight meanwhile."""
+    """Primary gets the judged revision; the canary keeps its (passed) weight meanwhile.
+
+    The order protects users in three ways:
+
+    * Done first: once the primary runs the judged revision and is ready, the canary's traffic
+      leaves and the canary is scaled down. The canary weight of the status is never re-asserted
+      before this check, so a tick that repeats a finalisation whose status write was lost never
+      routes traffic back to a canary already scaled to zero.
+    * Only the judged revision is promoted: when the target changed during promotion, the new
+      revision has not been judged. The primary keeps what it has (the old stable, or the judged
+      revision if the copy already happened) and the new revision is analysed from scratch.
+    * The canary keeps its weight only while it has ready pods; otherwise its traffic goes to
+      the primary (which keeps serving its old pods while it rolls out).
+    """
     s = t.status
+    target, primary = t.obs.target, t.obs.primary
+    assert target is not None
     _ignore(t, manual, "promotion in progress")
-    _reassert_routing(t, s.canary_weight)
-    primary = t.obs.primary
     t.requeue = _transitional(t.rollout)
-    if primary is None or primary.template_hash != s.canary_revision or not primary.ready:
-        t.act(PromotePrimary(s.canary_revision))
-        have = f"{primary.ready_replicas}/{primary.replicas}" if primary else "0/0"
-        t.set(message=f"promoting revision {s.canary_revision}: primary {have} ready")
-        waited = (t.now - (s.phase_started_at or t.now)).total_seconds()
-        if waited > t.rollout.spec.progress_deadline_seconds:
-            t.condition(
-                READY,
-                "False",
-                "PrimaryNotReady",
-                f"primary not ready {waited:.0f}s after promotion ({have} ready)",
-            )
+    revision = s.canary_revision
+    runs_judged = primary is not None and primary.template_hash == revision
+    if runs_judged and primary is not None and primary.ready:
+        t.route(0)
+        _scale_down(t)
+        t.transition(
+            Phase.FINALISING,
+            "Finalising",
+            f"{primary.name} runs revision {revision} ({primary.ready_replicas} ready); "
+            "100% routed to primary, canary scaled to 0",
+        )
         return
-    t.route(0)
-    _scale_down(t)
-    t.transition(
-        Phase.FINALISING,
-        "Finalising",
-        f"{primary.name} runs revision {s.canary_revision} ({primary.ready_replicas} ready); "
-        "100% routed to primary, canary scaled to 0",
+    if runs_judged and primary is not None and primary.failure is not None:
+        _promotion_failed(t, primary.failure)
+        return
+    if target.template_hash != revision:
+        _target_changed_while_promoting(t, runs_judged=runs_judged)
+        return
+    served = target.replicas > 0 and target.ready_replicas > 0
+    _reassert_routing(t, s.canary_weight if served else 0)
+    t.act(PromotePrimary(revision))
+    have = f"{primary.ready_replicas}/{primary.replicas}" if primary else "0/0"
+    t.set(message=f"promoting revision {revision}: primary {have} ready")
+    waited = (t.now - (s.phase_started_at or t.now)).total_seconds()
+    if waited > t.rollout.spec.progress_deadline_seconds:
+        _promotion_failed(
+            t,
+            f"primary not ready {waited:.0f}s after promotion ({have} ready; "
+            f"progressDeadlineSeconds {t.rollout.spec.progress_deadline_seconds})",
+        )
+
+
+def _target_changed_while_promoting(t: _Tick, *, runs_judged: bool) -> None:
+    """The target moved on during promotion: promote nothing unjudged, analyse the new one."""
+    s = t.status
+    if runs_judged:
+        # The judged revision reached the primary's template already: it is the stable one.
+        t.set(stable_revision=s.canary_revision)
+    target = t.obs.target
+    assert target is not None
+    if target.template_hash == t.status.stable_revision:
+        t.route(0)
+        _scale_down(t)
+        t.set(canary_revision=target.template_hash, weight_history=[], current_step=0)
+        t.transition(
+            Phase.INITIALIZED,
+            "Reverted",
+            f"target reverted to the stable revision {target.template_hash} during promotion",
+            promoted="True",
+        )
+        return
+    _start(t, target.template_hash, reason=StartReason.CHANGED_WHILE_PROMOTING)
+
+
+def _promotion_failed(t: _Tick, why: str) -> None:
+    """The new primary cannot become ready: it returns to the last good revision, traffic goes
+    to the primary's serving (old) pods, the canary goes down, and the Rollout fails."""
+    stable = t.status.stable_revision
+    t.act(RevertPrimary(stable))
+    t.condition(READY, "False", "PrimaryNotReady", why)
+    _rollback(
+        t,
+        "PromotionFailed",
+        f"primary could not take revision {t.status.canary_revision}: {why}; "
+        f"primary returned to revision {stable}",
+        kind=NoticeKind.NOT_READY,
     )
 
 
@@ -887,89 +1194,142 @@ def _finalising(t: _Tick, manual: ManualAction | None) -> None:
     )
 
 
+# ---- deletion --------------------------------------------------------------------------------
+
+
+def finalize(rollout: Rollout, obs: Observations) -> Decision:
+    """The Rollout is being deleted: leave things as if canaryd had never managed them.
+
+    1. The target Deployment serves again: canaryd scaled it to zero, and the primary goes away
+       with the Rollout (garbage collection), so the target is scaled back to the primary's
+       replicas and awaited (at most ``progressDeadlineSeconds`` after the deletion began).
+    2. Routing is handed back (the router's ``finalize``: 100% to the primary host of a user's
+       VirtualService; what canaryd created removed).
+    3. The finalizer is removed; the API server completes the deletion (no status write after
+       it: the object may be gone).
+
+    A target whose template is not the stable revision (its release failed or was not judged)
+    is still scaled up: after the deletion the user's Deployment is all there is; a Warning
+    Event says so."""
+    t = _Tick(rollout, obs)
+    if not obs.has_finalizer:
+        return t.decision()
+    target, primary = obs.target, obs.primary
+    since = obs.deleting_since or obs.now
+    waited = (obs.now - since).total_seconds()
+    deadline = rollout.spec.progress_deadline_seconds
+    if target is not None and primary is not None:
+        if target.replicas == 0:
+            t.act(ScaleTarget(max(primary.replicas, 1)))
+            if target.template_hash != t.status.stable_revision:
+                t.event(
+                    "FinalizingUnjudged",
+                    f"{target.name} holds revision {target.template_hash}, not the stable "
+                    f"{t.status.stable_revision}: it serves once the Rollout is deleted",
+                    warning=True,
+                )
+        if not target.ready and waited <= deadline:
+            t.set(message=f"deletion: waiting for {target.name} to serve before routing to it")
+            t.requeue = _transitional(rollout)
+            return t.decision()
+    _finish(t)
+    return t.decision()
+
+
+def _finish(t: _Tick) -> None:
+    t.act(FinalizeRouting())
+    t.act(RemoveFinalizer())
+    t.event("Finalized", "routing handed back; the deletion completes")
+    t.write_status = False
+
+
 # ---- invalid spec ----------------------------------------------------------------------------
 
 
 def reject(
     rollout: Rollout | None,
-    raw_status: RolloutStatus | Mapping[str, Any],
+    status: RolloutStatus,
     *,
     generation: int,
     error: str,
     now: datetime,
+    meta: ObjectMeta,
+    deleting: bool = False,
+    has_finalizer: bool = True,
 ) -> Decision:
     """Decision for a Rollout whose spec is invalid (``error`` names the field and the problem).
 
-    Condition Ready=False, reason InvalidSpec. When a canary had traffic, everything goes to the
-    primary and the canary is scaled down (phase Failed: fix the spec, then retry or push a new
-    revision). ``raw_status`` may be the raw JSON status; an unreadable one starts afresh.
+    ``rollout`` is the last valid version of the same object known to the runtime (None when
+    it knows none, e.g. after a restart), ``status`` the persisted status, ``meta`` the
+    object's metadata as read.
 
-    A runtime that cannot resolve the routing of an unparseable spec may skip ``SetWeight`` /
-    ``ScaleTarget``: the status then says 0%, and the first valid tick corrects the routing to it
-    (routing follows the status, see the module docstring).
-    """
-    status = _parse_status(raw_status)
-    old = _find_condition(status.conditions, READY)
-    conditions = _with_condition(
-        status.conditions,
-        type_=READY,
-        status="False",
-        reason="InvalidSpec",
-        message=error,
-        now=now,
-        generation=generation,
-    )
-    status = status.model_copy(
-        update={"observed_generation": generation, "conditions": conditions, "message": error}
-    )
-    actions: list[Action] = []
-    if old is None or old.reason != "InvalidSpec" or old.message != error:
-        actions.append(RecordEvent(type="Warning", reason="InvalidSpec", message=error))
-    if status.canary_weight > 0 or status.phase in ACTIVE:
-        actions += [SetWeight(0), ScaleTarget(0)]
-        message = f"invalid spec with canary at {status.canary_weight}%: rolled back; {error}"
-        status = status.model_copy(
-            update={
-                "canary_weight": 0,
-                "phase": Phase.FAILED,
-                "phase_started_at": now,
-                "last_transition_time": now,
-                "message": message,
-                "conditions": _with_condition(
-                    conditions,
-                    type_=PROMOTED,
-                    status="False",
-                    reason="InvalidSpec",
-                    message=message,
-                    now=now,
-                    generation=generation,
-                ),
-            }
-        )
-        actions.append(RecordEvent(type="Warning", reason="RolledBack", message=message))
-    if rollout is not None:
-        key = f"{rollout.metadata.namespace}/{rollout.metadata.name}/gen-{generation}/Invalid"
-        if key not in status.notified:
-            notice = Notice(
-                key=key,
-                kind=NoticeKind.INVALID,
-                severity=_SEVERITY[NoticeKind.INVALID],
-                namespace=rollout.metadata.namespace,
-                rollout=rollout.metadata.name,
-                title=f"Rollout {rollout.metadata.name} has an invalid spec",
-                message=error,
-                revision=status.canary_revision,
-                phase=status.phase.value,
+    Condition Ready=False, reason InvalidSpec (one Warning Event per distinct error). When a
+    canary had traffic and a valid version is known, everything goes to the primary and the
+    canary is scaled down (phase Failed: fix the spec, then retry or push a new revision).
+    Without a valid version the routes cannot be found: traffic is left as it is and the
+    condition says so, rather than claiming a rollback that did not happen. A Rollout being
+    deleted with no valid version known only drops its finalizer (routing unknown; a Warning
+    Event says so)."""
+    shell = (rollout or reject_subject(meta, status)).model_copy(update={"status": status})
+    obs = Observations(now=now, generation=generation, target=None, primary=None, traffic=None)
+    t = _Tick(shell, obs)
+    if deleting:
+        if has_finalizer:
+            t.event(
+                "FinalizedWithoutRouting",
+                f"deleted with an invalid spec and no valid version known: routing left as it "
+                f"is; {error}",
+                warning=True,
             )
-            actions.append(Notify(notice))
-            status = status.model_copy(update={"notified": _with_notified(status.notified, key)})
-    return Decision(status=status, actions=tuple(actions))
+            t.act(RemoveFinalizer())
+            t.write_status = False
+        return t.decision()
+    had_traffic = status.canary_weight > 0 or status.phase in ACTIVE
+    stuck = had_traffic and rollout is None
+    said = (
+        f"{error} (canary traffic unchanged: no valid spec known to route with)" if stuck else error
+    )
+    old = _find_condition(status.conditions, READY)
+    if old is None or old.reason != "InvalidSpec" or old.message != said:
+        t.event("InvalidSpec", error, warning=True)
+    t.condition(READY, "False", "InvalidSpec", said)
+    if stuck:
+        return t.decision()
+    t.set(message=error)
+    if had_traffic:
+        t.act(SetWeight(0))
+        t.act(ScaleTarget(0))
+        t.set(canary_weight=0)
+        message = f"invalid spec with canary at {status.canary_weight}%: rolled back; {error}"
+        t.set(phase=Phase.FAILED, phase_started_at=now, last_transition_time=now, message=message)
+        t.condition(PROMOTED, "False", "InvalidSpec", message)
+        t.event("RolledBack", message, warning=True)
+    key = f"{meta.namespace}/{meta.name}/gen-{generation}/Invalid"
+    if rollout is not None and key not in t.status.notified:
+        notice = Notice(
+            key=key,
+            kind=NoticeKind.INVALID,
+            severity=_SEVERITY[NoticeKind.INVALID],
+            namespace=meta.namespace,
+            rollout=meta.name,
+            title=f"Rollout {meta.name} has an invalid spec",
+            message=error,
+            revision=t.status.canary_revision,
+            phase=t.status.phase.value,
+        )
+        t.notices.append(notice)
+        t.set(
+            notified=_with_notified(t.status.notified, key),
+            outbox=_with_pending(t.status.outbox, notice),
+        )
+    return t.decision()
 
 
-def _parse_status(raw: RolloutStatus | Mapping[str, Any]) -> RolloutStatus:
-    if isinstance(raw, RolloutStatus):
-        return raw
-    try:
-        return RolloutStatus.model_validate(dict(raw))
-    except ValidationError:
-        return RolloutStatus()
+def reject_subject(meta: ObjectMeta, status: RolloutStatus) -> Rollout:
+    """A Rollout carrying only metadata and status (its spec is unreadable): what Events of an
+    invalid Rollout are recorded on, and what the tick builder of :func:`reject` works on (it
+    reads the spec only on paths an invalid Rollout never takes)."""
+    untyped: Any = Rollout
+    shell: Any = untyped.model_construct(metadata=meta, status=status)
+    assert isinstance(shell, Rollout)
+    return shell

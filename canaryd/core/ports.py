@@ -1,17 +1,23 @@
 """The small interfaces behind which all I/O lives (adapters implement them).
 
 Each method states its contract. Adapters raise :class:`PermanentError` for problems that a
-retry cannot fix (they become a condition on the Rollout) and :class:`TemporaryError` for
-problems that may pass (the tick is retried with backoff).
+retry cannot fix and :class:`TemporaryError` for problems that may pass. The engine acts on the
+difference (see :mod:`canaryd.controller.reconciler`): a PermanentError becomes
+``Reconciled=False`` and is not retried early (the next tick comes with the next change of the
+Rollout or its Deployments, or at the Rollout's interval); a TemporaryError is retried with
+backoff, never sooner than its ``delay``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from canaryd.api.models import Rollout, Severity
-from canaryd.core.types import MetricQuery, MetricReading, Notice, TrafficState
+from canaryd.api.models import AlertProvider, MetricTemplate, Rollout, RolloutStatus, Severity
+from canaryd.core.types import MetricQuery, MetricReading, Notice, TrafficState, WorkloadState
+
+JSON = dict[str, Any]
+"""A Kubernetes object in its wire form."""
 
 
 class PermanentError(Exception):
@@ -20,6 +26,70 @@ class PermanentError(Exception):
 
 class TemporaryError(Exception):
     """A problem that may pass: API server 5xx, conflict, network, timeout."""
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+        """Seconds to wait before retrying, when the source says (429 Retry-After; 0 for a
+        conflict: re-read at once); None lets the backoff decide."""
+
+
+class Resources(Protocol):
+    """canaryd's own objects: Rollouts (read, status, finalizers) and what they reference."""
+
+    def get_rollout(self, namespace: str, name: str) -> JSON | None:
+        """The Rollout as stored (wire form); None when it does not exist."""
+        ...
+
+    def write_status(self, raw: JSON, status: RolloutStatus) -> JSON | None:
+        """PUT ``status`` guarded by the ``resourceVersion`` of ``raw``; None when unchanged (no
+        request). A Rollout changed since ``raw`` was read raises a TemporaryError (409)."""
+        ...
+
+    def set_finalizers(self, raw: JSON, finalizers: Sequence[str]) -> JSON:
+        """Replace ``metadata.finalizers`` (guarded by ``raw``'s resourceVersion); returns the
+        object as stored. Removing the last finalizer of a deleted object may complete its
+        deletion (the answer is then the object as it was)."""
+        ...
+
+    def metric_template(self, namespace: str, name: str) -> MetricTemplate:
+        """The typed MetricTemplate; PermanentError when missing or invalid."""
+        ...
+
+    def alert_provider(self, namespace: str, name: str) -> AlertProvider:
+        """The typed AlertProvider; PermanentError when missing or invalid."""
+        ...
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """The decoded value of one key of a Secret; PermanentError when absent."""
+        ...
+
+
+class Workloads(Protocol):
+    """The target Deployment (the canary) and ``<target>-primary`` (the stable version)."""
+
+    def state(self, namespace: str, name: str) -> WorkloadState | None:
+        """What the decision needs to know of a Deployment; None when it does not exist."""
+        ...
+
+    def ensure_primary(self, rollout: Rollout) -> None:
+        """Create the primary from the target when missing. Idempotent."""
+        ...
+
+    def promote(self, rollout: Rollout, *, revision: str) -> None:
+        """Copy the target's template to the primary, only if it is ``revision`` (else a
+        PermanentError, the primary untouched); the template replaced is kept for
+        :meth:`revert_primary`. Idempotent."""
+        ...
+
+    def revert_primary(self, rollout: Rollout, *, revision: str) -> None:
+        """Return the primary to the kept template of ``revision`` (PermanentError when none is
+        kept). Idempotent."""
+        ...
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set ``spec.replicas``. Idempotent."""
+        ...
 
 
 class TrafficRouter(Protocol):
@@ -37,6 +107,12 @@ class TrafficRouter(Protocol):
     def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Route ``canary_weight`` % to the canary and the rest to primary. Idempotent; the
         weights written always sum to 100 and validate against Istio's schema."""
+        ...
+
+    def finalize(self, rollout: Rollout) -> None:
+        """The Rollout is being deleted: leave routing as if canaryd had never been there
+        (everything to the primary in a user's VirtualService; what canaryd created removed).
+        Idempotent; safe when the objects are already gone."""
         ...
 
 
@@ -65,10 +141,12 @@ class AlertTarget(Protocol):
 
 
 class Notifier(Protocol):
-    """Sends notices. Must not block the caller or raise: failures are counted and logged."""
+    """Sends notices. Must not block the caller or raise: failures are counted and logged, and
+    reported through the callbacks the notifier was built with (sent / failed per target)."""
 
-    def notify(self, notice: Notice, targets: Sequence[AlertTarget]) -> None:
-        """Queue ``notice`` for each target whose ``min_severity`` it meets."""
+    def notify(self, notice: Notice, targets: Sequence[AlertTarget]) -> int:
+        """Queue ``notice`` for each target whose ``min_severity`` it meets; returns how many
+        deliveries were queued (0: no target wants it, or all were already in flight)."""
         ...
 
 

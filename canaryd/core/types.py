@@ -1,10 +1,10 @@
 """The vocabulary between the pure decision core and the I/O around it.
 
 A tick is: the reconciler asks :func:`canaryd.core.machine.plan` what to observe, gathers
-:class:`Observations` through the adapters, calls :func:`canaryd.core.machine.decide`, executes
-the returned :class:`Action` s in order, and writes the returned status once (conflict-safe).
-Notices are sent only after that status write succeeded (an outbox: the status records the
-notice key, so a restart or a second replica never sends the same notice twice).
+:class:`Observations` through the adapters, calls :func:`canaryd.core.machine.decide`, carries
+out the returned :class:`Effect` s in order, writes the returned status once (conflict-safe),
+then records the Events and delivers the notices of the status's outbox (at least once: a
+notice is recorded as pending in the status before it is sent, and removed once delivered).
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ class ManualVerb(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ManualAction:
     """A manual action requested by annotation ``canaryd.io/action: <verb>[:<id>]``; consumed
-    exactly once (the id is remembered in ``status.consumedAction``)."""
+    exactly once (the id is remembered in ``status.consumedAction``); parsed by
+    :func:`canaryd.core.machine.parse_action`."""
 
     verb: ManualVerb
     id: str
@@ -193,9 +194,14 @@ class Observations:
     """Metric readings, when :class:`Plan` asked for them."""
     gates: tuple[GateResult, ...] = ()
     """Webhook answers, for the gates :class:`Plan` asked for."""
-    manual: ManualAction | None = None
-    spec_error: str | None = None
-    """Set when the Rollout's spec is invalid (field path and reason)."""
+    action_annotation: str = ""
+    """The raw ``canaryd.io/action`` annotation (the core parses and consumes it)."""
+    delivered: frozenset[str] = frozenset()
+    """Outbox keys whose notices were delivered since the status was read."""
+    has_finalizer: bool = False
+    """``metadata.finalizers`` holds :data:`FINALIZER`."""
+    deleting_since: datetime | None = None
+    """``metadata.deletionTimestamp``: the Rollout is being deleted (finalisation runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +246,24 @@ class Notice:
 
 # ---- actions -------------------------------------------------------------------------------
 
+FINALIZER = "canaryd.io/finalizer"
+"""canaryd's finalizer on a Rollout: deletion waits until routing was handed back."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddFinalizer:
+    """Add :data:`FINALIZER` to the Rollout (before canaryd changes anything for it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeRouting:
+    """Hand routing back (:meth:`canaryd.core.ports.TrafficRouter.finalize`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFinalizer:
+    """Remove :data:`FINALIZER`: the API server then completes the deletion."""
+
 
 @dataclass(frozen=True, slots=True)
 class EnsureRouting:
@@ -260,16 +284,25 @@ class EnsurePrimary:
 
 @dataclass(frozen=True, slots=True)
 class PromotePrimary:
-    """Copy the target's pod template (revision ``revision``) to the primary Deployment."""
+    """Copy the target's pod template to the primary Deployment, only if that template is
+    revision ``revision`` (the judged one): the adapter refuses any other template."""
+
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevertPrimary:
+    """Return the primary to the last good pod template, only if that template is revision
+    ``revision`` (the stable one): the adapter refuses any other."""
 
     revision: str
 
 
 @dataclass(frozen=True, slots=True)
 class ScaleTarget:
-    """Scale the canary (the target Deployment) to ``replicas``; None means the primary's."""
+    """Scale the canary (the target Deployment) to ``replicas``."""
 
-    replicas: int | None
+    replicas: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,21 +314,32 @@ class RecordEvent:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Notify:
-    notice: Notice
-
-
-Action = (
-    EnsureRouting | SetWeight | EnsurePrimary | PromotePrimary | ScaleTarget | RecordEvent | Notify
+Effect = (
+    AddFinalizer
+    | FinalizeRouting
+    | RemoveFinalizer
+    | EnsureRouting
+    | SetWeight
+    | EnsurePrimary
+    | PromotePrimary
+    | RevertPrimary
+    | ScaleTarget
 )
+"""What the runtime carries out, in order, before the status write."""
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The core's answer for one tick: the new status and the actions, in order."""
+    """The core's answer for one tick, fully resolved: the runtime interprets nothing."""
 
     status: RolloutStatus
-    actions: tuple[Action, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    """Carried out in order; if one fails the status is not written (see ``failed``)."""
+    events: tuple[RecordEvent, ...] = ()
+    """Recorded after the status write."""
+    notices: tuple[Notice, ...] = ()
+    """Notices decided this tick (also pending in ``status.outbox``, which is what is sent)."""
     requeue_after: float | None = None
     """Seconds until the next tick is useful (None: the Rollout's interval)."""
+    write_status: bool = True
+    """False after the finalizer is removed (the object may be gone)."""

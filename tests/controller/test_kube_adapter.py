@@ -20,6 +20,7 @@ from canaryd.adapters.kube import (
     load_api_client,
     parse_rollout,
 )
+from canaryd.adapters.kube.workloads import RevisionChangedError
 from canaryd.api.models import Phase, RolloutStatus
 from canaryd.core.ports import PermanentError, TemporaryError
 from tests.controller.conftest import ROLLOUTS, Cluster, wait_for
@@ -145,7 +146,34 @@ def test_primary_created_promoted_and_scaled(cluster: Cluster) -> None:
 
     workloads.scale("default", "app", 0)
     assert cluster.deployment("app")["spec"]["replicas"] == 0
-    assert workloads.primary_replicas(rollout) == 2
+
+    # The primary returns to the template it ran before the promotion, by revision only.
+    with pytest.raises(PermanentError, match="no template of that revision"):
+        workloads.revert_primary(rollout, revision="not-a-revision")
+    workloads.revert_primary(rollout, revision=target_state.template_hash)
+    reverted = cluster.deployment("app-primary")
+    assert reverted["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1"
+    assert reverted["spec"]["template"] == primary["spec"]["template"]
+    state = workloads.state("default", "app-primary")
+    assert state is not None and state.template_hash == target_state.template_hash
+
+
+def test_promote_refuses_a_target_that_is_not_the_judged_revision(cluster: Cluster) -> None:
+    cluster.deploy("app", "app:1")
+    cluster.create_rollout("app", "app")
+    rollout = parse_rollout(cluster.rollout("app"))
+    workloads = Workloads(cluster.api)
+    workloads.ensure_primary(rollout)
+    cluster.set_image("app", "app:2")
+    judged = workloads.state("default", "app")
+    assert judged is not None
+    cluster.set_image("app", "app:3")  # changed after rev2 was judged
+    before = cluster.deployment("app-primary")
+    with pytest.raises(RevisionChangedError, match="not the judged revision"):
+        workloads.promote(rollout, revision=judged.template_hash)
+    after = cluster.deployment("app-primary")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1"
 
 
 def test_crashlooping_pods_are_reported(cluster: Cluster) -> None:

@@ -20,9 +20,8 @@ from canaryd.api.models import Severity
 from canaryd.cli.run import configure, options_from, parse_headers
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.leader import lease_name_for
-from canaryd.controller.manual import BadActionError, manual_action, parse_action
+from canaryd.controller.manual import ACTION_ANNOTATION, action_annotation
 from canaryd.core.revision import template_hash
-from canaryd.core.types import ManualVerb
 
 
 def rollout_raw(**spec: object) -> dict[str, object]:
@@ -146,19 +145,11 @@ def test_primary_of_a_scaled_down_target_still_serves() -> None:
     assert primary_from(target, rollout)["spec"]["replicas"] == 1
 
 
-def test_manual_action_parsing_and_consumption() -> None:
-    assert parse_action("promote").verb == ManualVerb.PROMOTE
-    assert parse_action("promote").id == "promote"
-    assert parse_action("Abort:42").id == "Abort:42"
-    with pytest.raises(BadActionError, match="unknown verb 'skip'"):
-        parse_action("skip")
+def test_manual_action_annotation_is_read_raw() -> None:
     raw = rollout_raw()
-    raw["metadata"]["annotations"] = {"canaryd.io/action": "retry:7"}  # type: ignore[index]
-    raw["status"] = {"consumedAction": "retry:7"}
-    assert manual_action(parse_rollout(raw)) is None
-    raw["status"] = {"consumedAction": "retry:6"}
-    action = manual_action(parse_rollout(raw))
-    assert action is not None and action.verb == ManualVerb.RETRY and action.id == "retry:7"
+    assert action_annotation(parse_rollout(raw)) == ""
+    raw["metadata"]["annotations"] = {ACTION_ANNOTATION: " promote:7 "}  # type: ignore[index]
+    assert action_annotation(parse_rollout(raw)) == "promote:7"
 
 
 def test_one_lease_per_shard() -> None:

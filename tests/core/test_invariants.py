@@ -9,7 +9,7 @@ executed and the status not written). After every completed tick:
   passed);
 * in Initialized, Succeeded and Failed the canary gets 0% and, unless a new revision is being
   started, is scaled to zero;
-* every notice key is sent at most once, and the weight history starts at the first step.
+* every notice key is decided at most once, and the weight history starts at the first step.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from canaryd.api.models import Phase
 from canaryd.core import machine
-from canaryd.core.types import ManualAction, ManualVerb, Notify
+from canaryd.core.types import ManualVerb
 
 from .world import bad, bootstrapped, failing, good, no_data
 
@@ -49,7 +49,7 @@ def test_safety_invariants_hold_over_random_histories(steps: list[tuple[str, Any
     world = bootstrapped(analysis={"metrics": [{"name": "error-rate"}], "noDataLimit": 3})
     world.target_hash = "rev2"  # every history starts with a release
     sent: list[str] = []
-    manual: ManualAction | None = None
+    manual: str | None = None
     for kind, arg, extra in steps:
         if kind == "revision":
             world.target_hash = arg
@@ -61,17 +61,17 @@ def test_safety_invariants_hold_over_random_histories(steps: list[tuple[str, Any
             world.target_ready = arg
             continue
         if kind == "manual":
-            manual = ManualAction(verb=arg, id=f"{arg.value}:{extra}")
+            manual = f"{arg.value}:{extra}"
             continue
         if kind == "crash":
             # decide, execute only the first ``extra`` actions, die before the status write
             world.now += timedelta(seconds=60)
             plan = machine.plan(world.rollout, world.now)
             decision = machine.decide(world.rollout, world.observe(plan, READINGS[arg], (), manual))
-            world.apply(decision.actions[:extra])
+            world.apply(decision.effects[:extra])
             continue
         decision = world.tick(advance=extra, readings=READINGS[arg], manual=manual)
-        sent += [a.notice.key for a in decision.actions if isinstance(a, Notify)]
+        sent += [n.key for n in decision.notices]
         s = world.status
         assert world.weight == s.canary_weight, (s.phase, world.weight, s.canary_weight)
         if s.canary_weight > 0:

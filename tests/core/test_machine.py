@@ -16,15 +16,11 @@ from canaryd.core import machine
 from canaryd.core.types import (
     GateResult,
     GateStatus,
-    ManualAction,
-    ManualVerb,
     MetricReading,
-    Notify,
     Observations,
     Plan,
     ScaleTarget,
     SetWeight,
-    TrafficState,
 )
 
 from .world import (
@@ -33,10 +29,8 @@ from .world import (
     bad,
     bootstrapped,
     condition,
-    failing,
     good,
     kinds,
-    no_data,
     record,
     rollout_obj,
 )
@@ -52,12 +46,7 @@ def start_rollout(world: World, revision: str = "rev2") -> None:
 
 
 def notices(world: World) -> list[str]:
-    return [
-        a.notice.key.rsplit("/", 1)[-1]
-        for d in world.log
-        for a in d.actions
-        if isinstance(a, Notify)
-    ]
+    return [a.key.rsplit("/", 1)[-1] for d in world.log for a in d.notices]
 
 
 # ---- bootstrap -------------------------------------------------------------------------------
@@ -73,12 +62,10 @@ def test_bootstrap_routes_to_primary_only_once_it_is_ready() -> None:
     world.primary_ready = True
     second = world.tick()
     assert world.phase == Phase.INITIALIZED
-    assert kinds(second) == [
-        "EnsurePrimary",
-        "EnsureRouting(0)",
-        "ScaleTarget(0)",
-        "Event:Initialized",
-    ]
+    names = kinds(second)
+    # the contract: routing goes to the (ready) primary before the target is scaled down
+    assert names.index("EnsureRouting(0)") < names.index("ScaleTarget(0)")
+    assert "Event:Initialized" in names
     assert (world.weight, world.target_replicas) == (0, 0)
     assert world.status.stable_revision == world.status.canary_revision == "rev1"
     assert condition(world.status, "Ready")[:2] == ("True", "Reconciled")
@@ -101,12 +88,9 @@ def test_good_release_is_promoted_step_by_step() -> None:
     world = bootstrapped()
     world.target_hash = "rev2"
     d = world.tick()
-    assert kinds(d) == [
-        "EnsureRouting(0)",
-        "ScaleTarget(None)",
-        "Event:NewRevision",
-        "Notify:Started",
-    ]
+    names = kinds(d)
+    assert "ScaleTarget(2)" in names and not any(n.startswith("SetWeight") for n in names)
+    assert "Event:NewRevision" in names and "Notify:Started" in names
     assert world.status.canary_revision == "rev2" and world.status.weight_history == []
     seen = []
     for _ in range(10):
@@ -132,7 +116,7 @@ def test_good_release_is_promoted_step_by_step() -> None:
     assert condition(s, "Promoted")[:2] == ("True", "Succeeded")
     assert notices(world) == ["Started", "Step-1", "Step-2", "Promoted"]
     # every transition has an event with the numbers
-    events = [a.message for d in world.log for a in d.actions if type(a).__name__ == "RecordEvent"]
+    events = [e.message for d in world.log for e in d.events]
     assert any("canary weight 20% (step 2/3)" in e for e in events)
     assert any("promoted in" in e for e in events)
 
@@ -174,13 +158,13 @@ def test_bad_release_is_rolled_back_at_once_with_evidence() -> None:
     assert world.phase == Phase.FAILED
     names = kinds(decision)
     assert names.index("SetWeight(0)") < names.index("ScaleTarget(0)")
-    assert names[-2:] == ["Event:AnalysisFailed", "Notify:RolledBack"]
+    assert "Event:AnalysisFailed" in names and "Notify:RolledBack" in names
     assert (world.weight, world.target_replicas, world.primary_hash) == (0, 0, "rev1")
     status, reason, message = condition(world.status, "Promoted")
     assert (status, reason) == ("False", "AnalysisFailed")
     assert message.startswith("rolled back:")
     assert world.status.verdict == Outcome.FAIL
-    [notice] = [a.notice for a in decision.actions if isinstance(a, Notify)]
+    [notice] = decision.notices
     assert notice.evidence and notice.evidence[0].outcome == Outcome.FAIL
     assert notice.evidence[0].canary_requests > 0
     # Failed is stable: later ticks keep 100% on primary and send nothing more.
@@ -231,6 +215,8 @@ def test_restart_resumes_from_a_persisted_status() -> None:
         primary_hash="rev1",
         weight=world.weight,
         now=world.now,
+        finalizer=True,
+        delivered=set(world.delivered),
     )
     revived.tick()
     world.tick()
@@ -245,7 +231,7 @@ def test_crash_between_actions_converges_to_the_persisted_status() -> None:
     plan = machine.plan(world.rollout, world.now + timedelta(seconds=60))
     world.now += timedelta(seconds=60)
     decision = machine.decide(world.rollout, world.observe(plan))
-    set_weight = next(a for a in decision.actions if isinstance(a, SetWeight))
+    set_weight = next(a for a in decision.effects if isinstance(a, SetWeight))
     assert set_weight.canary_weight == 20
     world.apply_one(set_weight)  # routed 20%, then the process died: status still says 5%
     assert world.status == before and world.weight == 20
@@ -253,7 +239,7 @@ def test_crash_between_actions_converges_to_the_persisted_status() -> None:
     # lastAnalysisTime was not advanced, so the interval is judged again at once; the weight
     # is corrected to the status, then the step is taken again.
     names = kinds(after)
-    assert names[0] == "Event:Analysis"
+    assert "Event:Analysis" in names
     assert names.index("SetWeight(5)") < names.index("SetWeight(20)")
     assert world.status.canary_weight == 20 and world.weight == 20
 
@@ -265,11 +251,11 @@ def test_crash_after_a_rollback_routed_zero_never_re_exposes_the_canary() -> Non
     plan = machine.plan(world.rollout, world.now)
     decision = machine.decide(world.rollout, world.observe(plan, readings=bad))
     assert decision.status.phase == Phase.FAILED
-    world.apply_one(decision.actions[0])  # SetWeight(0), then the process died
+    world.apply_one(decision.effects[0])  # SetWeight(0), then the process died
     assert world.weight == 0 and world.status.canary_weight == 5
     # The window still covers the minute the canary served 5% before the crash.
     after = world.tick(advance=1, readings=lambda _routed: bad(5))
-    assert not any(isinstance(a, SetWeight) and a.canary_weight > 0 for a in after.actions)
+    assert not any(isinstance(a, SetWeight) and a.canary_weight > 0 for a in after.effects)
     assert world.phase == Phase.FAILED and world.weight == 0
 
 
@@ -278,7 +264,8 @@ def test_routing_drift_is_corrected_to_the_status_weight() -> None:
     start_rollout(world)
     world.weight = 80  # someone edited the VirtualService
     decision = world.tick(advance=10)
-    assert kinds(decision) == ["EnsureRouting(5)", "Event:TrafficCorrected", "SetWeight(5)"]
+    assert [e for e in decision.effects if isinstance(e, SetWeight)] == [SetWeight(5)]
+    assert [e.reason for e in decision.events] == ["TrafficCorrected"]
     assert world.weight == 5
 
 
@@ -293,7 +280,7 @@ def test_new_revision_mid_analysis_restarts_from_the_first_step() -> None:
     world.target_hash = "rev3"
     decision = world.tick(advance=10)
     names = kinds(decision)
-    assert names.index("SetWeight(0)") < names.index("ScaleTarget(None)")
+    assert names.index("SetWeight(0)") < names.index("ScaleTarget(2)")
     assert world.weight == 0
     s = world.status
     assert (s.canary_revision, s.weight_history, s.analysis.intervals) == ("rev3", [], 0)
@@ -301,7 +288,7 @@ def test_new_revision_mid_analysis_restarts_from_the_first_step() -> None:
     world.tick()
     assert world.status.weight_history == [5]
     assert notices(world).count("Started") == 2
-    keys = [a.notice.key for d in world.log for a in d.actions if isinstance(a, Notify)]
+    keys = [n.key for d in world.log for n in d.notices]
     assert len(keys) == len(set(keys))
     assert any("/rev3/" in k for k in keys)
 
@@ -350,7 +337,7 @@ def test_paused_idle_rollout_does_not_start_a_new_revision() -> None:
 def test_manual_promote_is_consumed_exactly_once() -> None:
     world = bootstrapped()
     start_rollout(world)
-    promote = ManualAction(verb=ManualVerb.PROMOTE, id="promote:1")
+    promote = "promote:1"
     world.tick(advance=5, manual=promote)
     assert world.phase == Phase.PROMOTING
     assert world.status.consumed_action == "promote:1"
@@ -364,12 +351,12 @@ def test_manual_promote_is_consumed_exactly_once() -> None:
 def test_manual_abort_rolls_back_and_a_second_abort_is_ignored() -> None:
     world = bootstrapped()
     start_rollout(world)
-    abort = ManualAction(verb=ManualVerb.ABORT, id="abort")
+    abort = "abort"
     decision = world.tick(advance=5, manual=abort)
     assert world.phase == Phase.FAILED and world.weight == 0
     assert condition(world.status, "Promoted")[1] == "Aborted"
     assert "Notify:RolledBack" in kinds(decision)
-    again = world.tick(advance=5, manual=ManualAction(verb=ManualVerb.ABORT, id="abort:2"))
+    again = world.tick(advance=5, manual="abort:2")
     assert "Event:ManualActionIgnored" in kinds(again)
     assert world.status.consumed_action == "abort:2"
 
@@ -381,46 +368,18 @@ def test_retry_restarts_the_failed_revision_with_fresh_notice_keys() -> None:
     assert world.phase == Phase.FAILED
     world.tick()  # same revision: stays Failed
     assert world.phase == Phase.FAILED
-    world.tick(manual=ManualAction(verb=ManualVerb.RETRY, id="retry"))
+    world.tick(manual="retry")
     assert world.phase == Phase.PROGRESSING and world.status.canary_revision == "rev2"
     assert world.target_replicas == 2
     for _ in range(6):
         world.tick()
     assert world.phase == Phase.SUCCEEDED
     assert notices(world).count("Started") == 2
-    keys = [a.notice.key for d in world.log for a in d.actions if isinstance(a, Notify)]
+    keys = [n.key for d in world.log for n in d.notices]
     assert len(keys) == len(set(keys))
 
 
 # ---- no data, errors -------------------------------------------------------------------------
-
-
-def test_no_data_holds_the_step_then_fails_at_the_limit() -> None:
-    world = bootstrapped()  # noDataLimit 3
-    start_rollout(world)
-    world.tick(readings=no_data)
-    world.tick(readings=no_data)
-    assert world.phase == Phase.PROGRESSING and world.weight == 5
-    assert world.status.analysis.no_data_intervals == 2
-    world.tick()  # data again resets the count and advances
-    assert world.status.analysis.no_data_intervals == 0 and world.weight == 20
-    world.tick(readings=no_data)
-    world.tick(readings=no_data)
-    decision = world.tick(readings=no_data)
-    assert world.phase == Phase.FAILED and world.weight == 0
-    assert condition(world.status, "Promoted")[1] == "NoData"
-    assert "Notify:NoData" in kinds(decision)
-
-
-def test_metric_errors_fail_at_the_error_limit() -> None:
-    world = bootstrapped(analysis={"metrics": [{"name": "error-rate"}], "errorLimit": 2})
-    start_rollout(world)
-    world.tick(readings=failing)
-    assert world.phase == Phase.PROGRESSING and world.status.verdict == Outcome.ERROR
-    world.tick(readings=failing)
-    assert world.phase == Phase.FAILED
-    assert condition(world.status, "Promoted")[1] == "MetricErrors"
-    assert "connection refused" in world.status.message
 
 
 # ---- gates -----------------------------------------------------------------------------------
@@ -481,8 +440,9 @@ def test_target_deleted_mid_analysis_rolls_back() -> None:
     decision = world.tick(advance=5)
     assert world.phase == Phase.FAILED and world.weight == 0
     assert condition(world.status, "Ready")[:2] == ("False", "TargetNotFound")
-    assert kinds(decision)[:2] == ["Event:TargetNotFound", "SetWeight(0)"]
-    assert not any(isinstance(a, ScaleTarget) for a in decision.actions)  # nothing to scale
+    assert [e for e in decision.effects if isinstance(e, SetWeight)] == [SetWeight(0)]
+    assert "Event:TargetNotFound" in kinds(decision)
+    assert not any(isinstance(a, ScaleTarget) for a in decision.effects)  # nothing to scale
 
 
 def test_routing_error_holds_with_a_condition_naming_the_problem() -> None:
@@ -497,6 +457,7 @@ def test_routing_error_holds_with_a_condition_naming_the_problem() -> None:
         traffic=None,
         traffic_error="VirtualService test/shop: no HTTP route named 'primary'",
         readings=good(5),
+        has_finalizer=True,
     )
     decision = machine.decide(rollout, obs)
     assert kinds(decision) == ["Event:RoutingError"]  # no routing or scaling while broken
@@ -507,57 +468,64 @@ def test_routing_error_holds_with_a_condition_naming_the_problem() -> None:
         "VirtualService test/shop: no HTTP route named 'primary'",
     )
     again = machine.decide(rollout.model_copy(update={"status": decision.status}), obs)
-    assert again.actions == () and again.status == decision.status
+    assert again.effects == () and again.events == () and again.status == decision.status
 
 
 def test_reject_invalid_spec_routes_everything_to_primary() -> None:
     world = bootstrapped()
     start_rollout(world)
-    raw = world.status.model_dump(mode="json", by_alias=True)
+    error = "spec.schedule.interval: bad duration"
+    meta = world.rollout.metadata.model_copy(update={"generation": 2})
     decision = machine.reject(
-        None, raw, generation=2, error="spec.schedule.interval: bad duration", now=T0
+        world.rollout, world.status, generation=2, error=error, now=T0, meta=meta
     )
     s = decision.status
-    assert condition(s, "Ready") == ("False", "InvalidSpec", "spec.schedule.interval: bad duration")
+    assert condition(s, "Ready") == ("False", "InvalidSpec", error)
     assert s.observed_generation == 2 and s.phase == Phase.FAILED and s.canary_weight == 0
-    assert [type(a).__name__ for a in decision.actions] == [
-        "RecordEvent",
-        "SetWeight",
-        "ScaleTarget",
-        "RecordEvent",
-    ]
-    assert decision.actions[1] == SetWeight(0) and decision.actions[2] == ScaleTarget(0)
-    # the same error again: no new event, nothing to route
+    assert decision.effects == (SetWeight(0), ScaleTarget(0))  # traffic leaves before pods
+    assert [e.reason for e in decision.events] == ["InvalidSpec", "RolledBack"]
+    assert [n.kind.value for n in decision.notices] == ["Invalid"]
+    # the same error again: no new event, nothing to route, no second notice
     again = machine.reject(
-        None, s, generation=2, error="spec.schedule.interval: bad duration", now=T0
+        world.rollout.model_copy(update={"status": s}),
+        s,
+        generation=2,
+        error=error,
+        now=T0,
+        meta=meta,
     )
-    assert again.actions == ()
+    assert again.effects == () and again.events == () and again.notices == ()
     assert again.status.conditions == s.conditions
 
 
-def test_reject_accepts_an_unreadable_raw_status() -> None:
-    decision = machine.reject(
-        None, {"phase": "Exploded"}, generation=1, error="spec.targetRef: required", now=T0
-    )
-    assert decision.status.phase == Phase.INITIALIZING
-    assert condition(decision.status, "Ready")[1] == "InvalidSpec"
-
-
-def test_decide_with_a_spec_error_notifies_once_per_generation() -> None:
+def test_reject_without_a_valid_version_leaves_traffic_and_says_so() -> None:
     world = bootstrapped()
-    obs = Observations(
-        now=world.now,
-        generation=1,
-        target=world.target(),
-        primary=world.primary(),
-        traffic=TrafficState(0),
-        spec_error="spec.analysis.metrics[0].templateRef: MetricTemplate p99 not found",
+    start_rollout(world)
+    decision = machine.reject(
+        None,
+        world.status,
+        generation=2,
+        error="spec.targetRef: required",
+        now=T0,
+        meta=world.rollout.metadata,
     )
-    first = machine.decide(world.rollout, obs)
-    assert "Notify:Invalid" in kinds(first)
-    assert first.status.phase == Phase.INITIALIZED  # no traffic on a canary: nothing to undo
-    again = machine.decide(world.rollout.model_copy(update={"status": first.status}), obs)
-    assert kinds(again) == []
+    assert decision.effects == () and decision.notices == ()
+    assert [e.reason for e in decision.events] == ["InvalidSpec"]
+    status, reason, message = condition(decision.status, "Ready")
+    assert (status, reason) == ("False", "InvalidSpec")
+    assert "canary traffic unchanged" in message
+    assert decision.status.canary_weight == 5 and decision.status.phase == Phase.PROGRESSING
+
+
+def test_invalid_action_annotation_warns_once_and_is_consumed() -> None:
+    world = bootstrapped()
+    start_rollout(world)
+    first = world.tick(advance=5, manual="skip")
+    assert [e.reason for e in first.events] == ["InvalidAction"]
+    assert "unknown verb 'skip'" in first.events[0].message
+    again = world.tick(advance=5)
+    assert "Event:InvalidAction" not in kinds(again)
+    assert world.phase == Phase.PROGRESSING
 
 
 def test_condition_transition_time_moves_only_when_its_status_changes() -> None:
@@ -644,4 +612,4 @@ def test_a_new_revision_applied_with_replicas_is_not_scaled_down_first() -> None
     world.target_hash, world.target_replicas = "rev2", 3  # kubectl apply of a full manifest
     decision = world.tick()
     assert "ScaleTarget(0)" not in kinds(decision)
-    assert "ScaleTarget(None)" in kinds(decision)
+    assert "ScaleTarget(2)" in kinds(decision)

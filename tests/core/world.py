@@ -13,18 +13,19 @@ from typing import Any
 from canaryd.api.models import ArmCounts, IntervalRecord, Phase, Rollout, RolloutStatus
 from canaryd.core import machine
 from canaryd.core.types import (
-    Action,
+    AddFinalizer,
     Decision,
+    Effect,
     EnsurePrimary,
     EnsureRouting,
+    FinalizeRouting,
     GateResult,
-    ManualAction,
     MetricReading,
-    Notify,
     Observations,
     Plan,
     PromotePrimary,
-    RecordEvent,
+    RemoveFinalizer,
+    RevertPrimary,
     ScaleTarget,
     SetWeight,
     TrafficState,
@@ -102,6 +103,15 @@ class World:
     primary_ready: bool = True
     weight: int | None = None
     now: datetime = T0
+    primary_failure: str | None = None
+    last_good: str | None = None
+    finalizer: bool = False
+    annotation: str = ""
+    """The ``canaryd.io/action`` annotation."""
+    delivered: set[str] = field(default_factory=set)
+    """Outbox keys delivered (every notice is delivered at once unless ``hold_notices``)."""
+    hold_notices: bool = False
+    deleting_since: datetime | None = None
     log: list[Decision] = field(default_factory=list)
 
     # observations -------------------------------------------------------------------------
@@ -131,6 +141,7 @@ class World:
             ready_replicas=REPLICAS if self.primary_ready else 0,
             updated_replicas=REPLICAS,
             rolled_out=True,
+            failure=self.primary_failure,
         )
 
     def observe(
@@ -138,9 +149,11 @@ class World:
         plan: Plan,
         readings: Any = good,
         gates: tuple[GateResult, ...] = (),
-        manual: ManualAction | None = None,
+        manual: str | None = None,
     ) -> Observations:
         weight = self.weight or 0
+        if manual is not None:
+            self.annotation = manual
         return Observations(
             now=self.now,
             generation=self.rollout.metadata.generation,
@@ -149,7 +162,10 @@ class World:
             traffic=TrafficState(self.weight) if self.weight is not None else None,
             readings=readings(weight) if plan.metrics and readings is not None else None,
             gates=gates,
-            manual=manual,
+            action_annotation=self.annotation,
+            delivered=frozenset(self.delivered),
+            has_finalizer=self.finalizer,
+            deleting_since=self.deleting_since,
         )
 
     # one tick -----------------------------------------------------------------------------
@@ -159,24 +175,48 @@ class World:
         advance: float = 60,
         readings: Any = good,
         gates: tuple[GateResult, ...] = (),
-        manual: ManualAction | None = None,
+        manual: str | None = None,
+        fail_at: int | None = None,
+        fail_on: type | None = None,
+        lose_status: bool = False,
     ) -> Decision:
-        """Move the clock, plan, observe, decide, apply the actions, store the status."""
+        """Move the clock, plan, observe, decide, apply the actions, store the status.
+
+        ``fail_at``: the action at that index (and all after it) fails, so the status is not
+        stored, as the runtime does; ``lose_status``: every action works but the status write
+        is lost (a crash or a failed write just before it); ``fail_on``: the first action of
+        that type fails."""
         self.now += timedelta(seconds=advance)
         plan = machine.plan(self.rollout, self.now)
         obs = self.observe(plan, readings, gates, manual)
         decision = machine.decide(self.rollout, obs)
-        self.apply(decision.actions)
-        self.store(decision.status)
         self.log.append(decision)
+        if fail_on is not None:
+            found = [i for i, a in enumerate(decision.effects) if isinstance(a, fail_on)]
+            fail_at = found[0] if found else fail_at
+        if not self.apply(decision.effects, fail_at=fail_at) or lose_status:
+            return decision
+        self.store(decision.status)
+        if not self.hold_notices:
+            self.delivered |= {p.key for p in decision.status.outbox}
         return decision
 
-    def apply(self, actions: tuple[Action, ...]) -> None:
-        for action in actions:
-            self.apply_one(action)
+    def apply(self, effects: tuple[Effect, ...], *, fail_at: int | None = None) -> bool:
+        """Carry out the effects in order; False when one failed (``fail_at``)."""
+        for i, effect in enumerate(effects):
+            if fail_at is not None and i >= fail_at:
+                return False
+            self.apply_one(effect)
+        return True
 
-    def apply_one(self, action: Action) -> None:
-        if isinstance(action, EnsurePrimary):
+    def apply_one(self, action: Effect) -> None:
+        if isinstance(action, AddFinalizer):
+            self.finalizer = True
+        elif isinstance(action, RemoveFinalizer):
+            self.finalizer = False
+        elif isinstance(action, FinalizeRouting):
+            self.weight = 0 if self.weight is not None else None
+        elif isinstance(action, EnsurePrimary):
             if self.primary_hash is None:
                 self.primary_hash = self.target_hash
         elif isinstance(action, EnsureRouting):
@@ -186,11 +226,18 @@ class World:
             assert 0 <= action.canary_weight <= 100
             self.weight = action.canary_weight
         elif isinstance(action, ScaleTarget):
-            self.target_replicas = REPLICAS if action.replicas is None else action.replicas
+            self.target_replicas = action.replicas
         elif isinstance(action, PromotePrimary):
+            # As the adapter: only a target that still has the judged template is copied.
+            assert self.target_hash == action.revision, (self.target_hash, action.revision)
+            if self.primary_hash != action.revision:
+                self.last_good = self.primary_hash
+            self.primary_hash = action.revision
+        elif isinstance(action, RevertPrimary):
+            assert self.primary_hash == action.revision or self.last_good == action.revision
             self.primary_hash = action.revision
         else:
-            assert isinstance(action, RecordEvent | Notify)
+            raise AssertionError(f"unexpected effect {action!r}")
 
     def store(self, status: RolloutStatus) -> None:
         self.rollout = self.rollout.model_copy(update={"status": status})
@@ -218,19 +265,20 @@ def bootstrapped(**spec: Any) -> World:
 
 
 def kinds(decision: Decision) -> list[str]:
-    """Action names in order, events as ``Event:<reason>``, notices as ``Notify:<kind>``."""
+    """Effect names in order (finalizer bookkeeping left out), then the events as
+    ``Event:<reason>``, then the notices as ``Notify:<kind>``."""
     out = []
-    for action in decision.actions:
-        if isinstance(action, RecordEvent):
-            out.append(f"Event:{action.reason}")
-        elif isinstance(action, Notify):
-            out.append(f"Notify:{action.notice.kind.value}")
-        elif isinstance(action, SetWeight | EnsureRouting):
+    for action in decision.effects:
+        if isinstance(action, AddFinalizer):
+            continue
+        if isinstance(action, SetWeight | EnsureRouting):
             out.append(f"{type(action).__name__}({action.canary_weight})")
         elif isinstance(action, ScaleTarget):
             out.append(f"ScaleTarget({action.replicas})")
         else:
             out.append(type(action).__name__)
+    out += [f"Event:{e.reason}" for e in decision.events]
+    out += [f"Notify:{n.kind.value}" for n in decision.notices]
     return out
 
 

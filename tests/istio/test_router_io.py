@@ -15,6 +15,7 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from canaryd.adapters.istio import IstioRouter, routes
+from canaryd.adapters.transport import KubeApi, RetryPolicy
 from canaryd.api.models import Rollout
 from canaryd.core.ports import PermanentError, TemporaryError
 from kubeemu import Emulator
@@ -22,6 +23,7 @@ from kubeemu import Emulator
 from .conftest import VSValidator
 
 NS = "default"
+FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05)
 
 
 def rollout(name: str, **spec: Any) -> Rollout:
@@ -48,7 +50,7 @@ def writes(emulator: Emulator) -> list[tuple[str, str, str]]:
 def test_host_level_bootstrap_creates_services_and_a_valid_virtual_service(
     emulator: Emulator, api: ApiClient, vs_schema: VSValidator
 ) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("alpha")
     assert router.get_weights(r) is None
     router.reconcile(r, canary_weight=0)
@@ -68,7 +70,7 @@ def test_host_level_bootstrap_creates_services_and_a_valid_virtual_service(
 def test_reconcile_is_idempotent_and_keeps_routed_weights(
     emulator: Emulator, api: ApiClient
 ) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("beta")
     router.reconcile(r, canary_weight=0)
     router.set_weights(r, canary_weight=20)
@@ -83,7 +85,7 @@ def test_reconcile_is_idempotent_and_keeps_routed_weights(
 def test_set_weights_writes_valid_objects_summing_to_100(
     api: ApiClient, vs_schema: VSValidator
 ) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("gamma")
     router.reconcile(r, canary_weight=0)
     for weight in (5, 10, 50, 100, 0):
@@ -96,7 +98,7 @@ def test_set_weights_writes_valid_objects_summing_to_100(
 
 
 def test_broken_owned_virtual_service_is_repaired_by_reconcile(api: ApiClient) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("delta")
     router.reconcile(r, canary_weight=0)
     vs = get_vs(api, "delta")
@@ -154,7 +156,7 @@ def test_user_virtual_service_only_the_named_route_changes(
     api: ApiClient, vs_schema: VSValidator
 ) -> None:
     create_user_vs(api, "shop", USER_ROUTES)
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = ref_rollout("shop-app", "shop")
     router.reconcile(r, canary_weight=0)
     assert router.get_weights(r) is not None
@@ -175,7 +177,7 @@ def test_user_virtual_service_only_the_named_route_changes(
 def test_missing_virtual_service_or_route_is_a_permanent_error_naming_them(
     api: ApiClient,
 ) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     with pytest.raises(PermanentError, match=r"VirtualService default/nowhere .* not found"):
         router.get_weights(ref_rollout("lost", "nowhere"))
     create_user_vs(api, "shop2", USER_ROUTES)
@@ -189,29 +191,87 @@ def test_missing_virtual_service_or_route_is_a_permanent_error_naming_them(
             call()
 
 
-def test_conflicts_and_server_errors_are_temporary(emulator: Emulator, api: ApiClient) -> None:
-    router = IstioRouter(api)
+def test_conflicts_are_re_read_and_re_applied_and_5xx_retried(
+    emulator: Emulator, api: ApiClient, vs_schema: VSValidator
+) -> None:
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("epsilon")
     router.reconcile(r, canary_weight=0)
-    emulator.faults.fail_next(1, status=409, verb="update", resource="virtualservices")
-    with pytest.raises(TemporaryError, match=r"update VirtualService default/epsilon: HTTP 409"):
-        router.set_weights(r, canary_weight=5)
-    emulator.faults.fail_next(1, status=503, verb="get", resource="virtualservices")
-    with pytest.raises(TemporaryError, match="HTTP 503"):
-        router.get_weights(r)
-    router.set_weights(r, canary_weight=5)  # the next try goes through
+    router.set_weights(r, canary_weight=50)
+    emulator.clear_audit()
+    # Three conflicts in a row (someone else writes in between): read again, apply the same
+    # weight again; the only successful write is the one asked for (never 50 -> 0 -> 50).
+    emulator.faults.fail_next(3, status=409, verb="update", resource="virtualservices")
+    router.set_weights(r, canary_weight=0)
+    updates = [a for a in emulator.audit if a.verb == "update" and a.resource == "virtualservices"]
+    assert [a.code for a in updates] == [409, 409, 409, 200]
+    vs = get_vs(api, "epsilon")
+    vs_schema.check(vs)
     state = router.get_weights(r)
-    assert state is not None and state.canary_weight == 5
+    assert state is not None and state.canary_weight == 0
+    # 5xx: retried by the transport (one 503 is invisible), persistent ones are temporary.
+    emulator.faults.fail_next(1, status=503, verb="get", resource="virtualservices")
+    assert router.get_weights(r) == state
+    emulator.faults.fail_next(10, status=503, verb="get", resource="virtualservices")
+    with pytest.raises(TemporaryError, match="503"):
+        router.get_weights(r)
+    emulator.faults.clear()
+
+
+def test_conflicts_without_end_are_temporary(emulator: Emulator, api: ApiClient) -> None:
+    router = IstioRouter(KubeApi(api, retry=FAST))
+    r = rollout("eta")
+    router.reconcile(r, canary_weight=0)
+    emulator.faults.fail_next(50, status=409, verb="update", resource="virtualservices")
+    with pytest.raises(TemporaryError, match=r"update VirtualService default/eta: 409"):
+        router.set_weights(r, canary_weight=5)
+    emulator.faults.clear()
+    state = router.get_weights(r)
+    assert state is not None and state.canary_weight == 0
 
 
 def test_update_is_guarded_by_the_resource_version_read(api: ApiClient) -> None:
-    router = IstioRouter(api)
+    router = IstioRouter(KubeApi(api, retry=FAST))
     r = rollout("zeta")
     router.reconcile(r, canary_weight=0)
     stale = get_vs(api, "zeta")
     router.set_weights(r, canary_weight=10)  # someone else writes after our read
     spec = routes.desired_virtual_service(r, 50)["spec"]
     with pytest.raises(TemporaryError, match="409"):
-        router._replace_vs(stale, spec)
+        router.host.vs.replace(stale, spec)
     state = router.get_weights(r)
     assert state is not None and state.canary_weight == 10  # the newer write survived
+
+
+def test_finalize_restores_the_user_virtual_service_to_the_primary(
+    api: ApiClient, vs_schema: VSValidator
+) -> None:
+    create_user_vs(api, "mall", USER_ROUTES)
+    router = IstioRouter(KubeApi(api, retry=FAST))
+    r = ref_rollout("mall-app", "mall")
+    router.reconcile(r, canary_weight=0)
+    router.set_weights(r, canary_weight=25)
+    router.finalize(r)
+    vs = get_vs(api, "mall")
+    vs_schema.check(vs)
+    assert vs["spec"]["http"][0] == USER_ROUTES[0]
+    weights = {d["destination"]["host"]: d.get("weight", 0) for d in vs["spec"]["http"][1]["route"]}
+    assert weights["shop-stable"] == 100 and weights.get("shop-canary", 0) == 0
+    router.finalize(r)  # idempotent
+    CustomObjectsApi(api).delete_namespaced_custom_object(
+        "networking.istio.io", "v1", NS, "virtualservices", "mall"
+    )
+    router.finalize(r)  # the user deleted it first: nothing to do
+
+
+def test_finalize_removes_what_canaryd_created_in_host_mode(api: ApiClient) -> None:
+    router = IstioRouter(KubeApi(api, retry=FAST))
+    r = rollout("theta")
+    router.reconcile(r, canary_weight=0)
+    router.set_weights(r, canary_weight=20)
+    router.finalize(r)
+    assert router.get_weights(r) is None
+    core = CoreV1Api(api)
+    names = {s.metadata.name for s in core.list_namespaced_service(NS).items}
+    assert not {"theta-primary", "theta-canary"} & names
+    router.finalize(r)  # idempotent

@@ -11,6 +11,7 @@ import pytest
 from kubernetes.client import ApiClient, Configuration, CoreV1Api
 
 from canaryd.adapters.events import MAX_MESSAGE, KubeEventRecorder
+from canaryd.adapters.transport import KubeApi, RetryPolicy
 from tests.notify.rollouts import rollout
 
 UID = "0b5e1f2a-1111-4c3d-9e8f-000000000001"
@@ -29,7 +30,7 @@ def events(client: ApiClient) -> list:  # type: ignore[type-arg]
 
 
 def test_event_on_the_rollout(kube: ApiClient) -> None:
-    recorder = KubeEventRecorder(kube, instance="canaryd-0")
+    recorder = KubeEventRecorder(KubeApi(kube), instance="canaryd-0")
     ro = rollout(uid=UID)
     recorder.record(ro, type="Warning", reason="RolledBack", message="error-rate: e-value 312")
     [ev] = events(kube)
@@ -48,7 +49,7 @@ def test_event_on_the_rollout(kube: ApiClient) -> None:
 
 
 def test_repeats_are_aggregated_like_client_go(kube: ApiClient) -> None:
-    recorder = KubeEventRecorder(kube)
+    recorder = KubeEventRecorder(KubeApi(kube))
     ro = rollout(uid=UID)
     recorder.record(ro, type="Normal", reason="Waiting", message="gate load-test closed")
     time.sleep(1.1)  # timestamps have second precision
@@ -68,7 +69,7 @@ def test_repeats_are_aggregated_like_client_go(kube: ApiClient) -> None:
 
 
 def test_expired_event_is_recreated(kube: ApiClient) -> None:
-    recorder = KubeEventRecorder(kube)
+    recorder = KubeEventRecorder(KubeApi(kube))
     ro = rollout(uid=UID)
     recorder.record(ro, type="Normal", reason="Started", message="revision abc")
     [ev] = events(kube)
@@ -80,7 +81,7 @@ def test_expired_event_is_recreated(kube: ApiClient) -> None:
 
 
 def test_long_message_truncated_and_bad_type_rejected(kube: ApiClient) -> None:
-    recorder = KubeEventRecorder(kube)
+    recorder = KubeEventRecorder(KubeApi(kube))
     recorder.record(rollout(), type="Normal", reason="Invalid", message="x" * 5000)
     [ev] = events(kube)
     assert len(ev.message) == MAX_MESSAGE and ev.message.endswith("...")
@@ -95,7 +96,7 @@ def test_unreachable_api_server_never_raises() -> None:
     config = Configuration(host=f"http://127.0.0.1:{port}")
     config.retries = 0
     with ApiClient(config) as client:
-        recorder = KubeEventRecorder(client)
+        recorder = KubeEventRecorder(KubeApi(client, retry=RetryPolicy(attempts=1)))
         started = time.monotonic()
         recorder.record(rollout(), type="Warning", reason="RolledBack", message="m")
         assert recorder.failures == 1
@@ -103,7 +104,7 @@ def test_unreachable_api_server_never_raises() -> None:
 
 
 def test_flood_of_distinct_messages_is_combined(kube: ApiClient) -> None:
-    recorder = KubeEventRecorder(kube)
+    recorder = KubeEventRecorder(KubeApi(kube))
     ro = rollout(uid=UID)
     for i in range(13):
         recorder.record(

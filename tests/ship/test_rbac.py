@@ -147,6 +147,15 @@ def user_owned_routing(cluster: Cluster, name: str) -> None:
     )
 
 
+def drift(cluster: Cluster, name: str) -> None:
+    """Someone routes 30% to the canary of an idle Rollout by hand."""
+    path = f"/apis/networking.istio.io/v1/namespaces/{NS}/virtualservices/{name}"
+    vs = cluster.api.get(path)
+    for d in vs["spec"]["http"][0]["route"]:
+        d["weight"] = 30 if d["destination"]["host"].endswith("-canary") else 70
+    cluster.api.replace(path, vs)
+
+
 def repeated_event(cluster: Cluster, reason: str) -> bool:
     events = cluster.api.get(f"/api/v1/namespaces/{NS}/events")["items"]
     return any(e.get("reason") == reason and (e.get("count") or 1) >= 2 for e in events)
@@ -235,11 +244,24 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     wait_for("api Failed", phase_is(rig, "api", "Failed"), timeout=60)
     wait_for("shop Succeeded", phase_is(rig, "shop", "Succeeded"), timeout=60)
     slack_server.wait_for(1, timeout=10)
-    # A bad manual action warns at every tick: the repeats are aggregated (a patch of count).
-    rig.annotate("web", "canaryd.io/action", "explode")
-    wait_for("an aggregated InvalidAction event", lambda: repeated_event(rig, "InvalidAction"))
+    # The same drift of the routing twice: the repeated Event is aggregated (a patch of count).
+    for _ in range(2):
+        drift(rig, "web")
+        wait_for("drift corrected", lambda: rig.canary_weight_routed("web") == 0)
+    wait_for(
+        "an aggregated TrafficCorrected event", lambda: repeated_event(rig, "TrafficCorrected")
+    )
     service = rig.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
     assert service["spec"]["selector"] == {"app": "web"}, "the drifted Service was not repaired"
+    # Deleting a Rollout: the finalizer hands routing back (deletes what canaryd created).
+    rig.api.delete(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/web")
+    wait_for(
+        "web deleted",
+        lambda: (
+            rig.api.get_or_none(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/web") is None
+        ),
+        timeout=30,
+    )
     for parts in list(rig.controllers):
         rig.stop_controller(parts)  # releases the Lease: part of the audited calls
     # A watch is audited when its stream ends: end the ones still open.

@@ -1,198 +1,280 @@
-"""The Istio traffic router: :class:`~canaryd.core.ports.TrafficRouter` over the official client.
+"""The Istio traffic router: :class:`~canaryd.core.ports.TrafficRouter` over the one transport.
 
 All shapes come from the pure functions of :mod:`canaryd.adapters.istio.routes`; this module
-only reads and writes. Writes are guarded by ``resourceVersion`` (a PUT of the object as read),
-so a concurrent edit of the VirtualService is never overwritten: the API answers 409 and the
-tick is retried (:class:`TemporaryError`).
+only reads and writes, through :class:`canaryd.adapters.transport.KubeApi` (retries with a
+bounded budget, the one error mapping). One class per mode, as Flagger has one router per mesh:
 
-Error mapping: 409, 429, 5xx and connection errors -> TemporaryError; 404 of a user's
-VirtualService, 400/403/422 -> PermanentError naming the object.
+* :class:`HostRouter` (``spec.service``): canaryd owns two Services and one VirtualService;
+  finalisation deletes them (traffic to the host then follows the user's own Service).
+* :class:`RefRouter` (``spec.virtualServiceRef``): only the named routes of the user's
+  VirtualService change; finalisation routes them 100% to the primary host.
+
+:class:`IstioRouter` picks the mode per Rollout. Every VirtualService write is a PUT of the
+object as read (its ``resourceVersion`` guards it). A 409 means someone wrote in between: the
+router re-reads and re-applies the *same* desired weight (bounded attempts), so a conflict never
+turns into a failed tick, and a re-applied write can never move weights anywhere but to the
+value asked for (no flapping).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 from canaryd.adapters.istio import routes
+from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
 from canaryd.api.models import Rollout, VirtualServiceRef
-from canaryd.core.ports import PermanentError, TemporaryError
+from canaryd.core.ports import PermanentError, TemporaryError, TrafficRouter
 from canaryd.core.types import TrafficState
 
-JSON = dict[str, Any]
-
-TEMPORARY_STATUS = frozenset({0, 409, 429, 500, 502, 503, 504})
-
-
-def _error(exc: ApiException | HTTPError, what: str) -> Exception:
-    if isinstance(exc, HTTPError):
-        return TemporaryError(f"{what}: {exc}")
-    status = int(exc.status or 0)
-    detail = exc.reason or ""
-    if exc.body:
-        detail = str(exc.body)[:500]
-    if status in TEMPORARY_STATUS:
-        return TemporaryError(f"{what}: HTTP {status} {detail}".strip())
-    return PermanentError(f"{what}: HTTP {status} {detail}".strip())
+CONFLICT_ATTEMPTS = 5
+"""Read-modify-write rounds before a VirtualService conflict is given up (as TemporaryError)."""
 
 
-class IstioRouter:
-    """Routes traffic between primary and canary with an Istio ``networking.istio.io/v1``
-    VirtualService (host-level split or the named routes of an existing one)."""
+def _vs_path(ns: str, name: str = "") -> str:
+    base = f"/apis/{routes.ISTIO_GROUP}/{routes.ISTIO_VERSION}/namespaces/{ns}/{routes.VS_PLURAL}"
+    return f"{base}/{name}" if name else base
 
-    def __init__(self, api_client: ApiClient, *, field_manager: str = "canaryd") -> None:
-        self._client = api_client
-        self._core = CoreV1Api(api_client)
-        self._custom = CustomObjectsApi(api_client)
-        self._field_manager = field_manager
 
-    # ---- TrafficRouter ---------------------------------------------------------------------
+def _service_path(ns: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{ns}/services"
+    return f"{base}/{name}" if name else base
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
-        """Create or verify the Services and the VirtualService. Weights already routed are
-        kept; ``canary_weight`` is used only where a route is created or was unreadable."""
-        routes.check_weight(canary_weight)
-        if rollout.spec.virtual_service_ref is not None:
-            self._reconcile_ref(rollout, rollout.spec.virtual_service_ref, canary_weight)
-            return
-        for body in routes.desired_services(rollout):
-            self._ensure_service(rollout.metadata.namespace, body)
-        ns = rollout.metadata.namespace
-        name = routes.host_names(rollout).virtual_service
-        existing = self._get_vs(ns, name)
-        if existing is None:
-            self._create_vs(ns, routes.desired_virtual_service(rollout, canary_weight))
-            return
-        current = routes.host_weights(rollout, existing)
-        weight = current.canary_weight if current is not None else canary_weight
-        desired = routes.desired_virtual_service(rollout, weight)
-        if existing.get("spec") != desired["spec"]:
-            self._replace_vs(existing, desired["spec"])
 
-    def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        """Current split; None when the (owned) VirtualService is missing or not in canaryd's
-        shape. A user's VirtualService that is missing or malformed is a PermanentError."""
-        ns = rollout.metadata.namespace
-        ref = rollout.spec.virtual_service_ref
-        if ref is not None:
-            return routes.read_weights(self._require_vs(ns, ref), ref)
-        vs = self._get_vs(ns, routes.host_names(rollout).virtual_service)
-        return routes.host_weights(rollout, vs) if vs is not None else None
+class _VirtualServices:
+    """Reads and conflict-safe writes of VirtualServices (shared by both modes)."""
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        """Route ``canary_weight`` % to the canary (sum 100). No write when already so."""
-        routes.check_weight(canary_weight)
-        ns = rollout.metadata.namespace
-        ref = rollout.spec.virtual_service_ref
-        if ref is not None:
-            vs = self._require_vs(ns, ref)
-            updated = routes.with_weights(vs, ref, canary_weight)
-            if updated["spec"] != vs.get("spec"):
-                self._replace_vs(vs, updated["spec"])
-            return
-        name = routes.host_names(rollout).virtual_service
-        existing = self._get_vs(ns, name)
-        desired = routes.desired_virtual_service(rollout, canary_weight)
-        if existing is None:
-            self.reconcile(rollout, canary_weight=canary_weight)
-        elif existing.get("spec") != desired["spec"]:
-            self._replace_vs(existing, desired["spec"])
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.api = api
+        self.query = [("fieldManager", field_manager)]
 
-    # ---- VirtualServices -------------------------------------------------------------------
+    def get(self, ns: str, name: str) -> JSON | None:
+        return self.api.get_or_none(_vs_path(ns, name), what=f"read VirtualService {ns}/{name}")
 
-    def _vs_call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> JSON:
-        try:
-            return cast(JSON, call(routes.ISTIO_GROUP, routes.ISTIO_VERSION, *args, **kwargs))
-        except (ApiException, HTTPError) as exc:
-            raise _error(exc, what) from exc
-
-    def _get_vs(self, ns: str, name: str) -> JSON | None:
-        try:
-            return self._vs_call(
-                f"read VirtualService {ns}/{name}",
-                self._custom.get_namespaced_custom_object,
-                ns,
-                routes.VS_PLURAL,
-                name,
-            )
-        except PermanentError as exc:
-            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
-                return None
-            raise
-
-    def _require_vs(self, ns: str, ref: VirtualServiceRef) -> JSON:
-        vs = self._get_vs(ns, ref.name)
+    def require(self, ns: str, ref: VirtualServiceRef) -> JSON:
+        vs = self.get(ns, ref.name)
         if vs is None:
             raise PermanentError(
                 f"VirtualService {ns}/{ref.name} (spec.virtualServiceRef) not found"
             )
         return vs
 
-    def _create_vs(self, ns: str, body: JSON) -> None:
-        self._vs_call(
-            f"create VirtualService {ns}/{body['metadata']['name']}",
-            self._custom.create_namespaced_custom_object,
-            ns,
-            routes.VS_PLURAL,
-            body,
-            field_manager=self._field_manager,
+    def create(self, ns: str, body: JSON) -> None:
+        self.api.request(
+            "POST",
+            _vs_path(ns),
+            query=self.query,
+            body=body,
+            what=f"create VirtualService {ns}/{body['metadata']['name']}",
         )
 
-    def _replace_vs(self, existing: JSON, spec: JSON) -> None:
+    def replace(self, existing: JSON, spec: JSON) -> None:
         """PUT the object as read with a new spec: its resourceVersion guards the write."""
         meta = existing["metadata"]
-        body = {**existing, "spec": spec}
-        self._vs_call(
-            f"update VirtualService {meta['namespace']}/{meta['name']}",
-            self._custom.replace_namespaced_custom_object,
-            meta["namespace"],
-            routes.VS_PLURAL,
-            meta["name"],
-            body,
-            field_manager=self._field_manager,
+        self.api.request(
+            "PUT",
+            _vs_path(meta["namespace"], meta["name"]),
+            query=self.query,
+            body={**existing, "spec": spec},
+            what=f"update VirtualService {meta['namespace']}/{meta['name']}",
         )
 
-    def _reconcile_ref(self, rollout: Rollout, ref: VirtualServiceRef, canary_weight: int) -> None:
-        vs = self._require_vs(rollout.metadata.namespace, ref)
-        try:
-            weight = routes.read_weights(vs, ref).canary_weight
-        except PermanentError:
-            # Unreadable weights (e.g. routes disagree): set them; with_weights raises the
-            # precise PermanentError when the routes themselves are unusable.
-            weight = canary_weight
-        updated = routes.with_weights(vs, ref, weight)
-        if updated["spec"] != vs.get("spec"):  # e.g. the canary destination was missing
-            self._replace_vs(vs, updated["spec"])
+    def update(self, ns: str, name: str, change: Callable[[JSON | None], JSON | None]) -> None:
+        """Read, compute the new spec with ``change`` (None: nothing to write), PUT; on 409
+        read again and recompute, up to :data:`CONFLICT_ATTEMPTS` times."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            current = self.get(ns, name)
+            spec = change(current)
+            if spec is None:
+                return
+            try:
+                if current is None:
+                    raise TemporaryError(f"VirtualService {ns}/{name} vanished while updating")
+                self.replace(current, spec)
+                return
+            except ConflictError:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
 
-    # ---- Services --------------------------------------------------------------------------
+    def delete(self, ns: str, name: str) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone
+            self.api.delete(_vs_path(ns, name), what=f"delete VirtualService {ns}/{name}")
+
+
+class HostRouter:
+    """Host-level split: ``<name>-primary`` / ``<name>-canary`` Services and the VirtualService
+    ``<name>``, all owned by the Rollout."""
+
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.api = api
+        self.vs = _VirtualServices(api, field_manager)
+        self.query = [("fieldManager", field_manager)]
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        """Create or verify the Services and the VirtualService. Weights already routed are
+        kept; ``canary_weight`` is used only where the route is created or was unreadable."""
+        routes.check_weight(canary_weight)
+        ns = rollout.metadata.namespace
+        for body in routes.desired_services(rollout):
+            self._ensure_service(ns, body)
+        name = routes.host_names(rollout).virtual_service
+        if self.vs.get(ns, name) is None:
+            try:
+                self.vs.create(ns, routes.desired_virtual_service(rollout, canary_weight))
+                return
+            except ConflictError:
+                pass  # created meanwhile: verify it below
+
+        def keep(existing: JSON | None) -> JSON | None:
+            current = routes.host_weights(rollout, existing) if existing is not None else None
+            weight = current.canary_weight if current is not None else canary_weight
+            desired = routes.desired_virtual_service(rollout, weight)["spec"]
+            return None if existing is not None and existing.get("spec") == desired else desired
+
+        self.vs.update(ns, name, keep)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        vs = self.vs.get(rollout.metadata.namespace, routes.host_names(rollout).virtual_service)
+        return routes.host_weights(rollout, vs) if vs is not None else None
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        routes.check_weight(canary_weight)
+        ns = rollout.metadata.namespace
+        name = routes.host_names(rollout).virtual_service
+        desired = routes.desired_virtual_service(rollout, canary_weight)["spec"]
+        if self.vs.get(ns, name) is None:
+            self.reconcile(rollout, canary_weight=canary_weight)
+            return
+        self.vs.update(
+            ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
+        )
+
+    def finalize(self, rollout: Rollout) -> None:
+        """Delete the VirtualService, then the two Services canaryd created. Idempotent."""
+        ns = rollout.metadata.namespace
+        names = routes.host_names(rollout)
+        self.vs.delete(ns, names.virtual_service)
+        for service in (names.canary_service, names.primary_service):
+            with contextlib.suppress(NotFoundError):  # already gone
+                self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
 
     def _ensure_service(self, ns: str, body: JSON) -> None:
         name = body["metadata"]["name"]
-        try:
-            read = self._core.read_namespaced_service(name, ns)
-            existing = cast(JSON, self._client.sanitize_for_serialization(read))  # type: ignore[no-untyped-call]
-        except ApiException as exc:
-            if exc.status != 404:
-                raise _error(exc, f"read Service {ns}/{name}") from exc
-            existing = None
-        except HTTPError as exc:
-            raise _error(exc, f"read Service {ns}/{name}") from exc
-        try:
-            if existing is None:
-                self._core.create_namespaced_service(
-                    ns, cast(Any, body), field_manager=self._field_manager
+        path = _service_path(ns, name)
+        existing = self.api.get_or_none(path, what=f"read Service {ns}/{name}")
+        if existing is None:
+            # A conflict: created meanwhile (a retried create whose answer was lost).
+            with contextlib.suppress(ConflictError):
+                self.api.request(
+                    "POST",
+                    _service_path(ns),
+                    query=self.query,
+                    body=body,
+                    what=f"create Service {ns}/{name}",
                 )
-            elif routes.service_differs(existing, body):
-                # Keep what the API server allocated (clusterIP) and guard with the version.
-                spec = {**existing.get("spec", {}), **body["spec"]}
-                self._core.replace_namespaced_service(
-                    name,
-                    ns,
-                    cast(Any, {**existing, "spec": spec}),
-                    field_manager=self._field_manager,
-                )
-        except (ApiException, HTTPError) as exc:
-            raise _error(exc, f"write Service {ns}/{name}") from exc
+            return
+        if routes.service_differs(existing, body):
+            # Keep what the API server allocated (clusterIP) and guard with the version.
+            spec = {**existing.get("spec", {}), **body["spec"]}
+            self.api.request(
+                "PUT",
+                path,
+                query=self.query,
+                body={**existing, "spec": spec},
+                what=f"update Service {ns}/{name}",
+            )
+
+
+class RefRouter:
+    """The named HTTP routes of the user's VirtualService (``spec.virtualServiceRef``)."""
+
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.vs = _VirtualServices(api, field_manager)
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        """Verify the named routes; add a missing canary destination; keep routed weights."""
+        routes.check_weight(canary_weight)
+        ref = self._ref(rollout)
+        ns = rollout.metadata.namespace
+        self.vs.require(ns, ref)
+
+        def keep(vs: JSON | None) -> JSON | None:
+            if vs is None:
+                raise PermanentError(f"VirtualService {ns}/{ref.name} not found")
+            try:
+                weight = routes.read_weights(vs, ref).canary_weight
+            except PermanentError:
+                # Unreadable weights (e.g. routes disagree): set them; with_weights raises the
+                # precise PermanentError when the routes themselves are unusable.
+                weight = canary_weight
+            return _changed(vs, routes.with_weights(vs, ref, weight))
+
+        self.vs.update(ns, ref.name, keep)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        ref = self._ref(rollout)
+        return routes.read_weights(self.vs.require(rollout.metadata.namespace, ref), ref)
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        routes.check_weight(canary_weight)
+        ref = self._ref(rollout)
+        ns = rollout.metadata.namespace
+        self.vs.require(ns, ref)
+
+        def apply(vs: JSON | None) -> JSON | None:
+            if vs is None:
+                raise PermanentError(f"VirtualService {ns}/{ref.name} not found")
+            return _changed(vs, routes.with_weights(vs, ref, canary_weight))
+
+        self.vs.update(ns, ref.name, apply)
+
+    def finalize(self, rollout: Rollout) -> None:
+        """100% of the named routes to the primary host. A VirtualService the user already
+        deleted needs nothing; a malformed one raises PermanentError (routes unknown)."""
+        ref = self._ref(rollout)
+        ns = rollout.metadata.namespace
+
+        def restore(vs: JSON | None) -> JSON | None:
+            return None if vs is None else _changed(vs, routes.with_weights(vs, ref, 0))
+
+        self.vs.update(ns, ref.name, restore)
+
+    @staticmethod
+    def _ref(rollout: Rollout) -> VirtualServiceRef:
+        ref = rollout.spec.virtual_service_ref
+        if ref is None:
+            raise PermanentError(
+                f"Rollout {rollout.metadata.namespace}/{rollout.metadata.name}: "
+                "spec.virtualServiceRef is not set"
+            )
+        return ref
+
+
+def _changed(vs: JSON, updated: JSON) -> JSON | None:
+    spec: Any = updated["spec"]
+    return None if spec == vs.get("spec") else dict(spec)
+
+
+class IstioRouter:
+    """Routes traffic between primary and canary with Istio ``networking.istio.io/v1``; picks
+    :class:`RefRouter` or :class:`HostRouter` by the Rollout's spec."""
+
+    def __init__(self, api: KubeApi, *, field_manager: str = "canaryd") -> None:
+        self.host = HostRouter(api, field_manager)
+        self.ref = RefRouter(api, field_manager)
+
+    def mode(self, rollout: Rollout) -> TrafficRouter:
+        return self.ref if rollout.spec.virtual_service_ref is not None else self.host
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        self.mode(rollout).reconcile(rollout, canary_weight=canary_weight)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        return self.mode(rollout).get_weights(rollout)
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+
+    def finalize(self, rollout: Rollout) -> None:
+        self.mode(rollout).finalize(rollout)

@@ -1,13 +1,20 @@
 """Kubernetes adapter: typed access to Rollouts, Deployments, Secrets, canaryd's other custom
 resources and Leases, through the official ``kubernetes`` client (raw JSON transport, typed
-models at the boundary), with retries and the PermanentError/TemporaryError taxonomy."""
+models at the boundary). The transport (client, retries, error taxonomy) is
+:mod:`canaryd.adapters.transport`, shared by every adapter; its names are re-exported here."""
 
-from canaryd.adapters.kube.connect import load_api_client
 from canaryd.adapters.kube.leases import Leases
 from canaryd.adapters.kube.parse import InvalidSpecError, parse_rollout
 from canaryd.adapters.kube.resources import Resources
-from canaryd.adapters.kube.rest import ConflictError, GoneError, KubeApi, NotFoundError, RetryPolicy
 from canaryd.adapters.kube.workloads import REVISION_ANNOTATION, Workloads, primary_name
+from canaryd.adapters.transport import (
+    ConflictError,
+    GoneError,
+    KubeApi,
+    NotFoundError,
+    RetryPolicy,
+    load_api_client,
+)
 
 __all__ = [
     "REVISION_ANNOTATION",

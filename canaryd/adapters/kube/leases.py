@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from canaryd.adapters.kube import paths
-from canaryd.adapters.kube.rest import JSON, KubeApi
+from canaryd.adapters.transport import JSON, KubeApi
 
 
 class Leases:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from canaryd.adapters.kube import paths
 from canaryd.adapters.kube.parse import InvalidSpecError, describe
-from canaryd.adapters.kube.rest import JSON, KubeApi, NotFoundError
+from canaryd.adapters.transport import JSON, KubeApi, NotFoundError
 from canaryd.api.models import AlertProvider, MetricTemplate, RolloutStatus
 from canaryd.core.ports import PermanentError
 
@@ -76,6 +77,19 @@ class Resources:
             paths.custom(meta["namespace"], ROLLOUTS, meta["name"]) + "/status",
             body,
             what=f"write status of Rollout {meta['namespace']}/{meta['name']}",
+        )
+
+    def set_finalizers(self, raw: JSON, finalizers: Sequence[str]) -> JSON:
+        """PUT the Rollout as read with ``metadata.finalizers`` replaced (its resourceVersion
+        guards the write: 409 when the Rollout changed since). The spec and status are sent as
+        read, and a PUT of the main resource ignores status changes (status subresource)."""
+        meta = raw["metadata"]
+        body = copy.deepcopy(raw)
+        body["metadata"]["finalizers"] = list(finalizers)
+        return self.api.replace(
+            paths.custom(meta["namespace"], ROLLOUTS, meta["name"]),
+            body,
+            what=f"set finalizers of Rollout {meta['namespace']}/{meta['name']}",
         )
 
     # ---- MetricTemplates, AlertProviders, Secrets --------------------------------------------

@@ -10,17 +10,22 @@ primary and target revisions compare directly (the label rewrite would change a 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from canaryd.adapters.kube import paths
-from canaryd.adapters.kube.rest import JSON, ConflictError, KubeApi
-from canaryd.api.models import API_VERSION, Rollout
-from canaryd.core.ports import TemporaryError
+from canaryd.adapters.transport import JSON, ConflictError, KubeApi, owner_reference
+from canaryd.api.models import Rollout
+from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from canaryd.core.types import WorkloadState
 
 REVISION_ANNOTATION = "canaryd.io/revision"
+LAST_GOOD_TEMPLATE_ANNOTATION = "canaryd.io/last-good-template"
+"""On the primary: the pod template it ran before the last promotion (JSON)."""
+LAST_GOOD_REVISION_ANNOTATION = "canaryd.io/last-good-revision"
+"""On the primary: the revision of ``canaryd.io/last-good-template``."""
 PRIMARY_SUFFIX = "-primary"
 
 # Container waiting reasons that mean "these pods will not become ready by themselves".
@@ -34,6 +39,10 @@ _STUCK_REASONS = frozenset(
         "CreateContainerError",
     }
 )
+
+
+class RevisionChangedError(PermanentError):
+    """The target's template is not the revision asked for (it changed after being judged)."""
 
 
 def primary_name(target: str) -> str:
@@ -132,17 +141,6 @@ def _primary_template(target: Mapping[str, Any], name: str) -> JSON:
     return template
 
 
-def owner_reference(rollout: Rollout) -> JSON:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Rollout",
-        "name": rollout.metadata.name,
-        "uid": rollout.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def primary_from(target: Mapping[str, Any], rollout: Rollout) -> JSON:
     """The primary Deployment built from the target (bootstrap). Replicas: the target's, at
     least 1 (a target already scaled to zero still yields a serving primary)."""
@@ -227,26 +225,76 @@ class Workloads:
                 raise
 
     def promote(self, rollout: Rollout, *, revision: str) -> None:
-        """Copy the target's pod template into the primary (PUT guarded by resourceVersion).
-        ``revision`` is recorded as the primary's revision annotation."""
+        """Copy the target's pod template into the primary (PUT guarded by resourceVersion),
+        only when that template is ``revision``, the judged one: a target changed since it was
+        judged raises :class:`RevisionChangedError` and the primary is not touched.
+
+        The template the primary ran before is kept in the annotations ``canaryd.io/last-good-
+        template`` / ``-revision`` (written with the same PUT), so :meth:`revert_primary` can
+        return to it if the new primary cannot become ready."""
         ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
         source = self.get(ns, target)
         if source is None:
             raise TemporaryError(f"target Deployment {ns}/{target} not found")
+        found = template_hash(source.get("spec", {}).get("template", {}))
+        if found != revision:
+            raise RevisionChangedError(
+                f"refusing to promote Deployment {ns}/{target}: its template is revision {found}, "
+                f"not the judged revision {revision} (the target changed during promotion)"
+            )
         primary = self.get(ns, primary_name(target))
         if primary is None:
             self.ensure_primary(rollout)
             return
         updated = copy.deepcopy(primary)
-        updated["spec"]["template"] = _primary_template(source, primary_name(target))
         meta = updated["metadata"]
-        meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+        annotations = dict(meta.get("annotations") or {})
+        running = annotations.get(REVISION_ANNOTATION)
+        if running != revision:
+            annotations[LAST_GOOD_TEMPLATE_ANNOTATION] = json.dumps(
+                primary.get("spec", {}).get("template", {}), sort_keys=True
+            )
+            annotations[LAST_GOOD_REVISION_ANNOTATION] = str(
+                running or template_hash(primary.get("spec", {}).get("template", {}))
+            )
+        annotations[REVISION_ANNOTATION] = revision
+        meta["annotations"] = annotations
+        updated["spec"]["template"] = _primary_template(source, primary_name(target))
         if updated == primary:
             return
         self.api.replace(
             paths.deployment(ns, primary_name(target)),
             updated,
             what=f"promote Deployment {ns}/{primary_name(target)}",
+        )
+
+    def revert_primary(self, rollout: Rollout, *, revision: str) -> None:
+        """Return the primary to the template it ran before the last promotion, when that was
+        ``revision``. Idempotent (no write when the primary already runs ``revision``); raises
+        :class:`PermanentError` when no template of ``revision`` was kept."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        name = primary_name(target)
+        primary = self.get(ns, name)
+        if primary is None:
+            raise TemporaryError(f"primary Deployment {ns}/{name} not found")
+        annotations = dict(primary.get("metadata", {}).get("annotations") or {})
+        if annotations.get(REVISION_ANNOTATION) == revision:
+            return
+        kept = annotations.get(LAST_GOOD_TEMPLATE_ANNOTATION)
+        if annotations.get(LAST_GOOD_REVISION_ANNOTATION) != revision or not kept:
+            raise PermanentError(
+                f"cannot return Deployment {ns}/{name} to revision {revision}: no template of "
+                f"that revision kept (annotation {LAST_GOOD_REVISION_ANNOTATION} is "
+                f"{annotations.get(LAST_GOOD_REVISION_ANNOTATION)!r})"
+            )
+        updated = copy.deepcopy(primary)
+        updated["spec"]["template"] = json.loads(kept)
+        annotations[REVISION_ANNOTATION] = revision
+        updated["metadata"]["annotations"] = annotations
+        self.api.replace(
+            paths.deployment(ns, name),
+            updated,
+            what=f"return Deployment {ns}/{name} to revision {revision}",
         )
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
@@ -261,11 +309,3 @@ class Workloads:
             {"spec": {"replicas": replicas}},
             what=f"scale Deployment {namespace}/{name} to {replicas}",
         )
-
-    def primary_replicas(self, rollout: Rollout) -> int:
-        """Replicas of the primary (what a canary scales up to); 1 when it is missing."""
-        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
-        primary = self.get(ns, primary_name(target))
-        if primary is None:
-            return 1
-        return max(_int(primary.get("spec", {}).get("replicas", 1)), 1)

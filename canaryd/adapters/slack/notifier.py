@@ -5,8 +5,8 @@ Assumptions and guarantees:
 
 - The queue is bounded: when full, the oldest queued message is dropped and reported through
   ``on_failure`` with :class:`QueueFull`, so a Slack outage costs memory O(``max_queue``).
-- De-duplication by ``(target, notice.key)`` within the process; across restarts and replicas the
-  caller's status (``status.notified``) is the record of what was sent.
+- De-duplication by ``(target, notice.key)`` within the process while queued or sent; a delivery
+  given up on is forgotten, so the caller's outbox (``status.outbox``) can queue it again.
 - With a bot token, the first message of a rollout revision starts a thread and later messages
   of the same revision reply in it (``thread_ts``); failures and promotions are also broadcast
   to the channel. Thread memory is per process (a restart starts a new thread).
@@ -98,18 +98,24 @@ class SlackNotifier:
 
     # ---- Notifier -----------------------------------------------------------------------
 
-    def notify(self, notice: Notice, targets: Sequence[AlertTarget]) -> None:
-        """Queue ``notice`` for each SlackTarget whose ``min_severity`` it meets.
+    def notify(self, notice: Notice, targets: Sequence[AlertTarget]) -> int:
+        """Queue ``notice`` for each SlackTarget whose ``min_severity`` it meets; returns how
+        many were queued (each is reported once, through ``on_sent`` or ``on_failure``).
 
         Targets that are not :class:`SlackTarget` are ignored (another notifier owns them)."""
         dropped: list[_Job] = []
+        refused: list[_Job] = []
+        queued = 0
         with self._cond:
-            if self._closed:
-                return
             for target in targets:
                 if not isinstance(target, SlackTarget):
                     continue
                 if not severity_meets(notice.severity, target.min_severity):
+                    continue
+                if self._closed:
+                    # Reported as failed (not silently dropped): the caller keeps it pending.
+                    refused.append(_Job(target, notice))
+                    queued += 1
                     continue
                 key = (target.name, notice.key)
                 if key in self._seen:
@@ -118,9 +124,13 @@ class SlackNotifier:
                 if len(self._queue) >= self._max_queue:
                     dropped.append(self._queue.popleft())
                 self._queue.append(_Job(target, notice))
+                queued += 1
             self._cond.notify_all()
         for job in dropped:
             self._fail(job, QueueFull(f"slack queue full ({self._max_queue}); dropped oldest"))
+        for job in refused:
+            self._fail(job, NotifierClosed("notifier closed"), quiet=True)
+        return queued
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -244,6 +254,9 @@ class SlackNotifier:
 
     def _fail(self, job: _Job, error: Exception, *, quiet: bool = False) -> None:
         self.failed += 1
+        with self._cond:
+            # Given up: the caller's outbox queues it again later, which must not be deduped.
+            self._seen.pop((job.target.name, job.notice.key), None)
         if not quiet:
             log.warning(
                 "slack notice %s to %s failed: %s: %s",
