@@ -262,8 +262,16 @@ def exp_kills(rig: Rig, suite: Suite, rng: random.Random) -> Row:
                         killer.request("after-scale-to-0", 0.0)
 
         def random_kills(stop: threading.Event) -> None:
-            while not stop.wait(rng.uniform(2.0, 5.0)):
-                killer.request("random")
+            # A random instant after the controller is leading again: kills spaced closer
+            # than a restart would only ever hit a process that has not started acting.
+            while not stop.is_set():
+                while rig.leader() is None and not stop.wait(0.1):
+                    pass
+                if stop.wait(rng.uniform(0.2, 6.0)):
+                    return
+                if killer.q.empty():
+                    killer.request("random")
+                stop.wait(0.5)
 
         rig.add_trigger(on_event)
         try:
