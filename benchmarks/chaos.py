@@ -29,18 +29,25 @@ from typing import Any
 
 from benchmarks.chaos_checker import OutageRule, Release
 from benchmarks.chaos_rig import LEASE, NS, Rig, Timing, background
+from benchmarks.chaos_servers import KubeProxy
 
 MAIN_APPS = ["app0", "app1", "app2"]
 SENTINEL = "sentinel"
 HOSTILE = {
-    "h-drip": {"type": "rollout", "path": "/drip"},
+    # As many dripping gates as the controller has workers (4 by default): issue 9 item 5.
+    **{f"h-drip{i}": {"type": "rollout", "path": "/drip"} for i in range(4)},
     "h-huge": {"type": "rollout", "path": "/huge"},
     "h-redirect": {"type": "confirm-promotion", "path": "/redirect"},
     "h-badurl": {"type": "rollout", "url": "http://[::1"},
 }
 ALL_APPS = [*MAIN_APPS, SENTINEL, *HOSTILE]
 ERROR_LIMIT = 5
-"""The Rollouts' analysis.errorLimit (the default): today's metrics-outage deadline in intervals."""
+"""The Rollouts' analysis.errorLimit (the default): the metrics-outage deadline, in intervals,
+of the code before issue 9 item 9."""
+OUTAGE_DEADLINE_SECONDS = 10
+"""``analysis.outageDeadlineSeconds`` of every Rollout (item 9's field, tick stream): the same
+10 s as errorLimit x interval. A server whose CRD does not know the field prunes it."""
+ANALYSIS = {"outageDeadlineSeconds": OUTAGE_DEADLINE_SECONDS}
 
 
 @dataclass
@@ -210,9 +217,7 @@ def _settle(rig: Rig, apps: Sequence[str], timeout: float = 60.0) -> None:
     next one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(
-            rig.status(a).get("phase") in ("Initialized", "Succeeded", "Failed") for a in apps
-        ):
+        if all(rig.status(a).get("phase") in ("Initialized", "Succeeded", "Failed") for a in apps):
             return
         time.sleep(0.2)
 
@@ -251,15 +256,18 @@ def exp_kills(rig: Rig, suite: Suite, rng: random.Random) -> Row:
                     seen.add(key)
                     if rng.random() < p_phase:
                         killer.request(key[1], rng.uniform(0.0, 0.3))
-            elif kind == "deployments" and name in MAIN_APPS:
+            elif (
+                kind == "deployments"
+                and name in MAIN_APPS
+                and (obj.get("spec") or {}).get("replicas") == 0
+            ):
                 # The instant after "route 0% + scale the canary to 0" of a promotion, before
                 # the Finalising status is written (issue 9 item 1's window).
-                if (obj.get("spec") or {}).get("replicas") == 0:
-                    phase = rig.status(name).get("phase")
-                    key = (name + str(obj["metadata"].get("generation")), "scale0")
-                    if phase == "Promoting" and key not in seen:
-                        seen.add(key)
-                        killer.request("after-scale-to-0", 0.0)
+                phase = rig.status(name).get("phase")
+                key = (name + str(obj["metadata"].get("generation")), "scale0")
+                if phase == "Promoting" and key not in seen:
+                    seen.add(key)
+                    killer.request("after-scale-to-0", 0.0)
 
         def random_kills(stop: threading.Event) -> None:
             # A random instant after the controller is leading again: kills spaced closer
@@ -286,7 +294,9 @@ def exp_kills(rig: Rig, suite: Suite, rng: random.Random) -> Row:
         finally:
             rig.clear_triggers()
         kills, reasons = killer.kills, dict(killer.by_reason)
-    row = _collect(rig, Row("1 SIGKILL", "kill -9 at random + at Promoting/Finalising"), rels, v0, t0)
+    row = _collect(
+        rig, Row("1 SIGKILL", "kill -9 at random + at Promoting/Finalising"), rels, v0, t0
+    )
     row.kills = kills
     row.notes.insert(0, f"kills by instant: {reasons}")
     return row
@@ -334,7 +344,7 @@ def exp_api(rig: Rig, suite: Suite, rng: random.Random) -> list[Row]:
         ("API 5xx 10%", {"error_share": 0.10}),
         ("API 5xx 30%", {"error_share": 0.30}),
         ("API 409 30% of writes", {"conflict_share": 0.30}),
-        ("API +300 ms latency", {"latency": 0.3}),
+        ("API +200 ms latency", {"latency": 0.2}),
         ("watches dropped + 410 Gone", {}),
     ]
     for label, faults in cases:
@@ -342,7 +352,7 @@ def exp_api(rig: Rig, suite: Suite, rng: random.Random) -> list[Row]:
         _ensure_single(rig)
         proxy = rig.controller("a").proxy
 
-        def churn(stop: threading.Event) -> None:
+        def churn(stop: threading.Event, proxy: KubeProxy = proxy) -> None:
             n = 0
             while not stop.wait(2.5):
                 n += 1
@@ -379,13 +389,17 @@ def _when_canary_has_traffic(rig: Rig, rel: Release, timeout: float = 60.0) -> b
 
 def exp_prometheus(rig: Rig, suite: Suite, rng: random.Random) -> list[Row]:
     interval = Timing().interval
-    deadline = ERROR_LIMIT * interval
+    deadline = float(OUTAGE_DEADLINE_SECONDS)
+    assert deadline == ERROR_LIMIT * interval
     short_cases = [("down", 2, True), ("slow", 1, True), ("empty", 3, True), ("error", 3, False)]
     if not suite.short:
         short_cases += [("down", 1, True), ("down", 3, True), ("slow", 3, True), ("empty", 1, True)]
     long_cases = [("down", True)] if suite.short else [("down", True), ("empty", True)]
     rows = []
-    for title, cases, long in (("1-3 intervals", short_cases, False), ("> deadline", long_cases, True)):
+    for title, cases, long in (
+        ("1-3 intervals", short_cases, False),
+        ("> deadline", long_cases, True),
+    ):
         t0, v0 = time.monotonic(), len(rig.checker.violations)
         _ensure_single(rig)
         rels: list[Release] = []
@@ -422,7 +436,10 @@ def exp_prometheus(rig: Rig, suite: Suite, rng: random.Random) -> list[Row]:
         label = ", ".join(f"{c[0]}" + ("" if long else f" {c[1]}x") for c in cases)
         row = _collect(
             rig,
-            Row(f"4 Prometheus {title}", label + (f" for {int(deadline / interval) + 3} intervals" if long else "")),
+            Row(
+                f"4 Prometheus {title}",
+                label + (f" for {int(deadline / interval) + 3} intervals" if long else ""),
+            ),
             rels,
             v0,
             t0,
@@ -447,7 +464,9 @@ def exp_slack(rig: Rig, suite: Suite, rng: random.Random) -> Row:
             time.sleep(window)
             rig.slack.mode = "ok"
 
-        rels.append(rig.release(MAIN_APPS[i % 2], good=good, during=outage, notice_wait=window + 20))
+        rels.append(
+            rig.release(MAIN_APPS[i % 2], good=good, during=outage, notice_wait=window + 20)
+        )
         rig.slack.mode = "ok"
     row = _collect(rig, Row("5 Slack outages", f"429 / 500 / down for {window:.0f}s"), rels, v0, t0)
     return row
@@ -461,12 +480,15 @@ def exp_hostile(rig: Rig, suite: Suite, rng: random.Random) -> Row:
         url = hook.get("url") or f"{rig.hooks.url}{hook['path']}"
         webhooks = [{"name": "gate", "type": hook["type"], "url": url, "timeoutSeconds": 2}]
         try:
-            rig.add_app(name, Timing(), webhooks=webhooks, hostile=True)
+            rig.add_app(
+                name, timing(suite.short), webhooks=webhooks, hostile=True, analysis=ANALYSIS
+            )
         except Exception as exc:  # rejected at admission is a safe outcome
             rejected.append(f"{name}: {str(exc)[:80]}")
             continue
         created.append(name)
-    rig.add_app(SENTINEL, Timing()) if SENTINEL not in rig.apps else None
+    if SENTINEL not in rig.apps:
+        rig.add_app(SENTINEL, timing(suite.short), analysis=ANALYSIS)
     try:
         rig.wait_initialized([SENTINEL, *created], timeout=40)
     except TimeoutError as exc:
@@ -480,9 +502,19 @@ def exp_hostile(rig: Rig, suite: Suite, rng: random.Random) -> Row:
             rejected.append(f"{name} release: {exc}")
     n = 2 if suite.short else 4
     rels = [rig.release(SENTINEL, good=(i % 2 == 0)) for i in range(n)]
-    row = _collect(rig, Row("6 hostile webhooks", "drip, huge body, redirect, bad URL + sentinel"), rels, v0, t0)
+    row = _collect(
+        rig,
+        Row("6 hostile webhooks", "drip, huge body, redirect, bad URL + sentinel"),
+        rels,
+        v0,
+        t0,
+    )
     redirect = rig.status("h-redirect")
-    if "h-redirect" in created and redirect.get("phase") in ("Promoting", "Finalising", "Succeeded"):
+    if "h-redirect" in created and redirect.get("phase") in (
+        "Promoting",
+        "Finalising",
+        "Succeeded",
+    ):
         row.violations.append(
             f"[gate-bypassed] h-redirect promoted through a confirm-promotion gate that only "
             f"redirects (phase {redirect.get('phase')})"
@@ -519,28 +551,31 @@ EXPERIMENTS: dict[str, Callable[[Rig, Suite, random.Random], Row | list[Row]]] =
 }
 
 
+def timing(short: bool) -> Timing:
+    """2 s intervals, steps 10/30/50; a release not decided in 45 s (short) or 90 s is stuck."""
+    return Timing(release_timeout=45.0 if short else 90.0)
+
+
 def make_rig(seed: int, outage: OutageRule | None = None) -> Rig:
     return Rig(apps=ALL_APPS, seed=seed, outage=outage)
 
 
-def setup(rig: Rig) -> None:
+def setup(rig: Rig, *, short: bool) -> None:
     rig.controller("a").start()
     for name in MAIN_APPS:
-        rig.add_app(name, Timing())
+        rig.add_app(name, timing(short), analysis=ANALYSIS)
     rig.wait_leader()
     rig.wait_initialized(MAIN_APPS)
 
 
-def run(
-    *, short: bool, seed: int, only: Sequence[str] = (), rig: Rig | None = None
-) -> Suite:
+def run(*, short: bool, seed: int, only: Sequence[str] = (), rig: Rig | None = None) -> Suite:
     suite = Suite(short=short, seed=seed)
     rng = random.Random(seed)
     names = [n for n in EXPERIMENTS if not only or n in only or n == "baseline"]
 
     def go(r: Rig) -> None:
         if "app0" not in r.apps:
-            setup(r)
+            setup(r, short=short)
         for name in names:
             print(f"== {name}", file=sys.stderr, flush=True)
             out = EXPERIMENTS[name](r, suite, rng)
@@ -600,7 +635,9 @@ def details(suite: Suite) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--short", action="store_true", help="the CI version (>= 10 kills)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", action="append", default=[], choices=list(EXPERIMENTS))

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 ISTIO_VS_CRD = Path(__file__).resolve().parents[2] / "shared" / "istio" / "virtualservices.crd.yaml"
@@ -212,10 +213,16 @@ def _json_schema(node: Any) -> Any:
     return out
 
 
+def ending_posts(revision: str, posts: Iterable[Any]) -> list[Any]:
+    """Slack posts that announce the end of ``revision``'s release (Promoted, RolledBack, ...;
+    the message's context line ends with the notice kind, its facts name the revision)."""
+    return [
+        p for p in posts if revision in p.text and any(f"· {k}" in p.text for k in ENDING_KINDS)
+    ]
+
+
 def load_vs_validator() -> Callable[[dict[str, Any]], list[str]]:
     """A validator of VirtualService ``spec`` against Istio's real v1 schema (OpenAPI 3.0)."""
-    import jsonschema
-
     path = ISTIO_VS_CRD
     if not path.exists():
         path = next(_FALLBACK_VS_CRD.glob("*virtualservice*"))
@@ -420,9 +427,7 @@ class Checker:
         primary = 0
         for route in spec.get("http") or []:
             dests = route.get("route") or []
-            weights = [
-                int(d.get("weight", 100 if len(dests) == 1 else 0)) for d in dests
-            ]
+            weights = [int(d.get("weight", 100 if len(dests) == 1 else 0)) for d in dests]
             if sum(weights) != 100:
                 self._violate(st, "route-sum", at, f"route {route.get('name')} weights {weights}")
             for d, w in zip(dests, weights, strict=True):
@@ -500,10 +505,10 @@ class Checker:
         new_t = _parse_time(analysis.get("lastAnalysisTime"))
         old_t = _parse_time(old_analysis.get("lastAnalysisTime"))
         outcome = str(analysis.get("outcome") or "")
-        if new_t is not None and new_t != old_t:
-            if outcome != "Error" or not self.outage.withdraw:
-                st.judged_at = at
-                self._clear(st, "unjudged-traffic")
+        judged = outcome != "Error" or not self.outage.withdraw
+        if new_t is not None and new_t != old_t and judged:
+            st.judged_at = at
+            self._clear(st, "unjudged-traffic")
         phase = status.get("phase")
         rev = str(status.get("canaryRevision", ""))
         if phase in ("Promoting", "Finalising", "Succeeded") and rev:
@@ -598,12 +603,10 @@ class Checker:
                 ok = release.expect_message in message
             release.correct = ok
             if st.canary_weight != 0:
-                self._violate(st, "stuck", ended, f"ended {phase} with canary at {st.canary_weight}%")
-            hits = [
-                p
-                for p in slack_posts
-                if release.revision in p.text and any(f"· {k}" in p.text for k in ENDING_KINDS)
-            ]
+                self._violate(
+                    st, "stuck", ended, f"ended {phase} with canary at {st.canary_weight}%"
+                )
+            hits = ending_posts(release.revision, slack_posts)
             release.notices = len(hits)
             if not hits:
                 self._violate(

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.chaos_checker import Checker, OutageRule, Release
+from benchmarks.chaos_checker import Checker, OutageRule, Release, ending_posts
 from benchmarks.chaos_servers import HostileWebhooks, KubeProxy, PromProxy, SlackEndpoint
 from canaryd.adapters.kube import KubeApi, load_api_client
 from canaryd.core.revision import template_hash
@@ -141,7 +141,9 @@ class ControllerProcess:
 
     def freeze(self) -> None:
         if self.proc is not None:
-            self.rig.checker.note_kill(self.identity, leader=self.rig.lease_holder() == self.identity)
+            self.rig.checker.note_kill(
+                self.identity, leader=self.rig.lease_holder() == self.identity
+            )
             os.killpg(self.proc.pid, signal.SIGSTOP)
             self.frozen = True
 
@@ -185,7 +187,7 @@ class Rig:
         apps: list[str],
         seed: int = 1,
         rps: float = 150.0,
-        grace: float = 2.5,
+        grace: float = 3.0,
         outage: OutageRule | None = None,
     ) -> None:
         self.rng = random.Random(seed)
@@ -217,7 +219,9 @@ class Rig:
     def _start(self) -> None:
         self.emu.start()
         self._stack.callback(self.emu.stop)
-        self.api = KubeApi(load_api_client(kubeconfig=str(self.emu.write_kubeconfig(self.tmp / "kc"))))
+        self.api = KubeApi(
+            load_api_client(kubeconfig=str(self.emu.write_kubeconfig(self.tmp / "kc")))
+        )
         self._stack.callback(self.api.close)
         self.api.create("/api/v1/namespaces", {"metadata": {"name": NS}})
         self.slack = SlackEndpoint()
@@ -239,7 +243,10 @@ class Rig:
                 "apiVersion": "canaryd.io/v1alpha1",
                 "kind": "AlertProvider",
                 "metadata": {"name": "chaos-slack", "namespace": NS},
-                "spec": {"type": "slack", "webhookSecretRef": {"name": "chaos-slack", "key": "url"}},
+                "spec": {
+                    "type": "slack",
+                    "webhookSecretRef": {"name": "chaos-slack", "key": "url"},
+                },
             },
         )
         sim_client = load_api_client(kubeconfig=str(self.tmp / "kc"))
@@ -360,7 +367,9 @@ class Rig:
                 "metrics": [{"name": "error-rate", "kind": "errorRate", "errorCodes": "5.."}],
                 **(analysis or {}),
             },
-            "alerts": [{"name": "team", "providerRef": {"name": "chaos-slack"}, "severity": "info"}],
+            "alerts": [
+                {"name": "team", "providerRef": {"name": "chaos-slack"}, "severity": "info"}
+            ],
         }
         if webhooks:
             spec["webhooks"] = webhooks
@@ -442,7 +451,7 @@ class Rig:
         if ended is not None:
             until = time.monotonic() + notice_wait
             while time.monotonic() < until:
-                if any(rev in p.text for p in self.slack.delivered()):
+                if ending_posts(rev, self.slack.delivered()):
                     time.sleep(0.5)  # a duplicate would follow at once
                     break
                 time.sleep(0.1)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -70,10 +71,8 @@ class _Base:
 def _abort(handler: BaseHTTPRequestHandler) -> None:
     """Drop the client's connection without an answer (what a dead server looks like)."""
     handler.close_connection = True
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _send(
@@ -267,10 +266,8 @@ class KubeProxy(_Base):
         with self._watch_lock:
             socks = list(self._watches)
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         return len(socks)
 
     def serve(self, handler: _ForwardHandler, body: bytes) -> None:
@@ -291,7 +288,12 @@ class KubeProxy(_Base):
                 self._record_injected(handler, writing, is_lease, code)
                 _send(handler, code, _status_body(code, "InternalError", "chaos: injected"))
                 return
-            if writing and not is_lease and f.conflict_share > 0 and self._roll() < f.conflict_share:
+            if (
+                writing
+                and not is_lease
+                and f.conflict_share > 0
+                and self._roll() < f.conflict_share
+            ):
                 self.injected += 1
                 self._record_injected(handler, writing, is_lease, 409)
                 _send(handler, 409, _status_body(409, "Conflict", "chaos: injected conflict"))
@@ -468,6 +470,10 @@ class _HostileHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def do_GET(self) -> None:
+        # A client that follows the POST's 302 as most do (urllib, requests) comes back as GET.
+        self.do_POST()
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
