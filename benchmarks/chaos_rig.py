@@ -54,6 +54,12 @@ def _kill_live_groups() -> None:
 atexit.register(_kill_live_groups)
 
 
+def controller_tree() -> Path:
+    """The checkout whose ``canaryd`` (and CRDs) the controller processes run:
+    ``$CANARYD_CHAOS_TREE`` (e.g. a fix branch under this suite), else this repository."""
+    return Path(os.environ.get("CANARYD_CHAOS_TREE") or ROOT)
+
+
 @dataclass
 class Timing:
     """One Rollout's schedule (short: the suite must end quickly; realistic: 1 m intervals)."""
@@ -111,9 +117,10 @@ class ControllerProcess:
             "--retry-period", str(LEASE["retry"]),
             "--log-level", "WARNING",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        tree = str(controller_tree())
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": tree}
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         log.close()
         _LIVE_GROUPS.add(self.proc.pid)
@@ -195,7 +202,7 @@ class Rig:
         self.tmp = Path(tempfile.mkdtemp(prefix="canaryd-chaos-"))
         self._stack = contextlib.ExitStack()
         self.checker = Checker(grace=grace, outage=outage, lease_duration=LEASE["duration"])
-        self.emu = Emulator(crd_paths=[ROOT / "crds"], bookmark_interval=1.0)
+        self.emu = Emulator(crd_paths=[controller_tree() / "crds"], bookmark_interval=1.0)
         self.emu.store.add_listener(self.checker.on_store_event)
         self.emu.store.add_listener(self._on_event)
         self._triggers: list[Callable[[Any], None]] = []
