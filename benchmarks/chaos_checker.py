@@ -33,6 +33,7 @@ The invariants (README "Safety"; each violation names its rule):
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -221,6 +222,7 @@ def ending_posts(revision: str, posts: Iterable[Any]) -> list[Any]:
     ]
 
 
+@functools.lru_cache(maxsize=1)
 def load_vs_validator() -> Callable[[dict[str, Any]], list[str]]:
     """A validator of VirtualService ``spec`` against Istio's real v1 schema (OpenAPI 3.0)."""
     path = ISTIO_VS_CRD
