@@ -16,7 +16,8 @@ from kubernetes.client import ApiClient
 
 from kubeemu.crdfiles import ISTIO_CRDS, load_crds
 from kubeemu.faults import AuditRecord, Faults
-from kubeemu.pods import PodSimulator
+from kubeemu.gc import GarbageCollector
+from kubeemu.pods import DEFAULT_READY_AFTER, PodSimulator
 from kubeemu.registry import Registry
 from kubeemu.server import EmulatorServer, ServerState
 from kubeemu.store import Store
@@ -31,6 +32,13 @@ class Emulator:
     request is allowed; the audit log records what RBAC would need). Istio's CRDs are
     installed at start unless ``install_istio=False``; ``crd_paths`` adds CRD files or
     directories. Namespaces default, kube-system, kube-public and kube-node-lease exist.
+
+    Timing, as kube-apiserver by default (tests shorten it): ``bookmark_interval`` (a watch
+    bookmark about once a minute) and ``bookmark_before_timeout`` (one more that long before a
+    watch's timeout); ``history_seconds`` (watch history compacted after 5 minutes; also at
+    most ``history_size`` events); ``fresh_wait`` (a request for a resourceVersion not yet
+    reached waits 3 s, then 504); ``pod_ready_seconds`` (new pods Ready after 0.2 s unless
+    told otherwise through :meth:`PodSimulator.set_behaviour`).
     """
 
     def __init__(
@@ -40,18 +48,27 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        bookmark_interval: float = 1.0,
-        history_size: int = 1000,
+        bookmark_interval: float = 60.0,
+        bookmark_before_timeout: float = 2.0,
+        history_size: int = 100_000,
+        history_seconds: float = 300.0,
+        fresh_wait: float = 3.0,
+        pod_ready_seconds: float = DEFAULT_READY_AFTER,
     ) -> None:
         self.registry = Registry()
-        self.store = Store(self.registry, history_size=history_size)
+        self.store = Store(
+            self.registry, history_size=history_size, history_seconds=history_seconds
+        )
         self.faults = Faults()
-        self.pods = PodSimulator(self.store, self.registry)
+        self.gc = GarbageCollector(self.store)
+        self.pods = PodSimulator(self.store, self.registry, ready_after=pod_ready_seconds)
         self._state = ServerState(
             store=self.store,
             registry=self.registry,
             faults=self.faults,
             bookmark_interval=bookmark_interval,
+            bookmark_before_timeout=bookmark_before_timeout,
+            fresh_wait=fresh_wait,
         )
         self.faults._dropper = self._state.drop_watches
         self._host, self._port = host, port
@@ -84,6 +101,7 @@ class Emulator:
         )
         self._thread.start()
         self.pods.start()
+        self.gc.start()
         return self
 
     def stop(self) -> None:
@@ -98,6 +116,7 @@ class Emulator:
                 self._thread.join(timeout=5)
             self._server = None
         self.pods.stop()
+        self.gc.stop()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None

@@ -135,3 +135,19 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
 
 def gone(message: str) -> ApiError:
     return ApiError(410, message, reason="Expired")
+
+
+def too_large_resource_version(requested: int, current: int) -> ApiError:
+    """504 for a resourceVersion the server has not reached (storage's
+    ``NewTooLargeResourceVersionError``, answered after the watch cache waited 3 s)."""
+    return ApiError(
+        504,
+        f"Timeout: Too large resource version: {requested}, current: {current}",
+        reason="Timeout",
+        details={
+            "causes": [
+                {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+            ],
+            "retryAfterSeconds": 1,
+        },
+    )

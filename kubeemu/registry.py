@@ -48,6 +48,10 @@ class ResourceType:
     tracks_generation: bool = True
     list_kind: str = ""
     field_labels: tuple[str, ...] = ()
+    #: kube-apiserver's ``RESTUpdateStrategy.AllowUnconditionalUpdate``: whether a PUT
+    #: without ``metadata.resourceVersion`` is accepted (true for most built-in kinds, false
+    #: for Leases and for every custom resource).
+    unconditional_update: bool = True
 
     @property
     def api_version(self) -> str:
@@ -172,7 +176,14 @@ BUILTINS: tuple[ResourceType, ...] = (
             "type",
         ),
     ),
-    _b("coordination.k8s.io", "leases", "Lease", namespaced=True, tracks_generation=False),
+    _b(
+        "coordination.k8s.io",
+        "leases",
+        "Lease",
+        namespaced=True,
+        tracks_generation=False,
+        unconditional_update=False,
+    ),
     _b(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
@@ -233,6 +244,7 @@ def types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 schema=compile_schema(schema_doc) if schema_doc else None,
                 builtin=False,
                 list_kind=names.get("listKind", ""),
+                unconditional_update=False,
             )
         )
     return out

@@ -126,6 +126,62 @@ def _translate(node: Any) -> Any:
     return out
 
 
+def re2_to_python(pattern: str) -> str:
+    """An RE2 pattern as a Python one with the same meaning for the constructs CRDs use.
+
+    kube-apiserver matches ``pattern`` with Go's ``regexp`` (RE2), where ``$`` outside a
+    character class matches only at the end of the text; Python's ``$`` also matches before
+    a trailing newline, which would admit ``"podinfo\\n"`` against ``^[a-z0-9]+$``. So ``$``
+    becomes ``\\Z`` (Python's end of text) and RE2's ``\\z`` becomes ``\\Z`` too."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append("\\Z" if nxt == "z" and not in_class else c + nxt)
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            # A "]" (or "^]") right after "[" is a literal member, not the class's end.
+            j = i + 1
+            if pattern[j : j + 1] == "^":
+                j += 1
+            if pattern[j : j + 1] == "]":
+                out.append(pattern[i : j + 1])
+                i = j + 1
+                continue
+        elif c == "$":
+            out.append("\\Z")
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_RE2_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _re2_search(pattern: str, text: str) -> bool:
+    compiled = _RE2_CACHE.get(pattern)
+    if compiled is None:
+        compiled = _RE2_CACHE[pattern] = re.compile(re2_to_python(pattern))
+    return compiled.search(text) is not None
+
+
+def _pattern_keyword(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """jsonschema's ``pattern`` keyword with RE2 semantics (see :func:`re2_to_python`)."""
+    if validator.is_type(instance, "string") and not _re2_search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft4Validator, {"pattern": _pattern_keyword})
+
 _CACHE: dict[str, SchemaBundle] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -141,7 +197,7 @@ def compile_schema(raw: dict[str, Any]) -> SchemaBundle:
     props = dict(translated.get("properties") or {})
     props.pop("metadata", None)
     translated["properties"] = props
-    bundle = SchemaBundle(raw=raw, validator=jsonschema.Draft4Validator(translated))
+    bundle = SchemaBundle(raw=raw, validator=_Validator(translated))
     with _CACHE_LOCK:
         _CACHE[key] = bundle
     return bundle

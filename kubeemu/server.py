@@ -20,7 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from kubeemu import discovery
-from kubeemu.errors import ApiError, bad_request, gone, method_not_allowed, no_such_resource
+from kubeemu.errors import (
+    ApiError,
+    bad_request,
+    gone,
+    method_not_allowed,
+    no_such_resource,
+    too_large_resource_version,
+)
 from kubeemu.faults import AuditRecord, Faults
 from kubeemu.registry import Registry, ResourceType
 from kubeemu.selectors import field_matcher, label_matcher
@@ -46,6 +53,12 @@ class ServerState:
     registry: Registry
     faults: Faults
     bookmark_interval: float
+    #: The watch cache sends a bookmark this long before a watch's timeout (cacheWatcher's
+    #: ``nextBookmarkTime``: ``deadline - 2s``), so a client resumes from a fresh revision.
+    bookmark_before_timeout: float = 2.0
+    #: How long a request for a resourceVersion not reached yet waits before 504
+    #: (the watch cache's ``waitUntilFreshAndBlock``: 3 s).
+    fresh_wait: float = 3.0
     default_watch_timeout: float = 1800.0
     audit: list[AuditRecord] = field(default_factory=list)
     audit_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -349,6 +362,7 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "watch":
             return self._watch(route, params, matcher)
         if verb == "list":
+            self._wait_fresh(params.get("resourceVersion", ""))
             limit = int(params["limit"]) if params.get("limit", "").isdigit() else None
             listed = store.list_objects(
                 rt,
@@ -358,6 +372,29 @@ class Handler(BaseHTTPRequestHandler):
                 continue_token=params.get("continue") or None,
             )
             return self._answer(200, rt, listed, is_list=True, params=params)
+        if verb in ("delete", "deletecollection"):
+            opts = _delete_options(raw, params)
+        if verb == "deletecollection":
+            # DeleteCollection: every matching object deleted as a DELETE of it would be;
+            # the answer lists them (those held by finalizers with their deletionTimestamp).
+            listed = store.list_objects(rt, route.namespace, matcher)
+            deleted = []
+            for item in listed["items"]:
+                try:
+                    obj, _ = store.delete(
+                        rt,
+                        item["metadata"].get("namespace", ""),
+                        item["metadata"]["name"],
+                        propagation=opts.get("propagationPolicy"),
+                        dry_run=dry or (opts.get("dryRun") == ["All"]),
+                    )
+                except ApiError as err:
+                    if err.code == 404:  # gone meanwhile
+                        continue
+                    raise
+                deleted.append(obj)
+            listed["items"] = deleted
+            return self._answer(200, rt, listed, raw_doc=True)
         if route.name is None and verb != "create":
             raise method_not_allowed()
         name = route.name or ""
@@ -388,16 +425,8 @@ class Handler(BaseHTTPRequestHandler):
             )
             return self._answer(200, rt, obj)
         if verb == "delete":
-            opts: Obj = {}
-            if raw:
-                try:
-                    opts = json.loads(raw) or {}
-                except ValueError:
-                    raise bad_request("invalid DeleteOptions") from None
-                if not isinstance(opts, dict):
-                    raise bad_request("invalid DeleteOptions")
             pre = opts.get("preconditions") or {}
-            propagation = opts.get("propagationPolicy") or params.get("propagationPolicy")
+            propagation = opts.get("propagationPolicy")
             obj, gone_now = store.delete(
                 rt,
                 ns,
@@ -426,16 +455,6 @@ class Handler(BaseHTTPRequestHandler):
                     raw_doc=True,
                 )
             return self._answer(200, rt, obj)
-        if verb == "deletecollection":
-            listed = store.list_objects(rt, route.namespace, matcher)
-            for item in listed["items"]:
-                try:
-                    store.delete(
-                        rt, item["metadata"].get("namespace", ""), item["metadata"]["name"]
-                    )
-                except ApiError:
-                    continue
-            return self._answer(200, rt, listed, raw_doc=True)
         raise method_not_allowed()
 
     def _answer(
@@ -462,6 +481,22 @@ class Handler(BaseHTTPRequestHandler):
         return code
 
     # ---- watch -------------------------------------------------------------------------
+    def _wait_fresh(self, rv_param: str) -> None:
+        """A resourceVersion ahead of the store: wait ``fresh_wait`` seconds for it, then 504
+        "Too large resource version" (as kube-apiserver's watch cache)."""
+        if not rv_param.isdigit():
+            return
+        store = self.server.state.store
+        if not store.wait_for_revision(int(rv_param), self.server.state.fresh_wait):
+            raise too_large_resource_version(int(rv_param), store.resource_version)
+
+    def _next_bookmark(self, now: float, deadline: float) -> float | None:
+        """cacheWatcher.nextBookmarkTime: every ``bookmark_interval``, but no later than
+        ``bookmark_before_timeout`` before the deadline; None once that moment has passed."""
+        state = self.server.state
+        when = min(now + state.bookmark_interval, deadline - state.bookmark_before_timeout)
+        return when if when > now else None
+
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
@@ -486,6 +521,7 @@ class Handler(BaseHTTPRequestHandler):
             if not rv_param.isdigit():
                 raise bad_request(f'invalid resource version: "{rv_param}"')
             cursor = int(rv_param)
+        self._wait_fresh(rv_param)
         deadline = time.monotonic() + timeout
         self._audit(200)
         self.send_response(200)
@@ -525,7 +561,7 @@ class Handler(BaseHTTPRequestHandler):
                     batch += bookmark(cursor, initial_end=True)
                 if batch:
                     self._write_chunk(batch)
-            last_bookmark = time.monotonic()
+            next_bookmark = self._next_bookmark(time.monotonic(), deadline)
             while not conn.dropped and not state.stopping:
                 now = time.monotonic()
                 if now >= deadline:
@@ -534,8 +570,8 @@ class Handler(BaseHTTPRequestHandler):
                     events = store.events_after(cursor)
                     if events is not None and not events:
                         wait = deadline - now
-                        if bookmarks:
-                            wait = min(wait, last_bookmark + state.bookmark_interval - now)
+                        if bookmarks and next_bookmark is not None:
+                            wait = min(wait, next_bookmark - now)
                         store.changed.wait(timeout=max(0.0, min(wait, 1.0)))
                         events = store.events_after(cursor)
                 if events is None:
@@ -558,9 +594,9 @@ class Handler(BaseHTTPRequestHandler):
                         batch += line(type_, ev.obj)
                 if events:
                     cursor = events[-1].rv
-                if bookmarks and time.monotonic() - last_bookmark >= state.bookmark_interval:
+                if bookmarks and next_bookmark is not None and time.monotonic() >= next_bookmark:
                     batch += bookmark(cursor)
-                    last_bookmark = time.monotonic()
+                    next_bookmark = self._next_bookmark(time.monotonic(), deadline)
                 if batch:
                     self._write_chunk(batch)
             if not conn.dropped:
@@ -572,6 +608,21 @@ class Handler(BaseHTTPRequestHandler):
             with state.watches_lock:
                 state.watches.discard(conn)
         return 200
+
+
+def _delete_options(raw: bytes, params: dict[str, str]) -> Obj:
+    """DeleteOptions from the body, ``propagationPolicy`` also from the query."""
+    opts: Obj = {}
+    if raw:
+        try:
+            opts = json.loads(raw) or {}
+        except ValueError:
+            raise bad_request("invalid DeleteOptions") from None
+        if not isinstance(opts, dict):
+            raise bad_request("invalid DeleteOptions")
+    if not opts.get("propagationPolicy") and params.get("propagationPolicy"):
+        opts["propagationPolicy"] = params["propagationPolicy"]
+    return opts
 
 
 def _event_line(type_: str, obj: Obj) -> bytes:

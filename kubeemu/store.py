@@ -1,8 +1,9 @@
 """The object store: kube-apiserver's storage semantics over an in-memory map.
 
 One lock guards everything; every write takes the next value of one global, monotonically
-increasing ``resourceVersion`` and appends a watch event to a bounded history (older events
-are compacted away, so watches from before the oldest kept event get 410 Gone).
+increasing ``resourceVersion`` and appends a watch event to a history kept for
+``history_seconds`` (5 minutes, as kube-apiserver's etcd compaction interval) and at most
+``history_size`` events; watches from before the oldest kept event get 410 Gone.
 Objects are never mutated in place once stored: readers may share them until they copy.
 """
 
@@ -20,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeemu import builtins
-from kubeemu.errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from kubeemu.errors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    invalid,
+    not_found,
+    qualified,
+)
 from kubeemu.patch import json_patch, merge_patch, strategic_merge_patch
 from kubeemu.registry import Registry, ResourceType
 from kubeemu.selectors import Matcher, selector_string
@@ -84,6 +93,9 @@ def set_path(obj: Obj, dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
+#: Kinds whose ``/status`` strategy keeps annotation changes (apps/v1 Deployment, ReplicaSet).
+_STATUS_KEEPS_ANNOTATIONS = frozenset({"Deployment", "ReplicaSet"})
+
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -96,7 +108,13 @@ PATCH_TYPES = {
 class Store:
     """All objects, the resourceVersion counter and the watch history."""
 
-    def __init__(self, registry: Registry, *, history_size: int = 1000) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        history_size: int = 100_000,
+        history_seconds: float = 300.0,
+    ) -> None:
         self.registry = registry
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -104,7 +122,11 @@ class Store:
         self._objects: dict[tuple[str, str], dict[Key, Obj]] = {}
         self._history: list[WatchEvent] = []
         self._history_rvs: list[int] = []
+        self._history_times: list[float] = []
         self._history_size = history_size
+        #: kube-apiserver compacts etcd every 5 minutes (``--etcd-compaction-interval``):
+        #: events older than this are forgotten, so a watch resumed from before gets 410.
+        self.history_seconds = history_seconds
         #: Highest resourceVersion whose event was dropped from the history.
         self.compacted_rv = 0
         self._listeners: list[Callable[[WatchEvent], None]] = []
@@ -124,8 +146,10 @@ class Store:
         ev = WatchEvent(int(obj["metadata"]["resourceVersion"]), type_, rt.store_key, obj, prev)
         self._history.append(ev)
         self._history_rvs.append(ev.rv)
+        self._history_times.append(time.monotonic())
         if len(self._history) > self._history_size * 2:
             self._trim(self._history_size)
+        self._expire()
         for fn in self._listeners:
             fn(ev)
         self.changed.notify_all()
@@ -137,6 +161,14 @@ class Store:
         self.compacted_rv = self._history_rvs[drop - 1]
         del self._history[:drop]
         del self._history_rvs[:drop]
+        del self._history_times[:drop]
+
+    def _expire(self) -> None:
+        """Time-based compaction: drop events older than ``history_seconds``."""
+        cutoff = time.monotonic() - self.history_seconds
+        drop = bisect.bisect_left(self._history_times, cutoff)
+        if drop:
+            self._trim(len(self._history) - drop)
 
     def compact(self, keep: int = 0) -> int:
         """Forget all but the last ``keep`` watch events; returns the compacted revision.
@@ -151,10 +183,23 @@ class Store:
     def events_after(self, rv: int) -> list[WatchEvent] | None:
         """Events with resourceVersion > ``rv``, or None when ``rv`` is too old."""
         with self.lock:
+            self._expire()
             if rv < self.compacted_rv:
                 return None
             idx = bisect.bisect_right(self._history_rvs, rv)
             return self._history[idx:]
+
+    def wait_for_revision(self, rv: int, timeout: float) -> bool:
+        """Block until the store has reached resourceVersion ``rv`` (False after ``timeout``
+        seconds), as the watch cache's ``waitUntilFreshAndBlock`` does."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self._rv < rv:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(timeout=left)
+            return True
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -283,6 +328,7 @@ class Store:
         obj["kind"] = rt.kind
         causes = builtins.name_causes(rt, obj["metadata"]["name"]) if old is None else []
         if rt.builtin:
+            builtins.decode(rt, obj)
             builtins.apply_defaults(rt, obj)
             causes += builtins.validate(rt, obj, old)
         elif rt.schema is not None:
@@ -352,8 +398,29 @@ class Store:
             if rt.namespaced:
                 ns_rt = self.registry.lookup("", "v1", "namespaces")
                 assert ns_rt is not None
-                if (("", namespace)) not in self._bucket(ns_rt):
+                ns_obj = self._bucket(ns_rt).get(("", namespace))
+                if ns_obj is None:
                     raise not_found("namespaces", "", namespace)
+                if ns_obj["metadata"].get("deletionTimestamp"):
+                    raise ApiError(
+                        403,
+                        f'{qualified(rt.plural, rt.group)} "{name}" is forbidden: unable to '
+                        f"create new content in namespace {namespace} because it is being "
+                        "terminated",
+                        reason="Forbidden",
+                        details={
+                            "name": name,
+                            **({"group": rt.group} if rt.group else {}),
+                            "kind": rt.plural,
+                            "causes": [
+                                {
+                                    "reason": "NamespaceTerminating",
+                                    "message": f"namespace {namespace} is being terminated",
+                                    "field": "metadata.namespace",
+                                }
+                            ],
+                        },
+                    )
             key = self._key(rt, namespace, name)
             if key in self._bucket(rt):
                 raise already_exists(rt.plural, rt.group, name)
@@ -410,6 +477,22 @@ class Store:
             old = self._bucket(rt).get(key)
             if old is None:
                 raise not_found(rt.plural, rt.group, name)
+            if not meta.get("resourceVersion") and not rt.unconditional_update:
+                # genericregistry.Store.Update: a strategy without AllowUnconditionalUpdate
+                # (Leases, custom resources) needs the resourceVersion it read.
+                raise invalid(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    [
+                        (
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "metadata.resourceVersion: Invalid value: 0x0: must be specified "
+                            "for an update",
+                        )
+                    ],
+                )
             if (
                 meta.get("resourceVersion")
                 and meta["resourceVersion"] != old["metadata"]["resourceVersion"]
@@ -417,11 +500,19 @@ class Store:
                 raise conflict(rt.plural, rt.group, name)
             if subresource == "status":
                 status = new.get("status")
+                annotations = meta.get("annotations")
                 new = clone(old)
                 if status is None:
                     new.pop("status", None)
                 else:
                     new["status"] = status
+                if rt.kind in _STATUS_KEEPS_ANNOTATIONS and rt.group == "apps":
+                    # deploymentStatusStrategy.PrepareForUpdate resets only spec and labels:
+                    # the Deployment controller records its revision annotation this way.
+                    if annotations:
+                        new["metadata"]["annotations"] = annotations
+                    else:
+                        new["metadata"].pop("annotations", None)
             elif rt.status_subresource:
                 if "status" in old:
                     new["status"] = clone(old["status"])
@@ -443,12 +534,27 @@ class Store:
                 # A no-op write changes nothing, not even the resourceVersion (served versions
                 # of a CRD share storage, so apiVersion alone is no change).
                 return self.present(rt, old)
-            if rt.tracks_generation and self._spec_part(rt, new) != self._spec_part(rt, old):
+            if (
+                rt.tracks_generation
+                and subresource != "status"
+                and (
+                    self._spec_part(rt, new) != self._spec_part(rt, old)
+                    or (
+                        # deploymentStrategy.PrepareForUpdate: "annotation updates bump the
+                        # generation because annotations are copied from deployments to their
+                        # replica sets" (pkg/registry/apps/deployment/strategy.go).
+                        rt.kind == "Deployment"
+                        and rt.group == "apps"
+                        and (meta.get("annotations") or {})
+                        != (old["metadata"].get("annotations") or {})
+                    )
+                )
+            ):
                 meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
             if dry_run:
                 return self.present(rt, new)
             meta["resourceVersion"] = self._next_rv()
-            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            if meta.get("deletionTimestamp") and not _held(rt, new):
                 del self._bucket(rt)[key]
                 self._emit("DELETED", rt, new)
                 self._after_delete(rt, new)
@@ -530,7 +636,19 @@ class Store:
         precondition_uid: str | None = None,
         dry_run: bool = False,
     ) -> tuple[Obj, bool]:
-        """Delete (or mark for deletion when finalizers remain). Returns (object, gone)."""
+        """Delete, or mark for deletion (``deletionTimestamp``) while finalizers remain.
+        Returns (object, gone).
+
+        ``propagationPolicy`` as kube-apiserver: ``Background`` (the default) removes the
+        object now and leaves its dependents to the garbage collector; ``Foreground`` adds
+        the ``foregroundDeletion`` finalizer (the collector deletes the dependents first);
+        ``Orphan`` adds ``orphan`` (the collector strips the owner references first). A
+        Namespace goes ``Terminating``: the namespace controller empties it, then it goes."""
+        if propagation not in (None, "", "Background", "Foreground", "Orphan"):
+            raise bad_request(
+                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
+                '"Foreground", "Background", "Orphan"'
+            )
         key = self._key(rt, namespace, name)
         with self.lock:
             old = self._bucket(rt).get(key)
@@ -547,12 +665,23 @@ class Store:
                 raise conflict(rt.plural, rt.group, name)
             if dry_run:
                 return self.present(rt, old), True
-            if old["metadata"].get("finalizers"):
-                if old["metadata"].get("deletionTimestamp"):
+            finalizers = list(old["metadata"].get("finalizers") or [])
+            extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation or "")
+            if extra and extra not in finalizers:
+                finalizers.append(extra)
+            terminating = rt.kind == "Namespace" and rt.group == ""
+            if finalizers or terminating:
+                if old["metadata"].get("deletionTimestamp") and finalizers == list(
+                    old["metadata"].get("finalizers") or []
+                ):
                     return self.present(rt, old), False
                 new = clone(old)
-                new["metadata"]["deletionTimestamp"] = now_rfc3339()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                new["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+                if finalizers:
+                    new["metadata"]["finalizers"] = finalizers
+                if terminating:
+                    new.setdefault("status", {})["phase"] = "Terminating"
                 new["metadata"]["resourceVersion"] = self._next_rv()
                 self._bucket(rt)[key] = new
                 self._emit("MODIFIED", rt, new, old)
@@ -561,11 +690,12 @@ class Store:
             gone["metadata"]["resourceVersion"] = self._next_rv()
             del self._bucket(rt)[key]
             self._emit("DELETED", rt, gone)
-            self._after_delete(rt, gone, orphan=propagation == "Orphan")
+            self._after_delete(rt, gone)
             return self.present(rt, gone), True
 
-    def _after_delete(self, rt: ResourceType, obj: Obj, *, orphan: bool = False) -> None:
-        """Cascades: CRD -> its objects, Namespace -> its content, owner -> dependents."""
+    def _after_delete(self, rt: ResourceType, obj: Obj) -> None:
+        """A deleted CRD takes its objects with it (at once: the emulator does not model the
+        ``customresourcecleanup`` finalizer). Dependents are the garbage collector's."""
         if rt.kind == "CustomResourceDefinition":
             group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
             crt = self.registry.by_store_key(group, plural)
@@ -574,25 +704,6 @@ class Store:
                     self._force_delete(crt, o)
             self.registry.remove_crd(obj)
             self._objects.pop((group, plural), None)
-        if rt.kind == "Namespace":
-            ns = obj["metadata"]["name"]
-            for (group, plural), bucket in list(self._objects.items()):
-                crt = self.registry.by_store_key(group, plural)
-                if crt is None or not crt.namespaced:
-                    continue
-                for (ons, _), o in list(bucket.items()):
-                    if ons == ns:
-                        self._force_delete(crt, o)
-        if not orphan:
-            uid = obj["metadata"]["uid"]
-            for (group, plural), bucket in list(self._objects.items()):
-                crt = self.registry.by_store_key(group, plural)
-                if crt is None:
-                    continue
-                for o in list(bucket.values()):
-                    refs = o["metadata"].get("ownerReferences") or []
-                    if any(r.get("uid") == uid for r in refs):
-                        self._force_delete(crt, o)
 
     def _force_delete(self, rt: ResourceType, obj: Obj) -> None:
         key = self._key(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
@@ -602,6 +713,35 @@ class Store:
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._emit("DELETED", rt, gone)
         self._after_delete(rt, gone)
+
+    def rewrite(self, rt: ResourceType, obj: Obj, new: Obj) -> None:
+        """A controller-side write of ``new`` in place of the stored ``obj`` without
+        admission (finalizers and owner references the garbage collector maintains); an
+        object marked for deletion whose last finalizer goes is deleted."""
+        key = self._key(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        if self._bucket(rt).get(key) is not obj:
+            return
+        meta = new["metadata"]
+        if not meta.get("finalizers"):
+            meta.pop("finalizers", None)
+        meta["resourceVersion"] = self._next_rv()
+        if meta.get("deletionTimestamp") and not _held(rt, new):
+            del self._bucket(rt)[key]
+            self._emit("DELETED", rt, new)
+            self._after_delete(rt, new)
+            return
+        self._bucket(rt)[key] = new
+        self._emit("MODIFIED", rt, new, obj)
+
+    def buckets(self) -> list[tuple[ResourceType, list[Obj]]]:
+        """Every stored object with the resource type it is presented through (the caller
+        holds the lock)."""
+        out = []
+        for (group, plural), bucket in self._objects.items():
+            rt = self.registry.by_store_key(group, plural)
+            if rt is not None and bucket:
+                out.append((rt, list(bucket.values())))
+        return out
 
     # ---- /scale ------------------------------------------------------------------------
     def get_scale(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -679,6 +819,16 @@ class Store:
             set_path(current, rt.scale.spec_replicas_path, replicas)
             updated = self.update(rt, namespace, name, current)
             return self._scale_of(rt, updated)
+
+
+def _held(rt: ResourceType, obj: Obj) -> bool:
+    """Whether finalizers still hold an object marked for deletion (a Namespace also by its
+    ``spec.finalizers``, which the namespace controller removes once it is empty)."""
+    if obj["metadata"].get("finalizers"):
+        return True
+    return bool(
+        rt.kind == "Namespace" and rt.group == "" and (obj.get("spec") or {}).get("finalizers")
+    )
 
 
 def pod_name(prefix: str) -> str:

@@ -26,7 +26,15 @@ from canaryd.api.models import (
 
 @dataclass(frozen=True, slots=True)
 class WorkloadState:
-    """What the decision needs to know about one Deployment (target or primary)."""
+    """What the decision needs to know about one Deployment (target or primary).
+
+    :attr:`ready` judges the Deployment as ``kubectl rollout status`` does
+    (``polymorphichelpers.DeploymentStatusViewer``): the controller has seen the latest
+    spec, every desired replica runs the new template, no old replica is left, every new
+    replica is available (Ready for ``minReadySeconds``), and the progress deadline has not
+    passed. canaryd adds one condition: a Deployment with zero replicas serves nothing, so it
+    is never ready.
+    """
 
     name: str
     """Deployment name."""
@@ -45,16 +53,50 @@ class WorkloadState:
     the latest spec."""
     failure: str | None = None
     """Why the pods cannot become ready (CrashLoopBackOff, ProgressDeadlineExceeded), if known."""
+    total_replicas: int | None = None
+    """``status.replicas``: pods of every template, old ones included (0 when absent). None
+    when not reported (a hand-built state): then taken to equal :attr:`updated_replicas`."""
+    available_replicas: int | None = None
+    """``status.availableReplicas`` (0 when absent). None when not reported: then taken to
+    equal :attr:`ready_replicas`."""
+    deadline_exceeded: bool = False
+    """The current spec's ``Progressing`` condition says ``ProgressDeadlineExceeded``."""
+
+    @property
+    def waiting_for(self) -> str | None:
+        """Why the Deployment is not ready, in ``kubectl rollout status``'s words and check
+        order (its messages, without the trailing newline); None when it is ready."""
+        waiting = f'Waiting for deployment "{self.name}" rollout to finish: '
+        if not self.rolled_out:
+            return "Waiting for deployment spec update to be observed..."
+        if self.deadline_exceeded:
+            return f'deployment "{self.name}" exceeded its progress deadline'
+        if self.updated_replicas < self.replicas:
+            return (
+                f"{waiting}{self.updated_replicas} out of {self.replicas} new replicas have "
+                "been updated..."
+            )
+        total = self.updated_replicas if self.total_replicas is None else self.total_replicas
+        if total > self.updated_replicas:
+            return (
+                f"{waiting}{total - self.updated_replicas} old replicas are pending termination..."
+            )
+        available = (
+            self.ready_replicas if self.available_replicas is None else self.available_replicas
+        )
+        if available < self.updated_replicas:
+            return (
+                f"{waiting}{available} of {self.updated_replicas} updated replicas are available..."
+            )
+        if self.replicas <= 0:
+            return f'deployment "{self.name}" has no replicas (scaled to zero)'
+        return None
 
     @property
     def ready(self) -> bool:
-        """All desired replicas run the latest template and are ready."""
-        return (
-            self.replicas > 0
-            and self.rolled_out
-            and self.updated_replicas >= self.replicas
-            and self.ready_replicas >= self.replicas
-        )
+        """Rolled out as ``kubectl rollout status`` says "successfully rolled out", with at
+        least one replica (see the class docstring)."""
+        return self.waiting_for is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,13 @@ def test_valid_rollout_parses_with_metadata() -> None:
 
 def test_workload_ready_only_when_rolled_out_updated_and_ready() -> None:
     ready = workload_state(
-        deployment(observedGeneration=2, readyReplicas=2, updatedReplicas=2, replicas=2)
+        deployment(
+            observedGeneration=2,
+            readyReplicas=2,
+            updatedReplicas=2,
+            replicas=2,
+            availableReplicas=2,
+        )
     )
     assert ready.ready and ready.image == "podinfo:6.0.0" and ready.failure is None
     stale = workload_state(
@@ -84,6 +90,7 @@ def test_workload_ready_only_when_rolled_out_updated_and_ready() -> None:
 
 def test_progress_deadline_exceeded_is_a_failure() -> None:
     dep = deployment(
+        observedGeneration=2,
         conditions=[
             {
                 "type": "Progressing",
@@ -91,7 +98,7 @@ def test_progress_deadline_exceeded_is_a_failure() -> None:
                 "reason": "ProgressDeadlineExceeded",
                 "message": 'ReplicaSet "podinfo-1" has timed out progressing.',
             }
-        ]
+        ],
     )
     assert deployment_failure(dep) is not None
     assert workload_state(dep).failure.startswith("ProgressDeadlineExceeded")  # type: ignore[union-attr]

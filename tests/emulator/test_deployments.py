@@ -49,10 +49,16 @@ def test_ready_deployment_gets_pods_and_status(
     assert len(pods) == 2
     hashes = {p.metadata.labels["pod-template-hash"] for p in pods}
     assert len(hashes) == 1
+    (rs,) = apps.list_namespaced_replica_set("default", label_selector="app=web").items
+    assert rs.metadata.name == f"web-{hashes.pop()}"
+    assert rs.metadata.owner_references[0].name == "web"
+    assert rs.metadata.annotations["deployment.kubernetes.io/revision"] == "1"
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "1"
     for p in pods:
         assert p.status.phase == "Running"
         assert p.status.container_statuses[0].ready is True
-        assert p.metadata.owner_references[0].name == "web"
+        assert p.metadata.owner_references[0].kind == "ReplicaSet"
+        assert p.metadata.owner_references[0].name == rs.metadata.name
 
 
 def test_new_template_replaces_pods(apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
@@ -168,20 +174,28 @@ def test_deleting_deployment_deletes_pods(apps: client.AppsV1Api, core: client.C
     wait_for(lambda: pods_of(core, "web") == [])
 
 
-def test_scale_up_restarts_the_progress_deadline(
+def test_scale_up_of_a_complete_rollout_is_not_re_estimated(
     emulator: Emulator, apps: client.AppsV1Api
 ) -> None:
+    """syncRolloutStatus skips progress estimation when the rollout is complete
+    (``replicas == updatedReplicas`` and reason ``NewReplicaSetAvailable``): a scale-up whose
+    pods never become ready keeps ``NewReplicaSetAvailable`` and never times out. A caller
+    needing a deadline for it (canaryd's canary) must keep its own."""
     emulator.pods.set_behaviour("default", "web", "never-ready", ready_after_seconds=0)
     d = deployment("web", replicas=0)
     d["spec"]["progressDeadlineSeconds"] = 1
     apps.create_namespaced_deployment("default", d)
-    wait_deployment(apps, "web", lambda d: condition(d, "Progressing") is not None)
-    time.sleep(1.2)  # idle at zero replicas for longer than the deadline
-    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 1}})
-    fresh = wait_deployment(apps, "web", lambda d: d.status.observed_generation == 2)
-    assert condition(fresh, "Progressing").reason == "ReplicaSetUpdated"
     wait_deployment(
         apps,
         "web",
-        lambda d: condition(d, "Progressing").reason == "ProgressDeadlineExceeded",
+        lambda d: getattr(condition(d, "Progressing"), "reason", "") == "NewReplicaSetAvailable",
     )
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 1}})
+    fresh = wait_deployment(
+        apps, "web", lambda d: d.status.observed_generation == 2 and d.status.replicas == 1
+    )
+    assert condition(fresh, "Progressing").reason == "NewReplicaSetAvailable"
+    time.sleep(1.5)  # longer than the deadline
+    late = apps.read_namespaced_deployment("web", "default")
+    assert condition(late, "Progressing").reason == "NewReplicaSetAvailable"
+    assert late.status.ready_replicas is None and late.status.unavailable_replicas == 1

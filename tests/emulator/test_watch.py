@@ -3,6 +3,7 @@ resourceVersion, initial ADDED events, bookmarks, timeoutSeconds, 410 Gone, drop
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -80,7 +81,7 @@ def test_bookmarks_carry_resource_version(core: client.CoreV1Api) -> None:
         "default",
         resource_version=rv,
         allow_watch_bookmarks=True,
-        timeout_seconds=2,
+        timeout_seconds=3,  # the pre-timeout bookmark comes 2 s before the end
     ):
         types.append(ev["type"])
         if ev["type"] == "BOOKMARK":
@@ -210,3 +211,108 @@ def test_send_initial_events_ends_with_annotated_bookmark(core: client.CoreV1Api
             assert annotations == {"k8s.io/initial-events-end": "true"}
             w.stop()
     assert seen == ["ADDED", "BOOKMARK"]
+
+
+# ---- kube-apiserver's watch timing (issue 10, item 5) ----------------------------------------
+
+
+def bookmark_times(core: client.CoreV1Api, timeout: int) -> tuple[list[float], float]:
+    """Seconds after the start at which BOOKMARK events arrived, and the stream's length."""
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    began = time.monotonic()
+    times = [
+        time.monotonic() - began
+        for ev in watch.Watch().stream(
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+        )
+        if ev["type"] == "BOOKMARK"
+    ]
+    return times, time.monotonic() - began
+
+
+def test_default_bookmarks_once_a_minute_and_shortly_before_the_timeout(
+    core: client.CoreV1Api,
+) -> None:
+    """cacheWatcher.nextBookmarkTime (apiserver/pkg/storage/cacher): a bookmark every
+    bookmarkFrequency (1 minute), but no later than 2 s before the watch's deadline. A 5 s
+    watch therefore gets exactly one, about 3 s in (the old emulator sent one per second)."""
+    times, length = bookmark_times(core, timeout=5)
+    assert len(times) == 1, times
+    assert 2.8 <= times[0] <= 4.0
+    assert length >= 4.9
+
+
+def test_bookmark_cadence_is_configurable() -> None:
+    with Emulator(install_istio=False, bookmark_interval=1.0, bookmark_before_timeout=0.5) as emu:
+        api = emu.api_client()
+        try:
+            times, _ = bookmark_times(client.CoreV1Api(api), timeout=3)
+        finally:
+            api.close()
+    # every second, then once 0.5 s before the end: ~1, ~2, ~2.5
+    assert len(times) == 3, times
+    assert [round(t * 2) / 2 for t in times] == [1.0, 2.0, 2.5]
+
+
+def test_history_is_compacted_by_time() -> None:
+    """etcd is compacted every 5 minutes (--etcd-compaction-interval): a watch from a
+    resourceVersion older than that gets 410 Gone and must re-list. Shortened to 1 s here."""
+    with Emulator(install_istio=False, history_seconds=1.0) as emu:
+        api = emu.api_client()
+        try:
+            core = client.CoreV1Api(api)
+            first = core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
+            core.patch_namespaced_config_map("a", "default", {"data": {"k": "1"}})
+            # Within the window the change is replayed ...
+            seen = configmap_events(core, resource_version=first.metadata.resource_version)
+            assert [e["type"] for e in seen] == ["MODIFIED"]
+            time.sleep(1.2)
+            # ... once it has passed, nothing else having happened, it is gone.
+            with pytest.raises(ApiException) as exc:
+                configmap_events(core, resource_version=first.metadata.resource_version)
+            assert exc.value.status == 410
+            assert "too old resource version" in str(exc.value)
+            rv = core.list_namespaced_config_map("default").metadata.resource_version
+            assert configmap_events(core, resource_version=rv) == []
+        finally:
+            api.close()
+
+
+def test_watch_from_a_future_resource_version_is_504_after_3s(core: client.CoreV1Api) -> None:
+    """The watch cache waits 3 s for a resourceVersion it has not reached
+    (waitUntilFreshAndBlock), then answers storage.NewTooLargeResourceVersionError: 504,
+    reason Timeout, cause ResourceVersionTooLarge, Retry-After 1."""
+    current = int(core.list_namespaced_config_map("default").metadata.resource_version)
+    began = time.monotonic()
+    with pytest.raises(ApiException) as exc:
+        configmap_events(core, resource_version=str(current + 1000))
+    waited = time.monotonic() - began
+    assert 2.9 <= waited < 6.0
+    assert exc.value.status == 504
+    body = json.loads(exc.value.body)
+    assert body["reason"] == "Timeout"
+    assert body["message"] == (
+        f"Timeout: Too large resource version: {current + 1000}, current: {current}"
+    )
+    assert body["details"]["causes"] == [
+        {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+    ]
+    assert body["details"]["retryAfterSeconds"] == 1
+
+
+def test_watch_from_a_version_reached_while_waiting_proceeds(core: client.CoreV1Api) -> None:
+    current = int(core.list_namespaced_config_map("default").metadata.resource_version)
+    timer = threading.Timer(
+        0.5, lambda: core.create_namespaced_config_map("default", {"metadata": {"name": "n"}})
+    )
+    timer.start()
+    try:
+        # current + 1 is the create's resourceVersion: the watch starts after it.
+        seen = configmap_events(core, resource_version=str(current + 1))
+    finally:
+        timer.join()
+    assert seen == []

@@ -61,14 +61,32 @@ def _image(template: Mapping[str, Any]) -> str:
     return str(containers[0].get("image", ""))
 
 
+def _observed(deployment: Mapping[str, Any]) -> bool:
+    status = deployment.get("status", {})
+    return _int(status.get("observedGeneration")) >= _int(
+        deployment.get("metadata", {}).get("generation")
+    )
+
+
+def deadline_exceeded(deployment: Mapping[str, Any]) -> bool:
+    """The ``Progressing`` condition says ``ProgressDeadlineExceeded`` for the current spec
+    (``kubectl rollout status`` reads conditions only once the spec update is observed: a
+    condition left from an earlier rollout says nothing about a spec just written)."""
+    if not _observed(deployment):
+        return False
+    return any(
+        cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
+        for cond in deployment.get("status", {}).get("conditions") or []
+    )
+
+
 def deployment_failure(deployment: Mapping[str, Any]) -> str | None:
-    """Why a Deployment cannot progress, from its conditions (kube's deployment controller)."""
+    """Why a Deployment cannot progress, from its conditions (kube's deployment controller),
+    once the current spec is observed (see :func:`deadline_exceeded`)."""
+    if not _observed(deployment):
+        return None
     for cond in deployment.get("status", {}).get("conditions") or []:
-        if (
-            cond.get("type") == "Progressing"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "ProgressDeadlineExceeded"
-        ):
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
             return f"ProgressDeadlineExceeded: {cond.get('message', '')}".rstrip(": ")
         if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
             return f"ReplicaFailure: {cond.get('message', cond.get('reason', ''))}"
@@ -108,8 +126,11 @@ def workload_state(
         replicas=_int(spec.get("replicas", 1)),
         ready_replicas=_int(status.get("readyReplicas")),
         updated_replicas=_int(status.get("updatedReplicas")),
-        rolled_out=_int(status.get("observedGeneration")) >= _int(meta.get("generation")),
+        rolled_out=_observed(deployment),
         failure=deployment_failure(deployment) or pods_failure(pods),
+        total_replicas=_int(status.get("replicas")),
+        available_replicas=_int(status.get("availableReplicas")),
+        deadline_exceeded=deadline_exceeded(deployment),
     )
 
 
@@ -166,8 +187,10 @@ class Workloads:
         )
 
     def state(self, namespace: str, name: str) -> WorkloadState | None:
-        """None when the Deployment does not exist. Pods are listed only when it is not ready
-        (the only case where their container states matter), to keep ticks cheap."""
+        """None when the Deployment does not exist. Pods are listed whenever a rollout is in
+        progress (not ready by ``kubectl rollout status``'s rules: old pods may still serve
+        while new ones crash-loop), to see CrashLoopBackOff and the like; skipped when the
+        Deployment is rolled out, scaled to zero, or already failed, to keep ticks cheap."""
         deployment = self.get(namespace, name)
         if deployment is None:
             return None
