@@ -9,14 +9,28 @@
 - :class:`IstioMetrics` holds the counters; :meth:`IstioMetrics.exposition` renders the Prometheus
   text format (live scraping); :class:`OpenMetricsRecorder` keeps timestamped snapshots and
   renders OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``.
-- A pod restart is modelled by :meth:`IstioMetrics.reset_workload`: its counters drop to zero,
-  exactly what Prometheus sees when a sidecar restarts.
+- Series are per **pod**, as Prometheus's Kubernetes pod discovery scrapes each sidecar: every
+  series carries the labels Istio's Prometheus configuration (``samples/addons/prometheus.yaml``,
+  job ``kubernetes-pods``, ``honor_labels: true``) adds from the pod: its Kubernetes labels
+  (``app``, ``pod_template_hash``, ``security_istio_io_tlsMode``,
+  ``service_istio_io_canonical_name``, ``service_istio_io_canonical_revision``), ``namespace``,
+  ``pod``, ``node``, ``instance`` (``<pod IP>:15020``) and ``job``. A ``source``-reported
+  series belongs to the calling pod (the ingress gateway in ``istio-system``).
+- A series exists from the first request of its label set on (Envoy does not pre-create
+  series): nothing is primed at zero.
+- A sidecar restart (:meth:`IstioMetrics.restart_pod`) drops all of the pod's series; they come
+  back, from zero, with the next requests. A pod that goes away (:meth:`IstioMetrics.remove_pod`)
+  takes its series with it, so Prometheus marks them stale.
+- :meth:`IstioMetrics.totals` is the ground truth: everything a workload ever served, which
+  restarts and pod churn do not reset.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +46,45 @@ def le_label(bound: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Pod:
+    """One pod with an Istio sidecar, as Kubernetes pod discovery sees it."""
+
+    namespace: str
+    name: str
+    app: str
+    revision: str
+    """``pod-template-hash`` of the pod's ReplicaSet."""
+    ip: str
+    node: str = "node-1"
+
+
+GATEWAY_POD = Pod(
+    namespace="istio-system",
+    name="istio-ingressgateway-7d4f9c6b8-x2k9p",
+    app="istio-ingressgateway",
+    revision="7d4f9c6b8",
+    ip="10.244.0.10",
+)
+"""The caller of every simulated request: the pod that reports ``reporter="source"``."""
+
+
+def pod_labels(pod: Pod) -> dict[str, str]:
+    """What Istio's ``kubernetes-pods`` scrape job adds to every series of ``pod``."""
+    return {
+        "app": pod.app,
+        "pod_template_hash": pod.revision,
+        "security_istio_io_tlsMode": "istio",
+        "service_istio_io_canonical_name": pod.app,
+        "service_istio_io_canonical_revision": "latest",
+        "namespace": pod.namespace,
+        "pod": pod.name,
+        "node": pod.node,
+        "instance": f"{pod.ip}:15020",
+        "job": "kubernetes-pods",
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class Destination:
     """Where requests go: a workload behind a Service."""
 
@@ -43,9 +96,16 @@ class Destination:
 
 
 def label_set(
-    dest: Destination, *, reporter: str, response_code: str, grpc_status: str
+    dest: Destination,
+    *,
+    reporter: str,
+    response_code: str,
+    grpc_status: str,
+    pod: Pod | None = None,
 ) -> LabelSet:
-    """The labels Istio attaches to a request from the ingress gateway to ``dest``."""
+    """The labels of a request from the ingress gateway to ``dest`` as stored by Prometheus:
+    Istio's, plus the reporting pod's discovery labels (``pod`` serves ``dest``; the gateway
+    reports ``source``). Without ``pod``, Istio's labels only."""
     ns = dest.namespace
     src_sa = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
     labels = {
@@ -75,6 +135,8 @@ def label_set(
         "response_flags": "-",
         "connection_security_policy": "mutual_tls" if reporter == "destination" else "unknown",
     }
+    if pod is not None:
+        labels.update(pod_labels(pod if reporter == "destination" else GATEWAY_POD))
     return tuple(labels.items())
 
 
@@ -110,10 +172,16 @@ class IstioMetrics:
         self.reporters = tuple(reporters)
         self.bounds = tuple(bounds)
         self._series: dict[LabelSet, _Series] = {}
+        self._served: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._ledger: deque[tuple[float, dict[tuple[str, str, str], tuple[int, int]]]] = deque(
+            maxlen=200_000
+        )
         self._lock = threading.Lock()
 
-    def record(self, dest: Destination, outcome: Outcome, *, error_code: str) -> None:
-        """Add one step's requests served by ``dest`` (successes and failures)."""
+    def record(
+        self, dest: Destination, outcome: Outcome, *, error_code: str, pod: Pod | None = None
+    ) -> None:
+        """Add one step's requests served by ``pod`` of ``dest`` (successes and failures)."""
         grpc = dest.protocol == "grpc"
         ok_code, ok_grpc = "200", ("0" if grpc else "")
         # gRPC failures travel in an HTTP 200 with grpc-status 14 (UNAVAILABLE).
@@ -126,69 +194,115 @@ class IstioMetrics:
         with self._lock:
             for code, status, n, buckets, total in parts:
                 if n <= 0:
-                    continue
+                    continue  # a series is born with its first request, never before
                 for reporter in self.reporters:
                     s = self._get(label_set(dest, reporter=reporter, response_code=code,
-                                            grpc_status=status))  # fmt: skip
+                                            grpc_status=status, pod=pod))  # fmt: skip
                     s.requests += n
                     s.buckets += buckets
                     s.sum_ms += total
+                    key = (dest.namespace, dest.workload, reporter)
+                    req, err = self._served.get(key, (0, 0))
+                    is_err = code.startswith("5") or status not in ("", "0")
+                    self._served[key] = (req + n, err + (n if is_err else 0))
 
-    def prime(self, dest: Destination) -> None:
-        """Create ``dest``'s success series at zero, so the first requests after it appears
-        are counted by ``increase()`` (Envoy creates series at the first request)."""
-        grpc = dest.protocol == "grpc"
-        with self._lock:
-            for reporter in self.reporters:
-                self._get(label_set(dest, reporter=reporter, response_code="200",
-                                    grpc_status="0" if grpc else ""))  # fmt: skip
+    def restart_pod(self, namespace: str, pod: str) -> int:
+        """A sidecar restart: every series of ``pod`` is gone until its next requests, which
+        count from zero again. Returns the number of series dropped."""
+        return self._drop(lambda d: d.get("namespace") == namespace and d.get("pod") == pod)
+
+    def remove_pod(self, namespace: str, pod: str) -> int:
+        """A pod deleted (scaled down, replaced in a rolling update): its series vanish."""
+        return self.restart_pod(namespace, pod)
 
     def reset_workload(self, namespace: str, workload: str) -> int:
-        """A pod restart: zero every counter of ``workload``; returns the series reset."""
-        n = 0
+        """Every sidecar of ``workload`` restarts (see :meth:`restart_pod`); returns the number
+        of series dropped."""
+        return self._drop(
+            lambda d: (
+                d["destination_workload"] == workload
+                and d["destination_workload_namespace"] == namespace
+                and d["reporter"] == "destination"
+            )
+        )
+
+    def pods(self, namespace: str, workload: str) -> list[str]:
+        """Names of the pods of ``workload`` that have series now."""
+        found = {
+            d.get("pod", "")
+            for labels in self.snapshot_labels()
+            if (d := dict(labels))["destination_workload"] == workload
+            and d["destination_workload_namespace"] == namespace
+            and d["reporter"] == "destination"
+        }
+        return sorted(found - {""})
+
+    def snapshot_labels(self) -> list[LabelSet]:
         with self._lock:
-            for labels, s in self._series.items():
-                d = dict(labels)
-                if d["destination_workload"] == workload and (
-                    d["destination_workload_namespace"] == namespace
-                ):
-                    s.requests, s.sum_ms = 0, 0.0
-                    s.buckets[:] = 0
-                    n += 1
-        return n
+            return sorted(self._series)
+
+    def _drop(self, match: Callable[[dict[str, str]], bool]) -> int:
+        with self._lock:
+            gone = [labels for labels in self._series if match(dict(labels))]
+            for labels in gone:
+                del self._series[labels]
+        return len(gone)
 
     def snapshot(self) -> list[SeriesValue]:
         """Every series' current values, in a stable order."""
         with self._lock:
-            items = sorted(self._series.items())
-            return [
-                SeriesValue(
-                    labels=labels,
-                    requests=s.requests,
-                    cumulative_buckets=tuple(int(x) for x in np.cumsum(s.buckets)),
-                    sum_ms=s.sum_ms,
-                )
-                for labels, s in items
-            ]
+            return self._snapshot()
+
+    def _snapshot(self) -> list[SeriesValue]:
+        return [
+            SeriesValue(
+                labels=labels,
+                requests=s.requests,
+                cumulative_buckets=tuple(int(x) for x in np.cumsum(s.buckets)),
+                sum_ms=s.sum_ms,
+            )
+            for labels, s in sorted(self._series.items())
+        ]
 
     def totals(
         self, namespace: str, workload: str, reporter: str = "destination"
     ) -> tuple[int, int]:
-        """(requests, errors with a 5xx code or non-zero gRPC status) of ``workload``."""
-        req = err = 0
-        for v in self.snapshot():
-            d = dict(v.labels)
-            if (d["destination_workload"], d["destination_workload_namespace"],
-                    d["reporter"]) != (workload, namespace, reporter):  # fmt: skip
-                continue
-            req += v.requests
-            if d["response_code"].startswith("5") or d["grpc_response_status"] not in ("", "0"):
-                err += v.requests
-        return req, err
+        """(requests, errors with a 5xx code or non-zero gRPC status) ``workload`` ever served:
+        the ground truth, not reset by restarts or pods going away."""
+        with self._lock:
+            return self._served.get((namespace, workload, reporter), (0, 0))
 
-    def exposition(self) -> str:
-        """Prometheus text format (version 0.0.4), as a sidecar's ``/stats/prometheus``."""
-        return render([self.snapshot()], self.bounds)
+    def exposition(self, *, scrape: bool = False) -> str:
+        """Prometheus text format (version 0.0.4), as a sidecar's ``/stats/prometheus``;
+        ``scrape``: recorded as a scrape (see :meth:`scrape`)."""
+        return render([self.scrape() if scrape else self.snapshot()], self.bounds)
+
+    def scrape(self, at: float | None = None) -> list[SeriesValue]:
+        """What a scrape sees now; the ground truth at this very instant (every workload's
+        :meth:`totals`, taken under the same lock) is recorded with it for :meth:`served_at`."""
+        with self._lock:
+            self._ledger.append((time.time() if at is None else at, dict(self._served)))
+            return self._snapshot()
+
+    def served_at(
+        self, namespace: str, workload: str, at: float, reporter: str = "destination"
+    ) -> tuple[int, int]:
+        """(requests, errors) ``workload`` had served as of the last scrape at or before epoch
+        second ``at`` ((0, 0) before the first one)."""
+        found = (0, 0)
+        for t, req, err in self.scrapes(namespace, workload, reporter):
+            if t > at:
+                break
+            found = (req, err)
+        return found
+
+    def scrapes(
+        self, namespace: str, workload: str, reporter: str = "destination"
+    ) -> list[tuple[float, int, int]]:
+        """Every scrape so far: (epoch second, requests, errors ``workload`` had served)."""
+        key = (namespace, workload, reporter)
+        with self._lock:
+            return [(t, *served.get(key, (0, 0))) for t, served in self._ledger]
 
     def _get(self, labels: LabelSet) -> _Series:
         s = self._series.get(labels)

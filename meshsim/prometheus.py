@@ -80,7 +80,9 @@ class PrometheusServer:
     targets:
         ``host:port`` addresses scraped at ``/metrics`` under job ``job``.
     scrape_interval:
-        Scrape and evaluation interval (Prometheus duration), 1 s by default.
+        Scrape and evaluation interval (Prometheus duration), 1 s by default so tests and the
+        demo run in seconds (Istio's own Prometheus configuration scrapes every 15 s, the
+        default of :class:`meshsim.MeshSimulator`'s recordings).
     data_dir:
         TSDB directory; a temporary one (removed at :meth:`stop`) when None.
     rule_files:
@@ -287,6 +289,9 @@ class PrometheusServer:
             "job_name": self._job,
             "scrape_interval": self._scrape_interval,
             "scrape_timeout": self._scrape_interval,
+            # As Istio's kubernetes-pods job: the pod labels the simulator writes (pod,
+            # namespace, instance, job, ...) are kept as scraped.
+            "honor_labels": True,
             "static_configs": [{"targets": self._targets}],
         }
         config = {

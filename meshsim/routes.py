@@ -16,6 +16,8 @@ traffic is dropped (counted, not reported by the destination sidecar, as with En
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -70,6 +72,15 @@ class Route:
     weight: int
     image: str | None
     """Image of the workload's first container; None when it has no ready pod."""
+    ready: int = 1
+    """Ready pods (``status.readyReplicas``), the pods that get traffic."""
+    updated: int | None = None
+    """Pods of the current template, ready or not (``status.updatedReplicas``); None: all of
+    them. During a rolling update the other ready pods still run the previous template."""
+    total: int | None = None
+    """All pods of every template (``status.replicas``); None: ``ready``."""
+    revision: str | None = None
+    """A hash of the pod template (the pods' ``pod-template-hash``); None: from the image."""
 
 
 class RouteSource(Protocol):
@@ -93,6 +104,7 @@ class KubeRoutes:
             except k8s_config.ConfigException:
                 k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
             api_client = k8s.ApiClient()
+        self._client = api_client
         self._custom = k8s.CustomObjectsApi(api_client)
         self._apps = k8s.AppsV1Api(api_client)
         self._istio_version = istio_version
@@ -130,8 +142,45 @@ class KubeRoutes:
         pod_spec = dep.spec.template.spec if dep.spec is not None else None
         containers = (pod_spec.containers if pod_spec is not None else None) or []
         image = containers[0].image if containers else None
-        ready = (dep.status.ready_replicas or 0) if dep.status is not None else 0
-        return Route(workload, service, weight, image if ready > 0 else None)
+        status = dep.status
+        # Kubernetes omits zero counts from a Deployment's status: absent means 0.
+        ready = (status.ready_replicas or 0) if status is not None else 0
+        updated = (status.updated_replicas or 0) if status is not None else 0
+        total = (status.replicas or 0) if status is not None else 0
+        template = (
+            self._client.sanitize_for_serialization(dep.spec.template)  # type: ignore[no-untyped-call]
+            if dep.spec
+            else {}
+        )
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+        return Route(
+            workload,
+            service,
+            weight,
+            image if ready > 0 else None,
+            ready=ready,
+            updated=updated,
+            total=total,
+            revision=_pod_template_hash(digest),
+        )
+
+
+_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString alphabet
+
+
+def _pod_template_hash(hex_digest: str) -> str:
+    """Ten characters of Kubernetes' alphabet from a digest (a ReplicaSet's hash looks so)."""
+    n = int(hex_digest[:16], 16)
+    out = []
+    for _ in range(10):
+        n, r = divmod(n, len(_HASH_ALPHABET))
+        out.append(_HASH_ALPHABET[r])
+    return "".join(out)
+
+
+def pod_template_hash(text: str) -> str:
+    """A ``pod-template-hash``-like string for ``text`` (e.g. an image)."""
+    return _pod_template_hash(hashlib.sha256(text.encode()).hexdigest())
 
 
 def _split(vs: dict[str, Any], route_name: str | None) -> list[dict[str, Any]]:
@@ -149,10 +198,12 @@ class StaticRoutes:
     """Routes set by hand: ``set_weight(app, canary_weight)`` and ``set_image(...)``.
 
     Until set, an app routes 100% to ``<target>-primary``; a workload's image defaults to
-    ``"<workload>:latest"``; ``set_image(ns, workload, None)`` takes its pods away."""
+    ``"<workload>:latest"`` and it has one ready pod; ``set_image(ns, workload, None)`` or
+    ``set_replicas(ns, workload, 0)`` takes its pods away."""
 
     _weights: dict[tuple[str, str], int] = field(default_factory=dict)
     _images: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _replicas: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_weight(self, app: MeshApp, canary_weight: int) -> None:
@@ -165,6 +216,13 @@ class StaticRoutes:
         with self._lock:
             self._images[(namespace, workload)] = image
 
+    def set_replicas(self, namespace: str, workload: str, replicas: int) -> None:
+        """Ready pods of ``workload`` (1 until set); a new image replaces them all at once."""
+        if replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {replicas}")
+        with self._lock:
+            self._replicas[(namespace, workload)] = replicas
+
     def destinations(self, app: MeshApp) -> list[Route]:
         with self._lock:
             w = self._weights.get((app.namespace, app.target), 0)
@@ -174,5 +232,8 @@ class StaticRoutes:
                 (app.target, f"{app.service_name}-canary", w),
             ):
                 image = self._images.get((app.namespace, workload), f"{workload}:latest")
-                routes.append(Route(workload, service, weight, image))
+                ready = self._replicas.get((app.namespace, workload), 1)
+                routes.append(
+                    Route(workload, service, weight, image if ready > 0 else None, ready=ready)
+                )
             return routes

@@ -7,7 +7,7 @@ Two ways to drive it:
       sim = MeshSimulator(apps=[MeshApp("default", "podinfo")], routes=StaticRoutes(), seed=1,
                           start_time=1_700_000_000.0)
       sim.routes.set_weight(sim.apps[0], 10)
-      text = sim.record(duration_s=600, step_s=1.0, sample_every_s=5.0)  # OpenMetrics
+      text = sim.record(duration_s=600, step_s=1.0)  # OpenMetrics, a sample every 15 s
       prometheus.backfill(text)
 
 - **Live** (the demo and the full loop): ``sim.start()`` serves ``/metrics`` on 127.0.0.1 and a
@@ -15,10 +15,21 @@ Two ways to drive it:
   ``refresh_s``; ``sim.url`` is the address to scrape; ``sim.stop()`` ends both.
 
 Each version is keyed by its container image, so a bad image stays bad after promotion.
+
+Pods: each workload runs its ready pods (``Route.ready``), named like a Deployment's
+(``<workload>-<pod-template-hash>-<suffix>``); requests are spread evenly over them and every
+pod has its own series. A new pod template (image) means new pods, hence new series born at
+their first request; during a rolling update (``updated < ready``) the remaining ready pods of
+the previous template keep serving it; a pod that goes away takes its series with it.
+
+Ground truth: :meth:`MeshSimulator.served_at` answers what a workload had served as of the
+last scrape of ``/metrics`` at or before an instant (live mode records every scrape), to
+compare a judge's counts with what was really served.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,8 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from meshsim.istio import Destination, IstioMetrics, OpenMetricsRecorder
-from meshsim.routes import MeshApp, Route, RouteSource
+from meshsim.istio import Destination, IstioMetrics, OpenMetricsRecorder, Pod
+from meshsim.routes import MeshApp, Route, RouteSource, pod_template_hash
 from meshsim.traffic import Profiles, TrafficShape, VersionProfile, serve, split_requests
 
 
@@ -60,9 +71,10 @@ class MeshSimulator:
         Which reporters to emit (``destination`` and ``source``, like a meshed ingress).
     start_time:
         Simulated epoch seconds at start (stepping mode); default: now.
-    prime:
-        Create a workload's success series at zero when it first gets traffic, so that
-        ``increase()`` counts its first requests (Envoy would create them at the first request).
+    scrape_interval_s:
+        How often Prometheus scrapes the sidecars: the default sample spacing of
+        :meth:`record` (15 s, as Istio's Prometheus configuration). A live simulator is
+        scraped by whoever scrapes it (``PrometheusServer(scrape_interval=...)``).
     """
 
     def __init__(
@@ -77,7 +89,7 @@ class MeshSimulator:
         reporters: Sequence[str] = ("destination", "source"),
         seed: int | None = 0,
         start_time: float | None = None,
-        prime: bool = True,
+        scrape_interval_s: float = 15.0,
         refresh_s: float = 0.5,
         tick_s: float = 0.25,
     ) -> None:
@@ -92,8 +104,12 @@ class MeshSimulator:
         self.now = time.time() if start_time is None else float(start_time)
         self.t0 = self.now
         self.dropped = 0
-        self._prime = prime
-        self._primed: set[tuple[str, str]] = set()
+        if scrape_interval_s <= 0:
+            raise ValueError(f"scrape_interval_s must be > 0, got {scrape_interval_s}")
+        self.scrape_interval_s = scrape_interval_s
+        self._revisions: dict[tuple[str, str], dict[str, str]] = {}
+        self._pods: dict[tuple[str, str], set[str]] = {}
+        self._state = threading.RLock()  # one step at a time (live thread, restarts, tests)
         self._rng = np.random.default_rng(seed)
         self._od: dict[tuple[str, str, int], float] = {}
         self._current: dict[tuple[str, str], list[Route]] = {}
@@ -121,6 +137,10 @@ class MeshSimulator:
             raise ValueError(f"dt must be > 0, got {dt}")
         if refresh:
             self.refresh()
+        with self._state:
+            return self._step(dt)
+
+    def _step(self, dt: float) -> StepStats:
         t_rel = self.now - self.t0
         served: dict[tuple[str, str], tuple[int, int]] = {}
         dropped = 0
@@ -128,62 +148,132 @@ class MeshSimulator:
             current = dict(self._current)
         for app in self.apps:
             routes = current.get((app.namespace, app.target), [])
+            pods = [self._sync_pods(app, route) for route in routes]
             if not routes:
                 continue
             rate = (app.rps if app.rps is not None else self.rps) * dt
             counts = split_requests(
                 self._rng, rate * self.shape.traffic_factor(t_rel), [r.weight for r in routes]
             )
-            for route, n in zip(routes, counts, strict=True):
-                if route.image is None:
+            for route, n, route_pods in zip(routes, counts, pods, strict=True):
+                if not route_pods:
                     dropped += n
+                    continue
+                if n == 0:
                     continue
                 dest = Destination(app.namespace, route.workload, route.service, route.workload,
                                    app.protocol)  # fmt: skip
-                if (
-                    self._prime
-                    and route.weight > 0
-                    and (app.namespace, route.workload) not in (self._primed)
-                ):
-                    self.metrics.prime(dest)
-                    self._primed.add((app.namespace, route.workload))
-                if n == 0:
-                    continue
-                profile = self.profiles.for_image(route.image)
-                outcome = serve(
-                    self._rng, profile, n,
-                    error_factor=self.shape.error_factor(t_rel)
-                    * self._overdispersion(app.namespace, route.workload, t_rel),
-                    latency_factor=self.shape.latency_factor(t_rel),
-                )  # fmt: skip
-                self.metrics.record(dest, outcome, error_code=profile.error_code)
-                prev = served.get((app.namespace, route.workload), (0, 0))
-                served[(app.namespace, route.workload)] = (
-                    prev[0] + outcome.requests,
-                    prev[1] + outcome.errors,
-                )
+                per_pod = [
+                    int(x)
+                    for x in self._rng.multinomial(n, [1 / len(route_pods)] * len(route_pods))
+                ]
+                for (pod, image), k in zip(route_pods, per_pod, strict=True):
+                    if k == 0:
+                        continue
+                    profile = self.profiles.for_image(image)
+                    outcome = serve(
+                        self._rng, profile, k,
+                        error_factor=self.shape.error_factor(t_rel)
+                        * self._overdispersion(app.namespace, route.workload, t_rel),
+                        latency_factor=self.shape.latency_factor(t_rel),
+                    )  # fmt: skip
+                    self.metrics.record(dest, outcome, error_code=profile.error_code, pod=pod)
+                    prev = served.get((app.namespace, route.workload), (0, 0))
+                    served[(app.namespace, route.workload)] = (
+                        prev[0] + outcome.requests,
+                        prev[1] + outcome.errors,
+                    )
         self.now += dt
         self.dropped += dropped
         return StepStats(served, dropped)
 
+    def _sync_pods(self, app: MeshApp, route: Route) -> list[tuple[Pod, str]]:
+        """The ready pods of ``route``'s workload with the image each runs; pods that are gone
+        (scaled down, replaced by a new template) lose their series."""
+        key = (app.namespace, route.workload)
+        revisions = self._revisions.setdefault(key, {})  # revision -> image, oldest first
+        ready = route.ready if route.image is not None else 0
+        current = None
+        if route.image is not None:
+            current = route.revision or pod_template_hash(f"{route.workload}/{route.image}")
+            revisions.pop(current, None)
+            revisions[current] = route.image
+        if route.updated is None:
+            new = ready
+        else:
+            # Pods of older templates were running before the update began, so they are the
+            # ready ones; the new template's pods are ready only beyond them.
+            older = max(0, (route.total if route.total is not None else ready) - route.updated)
+            new = max(0, min(route.updated, ready - older))
+        old = ready - new
+        if old and len(revisions) <= 1:
+            new, old = ready, 0  # no older template known (started mid-rollout): all current
+        wanted: list[tuple[Pod, str]] = []
+        for revision, image in reversed(list(revisions.items())):  # newest first
+            take = new if revision == current else old
+            if revision != current:
+                old -= take
+            wanted += [(self._pod(app, route.workload, revision, i), image) for i in range(take)]
+        names = {pod.name for pod, _ in wanted}
+        for gone in self._pods.get(key, set()) - names:
+            self.metrics.remove_pod(app.namespace, gone)
+        self._pods[key] = names
+        used = {pod.revision for pod, _ in wanted}
+        for revision in [r for r in revisions if r not in used and r != current]:
+            del revisions[revision]
+        return wanted
+
+    @staticmethod
+    def _pod(app: MeshApp, workload: str, revision: str, index: int) -> Pod:
+        digest = hashlib.sha256(f"{app.namespace}/{workload}/{revision}/{index}".encode()).digest()
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"
+        suffix = "".join(alphabet[b % len(alphabet)] for b in digest[:5])
+        return Pod(
+            namespace=app.namespace,
+            name=f"{workload}-{revision}-{suffix}",
+            app=workload,
+            revision=revision,
+            ip=f"10.244.{digest[5]}.{digest[6] or 1}",
+            node=f"node-{digest[7] % 3 + 1}",
+        )
+
+    def pods(self, namespace: str, workload: str) -> list[str]:
+        """Names of ``workload``'s pods that currently serve traffic."""
+        with self._state:
+            return sorted(self._pods.get((namespace, workload), set()))
+
+    def served_at(self, namespace: str, workload: str, at: float) -> tuple[int, int]:
+        """(requests, errors) ``workload`` had served as of the last scrape of ``/metrics`` at or
+        before epoch second ``at`` ((0, 0) before the first one)."""
+        return self.metrics.served_at(namespace, workload, at)
+
+    def scrapes(self, namespace: str, workload: str) -> list[tuple[float, int, int]]:
+        """Every scrape so far: (epoch second, requests, errors ``workload`` had served)."""
+        return self.metrics.scrapes(namespace, workload)
+
     def restart_pods(self, namespace: str, workload: str) -> int:
-        """Simulate a pod (sidecar) restart: the workload's counters fall back to zero."""
-        return self.metrics.reset_workload(namespace, workload)
+        """Every sidecar of ``workload`` restarts (same pods): their series vanish and come
+        back from zero with the next requests. Returns the number of series dropped."""
+        with self._state:
+            return self.metrics.reset_workload(namespace, workload)
 
     def record(
         self,
         duration_s: float,
         *,
         step_s: float = 1.0,
-        sample_every_s: float = 5.0,
+        sample_every_s: float | None = None,
         recorder: OpenMetricsRecorder | None = None,
     ) -> str:
         """Step for ``duration_s`` and return OpenMetrics text sampled every ``sample_every_s``
-        (what Prometheus would have scraped), for ``PrometheusServer.backfill``.
+        (default: the scrape interval; what Prometheus would have scraped), for
+        ``PrometheusServer.backfill``.
 
         Pass the same ``recorder`` across calls (changing weights or images in between) to
         build one continuous history; the returned text then covers all calls so far."""
         rec = recorder or OpenMetricsRecorder(self.metrics)
+        if sample_every_s is None:
+            sample_every_s = self.scrape_interval_s
         if not rec.timestamps:
             rec.capture(self.now)
         end = self.now + duration_s
@@ -229,7 +319,7 @@ class MeshSimulator:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] == "/metrics":
-                    body = sim.metrics.exposition().encode()
+                    body = sim.metrics.exposition(scrape=True).encode()
                     ctype = "text/plain; version=0.0.4; charset=utf-8"
                     code = 200
                 elif self.path == "/healthz":

@@ -324,7 +324,14 @@ def ship(
         errors=served_after.errors - served_before.errors,
     )
     result = release_result(
-        release, rollout, seconds=time.monotonic() - started, served=served, done=done
+        release,
+        rollout,
+        seconds=time.monotonic() - started,
+        served=served,
+        done=done,
+        scrapes=env.sim.scrapes(env.namespace, env.name),
+        base=served_before,
+        interval_seconds=timings.interval_seconds,
     )
     colour = "green" if result.ok else "red"
     view.log(

@@ -2,12 +2,15 @@
 
 It implements :class:`canaryd.core.ports.MetricsProvider` by reading the mesh simulator's own
 counters (the numbers its ``/metrics`` endpoint would expose) instead of asking Prometheus.
-A sampler thread snapshots the counters every ``sample_seconds`` (as a 1 s scrape would), and a
-query's counts are the increase between the newest sample and the newest sample at least
-``window_seconds`` older: the same answer as ``sum(increase(...[window]))`` without
-Prometheus's extrapolation. Latency buckets come from ``istio_request_duration_milliseconds``
-(cumulative, keyed by ``le`` as Istio writes it); errors are ``response_code`` matching the
-metric's regex (5xx by default).
+A sampler thread snapshots the counters every ``sample_seconds`` (a scrape: the simulator
+records its ground truth with it), and a query's counts over ``(at - window, at]`` are exact as
+the Prometheus provider's are: per series, the value at the last sample at or before ``at``
+minus the value at the last sample at or before the start, a series born in between counted
+from zero, resets added back, a series that went away counted up to its last sample
+(:func:`canaryd.adapters.prometheus.counters.interval_increase`). Latency buckets come from
+``istio_request_duration_milliseconds`` (cumulative, keyed by ``le`` as Istio writes it);
+errors are ``response_code`` matching the metric's regex (5xx by default) or a non-zero
+``grpc_response_status``.
 
 It exists only so the demo runs on a machine without Prometheus; the product reads Prometheus
 (:class:`canaryd.adapters.prometheus.PrometheusProvider`), and the terminal says which one the
@@ -17,12 +20,14 @@ reading naming the reason.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from canaryd.adapters.prometheus.counters import interval_increase
 from canaryd.api.models import ArmCounts, IntervalRecord, MetricKind
 from canaryd.core.types import MetricQuery, MetricReading
 from meshsim import IstioMetrics, le_label
@@ -35,6 +40,7 @@ class _Series:
     namespace: str
     workload: str
     response_code: str
+    grpc_status: str
     requests: float
     buckets: tuple[float, ...]
     """Cumulative bucket counts, one per ``le`` (the last is ``+Inf``)."""
@@ -95,7 +101,7 @@ class SimulatorCountsProvider:
         """Take one snapshot of every series (``at``: wall-clock seconds)."""
         now = time.time() if at is None else at
         series: dict[tuple[tuple[str, str], ...], _Series] = {}
-        for value in self._metrics.snapshot():
+        for value in self._metrics.scrape(now):
             labels = dict(value.labels)
             if labels.get("reporter") != "destination":
                 continue
@@ -103,6 +109,7 @@ class SimulatorCountsProvider:
                 namespace=labels["destination_workload_namespace"],
                 workload=labels["destination_workload"],
                 response_code=labels.get("response_code", ""),
+                grpc_status=labels.get("grpc_response_status", ""),
                 requests=float(value.requests),
                 buckets=tuple(float(c) for c in value.cumulative_buckets),
             )
@@ -120,22 +127,20 @@ class SimulatorCountsProvider:
     def read(self, queries: Sequence[MetricQuery]) -> list[MetricReading]:
         return [self._read_one(q) for q in queries]
 
-    def _window(self, window_seconds: float) -> tuple[_Sample, _Sample] | None:
+    def _window(self, at: float, window_seconds: float) -> tuple[float, list[_Sample]] | None:
+        """The interval's start and the samples it needs: from the last one at or before the
+        start (or the oldest kept) to the last one at or before ``at``."""
+        start = at - window_seconds
         with self._lock:
-            if len(self._samples) < 2:
-                return None
-            end = self._samples[-1]
-            start_at = end[0] - window_seconds
-            # Newest sample at or before the window's start; else the oldest one we have.
-            start = self._samples[0]
-            for sample in self._samples:
-                if sample[0] <= start_at + 1e-6:
-                    start = sample
-                else:
-                    break
-        if start is end:
+            samples = list(self._samples)
+        times = [t for t, _ in samples]
+        last = bisect.bisect_right(times, at + 1e-6) - 1
+        if last < 1:
             return None
-        return start, end
+        first = max(0, bisect.bisect_right(times, start + 1e-6) - 1)
+        if first >= last:
+            return None
+        return start, samples[first : last + 1]
 
     def _read_one(self, query: MetricQuery) -> MetricReading:
         name = query.metric.name
@@ -151,12 +156,12 @@ class SimulatorCountsProvider:
             return MetricReading(
                 metric=name, error=f"errorCodes {query.metric.error_codes!r}: {exc}"
             )
-        window = self._window(query.window_seconds)
+        window = self._window(query.at.timestamp(), query.window_seconds)
         if window is None:
             return MetricReading(metric=name, no_data=True)
-        (_, before), (_, after) = window
-        canary = self._arm(before, after, query.namespace, query.canary_workload, errors_re)
-        stable = self._arm(before, after, query.namespace, query.primary_workload, errors_re)
+        start, samples = window
+        canary = self._arm(start, samples, query.namespace, query.canary_workload, errors_re)
+        stable = self._arm(start, samples, query.namespace, query.primary_workload, errors_re)
         if canary is None or stable is None or (canary.requests == 0 and stable.requests == 0):
             return MetricReading(metric=name, no_data=True)
         return MetricReading(
@@ -166,34 +171,33 @@ class SimulatorCountsProvider:
 
     def _arm(
         self,
-        before: dict[tuple[tuple[str, str], ...], _Series],
-        after: dict[tuple[tuple[str, str], ...], _Series],
+        start: float,
+        samples: list[_Sample],
         namespace: str,
         workload: str,
         errors_re: re.Pattern[str],
     ) -> ArmCounts | None:
-        """Sum of the per-series increases of one workload; None when it has no series."""
+        """Sum of the per-series exact counts of one workload; None when it has no series."""
         les = [le_label(b) for b in self._metrics.bounds] + ["+Inf"]
-        found = False
+        end = samples[-1][0]
+        history: dict[tuple[tuple[str, str], ...], list[tuple[float, _Series]]] = {}
+        for t, series in samples:
+            for key, value in series.items():
+                if value.namespace == namespace and value.workload == workload:
+                    history.setdefault(key, []).append((t, value))
+        if not history:
+            return None
         requests = errors = 0.0
         buckets = [0.0] * len(les)
-        for key, new in after.items():
-            if new.namespace != namespace or new.workload != workload:
-                continue
-            found = True
-            old = before.get(key)
-            # A counter that went down was reset (pod restart): count from zero, as
-            # Prometheus's increase() does per series.
-            if old is None or new.requests < old.requests:
-                old = _Series(namespace, workload, new.response_code, 0.0, (0.0,) * len(les))
-            delta = new.requests - old.requests
-            requests += delta
-            if errors_re.fullmatch(new.response_code):
-                errors += delta
-            for i, (b_new, b_old) in enumerate(zip(new.buckets, old.buckets, strict=True)):
-                buckets[i] += max(0.0, b_new - b_old)
-        if not found:
-            return None
+        for points in history.values():
+            last = points[-1][1]
+            n = interval_increase(((t, v.requests) for t, v in points), start, end)
+            requests += n
+            http_error = errors_re.fullmatch(last.response_code) is not None
+            if http_error or last.grpc_status not in ("", "0"):
+                errors += n
+            for i in range(len(les)):
+                buckets[i] += interval_increase(((t, v.buckets[i]) for t, v in points), start, end)
         return ArmCounts(
             requests=requests, errors=errors, latency_buckets=dict(zip(les, buckets, strict=True))
         )

@@ -6,6 +6,7 @@ numbers appear in the terminal, in ``--json`` and in the tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,10 +51,25 @@ class ReleaseResult:
     """Canary requests the judge saw (largest count over the metrics' evidence)."""
     served: ServedCounts
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    judged_canary_errors: float = 0.0
+    """Canary errors the judge saw (error-rate metric, summed over its intervals)."""
+    served_judged: ServedCounts | None = None
+    """What the canary served in the judged intervals: from the release's start to the scrape
+    the last judged interval ended on (simulator truth; None without scrapes)."""
 
     @property
     def ok(self) -> bool:
         return self.outcome == self.expected
+
+    @property
+    def counts_match(self) -> bool | None:
+        """Judged canary requests and errors equal the served ones (None: nothing to compare)."""
+        if self.served_judged is None:
+            return None
+        return (self.judged_canary_requests, self.judged_canary_errors) == (
+            self.served_judged.requests,
+            self.served_judged.errors,
+        )
 
     @property
     def excess_errors(self) -> float | None:
@@ -84,10 +100,65 @@ def _evidence_dict(ev: MetricEvidence) -> dict[str, Any]:
     return data
 
 
+def judged_canary(rollout: Rollout, metric: str = "error-rate") -> ServedCounts:
+    """Canary requests and errors summed over the judged intervals of ``metric``."""
+    for evidence in rollout.status.analysis.metrics:
+        if evidence.name == metric:
+            return ServedCounts(
+                requests=float(sum(h.canary.requests for h in evidence.history)),
+                errors=float(sum(h.canary.errors for h in evidence.history)),
+            )
+    return ServedCounts()
+
+
+def served_in_judged_intervals(
+    scrapes: Sequence[tuple[float, int, int]],
+    *,
+    base: ServedCounts,
+    last_analysis: float,
+    interval_seconds: float,
+    judged: ServedCounts,
+    scrape_seconds: float = 1.0,
+) -> ServedCounts | None:
+    """What the canary served from ``base`` to the scrape the last judged interval ended on.
+
+    The provider ends an interval at the last scrape at or before its end, the end aligned
+    down by at most a quarter of the interval (15 s at most): that scrape is one of those in
+    ``[last_analysis - grid - scrape_seconds, last_analysis]`` (plus a little for the scrape's
+    own timestamp). When one of them equals ``judged`` it is the one; otherwise the latest at
+    or before the last analysis is shown (and the counts do not match). None without
+    scrapes."""
+    grid = min(15.0, interval_seconds / 4)
+    lo, hi = last_analysis - grid - scrape_seconds - 0.3, last_analysis + 0.3
+    near = [
+        ServedCounts(requests=float(r - base.requests), errors=float(e - base.errors))
+        for t, r, e in scrapes
+        if lo <= t <= hi
+    ]
+    if judged in near:
+        return judged
+    before = [
+        ServedCounts(requests=float(r - base.requests), errors=float(e - base.errors))
+        for t, r, e in scrapes
+        if t <= last_analysis
+    ]
+    return before[-1] if before else None
+
+
 def release_result(
-    release: Release, rollout: Rollout | None, *, seconds: float, served: ServedCounts, done: bool
+    release: Release,
+    rollout: Rollout | None,
+    *,
+    seconds: float,
+    served: ServedCounts,
+    done: bool,
+    scrapes: Sequence[tuple[float, int, int]] = (),
+    base: ServedCounts | None = None,
+    interval_seconds: float = 0.0,
 ) -> ReleaseResult:
-    """Summarise one release from the Rollout's final status."""
+    """Summarise one release from the Rollout's final status; with the simulator's
+    ``scrapes`` of the canary and its counts ``base`` at the release's start, also what was
+    served in the judged intervals."""
     if rollout is None:
         return ReleaseResult(
             name=release.name,
@@ -104,6 +175,19 @@ def release_result(
     status = rollout.status
     outcome = outcome_of(status.phase) if done else None
     metrics = status.analysis.metrics
+    judged = judged_canary(rollout)
+    last = status.analysis.last_analysis_time
+    served_judged = (
+        served_in_judged_intervals(
+            scrapes,
+            base=base,
+            last_analysis=last.timestamp(),
+            interval_seconds=interval_seconds,
+            judged=judged,
+        )
+        if base is not None and last is not None and scrapes
+        else None
+    )
     return ReleaseResult(
         name=release.name,
         image=release.image,
@@ -116,6 +200,8 @@ def release_result(
         judged_canary_requests=max((m.canary_requests for m in metrics), default=0.0),
         served=served,
         evidence=[_evidence_dict(m) for m in metrics],
+        judged_canary_errors=judged.errors,
+        served_judged=served_judged,
     )
 
 
@@ -141,6 +227,7 @@ class DemoSummary:
         for result, raw in zip(self.results, data["results"], strict=True):
             raw["ok"] = result.ok
             raw["excess_errors"] = result.excess_errors
+            raw["counts_match"] = result.counts_match
         return data
 
 
@@ -165,6 +252,16 @@ def summary_lines(summary: DemoSummary) -> list[str]:
             f"       canary served {r.served.requests:,.0f} requests, {r.served.errors:,.0f} "
             f"errors{extra}; the judge saw {r.judged_canary_requests:,.0f} canary requests"
         )
+        if r.served_judged is not None:
+            judged = f"judged {r.judged_canary_requests:,.0f} requests, "
+            judged += f"{r.judged_canary_errors:,.0f} errors"
+            if r.counts_match:
+                lines.append(f"       {judged} = every one served in the judged intervals")
+            else:
+                lines.append(
+                    f"       {judged} != served in the judged intervals "
+                    f"({r.served_judged.requests:,.0f}, {r.served_judged.errors:,.0f})"
+                )
         for ev in r.evidence:
             reason = str(ev.get("reason", "")).removeprefix(f"{ev['name']}: ")
             lines.append(f"       {ev['name']} {ev.get('outcome', '')}: {reason}".rstrip(": "))

@@ -158,7 +158,8 @@ def plan(rollout: Rollout, now: datetime) -> Plan:
     """What to observe this tick.
 
     Metrics: in Progressing or Waiting once the canary has traffic and ``interval`` has passed
-    since ``status.analysis.lastAnalysisTime``; the window is the interval. Gates: pre-rollout
+    since ``status.analysis.lastAnalysisTime``; the window is the time since then (at least
+    the interval), so consecutive windows tile time. Gates: pre-rollout
     before the first step; rollout (load tests) with every analysis; confirm-promotion at the
     last step; post-rollout once after Succeeded or Failed. Only types the spec configures.
     """
@@ -171,7 +172,11 @@ def plan(rollout: Rollout, now: datetime) -> Plan:
         wanted = [WebhookType.ROLLOUT] if due else []
         if status.current_step >= _last_step(rollout):
             wanted.append(WebhookType.CONFIRM_PROMOTION)
-        return Plan(metrics=due, window_seconds=interval, gates=_gate_types(rollout, *wanted))
+        # The window runs from the last analysis to now, not just `interval`: ticks come a
+        # little late, and consecutive windows must tile time so every request is judged once.
+        last = status.analysis.last_analysis_time
+        window = max(interval, (now - last).total_seconds()) if last is not None else interval
+        return Plan(metrics=due, window_seconds=window, gates=_gate_types(rollout, *wanted))
     if status.phase in (Phase.SUCCEEDED, Phase.FAILED) and (
         _post_rollout_key(rollout) not in status.notified
     ):

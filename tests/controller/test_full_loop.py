@@ -13,6 +13,7 @@ from canaryd.adapters.kube import load_api_client
 from canaryd.adapters.prometheus import PrometheusSettings
 from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
 from tests.controller.conftest import Cluster, phase_is, wait_for
+from tests.metrics.served import assert_judged_equals_served
 from tests.support.prometheus import PrometheusServer, prometheus  # noqa: F401
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
@@ -57,6 +58,7 @@ def test_good_image_is_promoted(
 ) -> None:
     start(cluster, prometheus)
     cluster.set_image("podinfo", "podinfo:2.0")
+    base = mesh.metrics.totals("default", "podinfo")  # before the new canary pods get traffic
     status = wait_for("Succeeded", phase_is(cluster, "podinfo", "Succeeded", "Failed"), timeout=90)
     assert status["phase"] == "Succeeded", status["message"]
     assert status["weightHistory"] == [5, 25, 50]
@@ -66,6 +68,8 @@ def test_good_image_is_promoted(
     # The judge saw real canary traffic from Prometheus.
     errors = next(m for m in status["analysis"]["metrics"] if m["name"] == "error-rate")
     assert errors["canaryRequests"] > 100
+    # Every canary request and error served in the analysed intervals was judged, exactly.
+    assert_judged_equals_served(mesh, "default", "podinfo", status, base=base, interval_s=3.0)
 
 
 def test_bad_image_is_rolled_back(
@@ -75,6 +79,7 @@ def test_bad_image_is_rolled_back(
 ) -> None:
     start(cluster, prometheus)
     cluster.set_image("podinfo", "podinfo:bad")
+    base = mesh.metrics.totals("default", "podinfo")
     status = wait_for("Failed", phase_is(cluster, "podinfo", "Succeeded", "Failed"), timeout=90)
     assert status["phase"] == "Failed", status["message"]
     assert len(status["weightHistory"]) < 3  # rolled back before the last step
@@ -84,3 +89,7 @@ def test_bad_image_is_rolled_back(
     assert primary["spec"]["template"]["spec"]["containers"][0]["image"] == "podinfo:1.0"
     errors = next(m for m in status["analysis"]["metrics"] if m["name"] == "error-rate")
     assert errors["outcome"] == "Fail"
+    judged = assert_judged_equals_served(
+        mesh, "default", "podinfo", status, base=base, interval_s=3.0
+    )
+    assert judged[1] > 0  # the bad canary's first errors (new series) were counted

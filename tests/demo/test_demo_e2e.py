@@ -78,6 +78,14 @@ def test_good_release_is_promoted_and_bad_release_rolled_back() -> None:
     assert bad["served"]["errors"] > 0  # what users suffered before the rollback, counted
     assert bad["excess_errors"] > 0  # more than the stable version's error rate would give
     assert bad["judged_canary_requests"] > 0
+    # The judge counted every canary request and error served in the judged intervals (up to
+    # the scrape the last interval ended on), exactly: nothing dropped, nothing extrapolated.
+    for release in (good, bad):
+        judged = (release["judged_canary_requests"], release["judged_canary_errors"])
+        served = release["served_judged"]
+        assert release["counts_match"] is True, (judged, served)
+        assert judged == (served["requests"], served["errors"]) and judged[0] > 0
+    assert bad["judged_canary_errors"] > 0  # the bad canary's first errors are new series
 
     # Progress and the Slack messages went to stderr, for humans.
     log = done.stderr
@@ -108,6 +116,10 @@ def test_without_prometheus_and_with_a_user_slack_webhook(slack_server: SlackSer
     assert "SimulatorCountsProvider" in out
     assert "<== bad: rolled back" in out
     assert "metrics from simulator" in out
+    # The fallback provider's counts are exact too: judged = served in the judged intervals.
+    assert re.search(
+        r"judged [\d,]+ requests, [\d,]+ errors = every one served in the judged intervals", out
+    ), out
     # The same notices reached the user's webhook, as real Block Kit JSON.
     received = slack_server.wait_for(2)
     texts = [r.body.get("text", "") for r in received]

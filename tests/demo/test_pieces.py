@@ -25,7 +25,7 @@ from meshsim import MeshApp, MeshSimulator, StaticRoutes, VersionProfile
 APP = MeshApp("demo", "podinfo")
 
 
-def _query(metric: MetricSpec, window: float) -> MetricQuery:
+def _query(metric: MetricSpec, window: float, at: float = 1_004.0) -> MetricQuery:
     return MetricQuery(
         namespace="demo",
         rollout="podinfo",
@@ -34,7 +34,7 @@ def _query(metric: MetricSpec, window: float) -> MetricQuery:
         metric=metric,
         template=None,
         window_seconds=window,
-        at=datetime.now(UTC),
+        at=datetime.fromtimestamp(at, UTC),
         weight=20,
     )
 
@@ -93,14 +93,14 @@ def test_no_data_before_two_samples_and_when_nothing_was_served() -> None:
     sim, _ = _sim()
     provider = SimulatorCountsProvider(sim.metrics)
     provider.sample(at=1_000.0)
-    (first,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0)])
+    (first,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0, at=1_000.0)])
     assert first.no_data and first.record is None
     provider.sample(at=1_001.0)  # nothing stepped: no requests in either arm
-    (idle,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0)])
+    (idle,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0, at=1_001.0)])
     assert idle.no_data
 
 
-def test_a_pod_restart_counts_from_zero_like_increase() -> None:
+def test_a_pod_restart_counts_from_zero() -> None:
     sim, _ = _sim()
     provider = SimulatorCountsProvider(sim.metrics)
     sim.step(5.0)  # counters well above what one second adds: the reset is visible
@@ -108,9 +108,31 @@ def test_a_pod_restart_counts_from_zero_like_increase() -> None:
     sim.restart_pods("demo", "podinfo")
     stats = sim.step(1.0)
     provider.sample(at=1_001.0)
-    (reading,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0)])
+    (reading,) = provider.read([_query(MetricSpec(name="error-rate"), window=1.0, at=1_001.0)])
     assert reading.record is not None
     assert reading.record.canary.requests == stats.served[("demo", "podinfo")][0]
+
+
+def test_consecutive_windows_add_up_to_the_served_counts_from_the_first_request() -> None:
+    sim, routes = _sim()
+    routes.set_weight(APP, 0)
+    provider = SimulatorCountsProvider(sim.metrics)
+    provider.sample(at=1_000.0)
+    for i in range(1, 13):
+        if i == 5:
+            routes.set_weight(APP, 20)  # the canary's series are born with its first request
+        if i == 9:
+            sim.restart_pods("demo", "podinfo")
+        sim.step(1.0)
+        provider.sample(at=1_000.0 + i)
+    requests = errors = 0.0
+    for end in (1_003.0, 1_006.5, 1_010.0, 1_012.0):  # windows that tile (1000, 1012]
+        start = {1_003.0: 1_000.0, 1_006.5: 1_003.0, 1_010.0: 1_006.5, 1_012.0: 1_010.0}[end]
+        (r,) = provider.read([_query(MetricSpec(name="error-rate"), end - start, at=end)])
+        if r.record is not None:
+            requests += r.record.canary.requests
+            errors += r.record.canary.errors
+    assert (requests, errors) == sim.metrics.totals("demo", "podinfo") and requests > 0
 
 
 def test_templates_and_bad_regexes_are_errors_not_crashes() -> None:

@@ -7,11 +7,12 @@ import pytest
 
 from canaryd.adapters.prometheus.promql import (
     TemplateError,
+    counts_query,
     duration,
-    errors_query,
-    latency_query,
+    error_rate_parts,
+    latency_parts,
+    raw_query,
     render_template,
-    requests_query,
     string_literal,
     template_variables,
 )
@@ -36,33 +37,48 @@ def test_duration_rejects_non_positive():
         duration(0)
 
 
-def test_requests_query_is_batched_per_namespace():
-    q = requests_query(namespace="shop", reporter="destination", window_seconds=60)
-    assert q == (
-        "sum by (destination_workload) (increase(istio_requests_total"
-        '{reporter="destination",destination_workload_namespace="shop"}[60s]))'
-    )
+def test_counts_query_has_both_instants_and_resets_per_workload():
+    parts = error_rate_parts(namespace="shop", reporter="destination", error_codes="5..")
+    q = counts_query(parts, window_seconds=60, lookback_seconds=300)
+    sel = 'istio_requests_total{reporter="destination",destination_workload_namespace="shop"}'
+    # The end: last sample in [start - lookback, end]; the start: last sample in
+    # [start - lookback, start]; no increase(), no rate().
+    assert f"sum by (destination_workload) (last_over_time({sel}[360s]))" in q
+    assert f"sum by (destination_workload) (last_over_time({sel}[300s] offset 60s))" in q
+    assert f"sum by (destination_workload) (resets({sel}[360s])) > 0" in q
+    assert "increase(" not in q and "rate(" not in q
+    for tag in ("requests:end", "requests:start", "errors:end", "errors:start", "resets"):
+        assert f'"canaryd_part", "{tag}", "", ""' in q
 
 
-def test_errors_query_unions_http_codes_and_grpc_status():
-    q = errors_query(namespace="shop", reporter="source", window_seconds=30, error_codes="5..|429")
-    assert 'response_code=~"5..|429"' in q
-    assert 'response_code!~"5..|429",grpc_response_status!~"|0"' in q
-    assert q.startswith("sum by (destination_workload) (") and " or " in q
-    assert 'reporter="source"' in q
+def test_errors_part_unions_http_codes_and_grpc_status():
+    _, errors = error_rate_parts(namespace="shop", reporter="source", error_codes="5..|429")
+    http, grpc = errors.selectors
+    assert 'response_code=~"5..|429"' in http and 'reporter="source"' in http
+    assert 'response_code!~"5..|429",grpc_response_status!~"|0"' in grpc
 
 
-def test_latency_query_groups_by_le():
-    q = latency_query(namespace="shop", reporter="destination", window_seconds=120)
+def test_latency_part_groups_by_le():
+    (buckets,) = latency_parts(namespace="shop", reporter="destination")
+    q = counts_query((buckets,), window_seconds=120, lookback_seconds=300)
     assert "sum by (destination_workload, le)" in q
-    assert "istio_request_duration_milliseconds_bucket" in q and "[120s]" in q
+    assert "istio_request_duration_milliseconds_bucket" in q and "[420s]" in q
+
+
+def test_raw_query_selects_only_the_named_workloads_literally():
+    (buckets,) = latency_parts(namespace="shop", reporter="destination")
+    q = raw_query(buckets.selectors[0], workloads=["a.b", "c-d"], range_seconds=90.5)
+    assert q.endswith(',destination_workload=~"a\\\\.b|c\\\\-d"}[90500ms]')
 
 
 def test_hostile_namespace_stays_inside_its_literal():
-    q = requests_query(
-        namespace='x"} or vector(1) or up{a="', reporter="destination", window_seconds=60
+    (requests, _) = error_rate_parts(
+        namespace='x"} or vector(1) or up{a="', reporter="destination", error_codes="5.."
     )
-    assert 'destination_workload_namespace="x\\"} or vector(1) or up{a=\\""}' in q
+    assert (
+        'destination_workload_namespace="x\\"} or vector(1) or up{a=\\""}'
+        in (requests.selectors[0])
+    )
 
 
 def test_render_substitutes_builtin_and_user_variables():
@@ -95,6 +111,13 @@ def test_render_refuses_unsafe_values_outside_strings():
     assert render_template(
         "rate(x[{{ interval }}]) > {{ limit }}", {"interval": "90s", "limit": "0.5"}
     ) == ("rate(x[90s]) > 0.5")
+
+
+@pytest.mark.parametrize("value", ["abc\n", "1m\n", "abc\n# x", "\nabc"])
+def test_render_refuses_a_newline_outside_strings(value):
+    # Python's "$" matches before a trailing newline: an anchored re.match let "abc\n" through.
+    with pytest.raises(TemplateError, match="outside a string literal"):
+        render_template("rate(x[{{ v }}])", {"v": value})
 
 
 def test_render_refuses_backtick_in_raw_string():

@@ -34,37 +34,40 @@ from meshsim import (
     VersionProfile,
 )
 from meshsim.prometheus import PrometheusServer
-from tests.metrics.reference import reference
 
 pytestmark = pytest.mark.prometheus
 
-WINDOW = 55.0  # not a multiple of the 10 s sample spacing: increases are extrapolated
+WINDOW = 55.0  # not a multiple of the 10 s sample spacing: the grid (10 s) sets the interval
+SAMPLE = 10.0
 SHOP = MeshApp("shop", "podinfo")
 RESET = MeshApp("reset", "api")
 QUIET = MeshApp("quiet", "idle", rps=0.0)
+BORN = MeshApp("born", "web")
+GONE = MeshApp("gone", "svc")
 WEIRD_NS = 'we"ird\\ns} or vector(1)'
 WEIRD = MeshApp(WEIRD_NS, "x")
 RPC = MeshApp("rpc", "svc", protocol="grpc")
+APPS = [SHOP, RESET, QUIET, BORN, GONE, WEIRD, RPC]
 
 
 class Data:
-    """The backfilled history and what is needed to check readings against it."""
+    """The backfilled history and the simulator's ground truth at every sample."""
 
-    def __init__(self, prom, rec, end):
-        self.prom, self.rec, self.end = prom, rec, end
+    def __init__(self, prom, rec, end, truth):
+        self.prom, self.rec, self.end, self.truth = prom, rec, end, truth
 
     def at(self):
         return datetime.fromtimestamp(self.end, UTC)
 
-    def ref(self, ns, workload, *, errors=False, value=lambda v: v.requests):
-        def select(d):
-            if (d["destination_workload_namespace"], d["destination_workload"]) != (ns, workload):
-                return False
-            if not errors:
-                return True
-            return d["response_code"].startswith("5") or d["grpc_response_status"] not in ("", "0")
+    def served(self, ns, workload, *, start, end):
+        """(requests, errors) served between the samples at ``start`` and ``end``."""
+        r1, e1 = self.truth[end].get((ns, workload), (0, 0))
+        r0, e0 = self.truth[start].get((ns, workload), (0, 0))
+        return r1 - r0, e1 - e0
 
-        return reference(self.rec, at=self.end, window=WINDOW, select=select, value=value)
+
+# The interval the provider measures at data.end: (end - 60, end] (55 s aligned to 10 s).
+START_OFFSET = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def data():
     start = math.floor(time.time() / 60) * 60 - 1200.0
     routes = StaticRoutes()
     sim = MeshSimulator(
-        apps=[SHOP, RESET, QUIET, WEIRD, RPC],
+        apps=APPS,
         routes=routes,
         rps=100.0,
         seed=11,
@@ -86,21 +89,47 @@ def data():
         },
         default_profile=VersionProfile(error_rate=0.005),
     )
-    for app, weight in ((SHOP, 30), (RESET, 50), (QUIET, 50), (WEIRD, 50), (RPC, 50)):
+    for app, weight in ((SHOP, 30), (RESET, 50), (QUIET, 50), (WEIRD, 50), (RPC, 50), (GONE, 50)):
         routes.set_weight(app, weight)
+    routes.set_replicas("shop", "podinfo", 2)
+    routes.set_replicas("gone", "svc", 2)
     rec = OpenMetricsRecorder(sim.metrics)
-    sim.record(575.0, step_s=1.0, sample_every_s=10.0, recorder=rec)
-    # A pod restart of the canary between two scrapes: its counters start again from zero.
-    sim.restart_pods("reset", "api")
-    text = sim.record(25.0, step_s=1.0, sample_every_s=10.0, recorder=rec)
+    truth = {}
+
+    def capture():
+        rec.capture(sim.now)
+        truth[sim.now] = {
+            (a.namespace, w): sim.metrics.totals(a.namespace, w)
+            for a in APPS
+            for w in (a.target, f"{a.target}-primary")
+        }
+
+    capture()
+    for second in range(1, 601):
+        sim.step(1.0)
+        if second == 565:
+            routes.set_weight(BORN, 20)  # the canary's first requests: series born mid-interval
+        if second % SAMPLE == 0:
+            capture()
+            if second == 570:
+                # Sidecars restart right after a scrape (what a pod serves between its last
+                # scrape and a restart is lost to everyone): their counters start again.
+                sim.restart_pods("reset", "api")
+            if second == 580:
+                # One of two pods goes away right after a scrape: its series stop there.
+                routes.set_replicas("gone", "svc", 1)
     assert rec.timestamps[-1] == start + 600
     server = PrometheusServer()
     try:
         server.start()
-        server.backfill(text)
-        yield Data(server, rec, start + 600)
+        server.backfill(rec.openmetrics())
+        yield Data(server, rec, start + 600, truth)
     finally:
         server.stop()
+
+
+def served(data, app, workload=None, *, window=START_OFFSET):
+    return data.served(app.namespace, workload or app.target, start=data.end - window, end=data.end)
 
 
 def query(data, app, kind=MetricKind.ERROR_RATE, *, rollout=None, canary=None, **metric):
@@ -149,43 +178,76 @@ def provider(data):
 # ---- counts ---------------------------------------------------------------------------------
 
 
-def test_error_rate_counts_match_prometheus_increase(data, provider):
+def test_error_rate_counts_are_exactly_what_was_served(data, provider):
     (reading,) = provider.read([query(data, SHOP)])
     assert reading.error is None and not reading.no_data
     rec = reading.record
     assert rec.weight == 30
-    assert rec.canary.requests == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
-    assert rec.stable.requests == pytest.approx(data.ref("shop", "podinfo-primary"), rel=1e-9)
-    assert rec.canary.errors == pytest.approx(data.ref("shop", "podinfo", errors=True), rel=1e-9)
-    assert rec.stable.errors == pytest.approx(
-        data.ref("shop", "podinfo-primary", errors=True), rel=1e-9
+    requests, errors = served(data, SHOP)
+    assert (rec.canary.requests, rec.canary.errors) == (requests, errors)
+    assert (rec.stable.requests, rec.stable.errors) == served(data, SHOP, "podinfo-primary")
+    assert float(rec.canary.requests).is_integer() and requests > 0
+    # Prometheus's own increase() extrapolates: over 55 s it is not the served count.
+    sel = (
+        'istio_requests_total{destination_workload_namespace="shop",destination_workload="podinfo"}'
     )
-    # 55 s windows over 10 s samples: extrapolated, non-integer increases are kept as floats.
-    assert not float(rec.canary.requests).is_integer()
-    # And the numbers are the simulated ones: 30% of 100 rps, 3% errors on the canary.
-    assert rec.canary.requests == pytest.approx(0.3 * 100 * WINDOW, rel=0.2)
+    (inc,) = data.prom.query(f"sum(increase({sel}[55s]))", at=data.end)
+    assert float(inc["value"][1]) != requests
     assert rec.canary.errors / rec.canary.requests > rec.stable.errors / rec.stable.requests
 
 
-def test_counter_reset_is_handled(data, provider):
+def test_consecutive_intervals_add_up_to_everything_served(data, provider):
+    total_req = total_err = 0.0
+    for k in range(10):  # ten 60 s intervals ending at data.end, measured one by one
+        at = data.end - 60 * k
+        q = MetricQuery(
+            **{
+                **{f: getattr(query(data, SHOP), f) for f in MetricQuery.__slots__},
+                "at": datetime.fromtimestamp(at, UTC),
+                "window_seconds": 60.0,
+            }
+        )
+        (reading,) = provider.read([q])
+        total_req += reading.record.canary.requests
+        total_err += reading.record.canary.errors
+    assert (total_req, total_err) == served(data, SHOP, window=600.0)
+
+
+def test_series_born_inside_the_interval_counted_from_zero(data, provider):
+    (reading,) = provider.read([query(data, BORN)])
+    requests, errors = served(data, BORN)
+    assert requests > 0 and data.served("born", "web", start=data.end - 600, end=data.end - 40) == (
+        0,
+        0,
+    )
+    assert (reading.record.canary.requests, reading.record.canary.errors) == (requests, errors)
+    (latency,) = provider.read([query(data, BORN, MetricKind.LATENCY, name="latency")])
+    assert latency.record.canary.latency_buckets["+Inf"] == requests
+
+
+def test_counter_reset_is_handled_exactly(data, provider):
+    # The scenario: a reset inside the interval, seen by Prometheus itself.
+    sel = 'istio_requests_total{destination_workload_namespace="reset",destination_workload="api"}'
+    (resets,) = data.prom.query(f"sum(resets({sel}[60s]))", at=data.end)
+    assert float(resets["value"][1]) > 0
+    before = data.prom.api_query_count()
     (reading,) = provider.read([query(data, RESET)])
-    canary = reading.record.canary
-    expected = data.ref("reset", "api")
-    assert canary.requests == pytest.approx(expected, rel=1e-9)
-    # Without reset handling the window's last-minus-first delta would be negative.
-    idx = [i for i, t in enumerate(data.rec.timestamps) if data.end - WINDOW < t <= data.end]
-    first = sum(
-        v.requests
-        for k, v in data.rec.values_at(idx[0]).items()
-        if ("destination_workload", "api") in k
-    )
-    last = sum(
-        v.requests
-        for k, v in data.rec.values_at(idx[-1]).items()
-        if ("destination_workload", "api") in k
-    )
-    assert last < first, "the scenario must contain a reset inside the window"
-    assert canary.requests > 0.5 * 50 * WINDOW * 0.8
+    assert (reading.record.canary.requests, reading.record.canary.errors) == served(data, RESET)
+    # The batched query, then the raw samples of the reset workload (requests, 2 error sets).
+    assert data.prom.api_query_count() - before == 4
+    (latency,) = provider.read([query(data, RESET, MetricKind.LATENCY, name="latency")])
+    assert latency.record.canary.latency_buckets["+Inf"] == served(data, RESET)[0]
+    assert latency.record.stable.latency_buckets["+Inf"] == served(data, RESET, "api-primary")[0]
+
+
+def test_vanished_pod_counted_up_to_its_last_scrape(data, provider):
+    (reading,) = provider.read([query(data, GONE)])
+    assert (reading.record.canary.requests, reading.record.canary.errors) == served(data, GONE)
+    sel = 'istio_requests_total{destination_workload_namespace="gone",destination_workload="svc"}'
+    pods = {s["metric"]["pod"] for s in data.prom.query(f"last_over_time({sel}[60s])", at=data.end)}
+    recent = f"last_over_time({sel}[15s])"
+    now = {s["metric"]["pod"] for s in data.prom.query(recent, at=data.end)}
+    assert len(pods) == 2 and len(now) == 1  # one pod's series ended inside the interval
 
 
 def test_latency_buckets_keyed_by_istio_le(data, provider):
@@ -193,10 +255,8 @@ def test_latency_buckets_keyed_by_istio_le(data, provider):
     canary, stable = reading.record.canary, reading.record.stable
     assert list(canary.latency_buckets) == [f"{b:g}" for b in ISTIO_BUCKETS_MS] + ["+Inf"]
     values = list(canary.latency_buckets.values())
-    assert values == sorted(values)
-    assert canary.requests == canary.latency_buckets["+Inf"]
-    expected_inf = data.ref("shop", "podinfo", value=lambda v: v.cumulative_buckets[-1])
-    assert canary.latency_buckets["+Inf"] == pytest.approx(expected_inf, rel=1e-9)
+    assert values == sorted(values) and all(float(v).is_integer() for v in values)
+    assert canary.requests == canary.latency_buckets["+Inf"] == served(data, SHOP)[0]
     # The canary has a slow tail (20% of requests x20): more of it is slower than 250 ms.
     slow = lambda arm: 1 - arm.latency_buckets["250"] / arm.latency_buckets["+Inf"]  # noqa: E731
     assert slow(canary) > slow(stable) + 0.1
@@ -205,7 +265,7 @@ def test_latency_buckets_keyed_by_istio_le(data, provider):
 def test_grpc_status_counts_as_error(data, provider):
     (reading,) = provider.read([query(data, RPC)])
     canary = reading.record.canary
-    assert canary.errors == pytest.approx(data.ref("rpc", "svc", errors=True), rel=1e-9)
+    assert (canary.requests, canary.errors) == served(data, RPC)
     assert 0.05 < canary.errors / canary.requests < 0.2
 
 
@@ -233,8 +293,8 @@ def test_missing_arm_is_no_data(data, provider):
 
 
 def test_zero_requests_in_both_arms_is_no_data(data, provider):
-    # The quiet app's series exist (primed at zero) but see no request at all.
-    assert data.prom.query(
+    # The quiet app's pods never served a request: Envoy created no series at all.
+    assert not data.prom.query(
         'istio_requests_total{destination_workload_namespace="quiet"}', at=data.end
     )
     (reading,) = provider.read([query(data, QUIET)])
@@ -251,11 +311,19 @@ REQS = (
 ERRS = REQS.replace('"{{ workload }}"}', '"{{ workload }}",response_code=~"5.."}')
 
 
+def prom_value(data, text, **names):
+    for name, value in names.items():
+        text = text.replace("{{ " + name + " }}", value)
+    (series,) = data.prom.query(text, at=data.end)
+    return float(series["value"][1])
+
+
 def test_template_value_per_arm(data, provider):
     (reading,) = provider.read([template_query(data, SHOP, REQS)])
-    assert reading.record.canary.value == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
-    assert reading.record.stable.value == pytest.approx(
-        data.ref("shop", "podinfo-primary"), rel=1e-9
+    names = {"namespace": "shop", "interval": "55s"}
+    assert reading.record.canary.value == prom_value(data, REQS, workload="podinfo", **names)
+    assert reading.record.stable.value == prom_value(
+        data, REQS, workload="podinfo-primary", **names
     )
 
 
@@ -264,9 +332,12 @@ def test_template_errors_and_requests_pair_into_counts(data, provider):
     reqs = template_query(data, SHOP, REQS, role="requests", name="custom-requests")
     built_in = query(data, SHOP)
     r_err, r_req, r_builtin = provider.read([errs, reqs, built_in])
-    assert r_err.record.canary == r_builtin.record.canary
-    assert r_err.record.stable == r_builtin.record.stable
-    assert r_req.record.canary.requests == r_builtin.record.canary.requests
+    names = {"namespace": "shop", "interval": "55s", "workload": "podinfo"}
+    assert r_err.record.canary.requests == r_req.record.canary.requests
+    assert r_req.record.canary.requests == prom_value(data, REQS, **names)
+    assert r_err.record.canary.errors == prom_value(data, ERRS, **names)
+    # The template's increase() over 55 s and the built-in exact 60 s count are near.
+    assert r_err.record.canary.requests == pytest.approx(r_builtin.record.canary.requests, rel=0.2)
 
 
 def test_template_errors_without_requests_partner_is_an_error(data, provider):
@@ -308,7 +379,7 @@ def test_hostile_template_variable_cannot_inject(data, provider):
 def test_hostile_namespace_is_matched_literally(data, provider):
     (reading,) = provider.read([query(data, WEIRD)])
     assert reading.error is None
-    assert reading.record.canary.requests == pytest.approx(data.ref(WEIRD_NS, "x"), rel=1e-9)
+    assert (reading.record.canary.requests, reading.record.canary.errors) == served(data, WEIRD)
     (ghost,) = provider.read([query(data, MeshApp('x"} or vector(1) or up{a="', "x"))])
     assert ghost.no_data
 
@@ -387,8 +458,8 @@ def test_one_query_per_kind_per_namespace(data, n):
     before = data.prom.api_query_count()
     for q in rollouts(data, n):  # one read per Rollout tick, as the reconciler does
         provider.read([q])
-    assert data.prom.api_query_count() - before == 3  # requests, errors, latency
-    assert provider.queries_sent == 3
+    assert data.prom.api_query_count() - before == 2  # error rate (requests+errors), latency
+    assert provider.queries_sent == 2
 
 
 def test_concurrent_rollouts_share_one_query(data):
@@ -397,17 +468,18 @@ def test_concurrent_rollouts_share_one_query(data):
     qs = rollouts(data, 20)
     with ThreadPoolExecutor(max_workers=8) as pool:
         readings = list(pool.map(lambda q: provider.read([q])[0], qs))
-    assert data.prom.api_query_count() - before == 3
+    assert data.prom.api_query_count() - before == 2
     assert readings[0].record is not None and all(r.no_data for r in readings[2:])
 
 
-def test_instants_in_one_grid_cell_share_a_query_and_the_next_cell_does_not(data):
+def test_intervals_in_the_same_grid_cells_share_a_query_and_the_next_cell_does_not(data):
     provider = PrometheusProvider(address=data.prom.url, align_seconds=10.0)
     q = query(data, SHOP)
-    later = MetricQuery(
+    later = MetricQuery(  # (end - 60, end] once both ends are aligned to the 10 s grid
         **{
             **{f: getattr(q, f) for f in q.__slots__},
             "at": datetime.fromtimestamp(data.end + 9.5, UTC),
+            "window_seconds": WINDOW + 9.5,
         }
     )
     next_cell = MetricQuery(
@@ -417,9 +489,9 @@ def test_instants_in_one_grid_cell_share_a_query_and_the_next_cell_does_not(data
         }
     )
     a, b = provider.read([q]), provider.read([later])
-    assert a == b and provider.queries_sent == 2
+    assert a == b and provider.queries_sent == 1
     provider.read([next_cell])
-    assert provider.queries_sent == 4
+    assert provider.queries_sent == 2
 
 
 def test_provider_cache_shares_providers_per_settings(data):
@@ -496,7 +568,8 @@ def test_template_with_its_own_prometheus_address(data, provider):
         }
     )
     (reading,) = provider.read([same])
-    assert reading.record.canary.value == pytest.approx(data.ref("shop", "podinfo"), rel=1e-9)
+    names = {"namespace": "shop", "interval": "55s", "workload": "podinfo"}
+    assert reading.record.canary.value == prom_value(data, REQS, **names)
 
 
 def test_failed_batched_queries_are_not_cached(data):

@@ -17,6 +17,7 @@ from meshsim import (
     MeshApp,
     MeshSimulator,
     OpenMetricsRecorder,
+    Route,
     StaticRoutes,
     TrafficShape,
     VersionProfile,
@@ -32,6 +33,11 @@ ISTIO_LABELS = {
     "destination_service_namespace", "destination_canonical_service",
     "destination_canonical_revision", "destination_cluster", "request_protocol", "response_code",
     "grpc_response_status", "response_flags", "connection_security_policy",
+}  # fmt: skip
+# Added by Prometheus's Kubernetes pod discovery as Istio's kubernetes-pods job configures it.
+POD_LABELS = {
+    "app", "pod_template_hash", "security_istio_io_tlsMode", "service_istio_io_canonical_name",
+    "service_istio_io_canonical_revision", "namespace", "pod", "node", "instance", "job",
 }  # fmt: skip
 
 
@@ -55,12 +61,22 @@ def test_exposition_has_istio_names_labels_and_default_buckets():
     assert fams["istio_requests"].type == "counter"
     assert fams["istio_request_duration_milliseconds"].type == "histogram"
     req = [s for s in fams["istio_requests"].samples if s.name == "istio_requests_total"]
-    assert req and all(set(s.labels) == ISTIO_LABELS for s in req)
+    assert req and all(set(s.labels) == ISTIO_LABELS | POD_LABELS for s in req)
     assert {s.labels["reporter"] for s in req} == {"destination", "source"}
     assert {s.labels["destination_workload"] for s in req} == {"podinfo", "podinfo-primary"}
     canary = next(s for s in req if s.labels["destination_workload"] == "podinfo")
     assert canary.labels["destination_service"] == "podinfo-canary.shop.svc.cluster.local"
     assert canary.labels["destination_workload_namespace"] == "shop"
+    # One series per pod: the destination reporter is the serving pod, the source reporter the
+    # ingress gateway's pod.
+    by_reporter = {
+        s.labels["reporter"]: s for s in req if s.labels["destination_workload"] == "podinfo"
+    }
+    dst, src = by_reporter["destination"].labels, by_reporter["source"].labels
+    assert dst["namespace"] == "shop" and dst["job"] == "kubernetes-pods"
+    assert dst["pod"].startswith(f"podinfo-{dst['pod_template_hash']}-")
+    assert dst["instance"].endswith(":15020") and dst["app"] == "podinfo"
+    assert src["namespace"] == "istio-system" and src["pod"].startswith("istio-ingressgateway-")
 
     hist = fams["istio_request_duration_milliseconds"].samples
     one = {k: v for k, v in canary.labels.items()}
@@ -122,19 +138,114 @@ def test_workload_without_pods_serves_nothing():
     assert sim.dropped > 0
 
 
-def test_restart_pods_resets_counters():
+def pod_counts(sim, workload):
+    out = {}
+    for v in sim.metrics.snapshot():
+        d = dict(v.labels)
+        if d["destination_workload"] == workload and d["reporter"] == "destination":
+            out[d["pod"]] = out.get(d["pod"], 0) + v.requests
+    return out
+
+
+def test_restart_pods_drops_series_which_come_back_from_zero():
     sim, routes = make_sim()
     routes.set_weight(APP, 50)
     for _ in range(10):
         sim.step(1.0)
-    before, _ = sim.metrics.totals("shop", "podinfo")
+    before = sum(pod_counts(sim, "podinfo").values())
     assert before > 0
     assert sim.restart_pods("shop", "podinfo") > 0
-    assert sim.metrics.totals("shop", "podinfo") == (0, 0)
-    assert sim.metrics.totals("shop", "podinfo-primary")[0] > 0
+    assert pod_counts(sim, "podinfo") == {}  # Envoy's stats are gone with the process
+    assert sum(pod_counts(sim, "podinfo-primary").values()) > 0
     sim.step(1.0)
-    after, _ = sim.metrics.totals("shop", "podinfo")
+    after = sum(pod_counts(sim, "podinfo").values())
     assert 0 < after < before
+    # The ground truth is not reset: everything served, before and after the restart.
+    assert sim.metrics.totals("shop", "podinfo")[0] == before + after
+
+
+def test_no_series_before_the_first_request():
+    sim, routes = make_sim(rps=0.0)
+    routes.set_weight(APP, 50)
+    for _ in range(5):
+        sim.step(1.0)
+    assert sim.metrics.snapshot() == []  # nothing primed at zero
+    assert sim.pods("shop", "podinfo")  # the pods run, they just served nothing yet
+
+
+def test_one_series_set_per_pod_and_requests_spread_over_pods():
+    sim, routes = make_sim()
+    routes.set_replicas("shop", "podinfo-primary", 3)
+    for _ in range(30):
+        sim.step(1.0)
+    counts = pod_counts(sim, "podinfo-primary")
+    assert sorted(counts) == sim.pods("shop", "podinfo-primary") and len(counts) == 3
+    total = sum(counts.values())
+    assert all(abs(n - total / 3) < 5 * np.sqrt(total / 3) for n in counts.values())
+
+
+def test_pods_go_away_with_their_series_on_scale_down_and_new_template():
+    sim, routes = make_sim()
+    routes.set_replicas("shop", "podinfo-primary", 3)
+    for _ in range(5):
+        sim.step(1.0)
+    first = sim.pods("shop", "podinfo-primary")
+    routes.set_replicas("shop", "podinfo-primary", 1)
+    sim.step(1.0)
+    assert (
+        sim.pods("shop", "podinfo-primary") == first[:1]
+        or len(sim.pods("shop", "podinfo-primary")) == 1
+    )
+    assert (
+        set(pod_counts(sim, "podinfo-primary")) <= set(first)
+        and len(pod_counts(sim, "podinfo-primary")) == 1
+    )
+    # A new image is a new pod template: new pods, new series (born at their first request).
+    routes.set_image("shop", "podinfo-primary", "podinfo:2")
+    sim.step(1.0)
+    new = sim.pods("shop", "podinfo-primary")
+    assert not set(new) & set(first)
+    assert set(pod_counts(sim, "podinfo-primary")) == set(new)
+
+
+def test_rolling_update_keeps_old_pods_serving_the_old_image():
+    class Rolling:
+        """One workload mid-rollout (maxSurge 1): 4 pods, 3 ready, 1 of the new template, ready."""
+
+        def __init__(self):
+            self.updated, self.total, self.image = 3, 3, "app:good"
+
+        def destinations(self, app):
+            return [
+                Route(
+                    "web", "web", 100, self.image, ready=3, updated=self.updated, total=self.total
+                )
+            ]
+
+    routes = Rolling()
+    app = MeshApp("roll", "web")
+    sim = MeshSimulator(apps=[app], routes=routes, rps=300.0, seed=3, start_time=1_700_000_000.0,
+                        profiles={"app:bad": VersionProfile(error_rate=0.5)},
+                        default_profile=VersionProfile(error_rate=0.0))  # fmt: skip
+    for _ in range(3):
+        sim.step(1.0)
+    old = sim.pods("roll", "web")
+    # A surge pod of the new template, not ready yet: the 3 old pods serve everything.
+    routes.image, routes.updated, routes.total = "app:bad", 1, 4
+    sim.step(1.0)
+    assert sim.pods("roll", "web") == old
+    # It became ready and one old pod went away: 2 old + 1 new are ready.
+    routes.total = 3
+    for _ in range(20):
+        sim.step(1.0)
+    pods = sim.pods("roll", "web")
+    assert len(pods) == 3 and len(set(pods) & set(old)) == 2  # one old pod replaced
+    errors = {}
+    for v in sim.metrics.snapshot():
+        d = dict(v.labels)
+        if d["reporter"] == "destination" and d["response_code"] == "503":
+            errors[d["pod"]] = errors.get(d["pod"], 0) + v.requests
+    assert set(errors) == set(pods) - set(old)  # only the new pod runs the bad image
 
 
 def test_zero_traffic_and_incidents():

@@ -94,3 +94,40 @@ def test_routes_follow_virtualservice_and_deployments(kube_api):
         time.sleep(0.05)
     stats = sim.step(2.0)
     assert ("default", "podinfo") not in stats.served and stats.dropped > 0
+
+
+def test_one_set_of_series_per_ready_pod_named_after_the_pod_template(kube_api):
+    apps = k8s.AppsV1Api(kube_api)
+    routes = KubeRoutes(kube_api)
+    apps.create_namespaced_deployment("default", deployment("podinfo", "podinfo:1", replicas=3))
+    wait_ready(apps, "podinfo")
+    sim = MeshSimulator(apps=[APP], routes=routes, rps=300.0, seed=1, start_time=0.0)
+    sim.step(2.0)
+    first = sim.pods("default", "podinfo")
+    assert len(first) == 3 and len({p.rsplit("-", 1)[0] for p in first}) == 1
+    labels = [dict(v.labels) for v in sim.metrics.snapshot()]
+    assert {d["pod"] for d in labels if d["reporter"] == "destination"} == set(first)
+    # A new image is a new pod template: once rolled out, other pods with new series.
+    apps.patch_namespaced_deployment(
+        "podinfo",
+        "default",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "podinfo:2"}]}}}},
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        dep = apps.read_namespaced_deployment("podinfo", "default")
+        st = dep.status
+        done = (st.updated_replicas or 0) == 3 == (st.ready_replicas or 0) == (st.replicas or 0)
+        if done and dep.status.observed_generation == dep.metadata.generation:
+            break
+        assert time.monotonic() < deadline, "rollout did not finish"
+        time.sleep(0.1)
+    sim.step(2.0)
+    second = sim.pods("default", "podinfo")
+    assert len(second) == 3 and not set(second) & set(first)
+    destination = {
+        dict(v.labels)["pod"]
+        for v in sim.metrics.snapshot()
+        if dict(v.labels)["reporter"] == "destination"
+    }
+    assert destination == set(second)  # the old pods' series went with them

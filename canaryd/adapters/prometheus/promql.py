@@ -7,7 +7,9 @@ Assumptions:
   ``grpc_response_status``, ``le``).
 - Every built-in query is *batched*: it answers all workloads of one namespace at once, grouped
   ``by (destination_workload)``, so the number of queries does not grow with the number of
-  Rollouts.
+  Rollouts. The counts query (:func:`counts_query`) returns counter values at the interval's
+  two instants, never ``increase()``: the provider does the exact arithmetic (see
+  docs/metrics.md, "Exact counts").
 - Template placeholders are ``{{ name }}``. A value is escaped for the syntactic context the
   placeholder sits in (see :func:`render_template`), so no value can change the query's shape.
 """
@@ -16,14 +18,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 REQUESTS_METRIC = "istio_requests_total"
 DURATION_BUCKET_METRIC = "istio_request_duration_milliseconds_bucket"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Outside string literals a value may only be a number, a duration or an identifier: none of
-# these characters can start a new operator, selector, string or comment.
-_BARE_SAFE = re.compile(r"^[A-Za-z0-9_:.]+$")
+# these characters can start a new operator, selector, string or comment. fullmatch, never
+# ``^...$``: Python's ``$`` also matches before a trailing newline, and a newline outside a
+# string could end a ``#`` comment the template author wrote around the placeholder.
+_BARE_SAFE = re.compile(r"[A-Za-z0-9_:.]+")
 
 
 class TemplateError(ValueError):
@@ -48,46 +53,113 @@ def duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def _selector(namespace: str, reporter: str, extra: str = "") -> str:
+def _selector(metric: str, namespace: str, reporter: str, extra: str = "") -> str:
     base = (
         f"reporter={string_literal(reporter)},"
         f"destination_workload_namespace={string_literal(namespace)}"
     )
-    return "{" + base + (("," + extra) if extra else "") + "}"
+    return metric + "{" + base + (("," + extra) if extra else "") + "}"
 
 
-def requests_query(*, namespace: str, reporter: str, window_seconds: float) -> str:
-    """Requests per workload of ``namespace`` over the window (``increase``)."""
-    sel = _selector(namespace, reporter)
-    return (
-        f"sum by (destination_workload) "
-        f"(increase({REQUESTS_METRIC}{sel}[{duration(window_seconds)}]))"
-    )
+@dataclass(frozen=True, slots=True)
+class CounterPart:
+    """One count the provider needs per workload: the union of ``selectors`` (disjoint series
+    sets of counters), summed ``by`` these labels."""
+
+    name: str
+    selectors: tuple[str, ...]
+    by: tuple[str, ...] = ("destination_workload",)
 
 
-def errors_query(*, namespace: str, reporter: str, window_seconds: float, error_codes: str) -> str:
-    """Errors per workload: HTTP ``response_code`` matching ``error_codes`` (anchored regex, as
-    in PromQL), plus gRPC calls whose HTTP code is not an error but whose
-    ``grpc_response_status`` is set and non-zero. The two sets are disjoint (they differ in
-    ``response_code``), so ``or`` is their exact union before the sum."""
-    win = duration(window_seconds)
+def error_rate_parts(
+    *, namespace: str, reporter: str, error_codes: str
+) -> tuple[CounterPart, CounterPart]:
+    """``requests`` (every response) and ``errors``: HTTP ``response_code`` matching
+    ``error_codes`` (anchored regex, as in PromQL), plus gRPC calls whose HTTP code is not an
+    error but whose ``grpc_response_status`` is set and non-zero. The two error selectors are
+    disjoint (they differ in ``response_code``), so their union counts each series once."""
     codes = string_literal(error_codes)
-    http = _selector(namespace, reporter, f"response_code=~{codes}")
-    grpc = _selector(namespace, reporter, f'response_code!~{codes},grpc_response_status!~"|0"')
     return (
-        f"sum by (destination_workload) ("
-        f"increase({REQUESTS_METRIC}{http}[{win}]) or "
-        f"increase({REQUESTS_METRIC}{grpc}[{win}]))"
+        CounterPart("requests", (_selector(REQUESTS_METRIC, namespace, reporter),)),
+        CounterPart(
+            "errors",
+            (
+                _selector(REQUESTS_METRIC, namespace, reporter, f"response_code=~{codes}"),
+                _selector(
+                    REQUESTS_METRIC,
+                    namespace,
+                    reporter,
+                    f'response_code!~{codes},grpc_response_status!~"|0"',
+                ),
+            ),
+        ),
     )
 
 
-def latency_query(*, namespace: str, reporter: str, window_seconds: float) -> str:
-    """Cumulative latency bucket counts per workload and ``le`` over the window."""
-    sel = _selector(namespace, reporter)
+def latency_parts(*, namespace: str, reporter: str) -> tuple[CounterPart]:
+    """Cumulative latency bucket counts per workload and ``le``."""
     return (
-        f"sum by (destination_workload, le) "
-        f"(increase({DURATION_BUCKET_METRIC}{sel}[{duration(window_seconds)}]))"
+        CounterPart(
+            "buckets",
+            (_selector(DURATION_BUCKET_METRIC, namespace, reporter),),
+            by=("destination_workload", "le"),
+        ),
     )
+
+
+PART_LABEL = "canaryd_part"
+"""Label the batched counts query adds to tell its parts apart."""
+
+
+def _tag(expr: str, tag: str) -> str:
+    return f'label_replace({expr}, "{PART_LABEL}", "{tag}", "", "")'
+
+
+def counts_query(
+    parts: tuple[CounterPart, ...], *, window_seconds: float, lookback_seconds: float
+) -> str:
+    """One instant query, evaluated at the interval's end, that answers every workload of the
+    namespace with, per part and group: ``<part>:end``, the sum over its series of the last
+    sample in ``[start - lookback, end]``; ``<part>:start``, the sum of the last sample in
+    ``[start - lookback, start]`` (``offset`` by the window); and ``resets``, the workloads
+    whose counters went down anywhere in ``[start - lookback, end]``.
+
+    Every series of the start sum is also in the end sum, so ``end - start`` is the exact sum of
+    the per-series increases when no counter was reset: a series born inside the interval
+    contributes its whole value (counted from zero), a series that stopped (its pod went away)
+    contributes up to its last sample. Workloads listed under ``resets`` need the raw samples
+    (:func:`raw_query`)."""
+    win = duration(window_seconds)
+    look = duration(lookback_seconds)
+    wide = duration(window_seconds + lookback_seconds)
+    terms: list[str] = []
+    for part in parts:
+        by = ", ".join(part.by)
+        end = " or ".join(f"last_over_time({s}[{wide}])" for s in part.selectors)
+        start = " or ".join(f"last_over_time({s}[{look}] offset {win})" for s in part.selectors)
+        terms.append(_tag(f"sum by ({by}) ({end})", f"{part.name}:end"))
+        terms.append(_tag(f"sum by ({by}) ({start})", f"{part.name}:start"))
+    # Resets of any series of the first part's first selector (every series of the kind).
+    everything = parts[0].selectors[0]
+    terms.append(
+        _tag(f"sum by (destination_workload) (resets({everything}[{wide}])) > 0", "resets")
+    )
+    return " or ".join(terms)
+
+
+def regex_literal(values: list[str]) -> str:
+    """A PromQL string literal for an RE2 regex matching exactly one of ``values``."""
+    alternatives = ("".join(c if c.isalnum() or c == "_" else "\\" + c for c in v) for v in values)
+    return string_literal("|".join(alternatives))
+
+
+def raw_query(selector: str, *, workloads: list[str], range_seconds: float) -> str:
+    """Every raw sample of ``selector``'s series of ``workloads`` in the last ``range_seconds``
+    (a range selector: the answer is a matrix of the samples as scraped)."""
+    if not selector.endswith("}"):
+        raise ValueError(f"not a selector with matchers: {selector!r}")
+    matcher = f"destination_workload=~{regex_literal(workloads)}"
+    return f"{selector[:-1]},{matcher}}}[{duration(range_seconds)}]"
 
 
 def render_template(query: str, variables: Mapping[str, str]) -> str:
@@ -140,7 +212,7 @@ def render_template(query: str, variables: Mapping[str, str]) -> str:
 
 def _substitute(name: str, value: str, quote: str | None) -> str:
     if quote is None:
-        if not _BARE_SAFE.match(value):
+        if not _BARE_SAFE.fullmatch(value):
             raise TemplateError(
                 f"variable {name!r} is used outside a string literal, so its value must be a "
                 f"number, duration or identifier; got {value!r}"

@@ -2,15 +2,20 @@
 
 Assumptions and behaviour:
 
-- Counts come from ``increase(...[window])`` evaluated at one instant for both arms, so both
-  arms always cover the same window. Prometheus handles counter resets (pod restarts) inside
-  ``increase``; its extrapolated, non-integer increases are kept as floats, clamped at >= 0, and
-  an arm's errors are clamped to its requests (separate series extrapolate separately).
-- Built-in metrics are batched: one PromQL query per (namespace, kind, window, instant) answers
-  every Rollout of the namespace. The evaluation instant is aligned down to a grid of
-  ``min(align_seconds, window / 4)`` seconds, and answers are cached per key, so Rollouts whose
-  ticks fall in the same grid cell share one query: queries per interval stay flat as Rollouts
-  grow. The price is a reading up to one grid cell old.
+- Counts are exact integers for the interval ``(start, end]``, ``start = at - window``: each
+  counter's value at the last scrape at or before ``end`` minus its value at the last scrape at
+  or before ``start``, a series born inside the interval counted from zero, resets added back
+  reset by reset, a series that stopped (its pod went away) counted up to its last sample, no
+  extrapolation (:func:`canaryd.adapters.prometheus.promql.counts_query`,
+  :mod:`canaryd.adapters.prometheus.counters`). Both arms cover the same interval. Consecutive
+  intervals add up exactly when each window starts where the previous one ended.
+- Built-in metrics are batched: one PromQL query per (namespace, kind, interval) answers every
+  Rollout of the namespace (``requests`` and ``errors`` share the error-rate query); workloads
+  whose counters were reset cost one more range query per selector. Both ends of the interval
+  are aligned down to a grid (the largest of 15, 10, 5, 2, 1, 0.5, 0.25, 0.1 s not above
+  ``min(align_seconds, window / 4)``) and answers are cached per key, so Rollouts whose ticks
+  fall in the same grid cells share one query: queries per interval stay flat as Rollouts grow.
+  The price is a reading up to one grid cell old.
 - :meth:`PrometheusProvider.read` never raises: every failure becomes a reading with ``error``;
   an arm without series, or zero requests in both arms, is ``no_data``.
 """
@@ -32,13 +37,14 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from canaryd.adapters.prometheus import promql
+from canaryd.adapters.prometheus import counters, promql
 from canaryd.adapters.prometheus.settings import PrometheusSettings, resolve_settings
 from canaryd.api.models import ArmCounts, IntervalRecord, MetricKind
 from canaryd.core.types import MetricQuery, MetricReading
 
 _ERROR_FIELD = re.compile(r'"error"\s*:\s*("(?:[^"\\]|\\.)*")')
 _CACHE_ENTRIES = 512
+_GRIDS = (15.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.25, 0.1)
 
 Series = list[dict[str, Any]]
 """``data.result`` of an instant query: ``[{"metric": {...}, "value": [ts, "1.5"]}, ...]``."""
@@ -71,6 +77,11 @@ class PrometheusProvider:
     align_seconds:
         Grid for evaluation instants (capped at a quarter of the window); 0 disables alignment
         and caching of batched answers.
+    lookback_seconds:
+        How far before an interval's start the counter's value at the start is looked for
+        (5 minutes: Prometheus's own lookback delta). A series with no sample in it is taken
+        as born inside the interval; it must exceed the scrape interval, with room for
+        failed scrapes.
     """
 
     def __init__(
@@ -79,13 +90,17 @@ class PrometheusProvider:
         settings: PrometheusSettings | None = None,
         address: str | None = None,
         align_seconds: float = 15.0,
+        lookback_seconds: float = 300.0,
     ) -> None:
+        if lookback_seconds <= 0:
+            raise ValueError(f"lookback_seconds must be > 0, got {lookback_seconds}")
         if settings is None:
             settings = PrometheusSettings(address=address or PrometheusSettings().address)
         elif address is not None:
             raise ValueError("give either settings or address, not both")
         self.settings = settings
         self._align_seconds = align_seconds
+        self._lookback_seconds = lookback_seconds
         session = requests.Session()
         if settings.ca_file:
             session.verify = settings.ca_file
@@ -162,51 +177,124 @@ class PrometheusProvider:
         )
 
     def _error_rate(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts]:
-        at = self._instant(q.at, q.window_seconds)
-        ns, rep, win = q.namespace, q.reporter, q.window_seconds
-        reqs = self._batched(
-            ("requests", q.namespace, q.reporter, q.window_seconds, at),
-            promql.requests_query(namespace=ns, reporter=rep, window_seconds=win),
-            at,
-            _by_workload,
+        parts = promql.error_rate_parts(
+            namespace=q.namespace, reporter=q.reporter, error_codes=q.metric.error_codes
         )
-        canary_n, stable_n = _arms(reqs, q, "requests")
-        errs = self._batched(
-            ("errors", q.metric.error_codes, q.namespace, q.reporter, q.window_seconds, at),
-            promql.errors_query(
-                namespace=ns, reporter=rep, window_seconds=win, error_codes=q.metric.error_codes
-            ),
-            at,
-            _by_workload,
-        )
+        counts = self._counts(q, ("error-rate", q.metric.error_codes), parts)
+        requests = {group[0]: n for group, n in counts["requests"].items()}
+        canary_n, stable_n = _arms(requests, q, "requests")
+        errors = {group[0]: n for group, n in counts["errors"].items()}
         # No error series for an arm that has requests means zero errors, not missing data.
-        canary_e = min(errs.get(q.canary_workload, 0.0), canary_n)
-        stable_e = min(errs.get(q.primary_workload, 0.0), stable_n)
+        canary_e = min(errors.get(q.canary_workload, 0.0), canary_n)
+        stable_e = min(errors.get(q.primary_workload, 0.0), stable_n)
         return (
             ArmCounts(requests=canary_n, errors=canary_e),
             ArmCounts(requests=stable_n, errors=stable_e),
         )
 
     def _latency(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts]:
-        at = self._instant(q.at, q.window_seconds)
-        text = promql.latency_query(
-            namespace=q.namespace, reporter=q.reporter, window_seconds=q.window_seconds
-        )
-        buckets = self._batched(
-            ("latency", q.namespace, q.reporter, q.window_seconds, at),
-            text,
-            at,
-            _buckets_by_workload,
-        )
+        parts = promql.latency_parts(namespace=q.namespace, reporter=q.reporter)
+        counts = self._counts(q, ("latency",), parts)
+        buckets: dict[str, dict[str, float]] = {}
+        for (workload, le), n in counts["buckets"].items():
+            buckets.setdefault(workload, {})[le] = n
         arms: list[ArmCounts] = []
         for workload in (q.canary_workload, q.primary_workload):
             arm = buckets.get(workload)
             if not arm or "+Inf" not in arm:
                 raise _NoDataError(f"no latency series for {workload}")
-            arms.append(ArmCounts(requests=arm["+Inf"], latency_buckets=arm))
+            ordered = dict(sorted(arm.items(), key=lambda item: float(item[0])))
+            arms.append(ArmCounts(requests=ordered["+Inf"], latency_buckets=ordered))
         if arms[0].requests <= 0 and arms[1].requests <= 0:
             raise _NoDataError("zero requests in both arms")
         return arms[0], arms[1]
+
+    # ---- exact counts ---------------------------------------------------------------------
+
+    def _bounds(self, q: MetricQuery) -> tuple[int, int]:
+        """The interval ``(start, end]`` in epoch milliseconds, both ends on the same grid, so
+        the next interval of a Rollout starts exactly where this one ended."""
+        end_ms = round(q.at.timestamp() * 1000)
+        start_ms = end_ms - round(q.window_seconds * 1000)
+        grid = _grid_ms(self._align_seconds, q.window_seconds)
+        if grid > 0:
+            end_ms, start_ms = end_ms // grid * grid, start_ms // grid * grid
+        if start_ms >= end_ms:
+            raise QueryError(f"window of {q.window_seconds:g}s is too short to measure")
+        return start_ms, end_ms
+
+    def _counts(
+        self, q: MetricQuery, kind: tuple[str, ...], parts: tuple[promql.CounterPart, ...]
+    ) -> dict[str, dict[tuple[str, ...], float]]:
+        """Exact counts per part and group for every workload of the namespace (batched)."""
+        start_ms, end_ms = self._bounds(q)
+        key = (*kind, q.namespace, q.reporter, start_ms, end_ms)
+        counts: dict[str, dict[tuple[str, ...], float]] = self._batched(
+            key, lambda: self._exact_counts(parts, start_ms / 1000, end_ms / 1000)
+        )
+        return counts
+
+    def _exact_counts(
+        self, parts: tuple[promql.CounterPart, ...], start: float, end: float
+    ) -> dict[str, dict[tuple[str, ...], float]]:
+        window = end - start
+        text = promql.counts_query(
+            parts, window_seconds=window, lookback_seconds=self._lookback_seconds
+        )
+        series = self._query(text, at=end)
+        ends: dict[str, dict[tuple[str, ...], float]] = {part.name: {} for part in parts}
+        starts: dict[str, dict[tuple[str, ...], float]] = {part.name: {} for part in parts}
+        reset: set[str] = set()
+        by = {part.name: part.by for part in parts}
+        for s in series:
+            labels = s.get("metric", {})
+            tag = str(labels.get(promql.PART_LABEL, ""))
+            value = _value(s)
+            if math.isnan(value):
+                continue
+            if tag == "resets":
+                reset.add(str(labels.get("destination_workload", "")))
+                continue
+            name, _, which = tag.partition(":")
+            if name not in by or which not in ("end", "start"):
+                continue
+            group = tuple(str(labels.get(label, "")) for label in by[name])
+            (ends if which == "end" else starts)[name][group] = value
+        # Every series summed at the start is summed at the end too (the end's range holds the
+        # start's), so end - start is the sum of per-series increases; >= 0 without resets.
+        out = {
+            name: {g: max(v - starts[name].get(g, 0.0), 0.0) for g, v in end.items()}
+            for name, end in ends.items()
+        }
+        if reset:
+            self._recount(parts, out, sorted(reset), start, end)
+        return out
+
+    def _recount(
+        self,
+        parts: tuple[promql.CounterPart, ...],
+        out: dict[str, dict[tuple[str, ...], float]],
+        workloads: list[str],
+        start: float,
+        end: float,
+    ) -> None:
+        """Counters of ``workloads`` went down (a restart): redo their counts from the raw
+        samples, reset by reset (one range query per selector, these workloads only)."""
+        span = end - start + self._lookback_seconds
+        for part in parts:
+            exact: dict[tuple[str, ...], float] = {}
+            for selector in part.selectors:
+                text = promql.raw_query(selector, workloads=workloads, range_seconds=span)
+                for s in self._query(text, at=end):
+                    labels = s.get("metric", {})
+                    samples = [(float(t), float(v)) for t, v in s.get("values", [])]
+                    group = tuple(str(labels.get(label, "")) for label in part.by)
+                    exact[group] = exact.get(group, 0.0) + counters.interval_increase(
+                        samples, start, end
+                    )
+            # Every part groups by destination_workload first (promql.CounterPart.by).
+            kept = {g: v for g, v in out[part.name].items() if g[0] not in workloads}
+            out[part.name] = {**kept, **exact}
 
     # ---- MetricTemplates ------------------------------------------------------------------
 
@@ -285,21 +373,15 @@ class PrometheusProvider:
 
     def _instant(self, at: datetime, window_seconds: float) -> float:
         ts = at.timestamp()
-        grid = min(self._align_seconds, window_seconds / 4)
-        return math.floor(ts / grid) * grid if grid > 0 else ts
+        grid = _grid_ms(self._align_seconds, window_seconds)
+        return round(ts * 1000) // grid * grid / 1000 if grid > 0 else ts
 
-    def _batched(
-        self,
-        key: tuple[Any, ...],
-        text: str,
-        at: float,
-        parse: Callable[[Series], Any],
-    ) -> Any:
-        """Answer ``text`` at ``at`` once per key; concurrent and later callers share it.
+    def _batched(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """Compute once per key; concurrent and later callers share the answer.
 
         Errors are not cached: the next caller retries."""
         if self._align_seconds <= 0:
-            return parse(self._query(text, at=at))
+            return compute()
         with self._lock:
             flight = self._cache.get(key)
             owner = flight is None
@@ -312,7 +394,7 @@ class PrometheusProvider:
                 self._cache.move_to_end(key)
         if owner:
             try:
-                flight.result = parse(self._query(text, at=at))
+                flight.result = compute()
             except Exception as exc:  # waiters must see the failure too, never a None result
                 flight.error = (
                     str(exc) if isinstance(exc, QueryError) else f"{type(exc).__name__}: {exc}"
@@ -323,7 +405,7 @@ class PrometheusProvider:
             finally:
                 flight.done.set()
         elif not flight.done.wait(self.settings.timeout_seconds * 3):
-            raise QueryError(f"timed out waiting for a shared query: {text}")
+            raise QueryError(f"timed out waiting for a shared query: {key}")
         if flight.error is not None:
             raise QueryError(flight.error)
         return flight.result
@@ -404,35 +486,13 @@ def _value(series: Mapping[str, Any]) -> float:
     return float(series["value"][1])
 
 
-def _by_workload(result: Series) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for s in result:
-        workload = s.get("metric", {}).get("destination_workload")
-        value = _value(s)
-        if workload is not None and not math.isnan(value):
-            out[workload] = max(value, 0.0)
-    return out
-
-
-def _buckets_by_workload(result: Series) -> dict[str, dict[str, float]]:
-    raw: dict[str, dict[str, float]] = {}
-    for s in result:
-        labels = s.get("metric", {})
-        workload, le = labels.get("destination_workload"), labels.get("le")
-        value = _value(s)
-        if workload is None or le is None or math.isnan(value):
-            continue
-        raw.setdefault(workload, {})[le] = max(value, 0.0)
-    # Each bucket series is extrapolated on its own; restore cumulativeness (running max).
-    out: dict[str, dict[str, float]] = {}
-    for workload, buckets in raw.items():
-        running = 0.0
-        fixed: dict[str, float] = {}
-        for le in sorted(buckets, key=float):
-            running = max(running, buckets[le])
-            fixed[le] = running
-        out[workload] = fixed
-    return out
+def _grid_ms(align_seconds: float, window_seconds: float) -> int:
+    """The alignment grid in milliseconds: the largest of :data:`_GRIDS` not above
+    ``align_seconds`` nor a quarter of the window (0: no alignment). A fixed ladder, not
+    ``window / 4`` itself, so that windows a few milliseconds apart (ticks run a little late)
+    use the same grid and consecutive intervals share their boundary exactly."""
+    limit = min(align_seconds, window_seconds / 4)
+    return next((round(g * 1000) for g in _GRIDS if g <= limit), 0)
 
 
 def _labels(metric: Mapping[str, str]) -> str:
