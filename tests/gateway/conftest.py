@@ -40,9 +40,9 @@ class RouteValidator:
         for i, rule in enumerate(obj.get("spec", {}).get("rules", [])):
             backends = rule.get("backendRefs") or []
             for b in backends:
-                if b.get("group", "") == "" and b.get("kind", "Service") == "Service":
-                    if "port" not in b:
-                        found.append(f"rules[{i}]: Service backendRef {b['name']} has no port")
+                service = b.get("group", "") == "" and b.get("kind", "Service") == "Service"
+                if service and "port" not in b:
+                    found.append(f"rules[{i}]: Service backendRef {b['name']} has no port")
             if i in managed:
                 total = sum(b.get("weight", 1) for b in backends)
                 if total != 100:
