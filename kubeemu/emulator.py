@@ -31,7 +31,8 @@ class Emulator:
     Assumptions: one process, state in memory, no authentication or authorization (every
     request is allowed; the audit log records what RBAC would need). Istio's CRDs are
     installed at start unless ``install_istio=False``, and the Gateway API's (HTTPRoute, GRPCRoute,
-    Gateway, GatewayClass, ReferenceGrant, v1.6.1) unless ``install_gateway_api=False``;
+    Gateway, GatewayClass, ReferenceGrant, v1.6.1) unless ``install_gateway_api=False`` (by
+    default it follows ``install_istio``: ``install_istio=False`` alone means no built-in CRDs);
     their objects are validated against the CRDs' schemas. ``crd_paths`` adds CRD files or
     directories. Namespaces default, kube-system, kube-public and kube-node-lease exist.
 
@@ -50,7 +51,7 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        install_gateway_api: bool = True,
+        install_gateway_api: bool | None = None,
         bookmark_interval: float = 60.0,
         bookmark_before_timeout: float = 2.0,
         history_size: int = 100_000,
@@ -79,7 +80,7 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
         builtin = [ISTIO_CRDS] if install_istio else []
-        if install_gateway_api:
+        if install_istio if install_gateway_api is None else install_gateway_api:
             builtin.append(GATEWAY_API_CRDS)
         self._bootstrap(builtin, list(crd_paths))
 

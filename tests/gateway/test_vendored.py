@@ -96,3 +96,32 @@ def test_a_grpcroute_and_a_gateway_are_validated_too(api: ApiClient) -> None:
     }
     stored = custom.create_namespaced_custom_object(GROUP, "v1", "default", "grpcroutes", grpc)
     assert stored["spec"]["rules"][0]["backendRefs"][0]["kind"] == "Service"
+
+
+@pytest.mark.parametrize(
+    ("istio", "gateway_api", "expected"),
+    [
+        (True, None, {"istio", "gateway"}),
+        (False, None, set()),  # install_istio=False alone: no built-in CRDs, as before
+        (False, True, {"gateway"}),
+        (True, False, {"istio"}),
+    ],
+)
+def test_which_builtin_crds_are_installed(
+    istio: bool, gateway_api: bool | None, expected: set[str]
+) -> None:
+    from kubernetes.client import ApiextensionsV1Api  # noqa: PLC0415
+
+    from kubeemu import Emulator  # noqa: PLC0415
+
+    with Emulator(install_istio=istio, install_gateway_api=gateway_api) as emu:
+        api = emu.api_client()
+        try:
+            groups = {
+                c.spec.group
+                for c in ApiextensionsV1Api(api).list_custom_resource_definition().items
+            }
+        finally:
+            api.close()
+    names = {"networking.istio.io": "istio", GROUP: "gateway"}
+    assert {names[g] for g in groups} == expected
