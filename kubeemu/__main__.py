@@ -21,10 +21,23 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="CRD YAML file or directory to install at start (repeatable)",
     )
-    parser.add_argument("--no-istio", action="store_true", help="do not install Istio's CRDs")
+    parser.add_argument(
+        "--no-istio",
+        action="store_true",
+        help="do not install Istio's CRDs (nor the Gateway API's)",
+    )
+    parser.add_argument(
+        "--no-gateway-api",
+        action="store_true",
+        help="do not install the Gateway API's CRDs",
+    )
     args = parser.parse_args(argv)
     emu = Emulator(
-        crd_paths=args.crds, install_istio=not args.no_istio, host=args.host, port=args.port
+        crd_paths=args.crds,
+        install_istio=not args.no_istio,
+        install_gateway_api=not (args.no_istio or args.no_gateway_api),
+        host=args.host,
+        port=args.port,
     )
     emu.start()
     path = emu.write_kubeconfig(args.kubeconfig)

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 ISTIO_CRDS = Path(__file__).parent / "istio_crds"
+GATEWAY_API_CRDS = Path(__file__).parent / "gateway_api_crds"
+"""The Gateway API's standard-channel CRDs, v1.6.1, unchanged (see its README.md)."""
 
 _cache: dict[tuple[str, float], list[dict[str, Any]]] = {}
 _lock = threading.Lock()

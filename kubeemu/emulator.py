@@ -14,7 +14,7 @@ import yaml
 from kubernetes import config
 from kubernetes.client import ApiClient
 
-from kubeemu.crdfiles import ISTIO_CRDS, load_crds
+from kubeemu.crdfiles import GATEWAY_API_CRDS, ISTIO_CRDS, load_crds
 from kubeemu.faults import AuditRecord, Faults
 from kubeemu.gc import GarbageCollector
 from kubeemu.pods import DEFAULT_READY_AFTER, PodSimulator
@@ -30,7 +30,10 @@ class Emulator:
 
     Assumptions: one process, state in memory, no authentication or authorization (every
     request is allowed; the audit log records what RBAC would need). Istio's CRDs are
-    installed at start unless ``install_istio=False``; ``crd_paths`` adds CRD files or
+    installed at start unless ``install_istio=False``, and the Gateway API's (HTTPRoute, GRPCRoute,
+    Gateway, GatewayClass, ReferenceGrant, v1.6.1) unless ``install_gateway_api=False`` (by
+    default it follows ``install_istio``: ``install_istio=False`` alone means no built-in CRDs);
+    their objects are validated against the CRDs' schemas. ``crd_paths`` adds CRD files or
     directories. Namespaces default, kube-system, kube-public and kube-node-lease exist.
 
     Timing, as kube-apiserver by default (tests shorten it): ``bookmark_interval`` (a watch
@@ -48,6 +51,7 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        install_gateway_api: bool | None = None,
         bookmark_interval: float = 60.0,
         bookmark_before_timeout: float = 2.0,
         history_size: int = 100_000,
@@ -75,7 +79,10 @@ class Emulator:
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
-        self._bootstrap([ISTIO_CRDS] if install_istio else [], list(crd_paths))
+        builtin = [ISTIO_CRDS] if install_istio else []
+        if install_istio if install_gateway_api is None else install_gateway_api:
+            builtin.append(GATEWAY_API_CRDS)
+        self._bootstrap(builtin, list(crd_paths))
 
     def _bootstrap(self, istio: list[Path], extra: list[str | os.PathLike[str]]) -> None:
         ns_rt = self.registry.lookup("", "v1", "namespaces")

@@ -68,6 +68,19 @@ GATEWAY_POD = Pod(
 """The caller of every simulated request: the pod that reports ``reporter="source"``."""
 
 
+def waypoint_pod(namespace: str) -> Pod:
+    """The namespace's Istio ambient waypoint proxy: the pod that reports
+    ``reporter="waypoint"`` for every workload behind it (one series per workload and code on
+    the waypoint, not one per destination pod)."""
+    return Pod(
+        namespace=namespace,
+        name="waypoint-6c9f8d7b5-q4w2z",
+        app="waypoint",
+        revision="6c9f8d7b5",
+        ip="10.244.0.20",
+    )
+
+
 def pod_labels(pod: Pod) -> dict[str, str]:
     """What Istio's ``kubernetes-pods`` scrape job adds to every series of ``pod``."""
     return {
@@ -133,10 +146,13 @@ def label_set(
         "response_code": response_code,
         "grpc_response_status": grpc_status,
         "response_flags": "-",
-        "connection_security_policy": "mutual_tls" if reporter == "destination" else "unknown",
+        "connection_security_policy": (
+            "mutual_tls" if reporter in ("destination", "waypoint") else "unknown"
+        ),
     }
     if pod is not None:
-        labels.update(pod_labels(pod if reporter == "destination" else GATEWAY_POD))
+        reporting = {"destination": pod, "waypoint": waypoint_pod(ns)}.get(reporter, GATEWAY_POD)
+        labels.update(pod_labels(reporting))
     return tuple(labels.items())
 
 

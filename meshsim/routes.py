@@ -6,6 +6,10 @@ Two sources with one method, :meth:`RouteSource.destinations`:
   client (kubeconfig, in-cluster, or any ``ApiClient``, e.g. the API emulator's).
 - :class:`StaticRoutes` is set by hand (tests and benchmarks without an API server).
 
+With ``MeshApp.router == "gateway-api"`` the weights come from the HTTPRoute ``<service>`` (or
+``http_route``): the backendRefs of its rule ``route`` (None: the first rule), weights as the
+Gateway API defines them (proportions, default 1), backendRef names read as hosts below.
+
 Assumptions (canaryd's host-level split, as Flagger): the VirtualService ``<service>`` routes to
 hosts ``<service>-primary`` and ``<service>-canary`` (short or fully qualified names), Services
 that select Deployments ``<target>-primary`` and ``<target>``. Any other host maps to the
@@ -42,6 +46,10 @@ class MeshApp:
     primary_host: str | None = None
     canary_host: str | None = None
     protocol: str = "http"
+    router: str = "istio"
+    """``istio`` (VirtualService) or ``gateway-api`` (HTTPRoute)."""
+    http_route: str | None = None
+    """HTTPRoute name (router gateway-api); defaults to ``service``."""
     rps: float | None = None
     """Requests per second for this app; None: the simulator's default."""
 
@@ -110,6 +118,8 @@ class KubeRoutes:
         self._istio_version = istio_version
 
     def destinations(self, app: MeshApp) -> list[Route]:
+        if app.router == "gateway-api":
+            return self._http_route_destinations(app)
         vs = self._get_vs(app)
         if vs is None:
             return [self._route(app, app.target, app.service_name, 100)]
@@ -118,6 +128,25 @@ class KubeRoutes:
             host = str(dest.get("destination", {}).get("host", ""))
             workload, service = app.workload_for_host(host)
             out.append(self._route(app, workload, service, int(dest.get("weight", 100))))
+        return out
+
+    def _http_route_destinations(self, app: MeshApp) -> list[Route]:
+        try:
+            route = self._custom.get_namespaced_custom_object(
+                "gateway.networking.k8s.io", "v1", app.namespace, "httproutes",
+                app.http_route or app.service_name,
+            )  # fmt: skip
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return [self._route(app, app.target, app.service_name, 100)]
+            raise
+        rules: list[dict[str, Any]] = cast(dict[str, Any], route).get("spec", {}).get("rules") or []
+        if app.route is not None:
+            rules = [r for r in rules if r.get("name") == app.route]
+        out: list[Route] = []
+        for backend in (rules[0].get("backendRefs", []) or []) if rules else []:
+            workload, service = app.workload_for_host(str(backend.get("name", "")))
+            out.append(self._route(app, workload, service, int(backend.get("weight", 1))))
         return out
 
     def _get_vs(self, app: MeshApp) -> dict[str, Any] | None:

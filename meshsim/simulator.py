@@ -247,9 +247,12 @@ class MeshSimulator:
         before epoch second ``at`` ((0, 0) before the first one)."""
         return self.metrics.served_at(namespace, workload, at)
 
-    def scrapes(self, namespace: str, workload: str) -> list[tuple[float, int, int]]:
-        """Every scrape so far: (epoch second, requests, errors ``workload`` had served)."""
-        return self.metrics.scrapes(namespace, workload)
+    def scrapes(
+        self, namespace: str, workload: str, reporter: str | None = None
+    ) -> list[tuple[float, int, int]]:
+        """Every scrape so far: (epoch second, requests, errors ``workload`` had served), as
+        ``reporter`` counted them (default: the first reporter emitted)."""
+        return self.metrics.scrapes(namespace, workload, reporter or self.metrics.reporters[0])
 
     def restart_pods(self, namespace: str, workload: str) -> int:
         """Every sidecar of ``workload`` restarts (same pods): their series vanish and come

@@ -68,7 +68,11 @@ _DROPPED_KEYS = frozenset({"title", "examples", "$defs"})
 # only (structural schemas forbid types inside oneOf/anyOf/not). Keyed by model class name.
 _CROSS_FIELD: dict[str, dict[str, Any]] = {
     RolloutSpec.__name__: {
-        "oneOf": [{"required": ["service"]}, {"required": ["virtualServiceRef"]}],
+        "oneOf": [
+            {"required": ["service"]},
+            {"required": ["virtualServiceRef"]},
+            {"required": ["httpRouteRef"]},
+        ],
     },
     MetricSpec.__name__: {
         "anyOf": [

@@ -162,6 +162,12 @@ class ServiceSpec(Model):
     gateways: list[HostName] = Field(
         default_factory=list, max_length=64, description="VirtualService gateways."
     )
+    parent_refs: list[ParentRef] = Field(
+        default_factory=list,
+        max_length=32,
+        description="HTTPRoute parentRefs (router gateway-api); default: the Service <name> "
+        "itself (mesh routing, e.g. an Istio ambient waypoint).",
+    )
 
 
 class VirtualServiceRef(Model):
@@ -185,6 +191,62 @@ class VirtualServiceRef(Model):
                 "one destination cannot be both stable and canary"
             )
         _unique(self.routes, "routes")
+        return self
+
+
+# ---- traffic router choice (gateway stream): Istio VirtualService or Gateway API HTTPRoute ----
+
+
+class RouterKind(StrEnum):
+    """Which API carries the split: Istio's VirtualService or the Gateway API's HTTPRoute
+    (Istio ambient waypoints, Istio's gateways, any Gateway API implementation)."""
+
+    ISTIO = "istio"
+    GATEWAY_API = "gateway-api"
+
+
+GatewayName = Annotated[
+    str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+
+
+class ParentRef(Model):
+    """An HTTPRoute ``parentRef`` (Gateway API): a Gateway, or a Service for mesh (GAMMA)
+    routing such as an Istio ambient waypoint. Defaults as the Gateway API's."""
+
+    group: str = Field(
+        default="gateway.networking.k8s.io",
+        max_length=253,
+        description="'gateway.networking.k8s.io' for a Gateway, '' for a Service (mesh).",
+    )
+    kind: str = Field(default="Gateway", min_length=1, max_length=63)
+    name: GatewayName
+    namespace: GatewayName | None = None
+    section_name: GatewayName | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class HTTPRouteRef(Model):
+    """Patch only the named rules of an HTTPRoute the user already owns (router gateway-api):
+    only the weights of the backendRefs to ``primaryService`` and ``canaryService`` change."""
+
+    name: K8sName
+    rules: list[GatewayName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Names of the HTTPRoute rules to manage; empty means the only rule.",
+    )
+    primary_service: GatewayName = Field(description="backendRef name of the primary Service.")
+    canary_service: GatewayName = Field(description="backendRef name of the canary Service.")
+
+    @model_validator(mode="after")
+    def _two_services(self) -> HTTPRouteRef:
+        if self.primary_service == self.canary_service:
+            raise ValueError(
+                f"primaryService and canaryService must differ (both are "
+                f"{self.primary_service!r}): one backend cannot be both stable and canary"
+            )
+        _unique(self.rules, "rules")
         return self
 
 
@@ -378,7 +440,10 @@ class AnalysisSpec(Model):
     min_requests: int = Field(
         default=0, ge=0, le=10**12, description="Canary requests needed before a step may advance."
     )
-    reporter: Literal["destination", "source"] = "destination"
+    reporter: Literal["destination", "source", "waypoint"] = Field(
+        default="destination",
+        description="Istio metrics reporter: 'destination' (sidecars), 'waypoint' (ambient).",
+    )
     prometheus: PrometheusSpec | None = None
     kayenta: KayentaSpec | None = None
 
@@ -466,6 +531,12 @@ class RolloutSpec(Model):
     target_ref: TargetRef
     service: ServiceSpec | None = None
     virtual_service_ref: VirtualServiceRef | None = None
+    router: RouterKind | None = Field(
+        default=None,
+        description="istio (VirtualService) or gateway-api (HTTPRoute); default: gateway-api "
+        "when httpRouteRef is set, else istio.",
+    )
+    http_route_ref: HTTPRouteRef | None = None
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=86400)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
@@ -475,11 +546,34 @@ class RolloutSpec(Model):
 
     @model_validator(mode="after")
     def _one_traffic_mode(self) -> RolloutSpec:
-        if (self.service is None) == (self.virtual_service_ref is None):
-            raise ValueError("set exactly one of spec.service and spec.virtualServiceRef")
+        modes = [self.service, self.virtual_service_ref, self.http_route_ref]
+        if sum(m is not None for m in modes) != 1:
+            raise ValueError(
+                "set exactly one of spec.service, spec.virtualServiceRef and spec.httpRouteRef"
+            )
+        router = self.router_kind
+        if router == RouterKind.ISTIO and self.http_route_ref is not None:
+            raise ValueError("spec.httpRouteRef needs spec.router gateway-api")
+        if router == RouterKind.GATEWAY_API:
+            if self.virtual_service_ref is not None:
+                raise ValueError("spec.virtualServiceRef needs spec.router istio")
+            if self.service is not None and self.service.gateways:
+                raise ValueError(
+                    "spec.service.gateways is Istio's; with spec.router gateway-api use "
+                    "spec.service.parentRefs"
+                )
+        elif self.service is not None and self.service.parent_refs:
+            raise ValueError("spec.service.parentRefs needs spec.router gateway-api")
         _unique([w.name for w in self.webhooks], "webhook names")
         _unique([a.name for a in self.alerts], "alert names")
         return self
+
+    @property
+    def router_kind(self) -> RouterKind:
+        """The router in effect (``spec.router``, or inferred from the traffic mode)."""
+        if self.router is not None:
+            return self.router
+        return RouterKind.GATEWAY_API if self.http_route_ref is not None else RouterKind.ISTIO
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ What runs, all on 127.0.0.1 and all stopped at the end (also on Ctrl-C / SIGTERM
 
 1. the Kubernetes API emulator (``kubeemu``) with Istio's CRDs and canaryd's ``crds/``;
 2. the mesh simulator (``meshsim``), playing Istio sidecars: it follows the VirtualService's
+   (with ``--router gateway-api``: the HTTPRoute's)
    weights and serves ``istio_requests_total`` / ``istio_request_duration_milliseconds`` per
    version, each image with its own error rate and latency;
 3. a real Prometheus scraping the simulator every second (when the ``prometheus`` binary is
@@ -120,6 +121,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print a machine-readable summary on stdout (progress goes to stderr)",
     )
+    parser.add_argument(
+        "--router",
+        choices=("istio", "gateway-api"),
+        default="istio",
+        help="which API carries the split: istio (a VirtualService, default) or gateway-api "
+        "(a generated HTTPRoute, as with Istio ambient or any Gateway API implementation)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the simulator")
 
 
@@ -217,9 +225,11 @@ def run(
         use_prometheus=not args.no_prometheus,
         user_webhook=args.slack_webhook,
         stuck=stuck,
+        router=args.router,
     )
     show_slack = _slack_printer(env.slack, view, style)
-    with _step(view, "bootstrap: primary Deployment, Services, VirtualService at 100% stable"):
+    route_kind = "HTTPRoute" if args.router == "gateway-api" else "VirtualService"
+    with _step(view, f"bootstrap: primary Deployment, Services, {route_kind} at 100% stable"):
         env.wait_until(
             lambda r: r.status.phase.value in ("Initialized", "Succeeded"),
             60.0,

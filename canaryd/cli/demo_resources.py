@@ -98,15 +98,18 @@ def rollout(
     providers: Sequence[str],
     progress_deadline_seconds: int = 60,
     ns: str = NAMESPACE,
+    router: str = "istio",
 ) -> dict[str, Any]:
-    """The Rollout: host-level split, short schedule, the built-in analysis (error rate and
-    latency, judged by the sequential test), one alert per provider."""
+    """The Rollout: host-level split (a VirtualService, or with ``router`` gateway-api an
+    HTTPRoute), short schedule, the built-in analysis (error rate and latency, judged by the
+    sequential test), one alert per provider."""
     return {
         "apiVersion": API_VERSION,
         "kind": "Rollout",
         "metadata": {"name": APP, "namespace": ns},
         "spec": {
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+            "router": router,
             "service": {"port": PORT, "hosts": [f"{APP}.{ns}.svc.cluster.local"]},
             "schedule": {
                 "interval": interval,

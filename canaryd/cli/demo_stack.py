@@ -264,13 +264,16 @@ def start(
     use_prometheus: bool,
     user_webhook: str | None,
     stuck: list[str],
+    router: str = "istio",
 ) -> DemoEnv:
     """Start every piece (each stopped by ``stack``) and create the demo's objects."""
     # The controller logs warnings (e.g. a retried tick) to stderr; the demo's own output is
     # the story, so keep the library quiet unless something is really wrong.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
-    view.log("==> Kubernetes API emulator (kubeemu) with Istio's and canaryd's CRDs")
+    view.log(
+        "==> Kubernetes API emulator (kubeemu) with Istio's, the Gateway API's and canaryd's CRDs"
+    )
     emu = Emulator(crd_paths=[crd_directory(stack)], install_istio=True)
     emu.start()
     stack.callback(emu.stop)
@@ -304,15 +307,16 @@ def start(
     if user_webhook:
         view.log("    ... and to the --slack-webhook URL you gave")
 
+    route_kind = "HTTPRoute" if router == "gateway-api" else "VirtualService"
     view.log(
-        f"==> mesh simulator: {rps:g} rps through the VirtualService; stable error rate "
+        f"==> mesh simulator: {rps:g} rps through the {route_kind}; stable error rate "
         f"{STABLE_ERROR_RATE:.0%}, the bad image {BAD_ERROR_FACTOR:g}x, the slow one "
         f"{SLOW_LATENCY_FACTOR:g}x latency"
     )
     sim_client = emu.api_client()
     stack.callback(sim_client.close)
     sim = MeshSimulator(
-        apps=[MeshApp(res.NAMESPACE, res.APP)],
+        apps=[MeshApp(res.NAMESPACE, res.APP, router=router)],
         routes=KubeRoutes(sim_client),
         profiles=version_profiles(),
         default_profile=VersionProfile(error_rate=STABLE_ERROR_RATE),
@@ -334,7 +338,10 @@ def start(
         def metrics_for(_rollout: Rollout) -> SimulatorCountsProvider:
             return provider
 
-    view.log("==> canaryd controller (watches, scheduler, leader election, Istio, Slack, Events)")
+    view.log(
+        "==> canaryd controller (watches, scheduler, leader election, "
+        f"{'Gateway API' if router == 'gateway-api' else 'Istio'}, Slack, Events)"
+    )
     options = Options(
         controller=ControllerConfig(
             namespaces=(res.NAMESPACE,),
@@ -366,6 +373,7 @@ def start(
             step_weights=timings.step_weights,
             intervals_per_step=timings.intervals_per_step,
             providers=providers,
+            router=router,
         ),
     )
     env = DemoEnv(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from kubernetes.client import ApiClient
 
 from canaryd.adapters.events import KubeEventRecorder
-from canaryd.adapters.istio import IstioRouter
 from canaryd.adapters.kube import KubeApi, Resources, RetryPolicy, Workloads
 from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
 from canaryd.adapters.slack import SlackNotifier
@@ -18,6 +17,7 @@ from canaryd.controller.metrics_source import prometheus_metrics_for
 from canaryd.controller.observe import MetricsFor
 from canaryd.controller.outbox import Outbox
 from canaryd.controller.reconciler import Ports, Reconciler
+from canaryd.controller.routing import RouterByKind
 from canaryd.controller.runtime import Controller, ControllerConfig
 from canaryd.controller.telemetry import Telemetry
 from canaryd.core.ports import AlertTarget, TrafficRouter
@@ -93,7 +93,7 @@ def assemble(
     ports = Ports(
         resources=resources,
         workloads=Workloads(api),
-        router=router or IstioRouter(api),
+        router=router or RouterByKind.build(api),
         metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
         notifier=notifier,
         events=KubeEventRecorder(api),

@@ -37,6 +37,7 @@ def served_candidates(
     base: tuple[int, int],
     interval_s: float,
     scrape_s: float,
+    reporter: str | None = None,
 ) -> list[tuple[int, int]]:
     """Served (requests, errors) since ``base`` at each scrape the last interval may have ended
     on: within one grid cell (at most a quarter of the interval) plus one scrape interval
@@ -48,7 +49,7 @@ def served_candidates(
     lo, hi = last - grid - scrape_s - 0.3, last + 0.3
     return [
         (req - base[0], err - base[1])
-        for t, req, err in sim.scrapes(namespace, workload)
+        for t, req, err in sim.scrapes(namespace, workload, reporter)
         if lo <= t <= hi
     ]
 
@@ -62,11 +63,19 @@ def assert_judged_equals_served(
     base: tuple[int, int],
     interval_s: float,
     scrape_s: float = 1.0,
+    reporter: str | None = None,
 ) -> tuple[float, float]:
     """Assert the judged canary counts are exactly the served ones (see the module)."""
     judged = judged_canary(status)
     candidates = served_candidates(
-        sim, namespace, workload, status, base=base, interval_s=interval_s, scrape_s=scrape_s
+        sim,
+        namespace,
+        workload,
+        status,
+        base=base,
+        interval_s=interval_s,
+        scrape_s=scrape_s,
+        reporter=reporter,
     )
     assert candidates, "no scrape near the last analysis"
     assert judged in candidates, f"judged {judged}, served at the last scrapes {candidates}"

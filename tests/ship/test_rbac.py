@@ -227,7 +227,10 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     rig.create_rollout(
         "shop", "shop", schedule={"interval": "500ms", "stepWeights": [5, 10, 20, 30, 40, 50]}
     )
-    for name in ("web", "api", "shop"):
+    # 4. The Gateway API router: canaryd creates, updates and (at deletion) deletes an HTTPRoute.
+    rig.deploy("gw", "gw:1.0")
+    rig.create_rollout("gw", "gw", router="gateway-api")
+    for name in ("web", "api", "shop", "gw"):
         wait_for(f"{name} Initialized", phase_is(rig, name, "Initialized"), timeout=30)
 
     # Someone edits a Service canaryd owns: the router must put it back (an update).
@@ -237,12 +240,14 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     rig.set_image("web", "web:2.0")
     rig.set_image("api", "api:2.0")
     rig.set_image("shop", "shop:2.0")
+    rig.set_image("gw", "gw:2.0")
     wait_for("shop Progressing", phase_is(rig, "shop", "Progressing"), timeout=30)
     kubeconfig = str(rig.kubeconfig)
     assert canaryd(["promote", "shop", "--kubeconfig", kubeconfig, "-n", NS, "--wait", "30"]) == 0
     wait_for("web Succeeded", phase_is(rig, "web", "Succeeded"), timeout=60)
     wait_for("api Failed", phase_is(rig, "api", "Failed"), timeout=60)
     wait_for("shop Succeeded", phase_is(rig, "shop", "Succeeded"), timeout=60)
+    wait_for("gw Succeeded", phase_is(rig, "gw", "Succeeded"), timeout=60)
     slack_server.wait_for(1, timeout=10)
     # The same drift of the routing twice: the repeated Event is aggregated (a patch of count).
     for _ in range(2):
@@ -254,14 +259,10 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     service = rig.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
     assert service["spec"]["selector"] == {"app": "web"}, "the drifted Service was not repaired"
     # Deleting a Rollout: the finalizer hands routing back (deletes what canaryd created).
-    rig.api.delete(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/web")
-    wait_for(
-        "web deleted",
-        lambda: (
-            rig.api.get_or_none(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/web") is None
-        ),
-        timeout=30,
-    )
+    for name in ("web", "gw"):
+        path = f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/{name}"
+        rig.api.delete(path)
+        wait_for(f"{name} deleted", lambda p=path: rig.api.get_or_none(p) is None, timeout=30)
     for parts in list(rig.controllers):
         rig.stop_controller(parts)  # releases the Lease: part of the audited calls
     # A watch is audited when its stream ends: end the ones still open.

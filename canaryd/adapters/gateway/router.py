@@ -1,0 +1,273 @@
+"""The Gateway API traffic router: :class:`~canaryd.core.ports.TrafficRouter` over the one
+transport (:class:`canaryd.adapters.transport.KubeApi`: bounded retries, the one error mapping).
+
+All shapes come from the pure functions of :mod:`canaryd.adapters.gateway.routes`; this module
+only reads and writes. One class per mode, as the Istio router has:
+
+* :class:`GeneratedRouter` (``spec.service``): canaryd owns two Services and one HTTPRoute;
+  finalisation deletes them.
+* :class:`RefRouter` (``spec.httpRouteRef``): only the named rules of the user's HTTPRoute
+  change; finalisation routes them 100% to the primary Service.
+
+Every HTTPRoute write is a PUT of the object as read (its ``resourceVersion`` guards it); on a
+409 the router re-reads and re-applies the *same* desired weight, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from canaryd.adapters.gateway import routes
+from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
+from canaryd.api.models import HTTPRouteRef, Rollout
+from canaryd.core.ports import PermanentError, TemporaryError, TrafficRouter
+from canaryd.core.types import TrafficState
+
+CONFLICT_ATTEMPTS = 5
+"""Read-modify-write rounds before an HTTPRoute conflict is given up (as TemporaryError)."""
+
+
+def _route_path(ns: str, name: str = "") -> str:
+    group, version = routes.GATEWAY_GROUP, routes.GATEWAY_VERSION
+    base = f"/apis/{group}/{version}/namespaces/{ns}/{routes.HTTPROUTE_PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def _service_path(ns: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{ns}/services"
+    return f"{base}/{name}" if name else base
+
+
+class _HTTPRoutes:
+    """Reads and conflict-safe writes of HTTPRoutes (shared by both modes)."""
+
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.api = api
+        self.query = [("fieldManager", field_manager)]
+
+    def get(self, ns: str, name: str) -> JSON | None:
+        return self.api.get_or_none(_route_path(ns, name), what=f"read HTTPRoute {ns}/{name}")
+
+    def require(self, ns: str, ref: HTTPRouteRef) -> JSON:
+        route = self.get(ns, ref.name)
+        if route is None:
+            raise PermanentError(f"HTTPRoute {ns}/{ref.name} (spec.httpRouteRef) not found")
+        return route
+
+    def create(self, ns: str, body: JSON) -> None:
+        self.api.request(
+            "POST",
+            _route_path(ns),
+            query=self.query,
+            body=body,
+            what=f"create HTTPRoute {ns}/{body['metadata']['name']}",
+        )
+
+    def update(self, ns: str, name: str, change: Callable[[JSON | None], JSON | None]) -> None:
+        """Read, compute the new spec with ``change`` (None: nothing to write), PUT the object
+        as read with it; on 409 read again and recompute, up to :data:`CONFLICT_ATTEMPTS`."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            current = self.get(ns, name)
+            spec = change(current)
+            if spec is None:
+                return
+            if current is None:
+                raise TemporaryError(f"HTTPRoute {ns}/{name} vanished while updating")
+            try:
+                self.api.request(
+                    "PUT",
+                    _route_path(ns, name),
+                    query=self.query,
+                    body={**current, "spec": spec},
+                    what=f"update HTTPRoute {ns}/{name}",
+                )
+                return
+            except ConflictError:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+
+    def delete(self, ns: str, name: str) -> None:
+        with contextlib.suppress(NotFoundError):  # already gone
+            self.api.delete(_route_path(ns, name), what=f"delete HTTPRoute {ns}/{name}")
+
+
+class GeneratedRouter:
+    """``<name>-primary`` / ``<name>-canary`` Services and the HTTPRoute ``<name>``, all owned
+    by the Rollout."""
+
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.api = api
+        self.routes = _HTTPRoutes(api, field_manager)
+        self.query = [("fieldManager", field_manager)]
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        """Create or verify the Services and the HTTPRoute. Weights already routed are kept;
+        ``canary_weight`` is used only where the route is created or was not canaryd's shape."""
+        routes.check_weight(canary_weight)
+        ns = rollout.metadata.namespace
+        for body in routes.desired_services(rollout):
+            self._ensure_service(ns, body)
+        name = routes.generated_names(rollout).http_route
+        if self.routes.get(ns, name) is None:
+            try:
+                self.routes.create(ns, routes.desired_http_route(rollout, canary_weight))
+                return
+            except ConflictError:
+                pass  # created meanwhile: verify it below
+
+        def keep(existing: JSON | None) -> JSON | None:
+            current = routes.generated_weights(rollout, existing) if existing else None
+            weight = current.canary_weight if current is not None else canary_weight
+            desired = routes.desired_http_route(rollout, weight)["spec"]
+            return None if existing is not None and existing.get("spec") == desired else desired
+
+        self.routes.update(ns, name, keep)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        route = self.routes.get(
+            rollout.metadata.namespace, routes.generated_names(rollout).http_route
+        )
+        return routes.generated_weights(rollout, route) if route is not None else None
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        routes.check_weight(canary_weight)
+        ns = rollout.metadata.namespace
+        name = routes.generated_names(rollout).http_route
+        desired = routes.desired_http_route(rollout, canary_weight)["spec"]
+        if self.routes.get(ns, name) is None:
+            self.reconcile(rollout, canary_weight=canary_weight)
+            return
+        self.routes.update(
+            ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
+        )
+
+    def finalize(self, rollout: Rollout) -> None:
+        """Delete the HTTPRoute, then the two Services canaryd created. Idempotent."""
+        ns = rollout.metadata.namespace
+        names = routes.generated_names(rollout)
+        self.routes.delete(ns, names.http_route)
+        for service in (names.canary_service, names.primary_service):
+            with contextlib.suppress(NotFoundError):  # already gone
+                self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
+
+    def _ensure_service(self, ns: str, body: JSON) -> None:
+        name = body["metadata"]["name"]
+        path = _service_path(ns, name)
+        existing = self.api.get_or_none(path, what=f"read Service {ns}/{name}")
+        if existing is None:
+            # A conflict: created meanwhile (a retried create whose answer was lost).
+            with contextlib.suppress(ConflictError):
+                self.api.request(
+                    "POST",
+                    _service_path(ns),
+                    query=self.query,
+                    body=body,
+                    what=f"create Service {ns}/{name}",
+                )
+            return
+        if routes.service_differs(existing, body):
+            # Keep what the API server allocated (clusterIP) and guard with the version.
+            spec = {**existing.get("spec", {}), **body["spec"]}
+            self.api.request(
+                "PUT",
+                path,
+                query=self.query,
+                body={**existing, "spec": spec},
+                what=f"update Service {ns}/{name}",
+            )
+
+
+class RefRouter:
+    """The named rules of the user's HTTPRoute (``spec.httpRouteRef``)."""
+
+    def __init__(self, api: KubeApi, field_manager: str) -> None:
+        self.routes = _HTTPRoutes(api, field_manager)
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        """Verify the named rules; add a missing canary backendRef; keep routed weights."""
+        routes.check_weight(canary_weight)
+        ref = self._ref(rollout)
+        ns = rollout.metadata.namespace
+        self.routes.require(ns, ref)
+
+        def keep(route: JSON | None) -> JSON | None:
+            if route is None:
+                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+            try:
+                weight = routes.read_weights(route, ref).canary_weight
+            except PermanentError:
+                # Unreadable weights (rules disagree): set them; with_weights raises the precise
+                # PermanentError when the rules themselves are unusable.
+                weight = canary_weight
+            return _changed(route, routes.with_weights(route, ref, weight))
+
+        self.routes.update(ns, ref.name, keep)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        ref = self._ref(rollout)
+        return routes.read_weights(self.routes.require(rollout.metadata.namespace, ref), ref)
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        routes.check_weight(canary_weight)
+        ref = self._ref(rollout)
+        ns = rollout.metadata.namespace
+        self.routes.require(ns, ref)
+
+        def apply(route: JSON | None) -> JSON | None:
+            if route is None:
+                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+            return _changed(route, routes.with_weights(route, ref, canary_weight))
+
+        self.routes.update(ns, ref.name, apply)
+
+    def finalize(self, rollout: Rollout) -> None:
+        """100% of the named rules to the primary Service. An HTTPRoute the user already
+        deleted needs nothing; a malformed one raises PermanentError (rules unknown)."""
+        ref = self._ref(rollout)
+
+        def restore(route: JSON | None) -> JSON | None:
+            return None if route is None else _changed(route, routes.with_weights(route, ref, 0))
+
+        self.routes.update(rollout.metadata.namespace, ref.name, restore)
+
+    @staticmethod
+    def _ref(rollout: Rollout) -> HTTPRouteRef:
+        ref = rollout.spec.http_route_ref
+        if ref is None:
+            raise PermanentError(
+                f"Rollout {rollout.metadata.namespace}/{rollout.metadata.name}: "
+                "spec.httpRouteRef is not set"
+            )
+        return ref
+
+
+def _changed(route: JSON, updated: JSON) -> JSON | None:
+    spec: Any = updated["spec"]
+    return None if spec == route.get("spec") else dict(spec)
+
+
+class GatewayRouter:
+    """Routes traffic between primary and canary with Gateway API ``HTTPRoute``
+    (``gateway.networking.k8s.io/v1``); picks :class:`RefRouter` or :class:`GeneratedRouter`
+    by the Rollout's spec."""
+
+    def __init__(self, api: KubeApi, *, field_manager: str = "canaryd") -> None:
+        self.generated = GeneratedRouter(api, field_manager)
+        self.ref = RefRouter(api, field_manager)
+
+    def mode(self, rollout: Rollout) -> TrafficRouter:
+        return self.ref if rollout.spec.http_route_ref is not None else self.generated
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+        self.mode(rollout).reconcile(rollout, canary_weight=canary_weight)
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        return self.mode(rollout).get_weights(rollout)
+
+    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+
+    def finalize(self, rollout: Rollout) -> None:
+        self.mode(rollout).finalize(rollout)

@@ -1,0 +1,353 @@
+"""Pure computations of the Gateway API router: no I/O, so every case is tested without a cluster.
+
+Two modes, chosen by the Rollout's spec (with ``spec.router: gateway-api``):
+
+* **Generated** (``spec.service``, as Flagger's Gateway API router): canaryd owns two Services
+  (``<name>-primary`` selects ``app: <target>-primary``, ``<name>-canary`` selects
+  ``app: <target>``) and the HTTPRoute ``<name>`` with one rule named ``primary`` whose two
+  backendRefs carry weights summing to 100. Its parentRefs are ``spec.service.parentRefs``, by
+  default the Service ``<name>`` itself: mesh (GAMMA) routing, which is how an Istio ambient
+  waypoint takes an HTTPRoute.
+* **Existing HTTPRoute** (``spec.httpRouteRef``, as Argo Rollouts' Gateway API plugin): only the
+  named rules change, and in them only the weights of the backendRefs to ``primaryService`` and
+  ``canaryService`` (the canary backendRef is added when missing, copying the primary's port).
+  Every other rule and field is left exactly as it was.
+
+Gateway API weights are proportions, not percentages (``weight / sum``, each 0..1,000,000,
+default 1). canaryd always writes weights summing to 100 in the rules it owns, so a weight reads
+as a percentage; a user's rule in another shape (e.g. one backend with the default weight 1)
+reads as the proportion it routes, rounded to a whole percent.
+
+Objects are written in the shape the API server stores them (every schema default spelled
+out: backendRef ``group``/``kind``, parentRef ``group``/``kind``, the rule's default match), so
+a read-back equals what was written and an unchanged route is never rewritten.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from canaryd.api.models import API_VERSION, HTTPRouteRef, Rollout
+from canaryd.core.ports import PermanentError
+from canaryd.core.types import TrafficState
+
+JSON = dict[str, Any]
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_VERSION = "v1"
+HTTPROUTE_PLURAL = "httproutes"
+PRIMARY_RULE = "primary"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
+MAX_WEIGHT = 1_000_000
+"""The schema's bound on one backendRef weight."""
+DEFAULT_MATCH = {"path": {"type": "PathPrefix", "value": "/"}}
+"""The match the schema defaults a rule to (every request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedNames:
+    """Names of the objects canaryd owns in generated mode."""
+
+    http_route: str
+    primary_service: str
+    canary_service: str
+    primary_app: str
+    canary_app: str
+
+
+def _where(rollout: Rollout) -> str:
+    return f"{rollout.metadata.namespace}/{rollout.metadata.name}"
+
+
+def generated_names(rollout: Rollout) -> GeneratedNames:
+    """Object names and pod labels of generated mode (see the module docstring)."""
+    service = rollout.spec.service
+    if service is None:
+        raise PermanentError(f"Rollout {_where(rollout)}: spec.service is not set")
+    target = rollout.spec.target_ref.name
+    base = service.name or target
+    return GeneratedNames(
+        http_route=base,
+        primary_service=f"{base}-primary",
+        canary_service=f"{base}-canary",
+        primary_app=f"{target}-primary",
+        canary_app=target,
+    )
+
+
+def check_weight(canary_weight: int) -> int:
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    return canary_weight
+
+
+def _owned_metadata(rollout: Rollout, name: str) -> JSON:
+    meta: JSON = {
+        "name": name,
+        "namespace": rollout.metadata.namespace,
+        "labels": dict(MANAGED_BY),
+    }
+    if rollout.metadata.uid:
+        # Deleting the Rollout garbage-collects what canaryd created for it.
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Rollout",
+                "name": rollout.metadata.name,
+                "uid": rollout.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+# ---- generated mode --------------------------------------------------------------------------
+
+
+def desired_services(rollout: Rollout) -> list[JSON]:
+    """The ``<name>-primary`` and ``<name>-canary`` Services (bodies for create/replace)."""
+    service = rollout.spec.service
+    assert service is not None
+    names = generated_names(rollout)
+    port = {
+        "name": "http",
+        "port": service.port,
+        "targetPort": service.target_port or service.port,
+        "protocol": "TCP",
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _owned_metadata(rollout, name),
+            "spec": {"type": "ClusterIP", "selector": {"app": app}, "ports": [dict(port)]},
+        }
+        for name, app in (
+            (names.primary_service, names.primary_app),
+            (names.canary_service, names.canary_app),
+        )
+    ]
+
+
+def service_differs(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """True when an existing Service's selector or ports differ from what canaryd wants."""
+    spec = existing.get("spec") or {}
+    want = desired["spec"]
+    ports = [
+        {k: p.get(k) for k in ("name", "port", "targetPort", "protocol")}
+        for p in spec.get("ports") or []
+    ]
+    return bool(spec.get("selector") != want["selector"] or ports != want["ports"])
+
+
+def backend_ref(name: str, port: int | None, weight: int) -> JSON:
+    """A Service backendRef as the API server stores it (defaults spelled out). The schema's
+    CEL rule needs a port for a Service reference."""
+    ref: JSON = {"group": "", "kind": "Service", "name": name, "weight": weight}
+    if port is not None:
+        ref["port"] = port
+    return ref
+
+
+def split(primary: str, canary: str, canary_weight: int, port: int | None) -> list[JSON]:
+    """Two weighted backendRefs, primary first, weights summing to 100."""
+    check_weight(canary_weight)
+    return [
+        backend_ref(primary, port, 100 - canary_weight),
+        backend_ref(canary, port, canary_weight),
+    ]
+
+
+def parent_refs(rollout: Rollout) -> list[JSON]:
+    """``spec.service.parentRefs`` in wire form (defaults spelled out); by default the Service
+    ``<name>`` on its port (mesh routing: an ambient waypoint, any GAMMA mesh)."""
+    service = rollout.spec.service
+    assert service is not None
+    if not service.parent_refs:
+        base = service.name or rollout.spec.target_ref.name
+        return [{"group": "", "kind": "Service", "name": base, "port": service.port}]
+    return [ref.wire() for ref in service.parent_refs]
+
+
+def desired_http_route(rollout: Rollout, canary_weight: int) -> JSON:
+    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary."""
+    service = rollout.spec.service
+    assert service is not None
+    names = generated_names(rollout)
+    spec: JSON = {
+        "parentRefs": parent_refs(rollout),
+        "rules": [
+            {
+                "name": PRIMARY_RULE,
+                "matches": [copy.deepcopy(DEFAULT_MATCH)],
+                "backendRefs": split(
+                    names.primary_service, names.canary_service, canary_weight, service.port
+                ),
+            }
+        ],
+    }
+    if service.hosts:
+        spec["hostnames"] = list(service.hosts)
+    return {
+        "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": _owned_metadata(rollout, names.http_route),
+        "spec": spec,
+    }
+
+
+def generated_ref(rollout: Rollout) -> HTTPRouteRef:
+    """The owned HTTPRoute seen as a reference to its one rule (to read its weights)."""
+    names = generated_names(rollout)
+    return HTTPRouteRef(
+        name=names.http_route,
+        rules=[PRIMARY_RULE],
+        primary_service=names.primary_service,
+        canary_service=names.canary_service,
+    )
+
+
+def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficState | None:
+    """Weights of an owned HTTPRoute; None when it is not in the shape canaryd writes (then
+    :meth:`GatewayRouter.reconcile` rewrites it)."""
+    ref = generated_ref(rollout)
+    try:
+        state = read_weights(route, ref)
+    except PermanentError:
+        return None
+    owned = desired_http_route(rollout, state.canary_weight)["spec"]
+    return state if route.get("spec") == owned else None
+
+
+# ---- existing HTTPRoute (httpRouteRef) -------------------------------------------------------
+
+
+def _route_name(route: Mapping[str, Any], ref: HTTPRouteRef) -> str:
+    meta = route.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{ref.name}" if ns else ref.name
+
+
+def managed_indexes(route: Mapping[str, Any], ref: HTTPRouteRef) -> list[int]:
+    """Indexes in ``spec.rules`` of the rules canaryd manages. PermanentError when the HTTPRoute
+    is malformed or a named rule is missing."""
+    where = f"HTTPRoute {_route_name(route, ref)}"
+    spec = route.get("spec")
+    if not isinstance(spec, Mapping):
+        raise PermanentError(f"{where}: no spec")
+    rules = spec.get("rules")
+    if not isinstance(rules, list) or not all(isinstance(r, Mapping) for r in rules):
+        raise PermanentError(f"{where}: spec.rules is missing or not a list of rules")
+    if not ref.rules:
+        if len(rules) != 1:
+            raise PermanentError(
+                f"{where}: has {len(rules)} rules; name the ones to manage in "
+                "spec.httpRouteRef.rules"
+            )
+        return [0]
+    by_name: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        name = rule.get("name")
+        if isinstance(name, str):
+            by_name.setdefault(name, i)
+    missing = [r for r in ref.rules if r not in by_name]
+    if missing:
+        known = sorted(by_name) or ["(no named rules)"]
+        raise PermanentError(
+            f"{where}: no rule named {', '.join(repr(m) for m in missing)} "
+            f"(rules: {', '.join(known)})"
+        )
+    return [by_name[r] for r in ref.rules]
+
+
+def _rule_label(rule: Mapping[str, Any], index: int) -> str:
+    name = rule.get("name")
+    return f"rule {name!r}" if isinstance(name, str) else f"rule #{index}"
+
+
+def _is_service(ref: Mapping[str, Any]) -> bool:
+    return bool(ref.get("group", "") == "" and ref.get("kind", "Service") == "Service")
+
+
+def _backends(
+    route: Mapping[str, Any], ref: HTTPRouteRef, index: int
+) -> tuple[list[JSON], int, int | None]:
+    """The rule's backendRefs and the positions of primary and canary (None when the rule has
+    no canary backendRef)."""
+    rule = route["spec"]["rules"][index]
+    where = f"HTTPRoute {_route_name(route, ref)} {_rule_label(rule, index)}"
+    raw = rule.get("backendRefs")
+    if not isinstance(raw, list) or not raw:
+        raise PermanentError(f"{where}: has no backendRefs (spec.rules[{index}].backendRefs)")
+    names = []
+    for backend in raw:
+        if not isinstance(backend, Mapping) or not isinstance(backend.get("name"), str):
+            raise PermanentError(f"{where}: a backendRef has no name")
+        kind = f"{backend.get('group', '')}/{backend.get('kind', 'Service')}"
+        names.append(backend["name"] if _is_service(backend) else f"{kind}:{backend['name']}")
+    wanted = (ref.primary_service, ref.canary_service)
+    others = sorted({n for n in names if n not in wanted})
+    if others:
+        raise PermanentError(
+            f"{where}: backendRefs {others} are neither primaryService {ref.primary_service!r} "
+            f"nor canaryService {ref.canary_service!r}; canaryd cannot keep weights summing "
+            "to 100"
+        )
+    if names.count(ref.primary_service) != 1 or names.count(ref.canary_service) > 1:
+        raise PermanentError(
+            f"{where}: needs exactly one backendRef to Service {ref.primary_service!r} "
+            f"(primaryService) and at most one to {ref.canary_service!r} (canaryService)"
+        )
+    canary = names.index(ref.canary_service) if ref.canary_service in names else None
+    return [dict(b) for b in raw], names.index(ref.primary_service), canary
+
+
+def _weight(backend: Mapping[str, Any]) -> int:
+    value = backend.get("weight", 1)  # the schema's default
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def read_weights(route: Mapping[str, Any], ref: HTTPRouteRef) -> TrafficState:
+    """Canary percentage of the managed rules. PermanentError when they disagree or are
+    malformed (a missing canary backendRef reads as 0)."""
+    where = f"HTTPRoute {_route_name(route, ref)}"
+    found = set()
+    for index in managed_indexes(route, ref):
+        backends, primary, canary = _backends(route, ref, index)
+        p = _weight(backends[primary])
+        c = 0 if canary is None else _weight(backends[canary])
+        if p < 0 or c < 0 or p + c == 0:
+            raise PermanentError(
+                f"{where} rule #{index}: backendRef weights primary={p}, canary={c} route "
+                "nothing canaryd can read"
+            )
+        # Proportions, not percentages: 100/0 and 1/0 both mean everything to the primary.
+        found.add(c if p + c == 100 else round(100 * c / (p + c)))
+    if len(found) != 1:
+        raise PermanentError(
+            f"{where}: managed rules disagree on the canary weight ({sorted(found)})"
+        )
+    return TrafficState(canary_weight=found.pop())
+
+
+def with_weights(route: Mapping[str, Any], ref: HTTPRouteRef, canary_weight: int) -> JSON:
+    """A copy of ``route`` whose managed rules send ``canary_weight`` % to the canary and the
+    rest to the primary. Nothing else changes (other rules, matches, filters, timeouts...)."""
+    check_weight(canary_weight)
+    out = copy.deepcopy(dict(route))
+    for index in managed_indexes(route, ref):
+        backends, primary, canary = _backends(route, ref, index)
+        if canary is None:
+            template = copy.deepcopy(backends[primary])
+            template["name"] = ref.canary_service
+            template.pop("filters", None)  # the primary's own header rewrites stay its own
+            backends.append(template)
+            canary = len(backends) - 1
+        backends[primary] = {**backends[primary], "weight": 100 - canary_weight}
+        backends[canary] = {**backends[canary], "weight": canary_weight}
+        out["spec"]["rules"][index]["backendRefs"] = backends
+    return out
