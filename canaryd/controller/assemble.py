@@ -52,11 +52,20 @@ class Assembled:
         self.controller.start()
 
     def stop(self) -> None:
-        """Record what was delivered while still leader (so the next leader does not send it
-        again), stop ticking (release the Lease), then flush alerts and close connections."""
+        """Hand over cleanly: stop ticking first (a scheduled tick could otherwise queue a
+        notice after the outbox was committed), then, still holding the Lease, deliver what is
+        queued and record the deliveries in the statuses (so the next leader does not send
+        them again), then release the Lease and close connections."""
+        self.controller.stop_ticking()
         if self.controller.is_leader():
+            # A commit tick may itself decide a transition and queue a notice: repeat a few
+            # times until nothing delivered is left unrecorded.
+            for _ in range(3):
+                self.notifier.flush(5.0)
+                if not self.reconciler.outbox.rollouts_with_deliveries():
+                    break
+                self.reconciler.commit_outbox()
             self.notifier.flush(5.0)
-            self.reconciler.commit_outbox()
         self.controller.stop()
         self.notifier.close()
         self.providers.close()

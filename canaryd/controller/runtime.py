@@ -106,6 +106,7 @@ class Controller:
                 )
             )
         self._started = False
+        self._stopped_ticking = False
         self.on_leader_change: Callable[[bool], None] | None = None
         """Called with True when this process starts leading, False when it stops."""
         self.on_forget: Callable[[str, str], None] | None = None
@@ -153,14 +154,22 @@ class Controller:
         self._started = True
         log.info("controller %s started", self.identity)
 
+    def stop_ticking(self) -> None:
+        """Stop watching and ticking, waiting for running ticks; the Lease is kept, so no other
+        replica acts until :meth:`stop` (the leader can still record what it delivered)."""
+        if not self._started or self._stopped_ticking:
+            return
+        self._stopped_ticking = True
+        for reflector in self.reflectors:
+            reflector.stop()
+        self.scheduler.shutdown(wait=True)
+
     def stop(self) -> None:
         """Stop watching and ticking (waits for running ticks), then release the Lease."""
         if not self._started:
             return
+        self.stop_ticking()
         self._started = False
-        for reflector in self.reflectors:
-            reflector.stop()
-        self.scheduler.shutdown(wait=True)
         if self.elector is not None:
             self.elector.stop(release=True)
         log.info("controller %s stopped", self.identity)
