@@ -11,6 +11,7 @@ from kubernetes.client import ApiClient
 from canaryd.adapters.events import KubeEventRecorder
 from canaryd.adapters.kube import KubeApi, Resources, RetryPolicy, Workloads
 from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
+from canaryd.adapters.slack import RetryPolicy as SlackRetryPolicy
 from canaryd.adapters.slack import SlackNotifier
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.metrics_source import prometheus_metrics_for
@@ -96,8 +97,10 @@ def assemble(
         for outbox in outboxes:
             outbox.failed(target, notice, error)
 
-    notifier = SlackNotifier(on_failure=failed, on_sent=sent)
-    outboxes.append(Outbox(notifier))
+    slack_retry = SlackRetryPolicy()
+    notifier = SlackNotifier(on_failure=failed, on_sent=sent, retry=slack_retry)
+    # A notice given up on is re-queued by a tick at most one notifier backoff after the last.
+    outboxes.append(Outbox(notifier, retry_cap_seconds=slack_retry.max_backoff_seconds))
     providers = ProviderCache(options.prometheus)
     ports = Ports(
         resources=resources,

@@ -247,13 +247,19 @@ class Reconciler:
         subject = acting or machine.reject_subject(meta, decision.status)
         for event in decision.events:
             self._event(subject, event.type, event.reason, event.message)
+        requeue = decision.requeue_after
         if decision.write_status and acting is not None:
             self._deliver(acting.model_copy(update={"status": decision.status}))
+            if decision.status.outbox:
+                # Undelivered notices: look again soon whatever the phase (an ended release is
+                # idle and would otherwise wait for the idle resync to re-queue a failed one).
+                wait = self.outbox.retry_delay(key)
+                requeue = wait if requeue is None else min(requeue, wait)
         status = decision.status
         return (
             TickResult(
                 interval_seconds=rollout.spec.schedule.interval_seconds() if rollout else None,
-                requeue_after=decision.requeue_after,
+                requeue_after=requeue,
                 wrote_status=written is not None,
                 phase=status.phase.value,
             ),

@@ -50,6 +50,9 @@ class SlackServer:
         self._ts = itertools.count(1)
         self.delay_seconds = 0.0
         """Added latency per request (to prove the caller is not blocked)."""
+        self.outage: str | None = None
+        """While set, every request fails: "down" (the connection is closed unanswered),
+        "429" (with Retry-After: 1) or "500"."""
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -116,8 +119,16 @@ class SlackServer:
     def _answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
+        if self.outage == "down":
+            with self._lock:
+                self.received.append(Received(handler.path, dict(handler.headers), body, 0))
+            handler.close_connection = True
+            handler.connection.close()  # no answer at all: the client sees a closed socket
+            return
         with self._lock:
             cue = self._cues.pop(0) if self._cues else None
+            if cue is None and self.outage in ("429", "500"):
+                cue = _Cue(int(self.outage), 1 if self.outage == "429" else None, "")
         headers = {k: v for k, v in handler.headers.items()}
         path = handler.path
         if cue is not None:
