@@ -547,6 +547,14 @@ class Checker:
         for st in self.rollouts.values():
             if st.canary_weight <= 0 or st.traffic_since is None:
                 continue
+            phase = st.status.get("phase")
+            if phase in ("Promoting", "Finalising") and (
+                str(st.status.get("canaryRevision", "")) in st.passed
+            ):
+                # A revision that passed keeps serving while the primary rolls out to it
+                # (DESIGN: traffic stays where it is served and judged); the hand-over itself
+                # is checked by the primary-readiness and no-pods rules.
+                continue
             since = st.judged_at if st.judged_at is not None else st.traffic_since
             limit = st.interval + self.grace + self._downtime(since, now)
             if now - since > limit:

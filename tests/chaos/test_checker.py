@@ -138,6 +138,21 @@ def test_canary_traffic_without_a_judged_interval(checker: Checker, clock: Clock
     assert feed(checker, clock, rollout("Progressing", judged="t1")) == ["unjudged-traffic"]
 
 
+def test_a_passed_revision_may_serve_while_the_primary_rolls_out(
+    checker: Checker, clock: Clock
+) -> None:
+    healthy(checker, clock)
+    feed(checker, clock, vs(50), rollout("Progressing", judged="t1", outcome="Pass"))
+    feed(checker, clock, rollout("Promoting", judged="t1"))
+    clock.now += 10.0  # far beyond interval + grace: the primary is still rolling out
+    assert feed(checker, clock, rollout("Promoting", judged="t1")) == []
+    # The same wait in Progressing (nothing judged) is a violation.
+    clock.now += 10.0
+    assert feed(checker, clock, rollout("Progressing", rev="r3", judged="t1")) == [
+        "unjudged-traffic"
+    ]
+
+
 def test_error_intervals_are_not_judgements_unless_the_rule_says_so(clock: Clock) -> None:
     for rule, expected in (
         (OutageRule(withdraw=True), ["unjudged-traffic"]),
