@@ -68,11 +68,6 @@ def test_two_replicas_leader_killed_and_frozen_past_its_lease(chaos_run: ChaosRu
     assert_safe([row], also_allowed=frozenset({KUBECTL_RULE}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 2: VirtualService calls bypass the retrying client (one 5xx fails the "
-    "tick; 30% 5xx stalls releases; 409s flap the weights)",
-)
 def test_api_5xx_409_latency_dropped_watches_410(chaos_run: ChaosRun) -> None:
     rows = chaos.exp_api(chaos_run.rig, chaos_run.suite, chaos_run.rng)
     assert_safe(rows, also_allowed=frozenset({KUBECTL_RULE}))
