@@ -138,6 +138,11 @@ class _EffectFailedError(Exception):
         self.raw = raw
 
 
+class LeadershipLostError(Exception):
+    """This process no longer holds the Lease (renew deadline passed by its own clock, e.g.
+    after it was frozen mid-tick): the tick stops before its next write."""
+
+
 class Reconciler:
     """Runs ticks. Thread-safe: the scheduler runs ticks of different Rollouts concurrently
     (never two of the same Rollout: its job has ``max_instances=1``)."""
@@ -161,6 +166,11 @@ class Reconciler:
         self._backoff = _Backoff(base=backoff_base, cap=backoff_cap)
         self._last_valid: dict[tuple[str, str], Rollout] = {}
         """Last valid Rollout per key (to roll back a canary whose spec became invalid)."""
+        self.leading: Callable[[], bool] = lambda: True
+        """True while this process holds the Lease (the runtime sets its elector's check).
+        Checked before every write of a tick: a leader frozen past its lease that resumes
+        mid-tick must not act on what it read before (the next leader acts meanwhile; a
+        Deployment or VirtualService write is not fenced by the Rollout's resourceVersion)."""
 
     # ---- entry point -------------------------------------------------------------------------
 
@@ -171,6 +181,9 @@ class Reconciler:
         current: Rollout | None = None
         try:
             result, current = self._tick(namespace, name)
+        except LeadershipLostError as exc:
+            log.warning("tick %s/%s stopped: %s", namespace, name, exc)
+            result = TickResult(error=str(exc))
         except PermanentError as exc:
             log.warning("tick %s/%s failed permanently: %s", namespace, name, exc)
             result = TickResult(error=str(exc), permanent=True)
@@ -200,6 +213,11 @@ class Reconciler:
         self._last_valid.pop((namespace, name), None)
         self._backoff.ok((namespace, name))
         self.outbox.forget((namespace, name))
+
+    def _fence(self, doing: str) -> None:
+        """Raise :class:`LeadershipLostError` unless this process still leads."""
+        if not self.leading():
+            raise LeadershipLostError(f"leadership lost before {doing}")
 
     def _retry_delay(self, key: tuple[str, str], exc: TemporaryError) -> float:
         """Backoff, never sooner than the delay the error carries (429 Retry-After)."""
@@ -243,6 +261,7 @@ class Reconciler:
             return self._failed(failure.raw, rollout, stored, failure.error, now=now, meta=meta)
         written = None
         if decision.write_status:
+            self._fence("the status write")
             written = self.ports.resources.write_status(raw, decision.status)
         subject = acting or machine.reject_subject(meta, decision.status)
         for event in decision.events:
@@ -319,6 +338,7 @@ class Reconciler:
         resourceVersion guards the status write). Raises :class:`_EffectFailedError`."""
         p = self.ports
         for effect in effects:
+            self._fence(f"{effect!r}")
             try:
                 if isinstance(effect, AddFinalizer | RemoveFinalizer):
                     have = list((raw.get("metadata") or {}).get("finalizers") or [])
@@ -390,6 +410,7 @@ class Reconciler:
             stored, str(exc), permanent=permanent, now=now, generation=meta.generation
         )
         try:
+            self._fence("recording a failure")
             self.ports.resources.write_status(raw, status)
         except (PermanentError, TemporaryError) as write_exc:
             log.warning("could not record the failure on %s: %s", meta.name, write_exc)

@@ -78,6 +78,9 @@ class Controller:
                 on_started=self._on_leader,
                 on_stopped=self._on_follower,
             )
+        # Every write of a tick checks the Lease (a tick begun while leading may resume after a
+        # freeze past the lease, when another process leads).
+        reconciler.leading = self.is_leader
         self.scheduler = Scheduler(
             reconciler,
             is_leader=self.is_leader,

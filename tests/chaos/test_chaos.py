@@ -55,13 +55,6 @@ def test_sigkill_at_random_instants_promoting_and_finalising(chaos_run: ChaosRun
     assert_safe([row], also_allowed=frozenset({KUBECTL_RULE}))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 9 item 1 when a leader dies between a promotion's scale-down and its status "
-    "write (route-no-pods), and an undiagnosed finding: with seed 7 a BAD release was promoted "
-    "(primary-unpassed) while the leader was killed/frozen. Not deterministic: make it strict "
-    "once both are fixed",
-)
 def test_two_replicas_leader_killed_and_frozen_past_its_lease(chaos_run: ChaosRun) -> None:
     row = chaos.exp_ha(chaos_run.rig, chaos_run.suite, chaos_run.rng)
     assert row.kills >= 2, row.notes

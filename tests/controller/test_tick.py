@@ -298,3 +298,43 @@ def test_a_slack_outage_only_delays_notices_and_a_restart_resends_pending_ones()
     assert rig.status.outbox == []
     rig.tick()
     assert sorted(rig.notifier.sent) == sorted(pending)  # and not again
+
+
+def test_a_leader_that_lost_its_lease_mid_tick_stops_before_its_next_write() -> None:
+    """A leader frozen mid-tick past its lease resumes with a decision made on what it read
+    before: it must not carry out the rest (a Deployment write such as the promotion is not
+    fenced by the Rollout's resourceVersion; the next leader acts meanwhile)."""
+    rig = Rig()
+    for _ in range(40):
+        rig.tick()
+        if (
+            rig.status.phase == Phase.INITIALIZED
+            and rig.cluster.deployments["podinfo"].template_hash == "rev1"
+        ):
+            rig.cluster.deployments["podinfo"].template_hash = "rev2"
+        if rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50:
+            break  # the last step: the next tick promotes
+    assert rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50
+    before = copy.deepcopy(rig.cluster.rollout)
+    calls = len(rig.cluster.faults.calls)
+    checks: list[bool] = []
+
+    def leading() -> bool:
+        # leads for the tick's first write only (then "frozen" past its lease)
+        checks.append(len(checks) == 0)
+        return checks[-1]
+
+    rig.reconciler.leading = leading
+    sent = len(rig.notifier.sent)
+    result = rig.tick()
+    assert result.error is not None and "leadership lost before PromotePrimary" in result.error
+    assert rig.cluster.faults.calls[calls:] == []  # EnsureRouting changed nothing; no promote
+    assert rig.cluster.deployments["podinfo-primary"].template_hash == "rev1"  # not promoted
+    assert rig.cluster.rollout == before  # no status write, no Reconciled=False either
+    assert len(rig.notifier.sent) == sent
+    # leading again (or another leader): the promotion goes on
+    rig.reconciler.leading = lambda: True
+    result = rig.tick()
+    assert result.error is None
+    assert rig.status.phase == Phase.PROMOTING
+    assert rig.cluster.deployments["podinfo-primary"].template_hash == "rev2"
