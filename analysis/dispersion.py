@@ -29,37 +29,38 @@ The estimate: batch means at several block lengths (the interval itself and, by 
 120 and 300 s), from completed blocks of *earlier* intervals only, so the inflation of interval
 ``t`` is fixed before it is seen (predictable: the tempered e-process stays a supermartingale
 under the binomial model, and under the noise model it is one in the Gaussian approximation
-when ``φ_t ≥ 1 + g(L) W_L`` for the block it is in). Per scale ``L``, with completed blocks
-``b`` of score ``U_b`` and information ``W_b``::
+when ``φ_t ≥ 1 + g(L) W_L`` for the block it is in). Per scale ``L``, each completed block ``b``
+of score ``U_b`` and information ``W_b`` updates a posterior over a fixed grid of noise levels
+``κ_j`` (``κ₀, κ₀/2, …, κ₀/128`` and 0) with the Gaussian likelihood::
 
-    κ̂_L = (k_L κ₀(L) + n_L κ̃_L) / (k_L + n_L),
-    κ̃_L = max(0, Σ_b (U_b² − W_b − B_b) / Σ_b W_b²),   k_L = k₀ · T₀/max(L, T₀) · min(2, W_T₀/W₀)
+    U_b ~ N(0, W_b (1 + κ W_b) + B_b),   B_b = (Σ_{t∈b} V_t sd_t)²
 
-a method-of-moments estimate (``B_b = (Σ_{t∈b} V_t sd_t)²`` removes what the error of the
-judge's own estimate adds to the scores) shrunk towards the prior ``κ₀(L) = κ₀ · min(1, T₀/L)``
-(noise of variance ``κ₀`` held for ``T₀`` seconds) with the weight of ``k_L`` blocks (``k₀``
-blocks of ``T₀`` seconds, as many seconds at longer scales): the prior holds longer where a
-wrong estimate would cost more (``W_T₀``, the information of ``T₀`` seconds at the current
-rate, sets the inflation), up to twice. A scale longer than ``T₀`` counts only once it has
-completed a block (the prior is already counted at the shorter scales). The inflation for
-interval ``t`` is the largest over the scales, times a safety factor ``c``::
+(``B_b`` is what the error of the judge's own estimate adds to the scores). The prior puts
+:data:`DEFAULT_NULL_MASS` on ``κ = 0`` and spreads the rest evenly over the grid. A mixture
+prior, unlike a conjugate one, lets a few blocks rule out large noise when the counts are large
+(where it would matter) instead of averaging the prior away like ``1/n``. The inflation for
+interval ``t`` is the largest over the scales of the posterior mean of the excess ``κ W_L`` or of
+its upper quantile less a slack ``τ`` (where little is at stake the mean is used; where much is,
+the quantile: early at high traffic the prior protects, at low traffic it costs little), times a
+safety factor ``c``::
 
-    φ_t = 1 + c · max_L κ̂_L · W_L,   W_L = (V_t / d_t) · max(L, d_t)
+    φ_t = 1 + c · max_L max(E[κ_L] W_L, Q_q(κ_L) W_L − τ),   W_L = (V_t / d_t) · max(L, d_t)
 
-(with ``L ≤ d_t``, ``W_L`` is the interval's own ``V_t``). Taking the largest covers a
+(with ``L ≤ d_t``, ``W_L`` is the interval's own ``V_t``). A scale longer than ``T₀`` (the
+prior's correlation time) counts only once it has completed a block. Taking the largest covers a
 correlation time up to the largest scale; beyond that the estimate falls short by about
-``T / L_max`` (the envelope, docs/judge.md). The defaults (``κ₀ = 0.2``, ``T₀ = 60 s``,
-``k₀ = 4`` at ``W₀ = 20``, ``c = 1.5``) were chosen on simulated rollouts
-(benchmarks/judge_quality.py): they are an approximation, measured, not a guarantee.
+``T / L_max`` (the envelope, docs/judge.md). The defaults were chosen on simulated rollouts
+(benchmarks/judge_quality.py): an approximation, measured, not a guarantee.
 
 Assumptions: the judge's scores are (approximately) centred under the null and additive over
 intervals; the noise is stationary over the analysis; blocks start at the first interval (not
 aligned with the noise), which makes the aligned-block estimate slightly low, one reason for
-``c``. State is O(scales): no history is kept.
+``c``. State is O(scales × grid): no history is kept.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,27 +70,30 @@ from analysis import _validate as check
 DEFAULT_SCALES: tuple[float, ...] = (60.0, 120.0, 300.0)
 """Block lengths (seconds) besides the interval itself."""
 DEFAULT_PRIOR = 0.2
-"""Prior ``κ₀``: variance of the noise of the arms' log ratio (0.2 ≈ per-arm σ 0.32)."""
+"""``κ₀``, the largest noise level of the grid: variance of the noise of the arms' log ratio
+(0.2 ≈ per-arm σ 0.32)."""
 DEFAULT_PRIOR_SECONDS = 60.0
-"""Prior correlation time ``T₀`` (seconds) of that noise."""
-DEFAULT_PRIOR_BLOCKS = 4.0
-"""Weight ``k₀`` of the prior, in blocks of ``T₀`` (at ``W₀``)."""
-DEFAULT_PRIOR_INFO = 20.0
-"""``W₀``: information of ``T₀`` seconds at which the prior weighs ``k₀`` blocks (≈ one minute
-of a 10% canary at 700 rps and 0.5% errors); it weighs up to twice that at more traffic, less
-at less."""
-DEFAULT_SAFETY = 1.5
-"""Safety factor ``c`` on the estimated excess variance (blocks not aligned with the noise,
-estimation noise in the first blocks)."""
+"""``T₀``: scales longer than this count only after their first completed block."""
+DEFAULT_NULL_MASS = 0.5
+"""Prior probability of no extra noise at all (``κ = 0``)."""
+DEFAULT_QUANTILE = 0.97
+"""``q``: the posterior quantile of ``κ`` used (an upper bound while the data are few)."""
+DEFAULT_SLACK = 1.0
+"""``τ``: excess inflation up to which the posterior mean suffices."""
+DEFAULT_SAFETY = 2.0
+"""Safety factor ``c`` (blocks not aligned with the noise, non-Gaussian noise)."""
+GRID_POINTS = 8
+"""Non-zero noise levels ``κ₀ · 2^-j``, ``j = 0 … 7``, plus ``κ = 0``."""
 
-_KAPPA_MAX = 100.0
-_PARAMS = 5  # prior, prior_seconds, prior_blocks, prior_info, safety
-_FIELDS = 7  # per scale: open score, open info, open seconds, open spread, blocks, Σ(...), ΣW²
+_PARAMS = 6  # prior, prior_seconds, null_mass, quantile, slack, safety
+_OPEN = 4  # per scale: open score, open info, open seconds, open spread
+_K = GRID_POINTS + 1
 
 
 @dataclass(frozen=True, slots=True)
 class DispersionState:
-    """Sufficient statistics of the multi-scale batch means (fixed size: 7 numbers a scale).
+    """Sufficient statistics of the multi-scale batch means (fixed size per scale: 5 numbers
+    and a log-likelihood per noise level).
 
     Scale 0 is the interval itself (each interval closes a block); the others are
     :attr:`scales` seconds. Per-scale tuples are in that order (length ``1 + len(scales)``).
@@ -98,13 +102,15 @@ class DispersionState:
     scales: tuple[float, ...]
     """Block lengths in seconds, besides the interval."""
     prior: float
-    """``κ₀``."""
+    """``κ₀``, the grid's largest noise level."""
     prior_seconds: float
     """``T₀``."""
-    prior_blocks: float
-    """``k₀``."""
-    prior_info: float
-    """``W₀``: the prior's weight is multiplied by ``min(2, W_T₀ / W₀)`` (0: by 1)."""
+    null_mass: float
+    """Prior probability of ``κ = 0``."""
+    quantile: float
+    """``q``."""
+    slack: float
+    """``τ``: excess inflation below which the posterior mean is used instead of the quantile."""
     safety: float
     """``c``."""
     open_score: tuple[float, ...]
@@ -118,33 +124,31 @@ class DispersionState:
     the score was computed at)."""
     blocks: tuple[float, ...]
     """Completed blocks with information > 0."""
-    excess: tuple[float, ...]
-    """``Σ_b (U_b² − W_b − (Σ_{t∈b} V_t sd_t)²)`` over completed blocks."""
-    info2: tuple[float, ...]
-    """``Σ_b W_b²`` over completed blocks."""
+    loglik: tuple[tuple[float, ...], ...]
+    """Per scale, the log-likelihood of its completed blocks at each noise level (grid order:
+    ``κ₀, κ₀/2, …, 0``)."""
 
-    def kappa(self, seconds: float, rate: float = 0.0) -> tuple[float, ...]:
-        """``κ̂_L`` per scale (interval first) for intervals of ``seconds``: the shrunk estimate.
+    def kappas(self, length: float) -> tuple[float, ...]:
+        """The noise levels of scale ``length``'s grid, largest first, ending with 0: noise of
+        variance up to ``κ₀`` held for ``T₀`` averages to ``κ₀ T₀ / L`` over a longer block."""
+        top = self.prior * min(1.0, self.prior_seconds / length) if length > 0 else self.prior
+        return (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
 
-        A scale shorter than the interval is the interval itself (no data see inside it)."""
-        out = []
+    def kappa(self, seconds: float) -> tuple[float, ...]:
+        """Upper posterior ``q``-quantile of ``κ`` per scale (interval first), for intervals of
+        ``seconds``; a scale longer than both ``T₀`` and the interval reads 0 until its first
+        block (the prior is already counted at the shorter scales)."""
+        return tuple(q for q, _ in self.posterior(seconds))
+
+    def posterior(self, seconds: float) -> tuple[tuple[float, float], ...]:
+        """(upper ``q``-quantile, mean) of ``κ`` per scale, as in :meth:`kappa`."""
+        out: list[tuple[float, float]] = []
         for i, length in enumerate(self._lengths()):
-            span = max(length, seconds)
-            prior = self.prior * min(1.0, self.prior_seconds / span) if span > 0 else self.prior
-            raw = max(0.0, self.excess[i] / self.info2[i]) if self.info2[i] > 0 else 0.0
-            n = self.blocks[i]
-            if n == 0 and length > max(self.prior_seconds, seconds):
-                # A scale longer than the prior's correlation time says nothing until it has
-                # seen a block: the prior is already counted at the shorter scales.
-                out.append(0.0)
+            if self.blocks[i] == 0 and length > max(self.prior_seconds, seconds):
+                out.append((0.0, 0.0))
                 continue
-            # The prior weighs k₀ blocks of T₀ (fewer of a longer scale: the same seconds),
-            # times the stakes min(2, W_T₀ / W₀) when W₀ is set.
-            k0 = self.prior_blocks * self.prior_seconds / max(span, self.prior_seconds)
-            if self.prior_info > 0:
-                k0 *= min(2.0, rate * max(self.prior_seconds, seconds) / self.prior_info)
-            value = (k0 * prior + n * raw) / (k0 + n) if k0 + n > 0 else prior
-            out.append(min(value, _KAPPA_MAX))
+            top = self.prior * min(1.0, self.prior_seconds / length) if length > 0 else self.prior
+            out.append(_summary(self.loglik[i], top, self.null_mass, self.quantile))
         return tuple(out)
 
     def _lengths(self) -> tuple[float, ...]:
@@ -152,25 +156,25 @@ class DispersionState:
 
     def to_floats(self) -> list[float]:
         """Every number of the state, flat (for a status field); see :meth:`from_floats`."""
+        head = [
+            float(len(self.scales)),
+            *self.scales,
+            self.prior,
+            self.prior_seconds,
+            self.null_mass,
+            self.quantile,
+            self.slack,
+            self.safety,
+        ]
         per_scale = (
             self.open_score,
             self.open_info,
             self.open_seconds,
             self.open_spread,
             self.blocks,
-            self.excess,
-            self.info2,
         )
-        head = [
-            float(len(self.scales)),
-            *self.scales,
-            self.prior,
-            self.prior_seconds,
-            self.prior_blocks,
-            self.prior_info,
-            self.safety,
-        ]
-        return head + [x for field in per_scale for x in field]
+        flat = [x for field in per_scale for x in field]
+        return head + flat + [x for row in self.loglik for x in row]
 
     @classmethod
     def from_floats(cls, values: Sequence[float]) -> DispersionState:
@@ -180,14 +184,55 @@ class DispersionState:
             raise ValueError("dispersion state: first number must be the count of scales")
         k = int(v[0])
         m = k + 1
-        size = 1 + k + _PARAMS + _FIELDS * m
+        size = 1 + k + _PARAMS + (_OPEN + 1) * m + _K * m
         if len(v) != size or not all(math.isfinite(x) for x in v):
             raise ValueError(f"dispersion state: expected {size} finite numbers")
         scales = tuple(v[1 : 1 + k])
-        prior, prior_seconds, prior_blocks, prior_info, safety = v[1 + k : 1 + k + _PARAMS]
+        prior, prior_seconds, null_mass, quantile, slack, safety = v[1 + k : 1 + k + _PARAMS]
         rest = v[1 + k + _PARAMS :]
-        cols = [tuple(rest[j * m : (j + 1) * m]) for j in range(_FIELDS)]
-        return cls(scales, prior, prior_seconds, prior_blocks, prior_info, safety, *cols)
+        o_u, o_w, o_s, o_v, n = (tuple(rest[j * m : (j + 1) * m]) for j in range(_OPEN + 1))
+        ll = rest[(_OPEN + 1) * m :]
+        loglik = tuple(tuple(ll[i * _K : (i + 1) * _K]) for i in range(m))
+        return cls(
+            scales=scales,
+            prior=prior,
+            prior_seconds=prior_seconds,
+            null_mass=null_mass,
+            quantile=quantile,
+            slack=slack,
+            safety=safety,
+            open_score=o_u,
+            open_info=o_w,
+            open_seconds=o_s,
+            open_spread=o_v,
+            blocks=n,
+            loglik=loglik,
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _summary(
+    loglik: tuple[float, ...], top: float, null_mass: float, quantile: float
+) -> tuple[float, float]:
+    """(upper ``quantile``, mean) of the posterior on the grid ``top · 2^-j`` and 0 (cached:
+    a scale's posterior changes only when one of its blocks completes)."""
+    grid = (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
+    null = math.log(null_mass) if null_mass > 0 else -math.inf
+    rest = math.log((1.0 - null_mass) / GRID_POINTS) if null_mass < 1 else -math.inf
+    post = [(rest if j < GRID_POINTS else null) + ll for j, ll in enumerate(loglik)]
+    best = max(post)
+    weights = [math.exp(x - best) if x > -math.inf else 0.0 for x in post]
+    total = sum(weights)
+    mean = sum(k * w for k, w in zip(grid, weights, strict=True)) / total
+    # Quantile from the top: the largest κ whose upper tail holds >= 1 − q.
+    tail = 0.0
+    chosen = 0.0
+    for kappa, w in zip(grid, weights, strict=True):
+        tail += w / total
+        chosen = kappa
+        if tail >= 1.0 - quantile:
+            break
+    return chosen, mean
 
 
 def initial(
@@ -195,8 +240,9 @@ def initial(
     scales: Sequence[float] = DEFAULT_SCALES,
     prior: float = DEFAULT_PRIOR,
     prior_seconds: float = DEFAULT_PRIOR_SECONDS,
-    prior_blocks: float = DEFAULT_PRIOR_BLOCKS,
-    prior_info: float = DEFAULT_PRIOR_INFO,
+    null_mass: float = DEFAULT_NULL_MASS,
+    quantile: float = DEFAULT_QUANTILE,
+    slack: float = DEFAULT_SLACK,
     safety: float = DEFAULT_SAFETY,
 ) -> DispersionState:
     """A state before any interval.
@@ -206,16 +252,18 @@ def initial(
     scales : sequence of float > 0
         Block lengths in seconds (the interval itself is always a scale).
     prior : float >= 0
-        ``κ₀``: prior variance of the noise of the arms' log ratio; 0 trusts the counts' own
-        model until the data show more.
+        ``κ₀``: the largest noise level considered (variance of the noise of the arms' log
+        ratio); 0 trusts the counts' own model.
     prior_seconds : float > 0
-        ``T₀``: prior correlation time of that noise, in seconds.
-    prior_blocks : float >= 0
-        ``k₀``: weight of the prior in completed blocks of each scale.
-    prior_info : float >= 0
-        ``W₀``: with ``W₀ > 0`` the prior's weight is multiplied by ``min(2, W_T₀ / W₀)``,
-        ``W_T₀`` the information of ``T₀`` seconds at the current rate: the more a wrong
-        estimate would cost (the inflation grows with it), the longer the prior holds.
+        ``T₀``: scales longer than this wait for their first block.
+    null_mass : float in [0, 1]
+        Prior probability of no extra noise.
+    quantile : float in (0, 1)
+        ``q``: the posterior quantile of the noise level used.
+    slack : float >= 0
+        ``τ``: the quantile counts only by what its excess inflation ``κ_q W_L`` exceeds ``τ``
+        (never below the posterior mean's): where little is at stake (few counts) the mean is
+        used, where much is, the upper quantile.
     safety : float >= 1
         ``c``: factor on the estimated excess variance.
     """
@@ -223,17 +271,33 @@ def initial(
     if any(not math.isfinite(x) or x <= 0 for x in grid):
         raise ValueError(f"scales must be finite numbers > 0 (seconds), got {tuple(scales)!r}")
     prior = check.non_negative("prior", prior)
-    prior_blocks = check.non_negative("prior_blocks", prior_blocks)
-    prior_info = check.non_negative("prior_info", prior_info)
     prior_seconds = check.non_negative("prior_seconds", prior_seconds)
     if prior_seconds <= 0:
         raise ValueError(f"prior_seconds must be > 0, got {prior_seconds!r}")
+    null_mass = check.non_negative("null_mass", null_mass)
+    if null_mass > 1:
+        raise ValueError(f"null_mass must be in [0, 1], got {null_mass!r}")
+    quantile = check.probability("quantile", quantile)
+    slack = check.non_negative("slack", slack)
     safety = check.non_negative("safety", safety)
     if safety < 1:
         raise ValueError(f"safety must be >= 1, got {safety!r}")
-    zeros = (0.0,) * (len(grid) + 1)
+    m = len(grid) + 1
+    zeros = (0.0,) * m
     return DispersionState(
-        grid, prior, prior_seconds, prior_blocks, prior_info, safety, *((zeros,) * _FIELDS)
+        scales=grid,
+        prior=prior,
+        prior_seconds=prior_seconds,
+        null_mass=null_mass,
+        quantile=quantile,
+        slack=slack,
+        safety=safety,
+        open_score=zeros,
+        open_info=zeros,
+        open_seconds=zeros,
+        open_spread=zeros,
+        blocks=zeros,
+        loglik=tuple((0.0,) * _K for _ in range(m)),
     )
 
 
@@ -255,8 +319,9 @@ def inflation(state: DispersionState, *, info: float, seconds: float) -> float:
     d = max(float(seconds), 1e-9)
     rate = info / d
     worst = 0.0
-    for kappa, length in zip(state.kappa(d, rate), state._lengths(), strict=True):
-        worst = max(worst, kappa * rate * max(length, d))
+    for (upper, mean), length in zip(state.posterior(d), state._lengths(), strict=True):
+        w = rate * max(length, d)
+        worst = max(worst, mean * w, upper * w - state.slack)
     return 1.0 + state.safety * worst
 
 
@@ -268,7 +333,7 @@ def update(
     seconds: float,
     estimate_variance: float = 0.0,
 ) -> DispersionState:
-    """The state after one more interval (O(number of scales)).
+    """The state after one more interval (O(scales × grid)).
 
     Parameters
     ----------
@@ -284,8 +349,8 @@ def update(
     estimate_variance : float >= 0
         Variance of the predictable estimate the score was computed at. A wrong estimate
         shifts the score by ``V_t`` times its error, the same for every interval of a block, so
-        ``E[U_b²] = W_b (1 + κ W_b) + (Σ V_t sd_t)²``: the last term is subtracted (without it,
-        the estimate's own error reads as over-dispersion, most of all early on).
+        ``E[U_b²] = W_b (1 + κ W_b) + (Σ V_t sd_t)²``: the last term is counted in the block's
+        variance (without it, the estimate's own error reads as over-dispersion).
     """
     if not all(math.isfinite(x) for x in (score, info, seconds, estimate_variance)):
         raise ValueError(
@@ -304,31 +369,38 @@ def update(
     o_s = list(state.open_seconds)
     o_v = list(state.open_spread)
     n = list(state.blocks)
-    ex = list(state.excess)
-    w2 = list(state.info2)
+    ll = list(state.loglik)
     for i, length in enumerate(state._lengths()):
+        grid = state.kappas(length)
         o_u[i] += u
         o_w[i] += info
         o_s[i] += seconds
         o_v[i] += spread
         if o_s[i] >= length:
-            if o_w[i] > 0:
+            w = o_w[i]
+            if w > 0:
                 n[i] += 1.0
-                ex[i] += o_u[i] ** 2 - o_w[i] - o_v[i] ** 2
-                w2[i] += o_w[i] ** 2
+                u2 = o_u[i] ** 2
+                b = o_v[i] ** 2
+                row = []
+                for kappa, acc in zip(grid, ll[i], strict=True):
+                    var = w * (1.0 + kappa * w) + b
+                    row.append(acc - 0.5 * math.log(var) - u2 / (2.0 * var))
+                top = max(row)  # only differences matter: keep the numbers small
+                ll[i] = tuple(x - top for x in row)
             o_u[i] = o_w[i] = o_s[i] = o_v[i] = 0.0
     return DispersionState(
         state.scales,
         state.prior,
         state.prior_seconds,
-        state.prior_blocks,
-        state.prior_info,
+        state.null_mass,
+        state.quantile,
+        state.slack,
         state.safety,
         open_score=tuple(o_u),
         open_info=tuple(o_w),
         open_seconds=tuple(o_s),
         open_spread=tuple(o_v),
         blocks=tuple(n),
-        excess=tuple(ex),
-        info2=tuple(w2),
+        loglik=tuple(ll),
     )

@@ -204,6 +204,9 @@ def _default_metrics() -> list[MetricSpec]:
     ]
 
 
+WARMUP_MAX_SECONDS = 3600.0
+
+
 class AnalysisSpec(Model):
     """How canary and stable are compared. Defaults judge Istio's error rate and latency."""
 
@@ -212,10 +215,13 @@ class AnalysisSpec(Model):
         default=0.01, gt=0, lt=0.5, description="Bound on the false-rollback rate of a good canary."
     )
     tolerated_degradation: float = Field(
-        default=0.25,
+        default=0.0,
         ge=0,
         le=10,
-        description="Relative degradation tolerated before a canary counts as worse (0.25 = 25%).",
+        description=(
+            "Relative degradation tolerated before a canary counts as worse (0.25 = 25%); "
+            "0 (default) catches small regressions fastest."
+        ),
     )
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics)
     early_promotion: bool = Field(
@@ -232,9 +238,26 @@ class AnalysisSpec(Model):
     min_requests: int = Field(
         default=0, ge=0, description="Canary requests needed before a step may advance."
     )
+    warmup: Duration = Field(
+        default="0s",
+        description=(
+            "Time from the canary's first data during which metrics are shown but not judged "
+            "(Kayenta's beginAnalysisAfter, Argo's initialDelay); at most 1h. Delays every "
+            "rollback by as much."
+        ),
+    )
     reporter: Literal["destination", "source"] = "destination"
     prometheus: PrometheusSpec | None = None
     kayenta: KayentaSpec | None = None
+
+    @model_validator(mode="after")
+    def _warmup_bounded(self) -> AnalysisSpec:
+        if parse_duration(self.warmup) > WARMUP_MAX_SECONDS:
+            raise ValueError(f"warmup must be at most 1h, got {self.warmup!r}")
+        return self
+
+    def warmup_seconds(self) -> float:
+        return parse_duration(self.warmup)
 
 
 class SecretKeyRef(Model):
@@ -368,27 +391,75 @@ class IntervalRecord(Model):
     stable: ArmCounts
 
 
+RECENT_INTERVALS = 10
+"""Intervals a judge with a ``state`` keeps in ``MetricEvidence.history`` (for display)."""
+
+
+class JudgeState(Model):
+    """One judge's sufficient statistics for one metric: fixed size, its whole memory."""
+
+    kind: str = Field(
+        min_length=1, description="The judge and layout that wrote it, e.g. 'counts/2'."
+    )
+    values: list[float] = Field(default_factory=list, description="The numbers, in its layout.")
+
+
 class MetricEvidence(Model):
-    """Per metric: the judge's latest verdict and the numbers behind it."""
+    """Per metric: the judge's latest verdict and the numbers behind it. Fixed size for judges
+    with a ``state``; each number has one meaning whatever the judge."""
 
     name: str
     outcome: Outcome
     reason: str = ""
-    statistic: float | None = None
-    e_value: float | None = None
-    p_value: float | None = None
+    e_value: float | None = Field(
+        default=None, description="Sequential: evidence that the canary is worse (vs 1/alpha)."
+    )
+    e_value_no_worse: float | None = Field(
+        default=None,
+        description="Sequential: evidence that the canary is no worse than the pass margin.",
+    )
+    p_value: float | None = Field(
+        default=None, description="Anytime-valid (sequential) or Mann-Whitney (kayenta) p-value."
+    )
+    failed_checks: int | None = Field(
+        default=None, description="Thresholds: intervals whose value broke the bounds."
+    )
+    u_statistic: float | None = Field(
+        default=None, description="Kayenta: the Mann-Whitney U of canary vs stable."
+    )
     effect: float | None = Field(
         default=None, description="Estimated relative change (0.5 = +50%)."
     )
-    effect_low: float | None = None
-    effect_high: float | None = None
+    effect_low: float | None = Field(
+        default=None, description="Lower end of the effect's interval (sequential: anytime)."
+    )
+    effect_high: float | None = Field(default=None, description="Upper end of that interval.")
     canary_value: float | None = None
     stable_value: float | None = None
     canary_requests: float = 0
     stable_requests: float = 0
-    history: list[IntervalRecord] = Field(
-        default_factory=list, description="Per-interval counts so far (the judge's memory)."
+    intervals: int = Field(
+        default=0, ge=0, description="Intervals with data seen for this metric (warm-up included)."
     )
+    state: JudgeState | None = Field(
+        default=None, description="The judge's sufficient statistics (its memory), fixed size."
+    )
+    history: list[IntervalRecord] = Field(
+        default_factory=list,
+        description=(
+            "Per-interval counts: all of them for judges without a state (their memory), the "
+            "last few (for display) for judges with one."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_versions(cls, data: Any) -> Any:
+        # Statuses written before the evidence fields were split carry `statistic`, whose
+        # meaning depended on the judge; the judge recomputes what it needs from `history`.
+        if isinstance(data, dict) and "statistic" in data:
+            data = {k: v for k, v in data.items() if k != "statistic"}
+        return data
 
 
 class AnalysisStatus(Model):

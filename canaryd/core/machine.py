@@ -354,7 +354,9 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
     if phase == Phase.INITIALIZING or not t.status.stable_revision:
         _bootstrap(t)
     elif phase in ACTIVE:
-        _active(t, manual, judge or judging.judge)
+        _active(
+            t, manual, judge or judging.for_interval(t.rollout.spec.schedule.interval_seconds())
+        )
     elif phase == Phase.PROMOTING:
         _promoting(t, manual)
     elif phase == Phase.FINALISING:

@@ -16,9 +16,12 @@ Counts may be fractional (Prometheus ``increase``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
+from analysis.sequential import DEFAULT_SECONDS
 from canaryd.api.models import (
+    RECENT_INTERVALS,
     AnalysisSpec,
     IntervalRecord,
     JudgeKind,
@@ -35,10 +38,11 @@ from canaryd.core.judges.base import (
     Replay,
     RuleScoring,
     Scoring,
+    arm_values,
     carry,
     evidence,
+    finite,
     is_counts,
-    step_by_replay,
 )
 from canaryd.core.types import MetricReading
 
@@ -48,6 +52,7 @@ __all__ = [
     "MetricJudgement",
     "Replay",
     "Scoring",
+    "for_interval",
     "judge",
     "judge_for",
     "judge_metric",
@@ -72,7 +77,8 @@ class _ValueWithoutBound:
         previous: MetricEvidence | None,
         record: IntervalRecord,
     ) -> MetricJudgement:
-        return step_by_replay(self, analysis, spec, previous, record)
+        ev = _shown(spec, previous, record, "value metrics are judged by thresholdRange only")
+        return MetricJudgement(ev, (ev.outcome,))
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
@@ -99,7 +105,14 @@ class _WithSloBound:
         previous: MetricEvidence | None,
         record: IntervalRecord,
     ) -> MetricJudgement:
-        return step_by_replay(self, analysis, spec, previous, record)
+        base = self.inner.step(analysis, spec, previous, record)
+        bound = thresholds.judge_thresholds(spec, [record])  # this interval's value only
+        if bound.path[-1] == Outcome.FAIL and base.evidence.outcome != Outcome.FAIL:
+            ev = base.evidence.model_copy(
+                update={"outcome": Outcome.FAIL, "reason": bound.evidence.reason}
+            )
+            return MetricJudgement(ev, (Outcome.FAIL,))
+        return base
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
@@ -121,15 +134,17 @@ class _WithSloBound:
 _VALUE_WITHOUT_BOUND = _ValueWithoutBound()
 
 
-def judge_for(analysis: AnalysisSpec, spec: MetricSpec) -> MetricJudge:
-    """The judge of metric ``spec`` under ``analysis.judge``."""
+def judge_for(
+    analysis: AnalysisSpec, spec: MetricSpec, *, seconds: float = DEFAULT_SECONDS
+) -> MetricJudge:
+    """The judge of metric ``spec`` under ``analysis.judge`` (intervals of ``seconds``)."""
     if analysis.judge == JudgeKind.THRESHOLDS:
         return thresholds.JUDGE
     if analysis.judge == JudgeKind.KAYENTA:
         return kayenta.JUDGE
     if spec.kind == MetricKind.TEMPLATE and spec.template_role == "value":
         return thresholds.JUDGE if spec.threshold_range is not None else _VALUE_WITHOUT_BOUND
-    inner: MetricJudge = sequential.JUDGE if is_counts(spec) else latency.JUDGE
+    inner: MetricJudge = sequential.CountsJudge(seconds) if is_counts(spec) else latency.JUDGE
     return _WithSloBound(inner) if spec.threshold_range is not None else inner
 
 
@@ -146,13 +161,18 @@ def scoring_for(analysis: AnalysisSpec) -> Scoring:
 
 
 def judge(
-    analysis: AnalysisSpec, previous: Sequence[MetricEvidence], readings: Sequence[MetricReading]
+    analysis: AnalysisSpec,
+    previous: Sequence[MetricEvidence],
+    readings: Sequence[MetricReading],
+    *,
+    seconds: float = DEFAULT_SECONDS,
 ) -> AnalysisVerdict:
-    """Judge one more interval of every metric of ``analysis``.
+    """Judge one more interval (of ``seconds``) of every metric of ``analysis``.
 
     A metric without a reading, or whose reading is ``no_data``, is Inconclusive with reason
     "no data" and keeps its evidence; an ``error`` reading makes it Error. Readings of metrics
-    not in the spec are ignored.
+    not in the spec are ignored. While the metric's data began less than ``analysis.warmup``
+    ago, the interval is shown (counts, values) but not judged.
     """
     before = {e.name: e for e in previous}
     by_name = {r.metric: r for r in readings}
@@ -165,9 +185,17 @@ def judge(
             judged.append(_carried(carry(old, spec.name, Outcome.ERROR, reason)))
         elif reading is None or reading.no_data or reading.record is None:
             judged.append(_carried(carry(old, spec.name, Outcome.INCONCLUSIVE, "no data")))
+        elif _warming(analysis, old, seconds):
+            ev = _warm_evidence(analysis, spec, old, reading.record, seconds)
+            judged.append(_carried(ev))
         else:
+            seen = (old.intervals if old is not None else 0) + 1
             try:
-                judged.append(judge_for(analysis, spec).step(analysis, spec, old, reading.record))
+                one = judge_for(analysis, spec, seconds=seconds).step(
+                    analysis, spec, old, reading.record
+                )
+                ev = one.evidence.model_copy(update={"intervals": seen})
+                judged.append(MetricJudgement(ev, one.path, one.kayenta))
             except ValueError as exc:
                 # Data the statistics reject (e.g. buckets that are not cumulative) must become
                 # a metric Error on the Rollout, never a crashed tick.
@@ -176,46 +204,143 @@ def judge(
     return _combine(analysis, judged)
 
 
+def for_interval(seconds: float) -> Callable[..., AnalysisVerdict]:
+    """:func:`judge` for intervals of ``seconds`` (what the state machine calls)."""
+
+    def judge_interval(
+        analysis: AnalysisSpec,
+        previous: Sequence[MetricEvidence],
+        readings: Sequence[MetricReading],
+    ) -> AnalysisVerdict:
+        return judge(analysis, previous, readings, seconds=seconds)
+
+    return judge_interval
+
+
+def warmup_intervals(analysis: AnalysisSpec, seconds: float) -> int:
+    """Leading intervals of a metric's data that ``analysis.warmup`` shows but does not judge
+    (those starting before the warm-up has elapsed)."""
+    warm = analysis.warmup_seconds()
+    return math.ceil(warm / seconds - 1e-9) if warm > 0 else 0
+
+
+def _warming(analysis: AnalysisSpec, old: MetricEvidence | None, seconds: float) -> bool:
+    seen = old.intervals if old is not None else 0
+    return seen < warmup_intervals(analysis, seconds)
+
+
+def _shown(
+    spec: MetricSpec, old: MetricEvidence | None, record: IntervalRecord, why: str
+) -> MetricEvidence:
+    """Evidence of an interval that is shown but not judged: counts and values, no state."""
+    canary = arm_values(spec, [record], "canary")[0]
+    stable = arm_values(spec, [record], "stable")[0]
+    recent = [*(old.history if old is not None and old.state is None else ()), record]
+    return MetricEvidence(
+        name=spec.name,
+        outcome=Outcome.INCONCLUSIVE,
+        reason=f"{spec.name}: {why}",
+        canary_value=finite(canary),
+        stable_value=finite(stable),
+        canary_requests=(old.canary_requests if old is not None else 0) + record.canary.requests,
+        stable_requests=(old.stable_requests if old is not None else 0) + record.stable.requests,
+        intervals=(old.intervals if old is not None else 0) + 1,
+        history=recent[-RECENT_INTERVALS:],
+    )
+
+
+def _warm_evidence(
+    analysis: AnalysisSpec,
+    spec: MetricSpec,
+    old: MetricEvidence | None,
+    record: IntervalRecord,
+    seconds: float,
+) -> MetricEvidence:
+    n = warmup_intervals(analysis, seconds)
+    seen = (old.intervals if old is not None else 0) + 1
+    ev = _shown(
+        spec,
+        old,
+        record,
+        f"warming up: interval {seen} of {n} shown, not judged (analysis.warmup {analysis.warmup})",
+    )
+    # The judge must not see warm-up intervals later: judges that re-judge their history
+    # start after them.
+    return ev.model_copy(update={"history": []})
+
+
 def judge_metric(
-    analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
+    analysis: AnalysisSpec,
+    spec: MetricSpec,
+    history: Sequence[IntervalRecord],
+    *,
+    seconds: float = DEFAULT_SECONDS,
 ) -> MetricJudgement:
-    """Judge one metric on its whole ``history`` with the analysis' judge."""
-    return judge_for(analysis, spec).replay(analysis, spec, history)
+    """Judge one metric on its whole ``history`` with the analysis' judge (no warm-up)."""
+    return judge_for(analysis, spec, seconds=seconds).replay(analysis, spec, history)
 
 
-def replay(analysis: AnalysisSpec, histories: Mapping[str, Sequence[IntervalRecord]]) -> Replay:
-    """Judge recorded per-metric histories (all the same length) in one pass.
+def replay(
+    analysis: AnalysisSpec,
+    histories: Mapping[str, Sequence[IntervalRecord]],
+    *,
+    seconds: float = DEFAULT_SECONDS,
+) -> Replay:
+    """Judge recorded per-metric histories (all the same length, intervals of ``seconds``).
 
     The decision is the first decisive overall verdict: ``rollback`` at the first interval whose
     overall outcome is Fail, ``promote`` at the first whose outcome is Pass (when the judge's
     Pass may promote early; otherwise only at the last interval, when no check failed);
-    ``inconclusive`` when neither happened. Each metric is judged once on its whole history
-    (the sequential judge's crossings are sticky, so this equals judging interval by interval).
+    ``inconclusive`` when neither happened. The first intervals within ``analysis.warmup`` are
+    not judged. Each metric is judged once on its whole history (the sequential judge's
+    crossings are sticky, so this equals judging interval by interval).
     """
     lengths = {len(h) for h in histories.values()}
     if len(lengths) > 1:
         raise ValueError(f"metric histories differ in length: {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    judgements = []
+    skip = min(n, warmup_intervals(analysis, seconds))
     for spec in analysis.metrics:
         if spec.name not in histories:
             raise ValueError(f"no history for metric {spec.name!r}")
-        judgements.append(judge_metric(analysis, spec, histories[spec.name]))
     scoring = scoring_for(analysis)
     early = scoring.early_promotion
-    for t in range(n):
-        at_t = [MetricJudgement(j.evidence, j.path[: t + 1]) for j in judgements]
-        outcome = scoring.overall(analysis, at_t)
-        if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
-            verdict = _combine(
-                analysis,
-                [judge_metric(analysis, s, histories[s.name][: t + 1]) for s in analysis.metrics],
-            )
-            return Replay("rollback" if outcome == Outcome.FAIL else "promote", t, verdict)
+    # Every judge is causal (its outcome at t depends on intervals up to t only), so judge
+    # growing prefixes and stop at the first decision: a long timeline decided early costs
+    # about twice its decisive prefix, not its whole length.
+    end, start = min(n, skip + 64), skip
+    while True:
+        judgements = _judge_prefix(analysis, histories, skip, end, seconds)
+        for t in range(start, end):
+            at_t = [MetricJudgement(j.evidence, j.path[: t + 1]) for j in judgements]
+            outcome = scoring.overall(analysis, at_t)
+            if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
+                decided = _judge_prefix(analysis, histories, skip, t + 1, seconds)
+                verdict = _combine(analysis, decided)
+                return Replay("rollback" if outcome == Outcome.FAIL else "promote", t, verdict)
+        if end >= n:
+            break
+        start, end = end, min(n, skip + 2 * (end - skip))
     final = _combine(analysis, judgements)
     if not early and n > 0 and final.outcome == Outcome.PASS:
         return Replay("promote", n - 1, final)
     return Replay("inconclusive", None, final)
+
+
+def _judge_prefix(
+    analysis: AnalysisSpec,
+    histories: Mapping[str, Sequence[IntervalRecord]],
+    skip: int,
+    end: int,
+    seconds: float,
+) -> list[MetricJudgement]:
+    """Every metric judged on its intervals ``skip … end − 1``, paths padded for the warm-up."""
+    warm = (Outcome.INCONCLUSIVE,) * skip
+    out = []
+    for spec in analysis.metrics:
+        j = judge_metric(analysis, spec, histories[spec.name][skip:end], seconds=seconds)
+        out.append(MetricJudgement(j.evidence, warm + j.path, j.kayenta))
+    return out
 
 
 # ---- combining metrics --------------------------------------------------------------------

@@ -260,23 +260,28 @@ def evidence(
     outcome: Outcome,
     reason: str,
     *,
-    statistic: float | None = None,
     e_value: float | None = None,
+    e_value_no_worse: float | None = None,
     p_value: float | None = None,
+    failed_checks: int | None = None,
+    u_statistic: float | None = None,
     effect: float | None = None,
     effect_low: float | None = None,
     effect_high: float | None = None,
     canary_value: float | None = None,
     stable_value: float | None = None,
 ) -> MetricEvidence:
-    """The status' evidence of one metric judged on ``history``."""
+    """The status' evidence of one metric judged on its whole ``history`` (judges without a
+    state: the history is their memory)."""
     return MetricEvidence(
         name=spec.name,
         outcome=outcome,
         reason=reason,
-        statistic=finite(statistic),
         e_value=finite(e_value),
+        e_value_no_worse=finite(e_value_no_worse),
         p_value=finite(p_value),
+        failed_checks=failed_checks,
+        u_statistic=finite(u_statistic),
         effect=finite(effect),
         effect_low=finite(effect_low),
         effect_high=finite(effect_high),
@@ -284,5 +289,6 @@ def evidence(
         stable_value=finite(stable_value),
         canary_requests=float(sum(h.canary.requests for h in history)),
         stable_requests=float(sum(h.stable.requests for h in history)),
+        intervals=len(history),
         history=list(history),
     )

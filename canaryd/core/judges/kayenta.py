@@ -64,7 +64,7 @@ def judge_kayenta(
             history,
             outcome,
             reason,
-            statistic=test.statistic if test else None,
+            u_statistic=test.statistic if test else None,
             p_value=test.pvalue if test else None,
             effect=last.effect_size - 1,
             effect_low=None,

@@ -104,7 +104,7 @@ def judge_latency(
         history,
         outcome,
         f"{spec.name}: {_latency_reason(r)}",
-        statistic=min(s.e_value_no_worse for s in r.slots) * 1.0 / len(r.slots),
+        e_value_no_worse=min(s.e_value_no_worse for s in r.slots) / len(r.slots),
         e_value=r.e_value,
         p_value=r.pvalue,
         effect=p99.change,

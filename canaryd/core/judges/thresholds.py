@@ -78,7 +78,7 @@ def judge_thresholds(spec: MetricSpec, history: Sequence[IntervalRecord]) -> Met
         history,
         outcome,
         reason,
-        statistic=float(r.failed_checks),
+        failed_checks=int(r.failed_checks),
         canary_value=last,
         stable_value=stable_vals[-1] if stable_vals else None,
     )
