@@ -204,7 +204,10 @@ def replay(analysis: AnalysisSpec, histories: Mapping[str, Sequence[IntervalReco
     scoring = scoring_for(analysis)
     early = scoring.early_promotion
     for t in range(n):
-        at_t = [MetricJudgement(j.evidence, j.path[: t + 1]) for j in judgements]
+        at_t = [
+            MetricJudgement(j.evidence, j.path[: t + 1], labels=j.labels[: t + 1])
+            for j in judgements
+        ]
         outcome = scoring.overall(analysis, at_t)
         if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
             verdict = _combine(
@@ -227,10 +230,10 @@ def _carried(ev: MetricEvidence) -> MetricJudgement:
 
 def _combine(analysis: AnalysisSpec, judged: Sequence[MetricJudgement]) -> AnalysisVerdict:
     scoring = scoring_for(analysis)
-    evidence_ = tuple(j.evidence for j in judged)
     # An empty history judged (replay of nothing) stands by its evidence's outcome.
     judged = [j if j.path else MetricJudgement(j.evidence, (j.evidence.outcome,)) for j in judged]
     outcome = scoring.overall(analysis, judged)
+    evidence_ = tuple(j.evidence for j in scoring.settle(analysis, judged, outcome))
     if outcome == Outcome.FAIL:
         chosen = [e for e in evidence_ if e.outcome == Outcome.FAIL]
     elif outcome == Outcome.ERROR:
