@@ -210,6 +210,8 @@ def test_failed_checks_accumulate_over_the_analysis_and_survive_a_restart():
         Outcome.INCONCLUSIVE,
     ]
     assert [v.metrics[0].failed_checks for v in first] == [1, 1, 1, 2]
+    assert [v.metrics[0].statistic for v in first] == [1, 1, 1, 2]  # this metric's violations
+    assert "(2 intervals failed so far)" in first[-1].reason
     assert "failed checks 2 of threshold 3" in first[-1].reason
     after, _ = run(analysis, [{"error-rate": r} for r in (OK, BAD)], roundtrip(evidence))
     assert after[0].outcome == Outcome.PASS and after[-1].outcome == Outcome.FAIL
@@ -218,6 +220,8 @@ def test_failed_checks_accumulate_over_the_analysis_and_survive_a_restart():
     r = replay(analysis, {"error-rate": [BAD, OK, OK, BAD, OK, BAD]})
     assert r.decision == "rollback" and r.interval == 5
     assert r.verdict.metrics[0].failed_checks == 3
+    assert r.verdict.metrics[0].statistic == after[-1].metrics[0].statistic == 3
+    assert r.verdict.reason == after[-1].reason
 
 
 def test_threshold_one_rolls_back_at_the_first_failed_check():

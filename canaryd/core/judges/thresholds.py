@@ -50,11 +50,10 @@ def judge_thresholds(
     *,
     flagger: bool = False,
     prior_failed: int = 0,
-    prior_intervals: int = 0,
 ) -> MetricJudgement:
     """The canary's value of each interval against ``spec.thresholdRange`` (or Flagger's
     defaults for error rate and latency); ``flagger``: latency truncated to whole ms.
-    ``prior_*``: violations and intervals before ``history`` (a live step judges one interval)."""
+    ``prior_failed``: violating intervals before ``history`` (a live step judges one)."""
     n = len(history)
     values, u = arm_values(spec, history, "canary"), unit(spec)
     if flagger and spec.kind == MetricKind.LATENCY:
@@ -86,7 +85,7 @@ def judge_thresholds(
         verb = "outside" if outcome == Outcome.FAIL else "within"
         reason = (
             f"{spec.name}: canary {num(last)}{u} {verb} {bounds} "
-            f"({prior_failed + r.failed_checks} of {prior_intervals + n} intervals failed)"
+            f"({prior_failed + r.failed_checks} intervals failed so far)"
         )
     stable_vals = arm_values(spec, history[-1:], "stable")  # only the last is reported
     ev = evidence(
@@ -114,22 +113,19 @@ class ThresholdsJudge:
     ) -> MetricJudgement:
         before = list(previous.history) if previous is not None else []
         prior = int(previous.statistic or 0) if previous is not None else 0
-        one = judge_thresholds(
+        one = judge_thresholds(spec, [record], flagger=True, prior_failed=prior)
+        e = one.evidence
+        # The status' evidence (history, request totals) is the shared helper's business.
+        ev = evidence(
             spec,
-            [record],
-            flagger=True,
-            prior_failed=prior,
-            prior_intervals=len(before),
-        )
-        ev = one.evidence.model_copy(
-            update={
-                "history": [*before, record],
-                "canary_requests": (previous.canary_requests if previous else 0.0)
-                + record.canary.requests,
-                "stable_requests": (previous.stable_requests if previous else 0.0)
-                + record.stable.requests,
-                "failed_checks": previous.failed_checks if previous is not None else None,
-            }
+            [*before, record],
+            e.outcome,
+            e.reason,
+            statistic=e.statistic,
+            canary_value=e.canary_value,
+            stable_value=e.stable_value,
+        ).model_copy(
+            update={"failed_checks": previous.failed_checks if previous is not None else None}
         )
         return MetricJudgement(ev, one.path)
 
