@@ -455,7 +455,18 @@ def classify(
         why = f"{interval} below -{bound:.4g}, effect size {effect:.4g}"
     else:
         label, crit = Classification.PASS, False
-        why = f"{interval} within ±{bound:.4g} or effect size {effect:.4g} allowed"
+        up = direction in (Direction.INCREASE, Direction.EITHER)
+        down = direction in (Direction.DECREASE, Direction.EITHER)
+        if up and test.low > bound:
+            why = f"{interval} above +{bound:.4g}, but effect size {effect:.4g} < {allowed_inc:g}"
+        elif down and test.high < -bound:
+            why = f"{interval} below -{bound:.4g}, but effect size {effect:.4g} > {allowed_dec:g}"
+        elif up and down:
+            why = f"{interval} not beyond ±{bound:.4g}"
+        elif up:
+            why = f"{interval} not above +{bound:.4g}"
+        else:
+            why = f"{interval} not below -{bound:.4g}"
     return KayentaClassification(label, crit, deviation, effect, test, bound, why)
 
 

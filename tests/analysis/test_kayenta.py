@@ -545,10 +545,8 @@ def test_the_effect_check_is_what_separates_kayenta_from_a_bare_interval():
     args = {"tolerance": 0.1, "confidence": 0.95}
     assert classify(t["experimentData"], t["controlData"], **args).classification == H
     vetoed = EffectSizeThresholds(allowed_increase=13.0)
-    assert (
-        classify(t["experimentData"], t["controlData"], effect_size=vetoed, **args).classification
-        == P
-    )
+    r = classify(t["experimentData"], t["controlData"], effect_size=vetoed, **args)
+    assert r.classification == P and "but effect size 12.04 < 13" in r.reason
 
 
 def test_bound_scales_with_the_hodges_lehmann_estimate_not_the_control_mean():
