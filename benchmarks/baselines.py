@@ -11,7 +11,7 @@ re-implementations of what users run today:
   Flagger acts on its next tick).
 * per-step z-test: at the end of each step, a one-sided two-proportion z-test of the step's
   pooled canary vs stable counts at α = 0.05 (the "repeat a fixed-horizon test" practice).
-* Kayenta: at the end of each step from the third minute on, NetflixACAJudge
+* Kayenta: at the end of each step from the third interval on, NetflixACAJudge
   (:mod:`analysis.kayenta`: R's continuity-corrected Mann-Whitney interval at 98%, High when it
   clears 0.25 × |Hodges-Lehmann shift| and the mean ratio is >= 1) on all per-minute points so
   far (error rate %, or p99 ms) of one critical metric with direction ``increase``, then
@@ -79,7 +79,7 @@ def z_test_per_step(
 
 
 KAYENTA_MIN_INTERVALS = 3
-"""First look once three per-minute points exist (canaryd's ``kayenta.minIntervals``)."""
+"""First look once three per-interval points exist (canaryd's ``kayenta.minIntervals``)."""
 
 
 def kayenta(canary_points: FloatArray, stable_points: FloatArray, ends: list[int]) -> int | None:
@@ -105,7 +105,7 @@ def kayenta(canary_points: FloatArray, stable_points: FloatArray, ends: list[int
 def kayenta_high_share(
     canary_points: FloatArray, stable_points: FloatArray, ends: list[int]
 ) -> tuple[int, int]:
-    """(looks classified High, looks) over all step ends from the third minute, without
+    """(looks classified High, looks) over all step ends from the third interval, without
     stopping at the first: how often Kayenta's classifier flags the data."""
     high = looks = 0
     for end in ends:
