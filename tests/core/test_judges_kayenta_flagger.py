@@ -104,6 +104,17 @@ def test_kayenta_step_equals_replay_and_resumes_from_the_status(lookback):
         assert r.verdict.outcome == outcomes[decisive[0]]
 
 
+def test_kayenta_resumes_a_status_written_before_its_state_existed():
+    analysis = AnalysisSpec(judge=JudgeKind.KAYENTA, metrics=[errors_spec()])
+    ticks = noisy_ticks(8, seed=2, canary_p=0.014)
+    _, evidence = run(analysis, [{"error-rate": r} for r in ticks[:6]])
+    legacy = [e.model_copy(update={"kayenta": None}) for e in roundtrip(evidence)]
+    resumed, _ = run(analysis, [{"error-rate": r} for r in ticks[6:]], legacy)
+    full = kj.JUDGE.replay(analysis, analysis.metrics[0], ticks)
+    assert resumed[-1].metrics[0].kayenta == full.evidence.kayenta
+    assert [v.metrics[0].outcome for v in resumed] == list(full.path[6:])
+
+
 def test_kayenta_waits_then_flags_a_shift_far_below_the_control_mean():
     # Stable's error rate ~1%, canary's 1.1%: +10% of the mean, far below the old port's bound
     # 0.25 × mean(control); Kayenta's bound is 0.25 × |Hodges-Lehmann shift| and its mean-ratio

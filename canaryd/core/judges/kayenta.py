@@ -213,6 +213,9 @@ class KayentaJudge:
         settings = analysis.kayenta or KayentaSpec()
         window = _window(settings)
         old = previous.kayenta if previous is not None else None
+        if old is None and previous is not None and previous.history:
+            # A status written before the Kayenta state existed: rebuild it from the history.
+            old = judge_kayenta(settings, spec, previous.history).evidence.kayenta
         old = old or KayentaState()
         canary = [*_stored(old.canary), _point(spec, record, "canary")][-window:]
         stable = [*_stored(old.stable), _point(spec, record, "stable")][-window:]
