@@ -41,6 +41,9 @@ from analysis.kayenta import (
     verdict,
     wilcoxon_diff,
 )
+from analysis.thresholds import rate_percent
+from benchmarks import baselines as bl
+from benchmarks.traffic import Scenario, simulate
 
 _DATA = json.loads((Path(__file__).parent / "data" / "kayenta_vectors.json").read_text())
 E = 1e-6  # MannWhitneySuite's tolerance
@@ -668,3 +671,20 @@ def test_verdict_thresholds():
     assert verdict(74.99) == ScoreVerdict.FAIL
     with pytest.raises(ValueError, match="must not exceed"):
         verdict(50.0, pass_score=70, marginal_score=80)
+
+
+def test_issue_11_kayenta_flags_a_tenth_more_errors_at_1000_rps_in_about_a_quarter_of_looks():
+    """Fixed-seed simulation of the issue's measurement (benchmarks.baselines main: 26.3% of
+    10,000 looks): per-minute error rates, p0 0.5%, 1.1x canary, every step end from minute 3.
+    The earlier port's bound (0.25 × stable's mean) flagged 0.1% of the same looks."""
+    s = Scenario("issue 11", rps=1000, multiplier=1.1)
+    tr = simulate(s, runs=60, seed=20261201)
+    ends = bl.step_ends(s.weights)
+    high = looks = 0
+    for i in range(60):
+        x = rate_percent(tr.canary_errors[i], tr.canary_requests[i])
+        y = rate_percent(tr.stable_errors[i], tr.stable_requests[i])
+        h, n = bl.kayenta_high_share(x, y, ends)
+        high, looks = high + h, looks + n
+    assert looks == 600
+    assert 0.18 < high / looks < 0.36
