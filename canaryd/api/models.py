@@ -249,6 +249,18 @@ class AnalysisSpec(Model):
     reporter: Literal["destination", "source"] = "destination"
     prometheus: PrometheusSpec | None = None
     kayenta: KayentaSpec | None = None
+    thresholds: ThresholdsSpec | None = None
+
+    @model_validator(mode="after")
+    def _kayenta_groups_name_metrics(self) -> AnalysisSpec:
+        names = {m.name for m in self.metrics}
+        for group in (self.kayenta.groups or []) if self.kayenta is not None else []:
+            unknown = sorted(set(group.metrics) - names)
+            if unknown:
+                raise ValueError(
+                    f"kayenta.groups[{group.name!r}] names metrics not in the analysis: {unknown}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _warmup_bounded(self) -> AnalysisSpec:
@@ -280,13 +292,117 @@ class PrometheusSpec(Model):
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+# ---- Kayenta and Flagger modes (judge: kayenta / thresholds) --------------------------------
+
+KAYENTA_MAX_POINTS: Final = 1000
+"""Points per arm the Kayenta judge keeps (its memory in the status); older ones slide out."""
+
+
+class KayentaGroup(Model):
+    """A Kayenta metric group: its score is the share of its metrics classified Pass."""
+
+    name: str = Field(min_length=1, max_length=63)
+    weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Percent of the summary score; unweighted groups share what is left of 100.",
+    )
+    metrics: list[K8sName] = Field(min_length=1, description="Names of metrics of the analysis.")
+
+
+class KayentaEffectSize(Model):
+    """Kayenta's ``effectSize``: a High (Low) also needs the effect to reach allowedIncrease
+    (allowedDecrease); a critical metric fails the canary outright only beyond criticalIncrease
+    (criticalDecrease). Unset: the measure's neutral value (1 for meanRatio, 0.5 for cles)."""
+
+    measure: Literal["meanRatio", "cles"] = "meanRatio"
+    allowed_increase: float | None = Field(default=None, ge=0)
+    allowed_decrease: float | None = Field(default=None, ge=0)
+    critical_increase: float | None = Field(default=None, ge=0)
+    critical_decrease: float | None = Field(default=None, ge=0)
+
+
 class KayentaSpec(Model):
-    """Kayenta-compatible classifier settings."""
+    """Settings of the Kayenta judge (NetflixACAJudge's classifier and score)."""
 
     confidence: float = Field(default=0.98, gt=0.5, lt=1)
     tolerance: float = Field(default=0.25, ge=0)
     pass_score: float = Field(default=95.0, ge=0, le=100)
     marginal_score: float = Field(default=75.0, ge=0, le=100)
+    direction: Literal["increase", "decrease", "either"] = Field(
+        default="increase",
+        description="Which change fails a metric (Kayenta's default is either; errors and "
+        "latency only fail by increasing).",
+    )
+    nan_strategy: Literal["remove", "replace"] = Field(
+        default="remove", description="Intervals without a value: dropped, or counted as 0."
+    )
+    must_have_data: bool = Field(
+        default=False, description="A non-critical metric without data counts as a failure."
+    )
+    effect_size: KayentaEffectSize = Field(default_factory=KayentaEffectSize)
+    groups: list[KayentaGroup] | None = Field(
+        default=None,
+        description="Metric groups; default: one group per metric weighted by metrics[].weight.",
+    )
+    min_intervals: int = Field(
+        default=3, ge=2, le=KAYENTA_MAX_POINTS, description="Intervals before the first score."
+    )
+    lookback_intervals: int | None = Field(
+        default=None,
+        ge=2,
+        le=KAYENTA_MAX_POINTS,
+        description="Classify the last N intervals (sliding); default: all so far (growing), "
+        f"at most {KAYENTA_MAX_POINTS}.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KayentaSpec:
+        if self.marginal_score > self.pass_score:
+            raise ValueError(
+                f"kayenta.marginalScore ({self.marginal_score:g}) must not exceed "
+                f"passScore ({self.pass_score:g})"
+            )
+        if self.groups is not None:
+            names = [g.name for g in self.groups]
+            if len(set(names)) != len(names):
+                raise ValueError(f"kayenta.groups: names must be unique, got {names}")
+            total = sum(g.weight or 0.0 for g in self.groups)
+            if total > 100:
+                raise ValueError(f"kayenta.groups: weights sum to {total:g} > 100")
+        return self
+
+
+class ThresholdsSpec(Model):
+    """Settings of the thresholds judge (Flagger's analysis)."""
+
+    threshold: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Failed checks before rollback, counted over the whole analysis (Flagger's "
+        "analysis.threshold); an interval with any failing metric is one failed check.",
+    )
+    no_data_fails: bool = Field(
+        default=False,
+        description="Count an interval where a metric has no canary value as a failed check "
+        "(Flagger's behaviour); default: no data is no information.",
+    )
+
+
+class KayentaState(Model):
+    """The Kayenta judge's memory of one metric: its points and classification per interval."""
+
+    canary: list[float | None] = Field(default_factory=list, max_length=KAYENTA_MAX_POINTS)
+    stable: list[float | None] = Field(default_factory=list, max_length=KAYENTA_MAX_POINTS)
+    labels: str = Field(
+        default="",
+        max_length=KAYENTA_MAX_POINTS,
+        description="Classification per interval: P(ass) H(igh) L(ow) N(odata) F (NodataFail) "
+        "E(rror), lower case when critical, '-' before the first score.",
+    )
+    intervals: int = Field(default=0, ge=0, description="Intervals judged in total.")
 
 
 class WebhookType(StrEnum):
@@ -422,7 +538,10 @@ class MetricEvidence(Model):
         default=None, description="Anytime-valid (sequential) or Mann-Whitney (kayenta) p-value."
     )
     failed_checks: int | None = Field(
-        default=None, description="Thresholds: intervals whose value broke the bounds."
+        default=None,
+        ge=0,
+        description="Thresholds (Flagger): failed checks of the analysis so far (same in every "
+        "metric).",
     )
     u_statistic: float | None = Field(
         default=None, description="Kayenta: the Mann-Whitney U of canary vs stable."
@@ -443,6 +562,9 @@ class MetricEvidence(Model):
     )
     state: JudgeState | None = Field(
         default=None, description="The judge's sufficient statistics (its memory), fixed size."
+    )
+    kayenta: KayentaState | None = Field(
+        default=None, description="Kayenta judge's memory (points and codes, fixed maximum size)."
     )
     history: list[IntervalRecord] = Field(
         default_factory=list,

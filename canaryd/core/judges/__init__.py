@@ -195,7 +195,7 @@ def judge(
                     analysis, spec, old, reading.record
                 )
                 ev = one.evidence.model_copy(update={"intervals": seen})
-                judged.append(MetricJudgement(ev, one.path, one.kayenta))
+                judged.append(MetricJudgement(ev, one.path, one.kayenta, one.labels))
             except ValueError as exc:
                 # Data the statistics reject (e.g. buckets that are not cumulative) must become
                 # a metric Error on the Rollout, never a crashed tick.
@@ -312,7 +312,10 @@ def replay(
     while True:
         judgements = _judge_prefix(analysis, histories, skip, end, seconds)
         for t in range(start, end):
-            at_t = [MetricJudgement(j.evidence, j.path[: t + 1]) for j in judgements]
+            at_t = [
+                MetricJudgement(j.evidence, j.path[: t + 1], labels=j.labels[: t + 1])
+                for j in judgements
+            ]
             outcome = scoring.overall(analysis, at_t)
             if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
                 decided = _judge_prefix(analysis, histories, skip, t + 1, seconds)
@@ -339,7 +342,9 @@ def _judge_prefix(
     out = []
     for spec in analysis.metrics:
         j = judge_metric(analysis, spec, histories[spec.name][skip:end], seconds=seconds)
-        out.append(MetricJudgement(j.evidence, warm + j.path, j.kayenta))
+        # Warm-up intervals are not scored: Kayenta's code for "before the first score".
+        labels = kayenta.NOT_YET * skip + j.labels if j.labels else ""
+        out.append(MetricJudgement(j.evidence, warm + j.path, j.kayenta, labels))
     return out
 
 
@@ -352,10 +357,10 @@ def _carried(ev: MetricEvidence) -> MetricJudgement:
 
 def _combine(analysis: AnalysisSpec, judged: Sequence[MetricJudgement]) -> AnalysisVerdict:
     scoring = scoring_for(analysis)
-    evidence_ = tuple(j.evidence for j in judged)
     # An empty history judged (replay of nothing) stands by its evidence's outcome.
     judged = [j if j.path else MetricJudgement(j.evidence, (j.evidence.outcome,)) for j in judged]
     outcome = scoring.overall(analysis, judged)
+    evidence_ = tuple(j.evidence for j in scoring.settle(analysis, judged, outcome))
     if outcome == Outcome.FAIL:
         chosen = [e for e in evidence_ if e.outcome == Outcome.FAIL]
     elif outcome == Outcome.ERROR:

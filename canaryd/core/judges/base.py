@@ -23,6 +23,7 @@ from analysis import kayenta as kay
 from analysis.latency import histogram_quantile
 from analysis.sequential import Verdict
 from canaryd.api.models import (
+    RECENT_INTERVALS,
     AnalysisSpec,
     IntervalRecord,
     MetricEvidence,
@@ -62,6 +63,9 @@ class MetricJudgement:
     interval of the history). The last one is ``evidence.outcome``."""
     kayenta: kay.Classification | None = None
     """The Kayenta classification (kayenta judge only)."""
+    labels: str = ""
+    """Judge-specific code of each interval of ``path`` (same length; empty: none). Kayenta: the
+    classification (see :class:`~canaryd.api.models.KayentaState`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,14 @@ class Scoring(Protocol):
         """The analysis' outcome after the last interval of each judgement's ``path``."""
         ...
 
+    def settle(
+        self, analysis: AnalysisSpec, judged: Sequence[MetricJudgement], outcome: Outcome
+    ) -> Sequence[MetricJudgement]:
+        """The judgements as they go into the status once ``outcome`` is known: lets a scoring
+        keep analysis-wide state in each metric's evidence (Flagger's failed-check count) and
+        give the metrics behind the outcome their reason. Default: unchanged."""
+        ...
+
 
 def rule(analysis: AnalysisSpec, outcomes: Sequence[Outcome]) -> Outcome:
     """Fail if a critical metric failed; else Error if any errored; Pass if all passed."""
@@ -137,6 +149,11 @@ class RuleScoring:
     def overall(self, analysis: AnalysisSpec, judged: Sequence[MetricJudgement]) -> Outcome:
         return rule(analysis, [j.path[-1] for j in judged])
 
+    def settle(
+        self, analysis: AnalysisSpec, judged: Sequence[MetricJudgement], outcome: Outcome
+    ) -> Sequence[MetricJudgement]:
+        return judged
+
 
 def step_by_replay(
     judge: MetricJudge,
@@ -148,7 +165,7 @@ def step_by_replay(
     """``step`` for a judge that re-judges its whole history (kept in ``evidence.history``)."""
     history = [*(previous.history if previous is not None else ()), record]
     full = judge.replay(analysis, spec, history)
-    return MetricJudgement(full.evidence, full.path[-1:], full.kayenta)
+    return MetricJudgement(full.evidence, full.path[-1:], full.kayenta, full.labels[-1:])
 
 
 # ---- per-metric data extraction -----------------------------------------------------------
@@ -292,3 +309,21 @@ def evidence(
         intervals=len(history),
         history=list(history),
     )
+
+
+def keep_recent(
+    ev: MetricEvidence,
+    previous: MetricEvidence | None = None,
+    record: IntervalRecord | None = None,
+) -> MetricEvidence:
+    """``ev`` (from :func:`evidence`) as a judge with its own fixed-size memory keeps it: only
+    the last :data:`~canaryd.api.models.RECENT_INTERVALS` intervals (for display). With
+    ``previous`` (whose memory the judge read) and ``record`` (the interval just judged), the
+    request totals and interval count continue ``previous``' instead of summing the history,
+    which no longer holds every interval."""
+    update: dict[str, object] = {"history": ev.history[-RECENT_INTERVALS:]}
+    if previous is not None and record is not None:
+        update["canary_requests"] = previous.canary_requests + record.canary.requests
+        update["stable_requests"] = previous.stable_requests + record.stable.requests
+        update["intervals"] = previous.intervals + 1
+    return ev.model_copy(update=update)
