@@ -82,6 +82,8 @@ DEFAULT_SLACK = 1.0
 """``τ``: excess inflation up to which the posterior mean suffices."""
 DEFAULT_SAFETY = 2.0
 """Safety factor ``c`` (blocks not aligned with the noise, non-Gaussian noise)."""
+PRIOR_INTERVALS = 6
+"""``T₀`` is at most this many intervals (60 s at 10-s intervals: unchanged above that)."""
 GRID_POINTS = 8
 """Non-zero noise levels ``κ₀ · 2^-j``, ``j = 0 … 7``, plus ``κ = 0``."""
 
@@ -128,27 +130,48 @@ class DispersionState:
     """Per scale, the log-likelihood of its completed blocks at each noise level (grid order:
     ``κ₀, κ₀/2, …, 0``)."""
 
-    def kappas(self, length: float) -> tuple[float, ...]:
+    def prior_time(self, seconds: float) -> float:
+        """``T₀`` for intervals of ``seconds``: at most :data:`PRIOR_INTERVALS` intervals (a
+        controller ticking every second is a demo or a test; minute-long noise there would
+        stand for the whole rollout)."""
+        return min(self.prior_seconds, PRIOR_INTERVALS * max(seconds, 1e-9))
+
+    def kappas(self, length: float, seconds: float) -> tuple[float, ...]:
         """The noise levels of scale ``length``'s grid, largest first, ending with 0: noise of
         variance up to ``κ₀`` held for ``T₀`` averages to ``κ₀ T₀ / L`` over a longer block."""
-        top = self.prior * min(1.0, self.prior_seconds / length) if length > 0 else self.prior
+        t0 = self.prior_time(seconds)
+        top = self.prior * min(1.0, t0 / length) if length > 0 else self.prior
         return (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
 
     def kappa(self, seconds: float) -> tuple[float, ...]:
         """Upper posterior ``q``-quantile of ``κ`` per scale (interval first), for intervals of
-        ``seconds``; a scale longer than both ``T₀`` and the interval reads 0 until its first
-        block (the prior is already counted at the shorter scales)."""
+        ``seconds``, from the completed blocks and the one being filled; a scale longer than
+        both ``T₀`` and the interval reads 0 until its first block (the prior is already counted
+        at the shorter scales)."""
         return tuple(q for q, _ in self.posterior(seconds))
 
     def posterior(self, seconds: float) -> tuple[tuple[float, float], ...]:
         """(upper ``q``-quantile, mean) of ``κ`` per scale, as in :meth:`kappa`."""
         out: list[tuple[float, float]] = []
         for i, length in enumerate(self._lengths()):
-            if self.blocks[i] == 0 and length > max(self.prior_seconds, seconds):
+            t0 = self.prior_time(seconds)
+            if self.blocks[i] == 0 and length > max(t0, seconds):
                 out.append((0.0, 0.0))
                 continue
-            top = self.prior * min(1.0, self.prior_seconds / length) if length > 0 else self.prior
-            out.append(_summary(self.loglik[i], top, self.null_mass, self.quantile))
+            top = self.prior * min(1.0, t0 / length) if length > 0 else self.prior
+            row = self.loglik[i]
+            w = self.open_info[i]
+            if w > 0:
+                # The block being filled is evidence too (its intervals are all earlier ones):
+                # without it a rollout shorter than a block would be judged on the prior alone.
+                u2, b = self.open_score[i] ** 2, self.open_spread[i] ** 2
+                row = tuple(
+                    acc
+                    - 0.5 * math.log(w * (1.0 + k * w) + b)
+                    - u2 / (2.0 * (w * (1.0 + k * w) + b))
+                    for k, acc in zip(_grid(top), row, strict=True)
+                )
+            out.append(_summary(row, top, self.null_mass, self.quantile))
         return tuple(out)
 
     def _lengths(self) -> tuple[float, ...]:
@@ -210,13 +233,18 @@ class DispersionState:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _grid(top: float) -> tuple[float, ...]:
+    return (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
+
+
 @functools.lru_cache(maxsize=4096)
 def _summary(
     loglik: tuple[float, ...], top: float, null_mass: float, quantile: float
 ) -> tuple[float, float]:
     """(upper ``quantile``, mean) of the posterior on the grid ``top · 2^-j`` and 0 (cached:
     a scale's posterior changes only when one of its blocks completes)."""
-    grid = (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
+    grid = _grid(top)
     null = math.log(null_mass) if null_mass > 0 else -math.inf
     rest = math.log((1.0 - null_mass) / GRID_POINTS) if null_mass < 1 else -math.inf
     post = [(rest if j < GRID_POINTS else null) + ll for j, ll in enumerate(loglik)]
@@ -371,7 +399,7 @@ def update(
     n = list(state.blocks)
     ll = list(state.loglik)
     for i, length in enumerate(state._lengths()):
-        grid = state.kappas(length)
+        grid = state.kappas(length, seconds)
         o_u[i] += u
         o_w[i] += info
         o_s[i] += seconds

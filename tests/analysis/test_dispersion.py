@@ -41,7 +41,7 @@ def test_posterior_matches_gaussian_likelihoods_from_scipy():
     for u, w in blocks:
         for _ in range(6):
             s = dp.update(s, score=u / 6, info=w / 6, seconds=10)
-    grid = s.kappas(60.0)
+    grid = s.kappas(60.0, 10.0)
     prior = np.array([0.5 / 8] * 8 + [0.5])
     like = np.array(
         [sum(stats.norm.logpdf(u, 0, math.sqrt(w * (1 + k * w))) for u, w in blocks) for k in grid]
