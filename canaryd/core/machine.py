@@ -58,7 +58,7 @@ from canaryd.api.models import (
     Severity,
     WebhookType,
 )
-from canaryd.core import judging
+from canaryd.core import judges as judging
 from canaryd.core.types import (
     Action,
     Decision,
@@ -106,7 +106,7 @@ _SEVERITY = {
 
 
 class Verdict(Protocol):
-    """What :func:`canaryd.core.judging.judge` returns (its ``AnalysisVerdict``)."""
+    """What :func:`canaryd.core.judges.judge` returns (its ``AnalysisVerdict``)."""
 
     @property
     def outcome(self) -> Outcome: ...
@@ -323,7 +323,7 @@ def _post_rollout_key(rollout: Rollout) -> str:
 def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -> Decision:
     """The new status and the ordered actions for one tick (see the module docstring).
 
-    ``judge`` defaults to :func:`canaryd.core.judging.judge`."""
+    ``judge`` defaults to :func:`canaryd.core.judges.judge`."""
     if obs.spec_error is not None:
         return reject(
             rollout,

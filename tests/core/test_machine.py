@@ -1,4 +1,4 @@
-"""The rollout state machine driven tick by tick with the real judge (canaryd.core.judging).
+"""The rollout state machine driven tick by tick with the real judge (canaryd.core.judges).
 
 Covers: bootstrap, the promote path, rollback at once, the readiness deadline, crash/restart
 from a persisted status (including a crash between two actions), a new revision mid-analysis,

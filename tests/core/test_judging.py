@@ -1,4 +1,4 @@
-"""The glue the state machine calls (canaryd.core.judging.judge): history as the judge's only
+"""The glue the state machine calls (canaryd.core.judges.judge): history as the judge's only
 memory (resume after a restart), no data / error readings, how metric outcomes combine, and
 the thresholds and Kayenta modes on the API models."""
 
@@ -19,7 +19,7 @@ from canaryd.api.models import (
     RolloutStatus,
     ThresholdRange,
 )
-from canaryd.core.judging import judge, replay
+from canaryd.core.judges import judge, replay
 from canaryd.core.types import MetricReading
 
 ERRORS_ONLY = [MetricSpec(name="error-rate", kind=MetricKind.ERROR_RATE)]
