@@ -40,7 +40,7 @@ it approximately under the noise (measured: ``benchmarks/latency_quality.py``).
 Cost: every interval updates a fixed-size state (per bound: five fail and five pass log-values,
 Mantel-Haenszel sums, the dispersion accumulators; per arm: the pooled histogram), so judging an
 interval is O(bounds) whatever the length of the analysis, and the state serializes to a small
-dict (:meth:`LatencyState.to_dict`).
+list of floats (:meth:`LatencyState.to_floats`).
 
 The effects users read: the change of p50/p90/p99 between arms (Prometheus' ``histogram_quantile``
 interpolation of the pooled histograms) with an interval, and per bound the change of the slow
@@ -50,8 +50,8 @@ share; the bound with the most evidence says which part of the distribution move
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,15 @@ import numpy.typing as npt
 from scipy.special import expit, log_expit
 
 from analysis import _validate as check
+from analysis import dispersion
+from analysis.dispersion_batch import (
+    DispersionArrays,
+    from_stacked,
+    inflation_arrays,
+    initial_arrays,
+    stack,
+    update_arrays,
+)
 from analysis.sequential import Verdict
 
 FloatArray = npt.NDArray[np.float64]
@@ -78,18 +87,15 @@ PASS_SHARE = 0.01
 """No-worse evidence is required at every weighted bound with at least this share of stable's
 requests slower than it (bounds further out in the tail cannot pass in a rollout's time)."""
 
-BLOCK_SECONDS: tuple[float, ...] = (60.0, 120.0, 300.0)
-"""Block lengths of the batch-means dispersion estimate (the correlation it absorbs)."""
-NOISE_PRIOR = 1.0
-"""Prior extra log-odds variance ``κ`` per 60-s block of a bound's canary share. Latency noise
-is large on this scale: a per-arm scale factor with σ = 0.1 moves the log-odds of the share
-slower than stable's p99 by about ``0.1 × 2.3 / 0.5`` per arm (log-normal body, σ_log 0.5),
-i.e. ``κ ≈ 0.4``, and further out more; the data overrule the prior after a few blocks."""
-PRIOR_BLOCKS = 3.0
-"""Weight of the prior, in completed blocks."""
-SAFETY = 1.25
-"""Factor ``c`` on the estimated extra variance (the estimate is noisy with few blocks)."""
-_NOISE_MAX = 100.0
+NOISE_PRIOR = 0.3
+"""Prior ``κ₀`` of the shared dispersion estimate (:mod:`analysis.dispersion`) for a bound's
+canary share: extra log-odds variance of noise held for a minute. Latency noise is large on this
+scale: a per-arm scale factor with σ = 0.1 moves the log-odds of the share slower than stable's
+p99 by about ``0.1 × 2.3 / 0.5`` per arm (log-normal, σ_log 0.5), i.e. ``κ ≈ 0.2`` for the two
+arms, and further out in the tail more; the data overrule the prior after a few blocks.
+Measured (benchmarks/latency_quality.py, 200 runs a scenario): 1.0 left a median ×1.2 at
+100 rps undetected in 35% of runs, 0.1 gave 1% false rollbacks at 1000 rps with σ = 0.1 noise on
+60-s intervals; 0.3 met both."""
 _DELTA_CLAMP = 8.0
 CS_PRECISION = 10.0
 """Precision of the normal mixture of the confidence sequences (as the error-rate judge's)."""
@@ -195,13 +201,20 @@ class LatencyTestResult:
         return max(tested, key=lambda b: b.weight * b.e_value) if tested else None
 
     @property
+    def slower_at(self) -> tuple[BoundEvidence, ...]:
+        """Tested bounds whose own e-value reached ``1/α`` (each alone is evidence at level
+        ``α`` that the canary is slower there than tolerated)."""
+        return tuple(b for b in self.bounds if b.weight > 0 and b.e_value >= 1.0 / self.alpha)
+
+    @property
     def moved(self) -> str:
-        """Which part of the distribution moved most, in words: ``body`` (bound at or below
-        stable's p90), ``tail`` (above), or ``none`` when nothing was tested."""
-        w = self.worst
-        if w is None:
+        """Which part of the distribution is slower, in words: ``"body"`` (bounds at or below
+        stable's p95), ``"tail"`` (above), ``"body and tail"``, or ``"none"`` when no bound alone
+        has the evidence."""
+        parts = {"body" if b.stable_percentile <= 0.95 else "tail" for b in self.slower_at}
+        if not parts:
             return "none"
-        return "body" if w.stable_percentile <= 0.9 else "tail"
+        return " and ".join(p for p in ("body", "tail") if p in parts)
 
     def __iter__(self) -> Iterator[float]:
         """``statistic, pvalue = latency_test(...)``."""
@@ -221,12 +234,6 @@ _ARRAY_FIELDS: tuple[str, ...] = (
     "phi_num",
     "canary_pooled",
     "stable_pooled",
-    "block_score",
-    "block_var",
-    "block_time",
-    "excess",
-    "excess_den",
-    "blocks",
 )
 
 
@@ -276,88 +283,118 @@ class LatencyState:
     """(…, J + 1) the canary's pooled cumulative histogram (last: requests)."""
     stable_pooled: FloatArray
     """(…, J + 1) stable's pooled cumulative histogram."""
-    block_score: FloatArray
-    """(…, J, NB) score ``Σ (C − E θ̂)`` of the current block of each length."""
-    block_var: FloatArray
-    """(…, J, NB) binomial variance ``Σ E θ̂ (1 − θ̂)`` of the current block."""
-    block_time: FloatArray
-    """(…, NB) seconds elapsed in the current block."""
-    excess: FloatArray
-    """(…, J, NB) ``Σ w (score² − V) / V²`` over completed blocks (precision weights ``w``)."""
-    excess_den: FloatArray
-    """(…, J, NB) ``Σ w`` over completed blocks."""
-    blocks: FloatArray
-    """(…, J, NB) completed blocks with events."""
-    blocks_seconds: tuple[float, ...] = field(default=BLOCK_SECONDS)
+    noise: DispersionArrays
+    """(…, J) the shared dispersion estimate, one series per bound."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible values (for a Rollout's status); inverse of :meth:`from_dict`."""
-        out: dict[str, Any] = {
-            "bounds": list(self.bounds),
-            "alpha": self.alpha,
-            "tolerance": self.tolerance,
-            "offsets": list(self.offsets),
-            "robust": self.robust,
-            "fixed": None if self.fixed is None else list(self.fixed),
-            "blocksSeconds": list(self.blocks_seconds),
-            "intervals": self.intervals.tolist(),
-            "active": self.active.tolist(),
-            "maxLogE": self.max_log_e.tolist(),
-            "failAt": self.fail_at.tolist(),
-            "passAt": self.pass_at.tolist(),
-        }
-        for name in _ARRAY_FIELDS:
-            out[_camel(name)] = np.asarray(getattr(self, name)).tolist()
-        return out
+    def to_floats(self) -> list[float]:
+        """Every number of the state, flat (for a status field); see :meth:`from_floats`.
+
+        Layout: a version, the sizes ``J K S F`` (bounds, alternatives, dispersion scales,
+        fixed bounds), the settings, then each array of :data:`_ARRAY_FIELDS` and the
+        dispersion fields in a fixed order. Unbatched states only."""
+        if self.intervals.shape != ():
+            raise ValueError("only an unbatched latency state can be written out")
+        fixed = self.fixed or ()
+        n = self.noise
+        head = [
+            _VERSION,
+            float(len(self.bounds)),
+            float(len(self.offsets)),
+            float(len(n.scales)),
+            float(len(fixed)) if self.fixed is not None else -1.0,
+            *self.bounds,
+            *self.offsets,
+            *(float(i) for i in fixed),
+            *n.scales,
+            n.prior,
+            n.prior_seconds,
+            n.prior_blocks,
+            n.safety,
+            self.alpha,
+            self.tolerance,
+            float(self.robust),
+            float(self.intervals),
+            float(self.active),
+            float(self.max_log_e),
+            float(self.fail_at),
+            float(self.pass_at),
+        ]
+        body = [np.asarray(getattr(self, f), dtype=np.float64).ravel() for f in _ARRAY_FIELDS]
+        tail: list[float] = np.concatenate([*body, stack(n).ravel()]).tolist()
+        return head + tail
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyState:
-        """Rebuild a state written by :meth:`to_dict`; raises ValueError naming a bad field."""
+    def from_floats(cls, values: Sequence[float]) -> LatencyState:
+        """Inverse of :meth:`to_floats`; raises ValueError on a malformed list."""
+        v = np.asarray(values, dtype=np.float64)
         try:
-            bounds = tuple(float(b) for b in data["bounds"])
-            k = len(data["offsets"])
-            nb = len(data["blocksSeconds"])
-            state = cls(
-                bounds=bounds,
-                alpha=float(data["alpha"]),
-                tolerance=float(data["tolerance"]),
-                offsets=tuple(float(x) for x in data["offsets"]),
-                robust=bool(data["robust"]),
-                fixed=None if data["fixed"] is None else tuple(int(i) for i in data["fixed"]),
-                blocks_seconds=tuple(float(x) for x in data["blocksSeconds"]),
-                intervals=np.asarray(data["intervals"], dtype=np.int64),
-                active=np.asarray(data["active"], dtype=bool),
-                max_log_e=np.asarray(data["maxLogE"], dtype=np.float64),
-                fail_at=np.asarray(data["failAt"], dtype=np.int64),
-                pass_at=np.asarray(data["passAt"], dtype=np.int64),
-                **{
-                    name: np.asarray(
-                        data[_camel(name)], dtype=bool if name == "body" else np.float64
-                    )
-                    for name in _ARRAY_FIELDS
-                },
+            if v.ndim != 1 or v.size < 5 or v[0] != _VERSION:
+                raise ValueError("unknown version")
+            if not np.all(np.isfinite(v)):
+                raise ValueError("not finite")
+            j, k, m, f = (int(x) for x in v[1:5])
+            pos = 5
+
+            def take(count: int) -> FloatArray:
+                nonlocal pos
+                if count < 0 or pos + count > v.size:
+                    raise ValueError("too short")
+                out = v[pos : pos + count]
+                pos += count
+                return out
+
+            bounds = tuple(float(x) for x in take(j))
+            offsets = tuple(float(x) for x in take(k))
+            fixed = None if f < 0 else tuple(int(x) for x in take(f))
+            scales = tuple(float(x) for x in take(m))
+            prior, prior_seconds, prior_blocks, safety = (float(x) for x in take(4))
+            alpha, tolerance, robust, t, active, max_log_e, fail_at, pass_at = take(8)
+            shapes = {
+                "weights": (j,),
+                "body": (j,),
+                "log_fail": (j, k),
+                "log_pass": (j, k),
+                "mh_num": (j,),
+                "mh_den": (j,),
+                "info": (j,),
+                "phi_num": (j,),
+                "canary_pooled": (j + 1,),
+                "stable_pooled": (j + 1,),
+            }
+            arrays: dict[str, Any] = {
+                name: take(int(np.prod(shape))).reshape(shape) for name, shape in shapes.items()
+            }
+            arrays["body"] = arrays["body"] > 0.5
+            settings = dispersion.initial(
+                scales=scales,
+                prior=prior,
+                prior_seconds=prior_seconds,
+                prior_blocks=prior_blocks,
+                safety=safety,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"latency state is not valid: {exc!r}") from exc
-        j = len(bounds)
-        expected = {
-            "weights": (j,),
-            "log_fail": (j, k),
-            "log_pass": (j, k),
-            "canary_pooled": (j + 1,),
-            "block_score": (j, nb),
-            "block_time": (nb,),
-        }
-        for name, tail in expected.items():
-            shape = getattr(state, name).shape
-            if shape[len(shape) - len(tail) :] != tail:
-                raise ValueError(f"latency state field {_camel(name)} has shape {shape}")
-        return state
+            noise = from_stacked(settings, take(j * 6 * (m + 1)).reshape(j, 6, m + 1))
+            if pos != v.size:
+                raise ValueError("too long")
+            return cls(
+                bounds=bounds,
+                alpha=check.probability("alpha", float(alpha), high=0.5),
+                tolerance=check.non_negative("tolerance", float(tolerance)),
+                offsets=offsets,
+                robust=bool(robust),
+                fixed=fixed,
+                intervals=np.asarray(int(t), dtype=np.int64),
+                active=np.asarray(bool(active)),
+                max_log_e=np.asarray(float(max_log_e)),
+                fail_at=np.asarray(int(fail_at), dtype=np.int64),
+                pass_at=np.asarray(int(pass_at), dtype=np.int64),
+                noise=noise,
+                **arrays,
+            )
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"latency state: malformed ({exc})") from None
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
+_VERSION = 1.0
 
 
 def initial_state(
@@ -368,6 +405,7 @@ def initial_state(
     thresholds: npt.ArrayLike | None = None,
     offsets: tuple[float, ...] = DEFAULT_OFFSETS,
     robust: bool = True,
+    noise_prior: float = NOISE_PRIOR,
     batch: tuple[int, ...] = (),
 ) -> LatencyState:
     """The state before any interval.
@@ -387,6 +425,8 @@ def initial_state(
         Alternatives of each bound's mixture (distances from ``δ₀``).
     robust : bool
         Temper by the dispersion estimate (default); False gives the plain binomial e-process.
+    noise_prior : float >= 0
+        Prior ``κ₀`` of the dispersion estimate (:data:`NOISE_PRIOR`).
     batch : tuple of int
         Leading dimensions for many timelines at once (benchmarks).
     """
@@ -395,7 +435,9 @@ def initial_state(
     le = validate_bounds(bounds)
     grid = np.asarray(offsets, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or np.any(grid <= 0) or not np.all(np.isfinite(grid)):
-        raise ValueError(f"offsets must be a non-empty tuple of finite numbers > 0, got {offsets!r}")
+        raise ValueError(
+            f"offsets must be a non-empty tuple of finite numbers > 0, got {offsets!r}"
+        )
     finite = le[:-1]
     fixed: tuple[int, ...] | None = None
     if thresholds is not None:
@@ -409,7 +451,7 @@ def initial_state(
                 )
             idx.append(int(hit[0]))
         fixed = tuple(sorted(set(idx)))
-    j, k, nb = finite.size, grid.size, len(BLOCK_SECONDS)
+    j, k = finite.size, grid.size
     weights = np.zeros((*batch, j))
     active = np.zeros(batch, dtype=bool)
     body = np.zeros((*batch, j), dtype=bool)
@@ -443,12 +485,7 @@ def initial_state(
         phi_num=zeros(j),
         canary_pooled=zeros(j + 1),
         stable_pooled=zeros(j + 1),
-        block_score=zeros(j, nb),
-        block_var=zeros(j, nb),
-        block_time=zeros(nb),
-        excess=zeros(j, nb),
-        excess_den=zeros(j, nb),
-        blocks=zeros(j, nb),
+        noise=initial_arrays((*batch, j), prior=noise_prior),
     )
 
 
@@ -483,9 +520,7 @@ def clean_histogram(name: str, cumulative: npt.ArrayLike, n_bounds: int) -> Floa
     step = raw[..., 1:] - raw[..., :-1]
     if (step < 0).any():
         if (step < -1e-6 * (1 + raw[..., 1:])).any():
-            raise ValueError(
-                f"{name} must be cumulative (non-decreasing along the bucket bounds)"
-            )
+            raise ValueError(f"{name} must be cumulative (non-decreasing along the bucket bounds)")
         # Monotone from the top: a count above the next bound's is capped (sampling skew).
         raw = np.minimum.accumulate(raw[..., ::-1], axis=-1)[..., ::-1]
     out: FloatArray = raw
@@ -523,13 +558,14 @@ def latency_update(
         np.isnan(np.asarray(canary_cumulative, dtype=np.float64))[..., :-1]
         | np.isnan(np.asarray(stable_cumulative, dtype=np.float64))[..., :-1]
     )
-    arrays = {name: np.array(getattr(state, name), copy=True) for name in _STEP_FIELDS}
-    _advance(state, arrays, cc, sc, present, seconds)
+    arrays = _working_copy(state)
+    _advance(state, arrays, cc, sc, present=present, seconds=seconds)
     return replace(state, **arrays)
 
 
 _STEP_FIELDS: tuple[str, ...] = (
     *_ARRAY_FIELDS,
+    "noise",
     "intervals",
     "active",
     "max_log_e",
@@ -538,11 +574,21 @@ _STEP_FIELDS: tuple[str, ...] = (
 )
 
 
+def _working_copy(state: LatencyState) -> dict[str, Any]:
+    """The state's arrays, copied so that :func:`_advance` may change them in place (the
+    dispersion arrays are replaced, never changed)."""
+    return {
+        name: state.noise if name == "noise" else np.array(getattr(state, name), copy=True)
+        for name in _STEP_FIELDS
+    }
+
+
 def _advance(
     st: LatencyState,
     a: dict[str, Any],
     cc: FloatArray,
     sc: FloatArray,
+    *,
     present: BoolArray,
     seconds: float,
 ) -> None:
@@ -587,11 +633,9 @@ def _advance(
     share = pooled_slow / np.where(pooled_req > 0, pooled_req, 1.0)[..., None]
     v_pred = (nc + ns)[..., None] * share * theta_prev * (1.0 - theta_prev)
 
-    blocks = np.asarray(st.blocks_seconds)
-    per_block = np.maximum(blocks / seconds, 1.0)  # intervals per block
+    noise: DispersionArrays = a["noise"]
     if st.robust:
-        kappa = _kappa(a, blocks)  # (…, J, NB)
-        inflation = 1.0 + SAFETY * np.max(kappa * per_block * v_pred[..., None], axis=-1)
+        inflation = inflation_arrays(noise, info=v_pred, seconds=seconds)
     else:
         inflation = np.ones_like(v_pred)
     eta = np.where(used, 1.0 / inflation, 0.0)
@@ -614,25 +658,10 @@ def _advance(
     no_worse = _log_no_worse(a["log_pass"], a["body"])
     a["pass_at"] = np.where((a["pass_at"] < 0) & (no_worse >= level), t, a["pass_at"])
 
-    # Dispersion accumulators: score residuals at the predictable δ̂, blocks of each length.
+    # The dispersion estimate sees the score at the predictable δ̂ and its binomial variance.
     v_real = np.where(used, e * theta_prev * (1.0 - theta_prev), 0.0)
     score = np.where(used, slow_c - e * theta_prev, 0.0)
-    a["block_score"] += score[..., None]
-    a["block_var"] += v_real[..., None]
-    a["block_time"] += seconds
-    done = np.broadcast_to((a["block_time"] >= blocks - 1e-9)[..., None, :], a["block_var"].shape)
-    full = done & (a["block_var"] > 0)
-    if st.robust:
-        # Precision weights (V / (1 + κ̂ V))²: a block's (score² − V) / V² has variance
-        # ≈ 2 (1/V + κ)², so blocks with many events count more until the noise dominates.
-        w = (a["block_var"] / (1.0 + kappa * a["block_var"])) ** 2
-        x = (a["block_score"] ** 2 - a["block_var"]) / np.where(full, a["block_var"] ** 2, 1.0)
-        a["excess"] += np.where(full, w * x, 0.0)
-        a["excess_den"] += np.where(full, w, 0.0)
-    a["blocks"] += full
-    a["block_score"] = np.where(done, 0.0, a["block_score"])
-    a["block_var"] = np.where(done, 0.0, a["block_var"])
-    a["block_time"] = np.where(a["block_time"] >= blocks - 1e-9, 0.0, a["block_time"])
+    a["noise"] = update_arrays(noise, score=score, info=v_real, seconds=seconds)
 
     # Effects: Mantel-Haenszel sums, information, applied inflation.
     a["mh_num"] += np.where(used, c_u * (1.0 - rho), 0.0)
@@ -642,24 +671,6 @@ def _advance(
     a["canary_pooled"] += cc
     a["stable_pooled"] += sc
     a["intervals"] = t + 1
-
-
-def _kappa(a: Mapping[str, FloatArray], blocks: FloatArray) -> FloatArray:
-    """Per bound and block length: ``κ̂`` shrunk towards :data:`NOISE_PRIOR`.
-
-    Under the model ``Var(score of a block) = V + κ V²`` each completed block gives the
-    unbiased ``x = (score² − V) / V²`` with variance ``≈ 2 (1/V + κ)²``; the estimate is their
-    precision-weighted mean (weights from the estimate before the block) pooled with
-    :data:`PRIOR_BLOCKS` pseudo-blocks at the prior, each of the weight a block has when the
-    noise dominates (``1/κ₀²``). The prior is noise that lasts one minute: at a block of
-    ``b`` seconds it is ``κ₀ · 60 / b`` (a minute's noise averages out over longer blocks), so
-    only data can show longer correlation."""
-    prior = NOISE_PRIOR * 60.0 / blocks
-    prior_w = PRIOR_BLOCKS / prior**2
-    k: FloatArray = np.clip(
-        (prior_w * prior + a["excess"]) / (prior_w + a["excess_den"]), 0.0, _NOISE_MAX
-    )
-    return k
 
 
 def _adaptive_weights(cdf: FloatArray) -> tuple[FloatArray, BoolArray]:
@@ -709,8 +720,9 @@ def _log_no_worse(log_pass: FloatArray, body: BoolArray) -> FloatArray:
     if per_bound.shape[-1] == 0:
         return np.full(per_bound.shape[:-1], -np.inf)
     m = per_bound.min(axis=-1)
+    ok = np.isfinite(m)
     with np.errstate(divide="ignore"):
-        out: FloatArray = np.where(np.isfinite(m), np.log(np.where(np.isfinite(m), m, 1.0)), -np.inf)
+        out: FloatArray = np.where(ok, np.log(np.where(ok, m, 1.0)), -np.inf)
     return out
 
 
@@ -798,6 +810,7 @@ def latency_test_many(
     tolerance: float = 0.25,
     thresholds: npt.ArrayLike | None = None,
     robust: bool = True,
+    noise_prior: float = NOISE_PRIOR,
     interval_seconds: float = 60.0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """:func:`latency_test` on ``R`` timelines at once (the same code, batched for benchmarks).
@@ -814,11 +827,12 @@ def latency_test_many(
         tolerance=tolerance,
         thresholds=thresholds,
         robust=robust,
+        noise_prior=noise_prior,
         batch=(cc.shape[0],),
     )
     if cc.shape[2] != len(st.bounds) + 1:
         raise ValueError(f"histograms have {cc.shape[2]} bounds, expected {len(st.bounds) + 1}")
-    arrays = {name: np.array(getattr(st, name), copy=True) for name in _STEP_FIELDS}
+    arrays = _working_copy(st)
     for t in range(cc.shape[1]):
         present = ~(np.isnan(cc[:, t, :-1]) | np.isnan(sc[:, t, :-1]))
         _advance(
@@ -826,8 +840,8 @@ def latency_test_many(
             arrays,
             clean_histogram("canary_cumulative", cc[:, t], cc.shape[2]),
             clean_histogram("stable_cumulative", sc[:, t], sc.shape[2]),
-            present,
-            float(interval_seconds),
+            present=present,
+            seconds=float(interval_seconds),
         )
     return arrays["fail_at"], arrays["pass_at"]
 
