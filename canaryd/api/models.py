@@ -366,6 +366,13 @@ class IntervalRecord(Model):
     weight: int = Field(ge=0, le=100)
     canary: ArmCounts
     stable: ArmCounts
+    # ---- latency judge v2 (issue 16): the dispersion blocks are in seconds ----
+    seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="Duration of the interval in seconds (unset: the schedule's default, 60).",
+    )
 
 
 class MetricEvidence(Model):
@@ -388,6 +395,12 @@ class MetricEvidence(Model):
     stable_requests: float = 0
     history: list[IntervalRecord] = Field(
         default_factory=list, description="Per-interval counts so far (the judge's memory)."
+    )
+    # ---- latency judge v2 (issue 16) ----
+    latency_state: list[float] | None = Field(
+        default=None,
+        description="Latency judge's fixed-size state (analysis.latency.LatencyState), so "
+        "each interval is judged in O(1) and a restarted controller resumes exactly.",
     )
 
 

@@ -1,4 +1,18 @@
-"""The sequential judge of latency metrics: "slower than L" counts per bucket bound."""
+"""The sequential judge of latency metrics: every bucket bound, O(1) per interval.
+
+The statistics are :mod:`analysis.latency` (an average of per-bound "slower than ``le``"
+e-processes, tempered by the shared correlated-noise estimate). This module maps the API's
+records onto it and keeps the test's fixed-size state in ``MetricEvidence.latencyState``, so
+``step`` folds one interval into the state (no re-judging of the history) and a restarted
+controller resumes exactly. A status without that state (written by an earlier version, or
+after the analysis settings changed) is rebuilt once from the evidence's history.
+
+Bucket layouts: the bounds are those of the first interval that carries buckets (the keys both
+arms report, plus ``+Inf``, whose count defaults to the arm's requests). A later interval that
+lacks a bound adds no evidence at that bound; extra bounds are ignored; an interval without
+buckets counts as no traffic. A histogram with only ``+Inf`` has no latency information: the
+metric stays Inconclusive and says so.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +21,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.latency import LatencyTestResult, latency_test
+from analysis.latency import (
+    LatencyState,
+    LatencyTestResult,
+    initial_state,
+    latency_result,
+    latency_update,
+)
 from analysis.sequential import Verdict
 from canaryd.api.models import (
     AnalysisSpec,
+    ArmCounts,
     IntervalRecord,
     MetricEvidence,
     MetricSpec,
@@ -24,87 +45,136 @@ from canaryd.core.judges.base import (
     le_value,
     num,
     pct,
-    step_by_replay,
-    sticky_path,
 )
 
+DEFAULT_SECONDS = 60.0
+"""Interval length assumed when a record does not carry one (the schedule's default ``1m``)."""
 
-def histograms(
-    history: Sequence[IntervalRecord],
-) -> tuple[FloatArray, FloatArray, FloatArray] | None:
-    """Bounds (ms, last +Inf) and cumulative counts per interval for both arms; None if no
-    interval carries buckets. Intervals without buckets count as no traffic.
 
-    Within one rollout the bucket bounds are assumed not to change: the intersection of the
-    bounds present in every interval is used."""
-    keys: set[str] | None = None
-    for h in history:
-        for arm in (h.canary, h.stable):
-            if arm.latency_buckets:
-                ks = set(arm.latency_buckets)
-                keys = ks if keys is None else keys & ks
-    if not keys:
+class _NotJudgeableError(Exception):
+    """A record that cannot start the test (reason in the message): Error or Inconclusive."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+def _keys(arm: ArmCounts) -> set[str]:
+    return set(arm.latency_buckets) if arm.latency_buckets else set()
+
+
+def _bounds_of(record: IntervalRecord) -> list[float] | None:
+    """Finite bounds (ms) both arms report in ``record``; None when neither has buckets."""
+    c, s = _keys(record.canary), _keys(record.stable)
+    if not c and not s:
         return None
-    bounds = sorted(keys, key=le_value)
-    if not math.isinf(le_value(bounds[-1])):
-        bounds.append("+Inf")
-    le = np.array([le_value(k) for k in bounds])
-
-    def arm_matrix(pick: str) -> FloatArray:
-        rows = []
-        for h in history:
-            arm = h.canary if pick == "canary" else h.stable
-            b = arm.latency_buckets
-            if not b:
-                rows.append(np.zeros(le.size))
-                continue
-            total = b.get("+Inf", b.get("+inf", arm.requests))
-            rows.append(np.array([float(b[k]) if k in b else float(total) for k in bounds]))
-        return np.vstack(rows)
-
-    return le, arm_matrix("canary"), arm_matrix("stable")
+    keys = (c & s) if (c and s) else (c or s)
+    values = sorted({le_value(k) for k in keys})
+    return [v for v in values if math.isfinite(v)]
 
 
-def judge_latency(
-    analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
-) -> MetricJudgement:
-    """Judge a latency metric on its whole history."""
-    n = len(history)
-    hist = histograms(history)
-    if hist is None:
-        ev = evidence(spec, history, Outcome.INCONCLUSIVE, f"{spec.name}: no latency buckets yet")
-        return MetricJudgement(ev, (Outcome.INCONCLUSIVE,) * n)
-    le, cc, sc = hist
+def _row(arm: ArmCounts, bounds: Sequence[float]) -> FloatArray:
+    """One arm's cumulative counts at ``bounds`` then ``+Inf`` (nan: bound missing)."""
+    b = arm.latency_buckets
+    if not b:
+        return np.zeros(len(bounds) + 1)
+    by_value = {le_value(k): float(v) for k, v in b.items()}
+    total = by_value.get(math.inf, float(arm.requests))
+    return np.array([by_value.get(x, math.nan) for x in bounds] + [total], dtype=np.float64)
+
+
+def _new_state(analysis: AnalysisSpec, spec: MetricSpec, bounds: list[float]) -> LatencyState:
     thresholds = None
     if spec.latency_thresholds_ms:
-        known = le[:-1]
-        thresholds = [t for t in spec.latency_thresholds_ms if np.any(np.isclose(known, t))]
-        missing = sorted(set(spec.latency_thresholds_ms) - set(thresholds))
+        known = np.array(bounds)
+        missing = sorted(t for t in spec.latency_thresholds_ms if not np.any(np.isclose(known, t)))
         if missing:
-            ev = evidence(
-                spec,
-                history,
+            raise _NotJudgeableError(
                 Outcome.ERROR,
-                f"{spec.name}: latencyThresholdsMs {missing} are not bucket bounds "
-                f"{known.tolist()}",
+                f"{spec.name}: latencyThresholdsMs {missing} are not bucket bounds {bounds}",
             )
-            return MetricJudgement(ev, (Outcome.ERROR,) * n)
-    r = latency_test(
-        le,
-        cc,
-        sc,
+        thresholds = list(spec.latency_thresholds_ms)
+    return initial_state(
+        [*bounds, math.inf],
         alpha=analysis.alpha,
         tolerance=analysis.tolerated_degradation,
         thresholds=thresholds,
     )
+
+
+def _fold(
+    analysis: AnalysisSpec, spec: MetricSpec, state: LatencyState | None, record: IntervalRecord
+) -> LatencyState | None:
+    """``state`` after ``record`` (None while no interval has carried buckets)."""
+    if state is None:
+        bounds = _bounds_of(record)
+        if bounds is None:
+            return None
+        state = _new_state(analysis, spec, bounds)
+    seconds = record.seconds if record.seconds is not None else DEFAULT_SECONDS
+    return latency_update(
+        state,
+        _row(record.canary, state.bounds),
+        _row(record.stable, state.bounds),
+        interval_seconds=seconds,
+    )
+
+
+def _outcome(state: LatencyState | None) -> Outcome:
+    if state is None:
+        return Outcome.INCONCLUSIVE
+    if state.fail_at >= 0:
+        return Outcome.FAIL
+    if state.pass_at >= 0:
+        return Outcome.PASS
+    return Outcome.INCONCLUSIVE
+
+
+def _matches(state: LatencyState, analysis: AnalysisSpec, spec: MetricSpec) -> bool:
+    """Was ``state`` built with the current settings? (Otherwise it is rebuilt.)"""
+    fixed = None
+    if spec.latency_thresholds_ms:
+        known = np.array(state.bounds)
+        fixed = (
+            tuple(
+                sorted(
+                    {
+                        int(np.flatnonzero(np.isclose(known, t))[0])
+                        for t in spec.latency_thresholds_ms
+                    }
+                )
+            )
+            if all(np.any(np.isclose(known, t)) for t in spec.latency_thresholds_ms)
+            else None
+        )
+        if fixed is None:
+            return False
+    return (
+        state.alpha == analysis.alpha
+        and state.tolerance == analysis.tolerated_degradation
+        and state.fixed == fixed
+    )
+
+
+def _judged(
+    spec: MetricSpec,
+    history: Sequence[IntervalRecord],
+    state: LatencyState | None,
+    path: tuple[Outcome, ...],
+) -> MetricJudgement:
+    if state is None:
+        ev = evidence(spec, history, Outcome.INCONCLUSIVE, f"{spec.name}: no latency buckets yet")
+        return MetricJudgement(ev, path)
+    r = latency_result(state)
     outcome = OUTCOME[r.verdict]
     p99 = r.quantiles[-1]
     ev = evidence(
         spec,
         history,
         outcome,
-        f"{spec.name}: {_latency_reason(r)}",
-        statistic=min(s.e_value_no_worse for s in r.slots) * 1.0 / len(r.slots),
+        f"{spec.name}: {latency_reason(r)}",
+        statistic=r.e_value_no_worse,
         e_value=r.e_value,
         p_value=r.pvalue,
         effect=p99.change,
@@ -113,29 +183,37 @@ def judge_latency(
         canary_value=p99.canary,
         stable_value=p99.stable,
     )
-    return MetricJudgement(ev, sticky_path(n, r.fail_at, r.pass_at))
+    ev = ev.model_copy(update={"latency_state": state.to_floats()})
+    return MetricJudgement(ev, path)
 
 
-def _latency_reason(r: LatencyTestResult) -> str:
+def latency_reason(r: LatencyTestResult) -> str:
+    """One line: quantile changes, where the distribution moved, the evidence."""
+    if not r.bounds:
+        return "only a +Inf bucket: no latency information (Inconclusive)"
     qs = ", ".join(
         f"p{q.quantile * 100:g} {num(q.canary)} vs {num(q.stable)} ms "
         f"({pct(q.change)}, {pct(q.change_low)}..{pct(q.change_high)})"
         for q in r.quantiles
     )
-    w = r.worst_slot
-    worst = r.slots[w]
-    slow = (
-        f"slower than {r.slot_labels[w]}: canary {num(100 * worst.canary_rate)}% "
-        f"vs stable {num(100 * worst.stable_rate)}%"
-    )
+    w = r.worst
     limit = num(1 / r.alpha)
+    where = ""
+    if w is not None and math.isfinite(w.canary_rate):
+        where = (
+            f"; slower than {w.label}: canary {num(100 * w.canary_rate)}% "
+            f"vs stable {num(100 * w.stable_rate)}%"
+        )
     if r.verdict == Verdict.FAIL:
-        tail = f"e-value {num(r.e_value)} >= 1/alpha={limit}: slower than +{r.tolerance:.0%}"
+        tail = (
+            f"e-value {num(r.e_value)} >= 1/alpha={limit}: slower than +{r.tolerance:.0%} "
+            f"({r.moved})"
+        )
     elif r.verdict == Verdict.PASS:
-        tail = f"every threshold no worse than +{r.tolerance:.0%} (no-worse e-values >= {limit})"
+        tail = f"no slower than +{r.tolerance:.0%} at every tested bound (e-values >= {limit})"
     else:
         tail = f"e-value {num(r.e_value)} < {limit}"
-    return f"{qs}; {slow}; {tail}"
+    return f"{qs}{where}; {tail}"
 
 
 class LatencyJudge:
@@ -148,12 +226,54 @@ class LatencyJudge:
         previous: MetricEvidence | None,
         record: IntervalRecord,
     ) -> MetricJudgement:
-        return step_by_replay(self, analysis, spec, previous, record)
+        history = [*(previous.history if previous is not None else ()), record]
+        state = _previous_state(analysis, spec, previous)
+        if state is _REBUILD:
+            full = self.replay(analysis, spec, history)
+            return MetricJudgement(full.evidence, full.path[-1:])
+        try:
+            start = state if isinstance(state, LatencyState) else None
+            after = _fold(analysis, spec, start, record)
+        except _NotJudgeableError as exc:
+            ev = evidence(spec, history, exc.outcome, exc.reason)
+            return MetricJudgement(ev, (exc.outcome,))
+        return _judged(spec, history, after, (_outcome(after),))
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
     ) -> MetricJudgement:
-        return judge_latency(analysis, spec, history)
+        state: LatencyState | None = None
+        path: list[Outcome] = []
+        try:
+            for record in history:
+                state = _fold(analysis, spec, state, record)
+                path.append(_outcome(state))
+        except _NotJudgeableError as exc:
+            ev = evidence(spec, history, exc.outcome, exc.reason)
+            return MetricJudgement(ev, (exc.outcome,) * len(history))
+        return _judged(spec, history, state, tuple(path))
+
+
+class _Rebuild:
+    """Marker: the previous state is absent or stale; judge the history again."""
+
+
+_REBUILD = _Rebuild()
+
+
+def _previous_state(
+    analysis: AnalysisSpec, spec: MetricSpec, previous: MetricEvidence | None
+) -> LatencyState | _Rebuild | None:
+    if previous is None:
+        return None
+    if previous.latency_state is None:
+        # No state: nothing judged yet (no buckets so far), or a status of an earlier version.
+        return _REBUILD if previous.history else None
+    try:
+        state = LatencyState.from_floats(previous.latency_state)
+    except ValueError:
+        return _REBUILD
+    return state if _matches(state, analysis, spec) else _REBUILD
 
 
 JUDGE = LatencyJudge()
