@@ -12,7 +12,7 @@ is an array with the series in the leading dimensions and the scales last (inter
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -110,55 +110,93 @@ def stack(arrays: DispersionArrays) -> FloatArray:
     return out
 
 
+def _prior_per_scale(st: DispersionArrays, seconds: float) -> tuple[FloatArray, FloatArray]:
+    """Per scale: the prior ``κ₀(L)`` for intervals of ``seconds`` and ``max(L, d)``."""
+    key = (st.scales, st.prior, st.prior_seconds, seconds)
+    hit = _PRIORS.get(key)
+    if hit is None:
+        spans, priors = [], []
+        for length in (0.0, *st.scales):
+            span = max(length, seconds)
+            spans.append(span)
+            priors.append(st.prior * min(1.0, st.prior_seconds / span) if span > 0 else st.prior)
+        hit = _PRIORS[key] = (np.array(priors), np.array(spans))
+    return hit
+
+
+_PRIORS: dict[tuple[tuple[float, ...], float, float, float], tuple[FloatArray, FloatArray]] = {}
+
+
 def kappa_arrays(st: DispersionArrays, seconds: float) -> FloatArray:
     """``κ̂_L`` per series and scale, as :meth:`DispersionState.kappa`."""
-    span = np.maximum(st.lengths, seconds)
-    prior = st.prior * np.minimum(1.0, st.prior_seconds / np.where(span > 0, span, 1.0))
-    prior = np.where(span > 0, prior, st.prior)
-    raw = np.where(
-        st.info2 > 0, np.maximum(0.0, st.excess / np.where(st.info2 > 0, st.info2, 1.0)), 0.0
-    )
+    prior, _ = _prior_per_scale(st, seconds)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = np.where(st.info2 > 0, np.maximum(st.excess / st.info2, 0.0), 0.0)
     n, k0 = st.blocks, st.prior_blocks
-    total = k0 + n
-    value = np.where(total > 0, (k0 * prior + n * raw) / np.where(total > 0, total, 1.0), prior)
+    value = (k0 * prior + n * raw) / (k0 + n) if k0 > 0 else np.where(n > 0, raw, prior)
     out: FloatArray = np.minimum(value, _KAPPA_MAX)
     return out
 
 
-def inflation_arrays(st: DispersionArrays, *, info: FloatArray, seconds: float) -> FloatArray:
+def inflation_arrays(st: DispersionArrays, *, info: npt.ArrayLike, seconds: float) -> FloatArray:
     """``φ_t ≥ 1`` per series, as :func:`analysis.dispersion.inflation`."""
     d = max(float(seconds), 1e-9)
     v = np.asarray(info, dtype=np.float64)
     ok = np.isfinite(v) & (v > 0)
     rate = np.where(ok, v, 0.0) / d
-    worst = np.max(kappa_arrays(st, d) * rate[..., None] * np.maximum(st.lengths, d), axis=-1)
-    out: FloatArray = np.where(ok, 1.0 + st.safety * worst, 1.0)
+    _, spans = _prior_per_scale(st, d)
+    worst = (kappa_arrays(st, d) * spans).max(axis=-1) * rate
+    out: FloatArray = 1.0 + st.safety * worst
     return out
 
 
 def update_arrays(
-    st: DispersionArrays, *, score: FloatArray, info: FloatArray, seconds: float
+    st: DispersionArrays, *, score: npt.ArrayLike, info: npt.ArrayLike, seconds: float
 ) -> DispersionArrays:
-    """The arrays after one more interval of every series, as :func:`analysis.dispersion.update`."""
+    """The arrays after one more interval of every series, as :func:`analysis.dispersion.update`
+    (the same checks: finite scores and information >= 0)."""
     u_in = np.asarray(score, dtype=np.float64)
     w_in = np.asarray(info, dtype=np.float64)
     if not (np.all(np.isfinite(u_in)) and np.all(np.isfinite(w_in))) or not np.isfinite(seconds):
         raise ValueError("score, info and seconds must be finite")
     if np.any(w_in < 0) or seconds < 0:
         raise ValueError("info and seconds must be >= 0")
-    u = np.where(w_in > 0, u_in, 0.0)[..., None]
-    w = w_in[..., None]
+    return advance_arrays(st, score=u_in, info=w_in, seconds=seconds)
+
+
+def advance_arrays(
+    st: DispersionArrays, *, score: FloatArray, info: FloatArray, seconds: float
+) -> DispersionArrays:
+    """:func:`update_arrays` without the input checks (for callers whose scores and
+    information are finite and >= 0 by construction)."""
+    u = np.where(info > 0, score, 0.0)[..., None]
+    w = info[..., None]
     o_u = st.open_score + u
     o_w = st.open_info + w
     o_s = st.open_seconds + seconds
-    close = o_s >= st.lengths
+    close = o_s >= _lengths(st)
     counted = close & (o_w > 0)
-    return replace(
-        st,
-        blocks=st.blocks + counted,
-        excess=st.excess + np.where(counted, o_u**2 - o_w, 0.0),
-        info2=st.info2 + np.where(counted, o_w**2, 0.0),
-        open_score=np.where(close, 0.0, o_u),
-        open_info=np.where(close, 0.0, o_w),
-        open_seconds=np.where(close, 0.0, o_s),
+    keep = ~close
+    return DispersionArrays(
+        st.scales,
+        st.prior,
+        st.prior_seconds,
+        st.prior_blocks,
+        st.safety,
+        o_u * keep,
+        o_w * keep,
+        o_s * keep,
+        st.blocks + counted,
+        st.excess + (o_u**2 - o_w) * counted,
+        st.info2 + o_w**2 * counted,
     )
+
+
+def _lengths(st: DispersionArrays) -> FloatArray:
+    hit = _LENGTHS.get(st.scales)
+    if hit is None:
+        hit = _LENGTHS[st.scales] = np.array((0.0, *st.scales))
+    return hit
+
+
+_LENGTHS: dict[tuple[float, ...], FloatArray] = {}

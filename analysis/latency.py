@@ -62,11 +62,11 @@ from analysis import _validate as check
 from analysis import dispersion
 from analysis.dispersion_batch import (
     DispersionArrays,
+    advance_arrays,
     from_stacked,
     inflation_arrays,
     initial_arrays,
     stack,
-    update_arrays,
 )
 from analysis.sequential import Verdict
 
@@ -547,20 +547,35 @@ def latency_update(
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"interval_seconds must be a finite number > 0, got {interval_seconds!r}")
     b = len(state.bounds) + 1
-    cc = clean_histogram("canary_cumulative", canary_cumulative, b)
-    sc = clean_histogram("stable_cumulative", stable_cumulative, b)
+    cc, c_present = _clean_with_mask("canary_cumulative", canary_cumulative, b)
+    sc, s_present = _clean_with_mask("stable_cumulative", stable_cumulative, b)
     shape = state.intervals.shape
     if cc.shape[:-1] != shape or sc.shape[:-1] != shape:
         raise ValueError(
             f"histograms have batch shapes {cc.shape[:-1]} and {sc.shape[:-1]}, state {shape}"
         )
-    present = ~(
-        np.isnan(np.asarray(canary_cumulative, dtype=np.float64))[..., :-1]
-        | np.isnan(np.asarray(stable_cumulative, dtype=np.float64))[..., :-1]
-    )
-    arrays = _working_copy(state)
+    present = c_present & s_present
+    arrays = {name: getattr(state, name) for name in _STEP_FIELDS}
     _advance(state, arrays, cc, sc, present=present, seconds=seconds)
     return replace(state, **arrays)
+
+
+def _clean_with_mask(
+    name: str, cumulative: npt.ArrayLike, n_bounds: int
+) -> tuple[FloatArray, BoolArray | bool]:
+    """:func:`clean_histogram` and which finite bounds are present (True: all of them), with a
+    fast path for the usual complete, cumulative row."""
+    arr = np.asarray(cumulative, dtype=np.float64)
+    if (
+        arr.ndim >= 1
+        and arr.shape[-1] == n_bounds
+        and np.isfinite(arr).all()
+        and (arr >= 0).all()
+        and (arr[..., 1:] >= arr[..., :-1]).all()
+    ):
+        return arr, True
+    out = clean_histogram(name, arr, n_bounds)
+    return out, ~np.isnan(arr[..., :-1])
 
 
 _STEP_FIELDS: tuple[str, ...] = (
@@ -574,82 +589,62 @@ _STEP_FIELDS: tuple[str, ...] = (
 )
 
 
-def _working_copy(state: LatencyState) -> dict[str, Any]:
-    """The state's arrays, copied so that :func:`_advance` may change them in place (the
-    dispersion arrays are replaced, never changed)."""
-    return {
-        name: state.noise if name == "noise" else np.array(getattr(state, name), copy=True)
-        for name in _STEP_FIELDS
-    }
-
-
 def _advance(
     st: LatencyState,
     a: dict[str, Any],
     cc: FloatArray,
     sc: FloatArray,
     *,
-    present: BoolArray,
+    present: BoolArray | bool,
     seconds: float,
 ) -> None:
-    """One interval, in place on the arrays ``a`` (vectorized over leading dimensions)."""
-    grid = np.asarray(st.offsets, dtype=np.float64)
-    delta0 = math.log1p(st.tolerance)
+    """One interval: replaces the arrays in ``a`` by new ones (never changes an array, so a
+    state's arrays may be shared); vectorized over leading dimensions."""
     nc, ns = cc[..., -1], sc[..., -1]
-    slow_c = np.maximum(nc[..., None] - cc[..., :-1], 0.0)
-    slow_s = np.maximum(ns[..., None] - sc[..., :-1], 0.0)
-    n_j = len(st.bounds)
+    # Cleaned histograms are cumulative: the slow counts are >= 0.
+    slow_c = nc[..., None] - cc[..., :-1]
+    slow_s = ns[..., None] - sc[..., :-1]
     t = a["intervals"]
-
-    if st.fixed is None and n_j:
+    counts_now = a["active"]
+    if st.fixed is None and len(st.bounds):
         # Adaptive weights from the first interval with stable traffic; that interval only
         # chooses (its counts below add to the pooled histograms, never to the evidence).
-        start = ~a["active"] & (ns > 0)
+        start = ~counts_now & (ns > 0)
         if start.any():
             w, body = _adaptive_weights(sc[..., :-1] / np.where(ns > 0, ns, 1.0)[..., None])
             a["weights"] = np.where(start[..., None], w, a["weights"])
             a["body"] = np.where(start[..., None], body, a["body"])
-        counts_now = a["active"].copy()
-        a["active"] = a["active"] | start
-    else:
-        counts_now = a["active"].copy()
+            a["active"] = counts_now | start
 
     e = slow_c + slow_s
-    used = counts_now[..., None] & present & (nc > 0)[..., None] & (ns > 0)[..., None] & (e > 0)
-    safe_nc, safe_ns = np.where(nc > 0, nc, 1.0), np.where(ns > 0, ns, 1.0)
-    base = np.log(safe_nc) - np.log(safe_ns)  # log ρ/(1 − ρ)
-    rho = expit(base)[..., None]
-    c_u, s_u = np.where(used, slow_c, 0.0), np.where(used, slow_s, 0.0)
+    used = (e > 0) & present & (counts_now & (nc > 0) & (ns > 0))[..., None]
+    usedf = used.astype(np.float64)
+    # log ρ/(1 − ρ); an arm without requests never counts (usedf is 0 there).
+    base = np.log(np.maximum(nc, 1e-300) / np.maximum(ns, 1e-300))[..., None]
+    c_u, s_u = slow_c * usedf, slow_s * usedf
 
     # Predictable pieces: δ̂ and the slow share from earlier intervals only.
-    delta_prev = np.clip(
-        np.log((a["mh_num"] + 0.5) / (a["mh_den"] + 0.5)), -_DELTA_CLAMP, _DELTA_CLAMP
-    )
-    theta_prev = expit(base[..., None] + delta_prev)
-    pooled_req = a["canary_pooled"][..., -1] + a["stable_pooled"][..., -1]
-    pooled_slow = (a["canary_pooled"][..., -1:] - a["canary_pooled"][..., :-1]) + (
-        a["stable_pooled"][..., -1:] - a["stable_pooled"][..., :-1]
-    )
-    share = pooled_slow / np.where(pooled_req > 0, pooled_req, 1.0)[..., None]
-    v_pred = (nc + ns)[..., None] * share * theta_prev * (1.0 - theta_prev)
+    theta_prev = expit(base + np.log((a["mh_num"] + 0.5) / (a["mh_den"] + 0.5)))
+    cp, sp = a["canary_pooled"], a["stable_pooled"]
+    pooled = cp + sp
+    share = 1.0 - pooled[..., :-1] / np.maximum(pooled[..., -1:], 1e-300)
+    var_unit = theta_prev * (1.0 - theta_prev)
+    v_pred = (nc + ns)[..., None] * share * var_unit
 
     noise: DispersionArrays = a["noise"]
-    if st.robust:
-        inflation = inflation_arrays(noise, info=v_pred, seconds=seconds)
-    else:
-        inflation = np.ones_like(v_pred)
-    eta = np.where(used, 1.0 / inflation, 0.0)
+    inflation = inflation_arrays(noise, info=v_pred, seconds=seconds) if st.robust else 1.0
+    eta = usedf / inflation
 
-    # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side).
-    k = grid.size
-    z0 = base[..., None] + delta0
-    z = z0[..., None] + np.concatenate((grid, -grid))
-    llr = c_u[..., None] * (log_expit(z) - log_expit(z0)[..., None]) + s_u[..., None] * (
-        log_expit(-z) - log_expit(-z0)[..., None]
-    )
-    llr *= eta[..., None]
-    a["log_fail"] += llr[..., :k]
-    a["log_pass"] += llr[..., k:]
+    # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side); the
+    # log-likelihood ratio per slow request and per fast one depends only on ρ.
+    z0 = base + math.log1p(st.tolerance)
+    z = z0[..., None] + _signed_grid(st.offsets)
+    per_slow = log_expit(z) - log_expit(z0)[..., None]
+    per_fast = log_expit(-z) - log_expit(-z0)[..., None]
+    llr = (c_u * eta)[..., None] * per_slow + (s_u * eta)[..., None] * per_fast
+    k = len(st.offsets)
+    a["log_fail"] = a["log_fail"] + llr[..., :k]
+    a["log_pass"] = a["log_pass"] + llr[..., k:]
 
     log_e = _log_average(a["log_fail"], a["weights"])
     a["max_log_e"] = np.maximum(a["max_log_e"], log_e)
@@ -659,18 +654,32 @@ def _advance(
     a["pass_at"] = np.where((a["pass_at"] < 0) & (no_worse >= level), t, a["pass_at"])
 
     # The dispersion estimate sees the score at the predictable δ̂ and its binomial variance.
-    v_real = np.where(used, e * theta_prev * (1.0 - theta_prev), 0.0)
-    score = np.where(used, slow_c - e * theta_prev, 0.0)
-    a["noise"] = update_arrays(noise, score=score, info=v_real, seconds=seconds)
+    v_real = e * var_unit * usedf
+    a["noise"] = advance_arrays(
+        noise, score=(slow_c - e * theta_prev) * usedf, info=v_real, seconds=seconds
+    )
 
     # Effects: Mantel-Haenszel sums, information, applied inflation.
-    a["mh_num"] += np.where(used, c_u * (1.0 - rho), 0.0)
-    a["mh_den"] += np.where(used, s_u * rho, 0.0)
-    a["info"] += v_real
-    a["phi_num"] += v_real * np.where(used, inflation, 1.0)
-    a["canary_pooled"] += cc
-    a["stable_pooled"] += sc
+    rho = expit(base)
+    a["mh_num"] = a["mh_num"] + c_u * (1.0 - rho)
+    a["mh_den"] = a["mh_den"] + s_u * rho
+    a["info"] = a["info"] + v_real
+    a["phi_num"] = a["phi_num"] + v_real * inflation
+    a["canary_pooled"] = cp + cc
+    a["stable_pooled"] = sp + sc
     a["intervals"] = t + 1
+
+
+_GRIDS: dict[tuple[float, ...], FloatArray] = {}
+
+
+def _signed_grid(offsets: tuple[float, ...]) -> FloatArray:
+    """``(+d…, −d…)`` for the alternatives (cached: built once per grid)."""
+    grid = _GRIDS.get(offsets)
+    if grid is None:
+        g = np.asarray(offsets, dtype=np.float64)
+        grid = _GRIDS[offsets] = np.concatenate((g, -g))
+    return grid
 
 
 def _adaptive_weights(cdf: FloatArray) -> tuple[FloatArray, BoolArray]:
@@ -832,7 +841,7 @@ def latency_test_many(
     )
     if cc.shape[2] != len(st.bounds) + 1:
         raise ValueError(f"histograms have {cc.shape[2]} bounds, expected {len(st.bounds) + 1}")
-    arrays = _working_copy(st)
+    arrays = {name: getattr(st, name) for name in _STEP_FIELDS}
     for t in range(cc.shape[1]):
         present = ~(np.isnan(cc[:, t, :-1]) | np.isnan(sc[:, t, :-1]))
         _advance(
