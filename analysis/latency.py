@@ -653,16 +653,20 @@ def _advance(
     no_worse = _log_no_worse(a["log_pass"], a["body"])
     a["pass_at"] = np.where((a["pass_at"] < 0) & (no_worse >= level), t, a["pass_at"])
 
-    # The dispersion estimate sees the score at the predictable δ̂ and its binomial variance.
-    v_real = e * var_unit * usedf
-    a["noise"] = advance_arrays(
-        noise, score=(slow_c - e * theta_prev) * usedf, info=v_real, seconds=seconds
-    )
-
     # Effects: Mantel-Haenszel sums, information, applied inflation.
     rho = expit(base)
     a["mh_num"] = a["mh_num"] + c_u * (1.0 - rho)
     a["mh_den"] = a["mh_den"] + s_u * rho
+
+    # The dispersion estimate sees the score at δ̂ including this interval (a real effect is
+    # not noise: with the estimate before it, a strong regression's first intervals read as
+    # huge over-dispersion and mute its own evidence) and its binomial variance. The estimate
+    # is used from the next interval on, so the tempering stays predictable.
+    theta_now = expit(base + np.log((a["mh_num"] + 0.5) / (a["mh_den"] + 0.5)))
+    v_real = e * theta_now * (1.0 - theta_now) * usedf
+    a["noise"] = advance_arrays(
+        noise, score=(slow_c - e * theta_now) * usedf, info=v_real, seconds=seconds
+    )
     a["info"] = a["info"] + v_real
     a["phi_num"] = a["phi_num"] + v_real * inflation
     a["canary_pooled"] = cp + cc
