@@ -130,8 +130,8 @@ _PRIORS: dict[tuple[tuple[float, ...], float, float, float], tuple[FloatArray, F
 def kappa_arrays(st: DispersionArrays, seconds: float) -> FloatArray:
     """``κ̂_L`` per series and scale, as :meth:`DispersionState.kappa`."""
     prior, _ = _prior_per_scale(st, seconds)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw = np.where(st.info2 > 0, np.maximum(st.excess / st.info2, 0.0), 0.0)
+    # max(0, Σ(U² − W) / ΣW²); without completed blocks both sums are 0 and so is this.
+    raw = np.maximum(st.excess, 0.0) / np.maximum(st.info2, 1e-300)
     n, k0 = st.blocks, st.prior_blocks
     value = (k0 * prior + n * raw) / (k0 + n) if k0 > 0 else np.where(n > 0, raw, prior)
     out: FloatArray = np.minimum(value, _KAPPA_MAX)
@@ -140,12 +140,16 @@ def kappa_arrays(st: DispersionArrays, seconds: float) -> FloatArray:
 
 def inflation_arrays(st: DispersionArrays, *, info: npt.ArrayLike, seconds: float) -> FloatArray:
     """``φ_t ≥ 1`` per series, as :func:`analysis.dispersion.inflation`."""
-    d = max(float(seconds), 1e-9)
     v = np.asarray(info, dtype=np.float64)
     ok = np.isfinite(v) & (v > 0)
-    rate = np.where(ok, v, 0.0) / d
+    return inflation_fast(st, info=np.where(ok, v, 0.0), seconds=seconds)
+
+
+def inflation_fast(st: DispersionArrays, *, info: FloatArray, seconds: float) -> FloatArray:
+    """:func:`inflation_arrays` for information that is finite and >= 0 by construction."""
+    d = max(float(seconds), 1e-9)
     _, spans = _prior_per_scale(st, d)
-    worst = (kappa_arrays(st, d) * spans).max(axis=-1) * rate
+    worst = (kappa_arrays(st, d) * spans).max(axis=-1) * (info / d)
     out: FloatArray = 1.0 + st.safety * worst
     return out
 

@@ -64,7 +64,7 @@ from analysis.dispersion_batch import (
     DispersionArrays,
     advance_arrays,
     from_stacked,
-    inflation_arrays,
+    inflation_fast,
     initial_arrays,
     stack,
 )
@@ -632,7 +632,7 @@ def _advance(
     v_pred = (nc + ns)[..., None] * share * var_unit
 
     noise: DispersionArrays = a["noise"]
-    inflation = inflation_arrays(noise, info=v_pred, seconds=seconds) if st.robust else 1.0
+    inflation = inflation_fast(noise, info=v_pred, seconds=seconds) if st.robust else 1.0
     eta = usedf / inflation
 
     # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side); the
@@ -714,16 +714,15 @@ def _mean_exp(x: FloatArray) -> FloatArray:
 
 
 def _log_mean_exp(x: FloatArray, axis: int = -1) -> FloatArray:
-    with np.errstate(divide="ignore"):
-        out: FloatArray = np.log(_mean_exp(x))
+    out: FloatArray = np.log(np.maximum(_mean_exp(x), 1e-300))
     return out
 
 
 def _log_average(log_fail: FloatArray, weights: FloatArray) -> FloatArray:
-    """``log Σ_j w_j · mean_k exp(log_fail[j, k])``; 0 (e-value 1) before the weights are set."""
+    """``log Σ_j w_j · mean_k exp(log_fail[j, k])``; 0 (e-value 1) before the weights are set
+    (floored at ``log 1e-300``: far below any decision)."""
     total = (_mean_exp(log_fail) * weights).sum(axis=-1)
-    with np.errstate(divide="ignore"):
-        out: FloatArray = np.where(weights.any(axis=-1), np.log(total), 0.0)
+    out: FloatArray = np.where(weights.any(axis=-1), np.log(np.maximum(total, 1e-300)), 0.0)
     return out
 
 
@@ -734,8 +733,7 @@ def _log_no_worse(log_pass: FloatArray, body: BoolArray) -> FloatArray:
         return np.full(per_bound.shape[:-1], -np.inf)
     m = per_bound.min(axis=-1)
     ok = np.isfinite(m)
-    with np.errstate(divide="ignore"):
-        out: FloatArray = np.where(ok, np.log(np.where(ok, m, 1.0)), -np.inf)
+    out: FloatArray = np.where(ok, np.log(np.maximum(np.where(ok, m, 1.0), 1e-300)), -np.inf)
     return out
 
 
