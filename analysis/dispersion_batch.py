@@ -111,25 +111,32 @@ def stack(arrays: DispersionArrays) -> FloatArray:
 
 
 def _prior_per_scale(st: DispersionArrays, seconds: float) -> tuple[FloatArray, FloatArray]:
-    """Per scale: the prior ``κ₀(L)`` for intervals of ``seconds`` and ``max(L, d)``."""
-    key = (st.scales, st.prior, st.prior_seconds, seconds)
+    """Per scale: the factor ``min(1, T₀ / max(L, d))`` of the prior and ``max(L, d)``."""
+    key = (st.scales, st.prior_seconds, seconds)
     hit = _PRIORS.get(key)
     if hit is None:
-        spans, priors = [], []
+        spans, factors = [], []
         for length in (0.0, *st.scales):
             span = max(length, seconds)
             spans.append(span)
-            priors.append(st.prior * min(1.0, st.prior_seconds / span) if span > 0 else st.prior)
-        hit = _PRIORS[key] = (np.array(priors), np.array(spans))
+            factors.append(min(1.0, st.prior_seconds / span) if span > 0 else 1.0)
+        hit = _PRIORS[key] = (np.array(factors), np.array(spans))
     return hit
 
 
-_PRIORS: dict[tuple[tuple[float, ...], float, float, float], tuple[FloatArray, FloatArray]] = {}
+_PRIORS: dict[tuple[tuple[float, ...], float, float], tuple[FloatArray, FloatArray]] = {}
 
 
-def kappa_arrays(st: DispersionArrays, seconds: float) -> FloatArray:
-    """``κ̂_L`` per series and scale, as :meth:`DispersionState.kappa`."""
-    prior, _ = _prior_per_scale(st, seconds)
+def kappa_arrays(
+    st: DispersionArrays, seconds: float, *, prior: FloatArray | None = None
+) -> FloatArray:
+    """``κ̂_L`` per series and scale, as :meth:`DispersionState.kappa`.
+
+    ``prior`` (one ``κ₀`` per series, shape of the series) replaces the shared ``st.prior``:
+    an extension for judges whose series differ in their expected noise (the latency judge's
+    bounds); with one value for all it is the scalar estimate exactly."""
+    factor, _ = _prior_per_scale(st, seconds)
+    prior = st.prior * factor if prior is None else prior[..., None] * factor
     # max(0, Σ(U² − W) / ΣW²); without completed blocks both sums are 0 and so is this.
     raw = np.maximum(st.excess, 0.0) / np.maximum(st.info2, 1e-300)
     n, k0 = st.blocks, st.prior_blocks
@@ -145,11 +152,14 @@ def inflation_arrays(st: DispersionArrays, *, info: npt.ArrayLike, seconds: floa
     return inflation_fast(st, info=np.where(ok, v, 0.0), seconds=seconds)
 
 
-def inflation_fast(st: DispersionArrays, *, info: FloatArray, seconds: float) -> FloatArray:
-    """:func:`inflation_arrays` for information that is finite and >= 0 by construction."""
+def inflation_fast(
+    st: DispersionArrays, *, info: FloatArray, seconds: float, prior: FloatArray | None = None
+) -> FloatArray:
+    """:func:`inflation_arrays` for information that is finite and >= 0 by construction (and
+    optionally a prior per series, see :func:`kappa_arrays`)."""
     d = max(float(seconds), 1e-9)
     _, spans = _prior_per_scale(st, d)
-    worst = (kappa_arrays(st, d) * spans).max(axis=-1) * (info / d)
+    worst = (kappa_arrays(st, d, prior=prior) * spans).max(axis=-1) * (info / d)
     out: FloatArray = 1.0 + st.safety * worst
     return out
 

@@ -85,17 +85,24 @@ TAIL_EXTRA = 2
 """Bounds above stable's slowest request that enter the average (tail-only regressions)."""
 PASS_SHARE = 0.01
 """No-worse evidence is required at every weighted bound with at least this share of stable's
-requests slower than it (bounds further out in the tail cannot pass in a rollout's time)."""
+requests slower than it (bounds further out in the tail cannot pass in a rollout's time) and
+where a canary could be slower than tolerated at all (``(1 + tolerance) · share < 1``)."""
 
-NOISE_PRIOR = 0.3
-"""Prior ``κ₀`` of the shared dispersion estimate (:mod:`analysis.dispersion`) for a bound's
-canary share: extra log-odds variance of noise held for a minute. Latency noise is large on this
-scale: a per-arm scale factor with σ = 0.1 moves the log-odds of the share slower than stable's
-p99 by about ``0.1 × 2.3 / 0.5`` per arm (log-normal, σ_log 0.5), i.e. ``κ ≈ 0.2`` for the two
-arms, and further out in the tail more; the data overrule the prior after a few blocks.
-Measured (benchmarks/latency_quality.py, 200 runs a scenario): 1.0 left a median ×1.2 at
-100 rps undetected in 35% of runs, 0.1 gave 1% false rollbacks at 1000 rps with σ = 0.1 noise on
-60-s intervals; 0.3 met both."""
+NOISE_SIGMA = 0.1
+"""Prior per-arm noise of the latency scale (σ of the log of a factor held for a minute) from
+which each bound's prior ``κ₀`` for the shared dispersion estimate (:mod:`analysis.dispersion`)
+is derived: a scale factor ``f`` moves the log-odds of the share slower than ``L`` by
+``s_L · log f``, with ``s_L`` the log-log slope of stable's survival function at ``L`` over
+``1 − share`` (estimated from stable's pooled histogram before the interval), so two arms'
+independent factors give ``κ₀(L) = 2 σ² s_L²``: small in the body, large in the tail, where a
+0.1 scale noise already makes one minute's share slower than stable's p99.9 ten times larger.
+Measured (benchmarks/latency_quality.py): one prior for every bound either rolled back 1.3% of
+good canaries at 1000 rps with σ = 0.1 on 60-s intervals (all at the tail bound; prior 0.3) or
+missed a median ×1.2 at 100 rps in 5-8% of runs (0.5); the slope-derived prior does neither."""
+KAPPA_FLOOR = 0.05
+"""Smallest per-bound prior ``κ₀``."""
+KAPPA_CAP = 5.0
+"""Largest per-bound prior ``κ₀`` (slopes estimated where stable has almost no data)."""
 _DELTA_CLAMP = 8.0
 CS_PRECISION = 10.0
 """Precision of the normal mixture of the confidence sequences (as the error-rate judge's)."""
@@ -284,7 +291,10 @@ class LatencyState:
     stable_pooled: FloatArray
     """(…, J + 1) stable's pooled cumulative histogram."""
     noise: DispersionArrays
-    """(…, J) the shared dispersion estimate, one series per bound."""
+    """(…, J) the shared dispersion estimate, one series per bound (its scalar prior is
+    :data:`KAPPA_FLOOR`; each bound's own prior comes from ``noise_sigma``)."""
+    noise_sigma: float = NOISE_SIGMA
+    """Prior per-arm latency-scale noise (:data:`NOISE_SIGMA`)."""
 
     def to_floats(self) -> list[float]:
         """Every number of the state, flat (for a status field); see :meth:`from_floats`.
@@ -312,6 +322,7 @@ class LatencyState:
             n.safety,
             self.alpha,
             self.tolerance,
+            self.noise_sigma,
             float(self.robust),
             float(self.intervals),
             float(self.active),
@@ -348,7 +359,7 @@ class LatencyState:
             fixed = None if f < 0 else tuple(int(x) for x in take(f))
             scales = tuple(float(x) for x in take(m))
             prior, prior_seconds, prior_blocks, safety = (float(x) for x in take(4))
-            alpha, tolerance, robust, t, active, max_log_e, fail_at, pass_at = take(8)
+            alpha, tolerance, sigma, robust, t, active, max_log_e, fail_at, pass_at = take(9)
             shapes = {
                 "weights": (j,),
                 "body": (j,),
@@ -381,6 +392,7 @@ class LatencyState:
                 tolerance=check.non_negative("tolerance", float(tolerance)),
                 offsets=offsets,
                 robust=bool(robust),
+                noise_sigma=check.non_negative("noise_sigma", float(sigma)),
                 fixed=fixed,
                 intervals=np.asarray(int(t), dtype=np.int64),
                 active=np.asarray(bool(active)),
@@ -405,7 +417,7 @@ def initial_state(
     thresholds: npt.ArrayLike | None = None,
     offsets: tuple[float, ...] = DEFAULT_OFFSETS,
     robust: bool = True,
-    noise_prior: float = NOISE_PRIOR,
+    noise_sigma: float = NOISE_SIGMA,
     batch: tuple[int, ...] = (),
 ) -> LatencyState:
     """The state before any interval.
@@ -425,8 +437,9 @@ def initial_state(
         Alternatives of each bound's mixture (distances from ``δ₀``).
     robust : bool
         Temper by the dispersion estimate (default); False gives the plain binomial e-process.
-    noise_prior : float >= 0
-        Prior ``κ₀`` of the dispersion estimate (:data:`NOISE_PRIOR`).
+    noise_sigma : float >= 0
+        Prior per-arm latency-scale noise from which each bound's prior is derived
+        (:data:`NOISE_SIGMA`).
     batch : tuple of int
         Leading dimensions for many timelines at once (benchmarks).
     """
@@ -485,7 +498,8 @@ def initial_state(
         phi_num=zeros(j),
         canary_pooled=zeros(j + 1),
         stable_pooled=zeros(j + 1),
-        noise=initial_arrays((*batch, j), prior=noise_prior),
+        noise_sigma=check.non_negative("noise_sigma", noise_sigma),
+        noise=initial_arrays((*batch, j), prior=KAPPA_FLOOR),
     )
 
 
@@ -611,7 +625,9 @@ def _advance(
         # chooses (its counts below add to the pooled histograms, never to the evidence).
         start = ~counts_now & (ns > 0)
         if start.any():
-            w, body = _adaptive_weights(sc[..., :-1] / np.where(ns > 0, ns, 1.0)[..., None])
+            w, body = _adaptive_weights(
+                sc[..., :-1] / np.where(ns > 0, ns, 1.0)[..., None], st.tolerance
+            )
             a["weights"] = np.where(start[..., None], w, a["weights"])
             a["body"] = np.where(start[..., None], body, a["body"])
             a["active"] = counts_now | start
@@ -632,7 +648,10 @@ def _advance(
     v_pred = (nc + ns)[..., None] * share * var_unit
 
     noise: DispersionArrays = a["noise"]
-    inflation = inflation_fast(noise, info=v_pred, seconds=seconds) if st.robust else 1.0
+    inflation: FloatArray | float = 1.0
+    if st.robust:
+        prior = _bound_prior(sp, _log_bounds(st.bounds), st.noise_sigma)
+        inflation = inflation_fast(noise, info=v_pred, seconds=seconds, prior=prior)
     eta = usedf / inflation
 
     # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side); the
@@ -674,6 +693,34 @@ def _advance(
     a["intervals"] = t + 1
 
 
+def _bound_prior(stable_pooled: FloatArray, log_le: FloatArray, sigma: float) -> FloatArray:
+    """Per bound: ``κ₀(L) = 2 σ² s_L²`` (see :data:`NOISE_SIGMA`) from stable's pooled
+    histogram of the intervals so far; slopes by central differences of ``log survival`` over
+    ``log L`` (one-sided at the ends), the survival floored at half a request."""
+    n = stable_pooled[..., -1:]
+    total = np.maximum(n, 1.0)
+    share = (n - stable_pooled[..., :-1]) / total
+    log_s = np.log(np.maximum(share, 0.5 / total))
+    if log_s.shape[-1] < 2:
+        return np.full(log_s.shape, KAPPA_FLOOR)
+    d = -np.diff(log_s, axis=-1) / np.diff(log_le)
+    slope = np.concatenate((d[..., :1], 0.5 * (d[..., 1:] + d[..., :-1]), d[..., -1:]), axis=-1)
+    logit_slope = slope / np.maximum(1.0 - share, 0.02)
+    out: FloatArray = np.clip(2.0 * sigma**2 * logit_slope**2, KAPPA_FLOOR, KAPPA_CAP)
+    return out
+
+
+_LOG_BOUNDS: dict[tuple[float, ...], FloatArray] = {}
+
+
+def _log_bounds(bounds: tuple[float, ...]) -> FloatArray:
+    hit = _LOG_BOUNDS.get(bounds)
+    if hit is None:
+        # A bound of 0 ms gets a tiny positive log coordinate (slopes there are floored anyway).
+        hit = _LOG_BOUNDS[bounds] = np.log(np.maximum(np.array(bounds, dtype=np.float64), 1e-3))
+    return hit
+
+
 _GRIDS: dict[tuple[float, ...], FloatArray] = {}
 
 
@@ -686,8 +733,11 @@ def _signed_grid(offsets: tuple[float, ...]) -> FloatArray:
     return grid
 
 
-def _adaptive_weights(cdf: FloatArray) -> tuple[FloatArray, BoolArray]:
-    """Weights and pass-side bounds from stable's CDF at the finite bounds ``(…, J)``."""
+def _adaptive_weights(cdf: FloatArray, tolerance: float) -> tuple[FloatArray, BoolArray]:
+    """Weights and pass-side bounds from stable's CDF at the finite bounds ``(…, J)``.
+
+    A bound where ``(1 + tolerance)`` times stable's slow share reaches 1 needs no "no worse"
+    evidence: no canary can be slower than tolerated there."""
     full = cdf >= 1.0 - 1e-12
     core = (cdf >= BODY_LOW) & ~full
     # The first TAIL_EXTRA bounds at which stable's CDF has reached 1.
@@ -701,7 +751,8 @@ def _adaptive_weights(cdf: FloatArray) -> tuple[FloatArray, BoolArray]:
         last[..., -1] = True
         chosen = np.where(none[..., None], last, chosen)
     w = chosen / np.sum(chosen, axis=-1, keepdims=True)
-    body = chosen & (1.0 - cdf >= PASS_SHARE)
+    slow = 1.0 - cdf
+    body = chosen & (slow >= PASS_SHARE) & ((1.0 + tolerance) * slow < 1.0)
     body = np.where(np.any(body, axis=-1, keepdims=True), body, chosen)
     return w.astype(np.float64), body
 
@@ -821,7 +872,7 @@ def latency_test_many(
     tolerance: float = 0.25,
     thresholds: npt.ArrayLike | None = None,
     robust: bool = True,
-    noise_prior: float = NOISE_PRIOR,
+    noise_sigma: float = NOISE_SIGMA,
     interval_seconds: float = 60.0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """:func:`latency_test` on ``R`` timelines at once (the same code, batched for benchmarks).
@@ -838,7 +889,7 @@ def latency_test_many(
         tolerance=tolerance,
         thresholds=thresholds,
         robust=robust,
-        noise_prior=noise_prior,
+        noise_sigma=noise_sigma,
         batch=(cc.shape[0],),
     )
     if cc.shape[2] != len(st.bounds) + 1:

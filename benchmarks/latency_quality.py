@@ -41,7 +41,7 @@ from scipy.special import ndtr
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.latency import NOISE_PRIOR, initial_state, latency_test_many, latency_update
+from analysis.latency import NOISE_SIGMA, initial_state, latency_test_many, latency_update
 from benchmarks.traffic import BOUNDS
 from canaryd.api.models import AnalysisSpec
 
@@ -214,11 +214,11 @@ class Row:
 
 
 def evaluate(
-    s: Scenario, runs: int, seed: int, tolerance: float, noise_prior: float = NOISE_PRIOR
+    s: Scenario, runs: int, seed: int, tolerance: float, noise_sigma: float = NOISE_SIGMA
 ) -> Row:
     cc, sc = simulate(s, runs=runs, seed=seed)
     fail_at, _ = latency_test_many(
-        BOUNDS, cc, sc, tolerance=tolerance, interval_seconds=s.interval, noise_prior=noise_prior
+        BOUNDS, cc, sc, tolerance=tolerance, interval_seconds=s.interval, noise_sigma=noise_sigma
     )
     hit = fail_at >= 0
     minutes = (fail_at[hit] + 1) * s.interval / 60.0
@@ -264,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--only", default="", help="only scenarios whose label contains this")
     parser.add_argument("--tolerance", type=float, default=None, help="default: the CRD's")
-    parser.add_argument("--noise-prior", type=float, default=NOISE_PRIOR, help="κ₀ (latency)")
+    parser.add_argument(
+        "--noise-sigma", type=float, default=NOISE_SIGMA, help="prior per-arm latency noise σ"
+    )
     args = parser.parse_args(argv)
     tolerance = args.tolerance if args.tolerance is not None else _default_tolerance()
     good_runs, bad_runs = (100, 50) if args.quick else (args.good_runs, args.bad_runs)
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and args.only not in s.label():
             continue
         runs = good_runs if s.good else bad_runs
-        print(fmt(evaluate(s, runs, args.seed + k, tolerance, args.noise_prior)), flush=True)
+        print(fmt(evaluate(s, runs, args.seed + k, tolerance, args.noise_sigma)), flush=True)
     print()
     costs = cost_per_interval(tolerance=tolerance)
     print(

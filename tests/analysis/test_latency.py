@@ -18,10 +18,17 @@ from scipy import stats
 from scipy.special import expit, ndtr
 
 from analysis import dispersion
-from analysis.dispersion_batch import inflation_arrays, initial_arrays, update_arrays
+from analysis.dispersion_batch import (
+    inflation_arrays,
+    inflation_fast,
+    initial_arrays,
+    update_arrays,
+)
 from analysis.latency import (
     DEFAULT_OFFSETS,
     LatencyState,
+    _bound_prior,
+    _log_bounds,
     histogram_quantile,
     initial_state,
     latency_result,
@@ -411,3 +418,40 @@ def test_dispersion_arrays_equal_the_shared_scalar_estimate():
 def test_invalid_input_is_rejected_naming_the_field(bounds, c, s, kw, message):
     with pytest.raises(ValueError, match=message):
         latency_test(bounds, c, s, **kw)
+
+
+def test_bound_prior_follows_the_survival_slope_of_a_lognormal():
+    """κ₀(L) = 2 σ² (d log S / d log L)² / (1 − S)², against the closed form of a log-normal
+    (median 50 ms, σ_log 0.5) on fine bounds, where central differences are accurate."""
+    le = tuple(float(x) for x in np.geomspace(10, 400, 60))
+    n = 1e9
+    cdf = ndtr((np.log(le) - math.log(50)) / 0.5)
+    pooled = np.array([*(n * cdf), n])
+    got = _bound_prior(pooled, _log_bounds(le), 0.1)
+    z = (np.log(le) - math.log(50)) / 0.5
+    surv = 1 - cdf
+    slope = stats.norm.pdf(z) / (0.5 * surv)
+    want = np.clip(2 * 0.01 * (slope / (1 - surv)) ** 2, 0.05, 5.0)
+    # The bounds the judge can weigh (>= 2% of stable at or below), away from the ends.
+    tested = (cdf >= 0.02) & (np.arange(len(le)) > 0) & (np.arange(len(le)) < len(le) - 1)
+    assert tested.sum() > 40
+    assert got[tested] == pytest.approx(want[tested], rel=0.02)
+
+
+def test_dispersion_arrays_with_a_prior_per_series_equal_scalar_states():
+    rng = np.random.default_rng(13)
+    priors = np.array([0.05, 0.3, 2.0])
+    arrays = initial_arrays((3,), prior=0.05)
+    scalars = [dispersion.initial(prior=float(p)) for p in priors]
+    for _ in range(30):
+        info = rng.uniform(0, 20, size=3)
+        score = rng.normal(0, 1 + np.sqrt(info))
+        phi = inflation_fast(arrays, info=info, seconds=10.0, prior=priors)
+        for i in range(3):
+            want = dispersion.inflation(scalars[i], info=float(info[i]), seconds=10.0)
+            assert phi[i] == pytest.approx(want, rel=1e-12)
+        arrays = update_arrays(arrays, score=score, info=info, seconds=10.0)
+        scalars = [
+            dispersion.update(st, score=float(score[i]), info=float(info[i]), seconds=10.0)
+            for i, st in enumerate(scalars)
+        ]
