@@ -20,13 +20,28 @@ def feed(state, scores, infos, seconds):
 
 
 def test_without_data_the_prior_gives_its_closed_form():
-    s = dp.initial(prior=0.2, prior_seconds=60, prior_blocks=3, safety=1.25)
+    s = dp.initial(prior=0.2, prior_seconds=60, prior_blocks=3, prior_info=0, safety=1.25)
     # 10-s intervals with V = 4: the prior noise is held for 60 s, so one block carries
     # 6 intervals' information: φ = 1 + c κ₀ (V / d) T₀.
     assert dp.inflation(s, info=4.0, seconds=10) == pytest.approx(1 + 1.25 * 0.2 * 0.4 * 60)
     # A 300-s interval averages five prior blocks: its own scale is the worst, κ₀ T₀/d · V.
     assert dp.inflation(s, info=4.0, seconds=300) == pytest.approx(1 + 1.25 * 0.2 * 60 / 300 * 4)
     assert dp.inflation(s, info=0.0, seconds=10) == 1.0
+
+
+def test_the_prior_weighs_more_blocks_where_the_information_is_larger():
+    # One completed 60-s block: κ̂_60 = (k κ₀ + raw) / (k + 1) with k = k₀ min(2, W_60 / W₀),
+    # W_60 the information of 60 s at the current rate.
+    s = dp.initial(scales=(60.0,), prior=0.2, prior_blocks=2, prior_info=40, safety=1.0)
+    for _ in range(6):
+        s = dp.update(s, score=2.0, info=4.0, seconds=10)  # one block: U = 12, W = 24
+    s = dp.update(s, score=0.0, info=0.0, seconds=10)
+    assert s.blocks[1] == 1 and s.excess[1] == pytest.approx(12.0**2 - 24.0)
+    raw = (144 - 24) / 24**2
+    for v in (1.0, 5.0, 10.0):
+        k = 2 * min(2.0, (v / 10 * 60) / 40)
+        kappa60 = (k * 0.2 + raw) / (k + 1)
+        assert s.kappa(10.0, v / 10)[1] == pytest.approx(kappa60)
 
 
 def test_independent_overdispersion_is_estimated_at_the_interval_scale():
@@ -59,7 +74,7 @@ def test_noise_held_a_minute_is_seen_by_the_minute_scale_and_not_by_the_interval
     assert k300 == pytest.approx(kappa / 5, rel=0.25)
     phi = dp.inflation(s, info=v, seconds=10)
     truth = 1 + kappa * v * 6  # Var(block score) / W for a 6-interval block
-    assert phi == pytest.approx(1 + 1.25 * (truth - 1), rel=0.12)
+    assert phi == pytest.approx(1 + s.safety * (truth - 1), rel=0.12)
 
 
 def tempered_false_alarms(*, use_blocks: bool, runs: int, seed: int) -> float:
@@ -99,7 +114,7 @@ def test_state_is_fixed_size_and_round_trips_exactly_through_json():
     for _ in range(500):
         s = dp.update(s, score=float(rng.normal(0, 2)), info=float(rng.uniform(0, 5)), seconds=10)
         sizes.add(len(s.to_floats()))
-    assert sizes == {1 + 3 + 4 + 6 * 4}
+    assert sizes == {1 + 3 + 5 + 7 * 4}
     back = dp.DispersionState.from_floats(json.loads(json.dumps(s.to_floats())))
     assert back == s
     assert dp.inflation(back, info=3.0, seconds=10) == dp.inflation(s, info=3.0, seconds=10)
