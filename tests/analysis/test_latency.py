@@ -385,13 +385,22 @@ def test_dispersion_arrays_equal_the_shared_scalar_estimate():
         seconds = 10.0
         info = rng.uniform(0, 50, size=series) * (rng.random(series) > 0.2)
         score = rng.normal(0, 1 + np.sqrt(info) * 2)
+        var = rng.uniform(0, 0.5, size=series)
         phi = inflation_arrays(arrays, info=info, seconds=seconds)
         for i in range(series):
             want = dispersion.inflation(scalars[i], info=float(info[i]), seconds=seconds)
             assert phi[i] == pytest.approx(want, rel=1e-12)
-        arrays = update_arrays(arrays, score=score, info=info, seconds=seconds)
+        arrays = update_arrays(
+            arrays, score=score, info=info, seconds=seconds, estimate_variance=var
+        )
         scalars = [
-            dispersion.update(st, score=float(score[i]), info=float(info[i]), seconds=seconds)
+            dispersion.update(
+                st,
+                score=float(score[i]),
+                info=float(info[i]),
+                seconds=seconds,
+                estimate_variance=float(var[i]),
+            )
             for i, st in enumerate(scalars)
         ]
     for i in range(series):
