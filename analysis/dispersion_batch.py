@@ -173,9 +173,13 @@ def kappa_arrays(
     if st.prior_info > 0:
         stakes = np.asarray(rate, dtype=np.float64) * max(st.prior_seconds, seconds)
         k0 = weight * np.minimum(2.0, stakes / st.prior_info)[..., None]
-    total = k0 + n
-    value = np.where(total > 0, (k0 * kp + n * raw) / np.where(total > 0, total, 1.0), kp)
-    value = np.where(silent & (n == 0), 0.0, value)
+    if st.prior_blocks > 0 and st.prior_info <= 0:  # k0 > 0 everywhere: no empty weights
+        value = (k0 * kp + n * raw) / (k0 + n)
+    else:
+        total = k0 + n
+        value = np.where(total > 0, (k0 * kp + n * raw) / np.where(total > 0, total, 1.0), kp)
+    if silent.any():
+        value = np.where(silent & (n == 0), 0.0, value)
     out: FloatArray = np.minimum(value, _KAPPA_MAX)
     return out
 
