@@ -105,6 +105,9 @@ NOISE_PRIOR_INFO = 0.0
 set the noise of the tail bounds, whose few slow requests per minute make the stakes look
 small while the noise there is the largest: measured FR 1.0% instead of 0.3% at 1000 rps with
 σ = 0.1 on 60-s intervals.)"""
+PRIOR_REFRESH = 1.5
+"""The per-bound prior is recomputed when stable's pooled requests grew by this factor (the
+slopes change slowly; recomputing every interval was a third of the interval's cost)."""
 KAPPA_FLOOR = 0.05
 """Smallest per-bound prior ``κ₀``."""
 KAPPA_CAP = 5.0
@@ -247,6 +250,7 @@ _ARRAY_FIELDS: tuple[str, ...] = (
     "phi_num",
     "canary_pooled",
     "stable_pooled",
+    "bound_prior",
 )
 
 
@@ -296,6 +300,9 @@ class LatencyState:
     """(…, J + 1) the canary's pooled cumulative histogram (last: requests)."""
     stable_pooled: FloatArray
     """(…, J + 1) stable's pooled cumulative histogram."""
+    bound_prior: FloatArray
+    """(…, J + 1) each bound's prior ``κ₀`` (see :data:`NOISE_SIGMA`), then stable's pooled
+    requests when it was computed (it is recomputed once they grew by :data:`PRIOR_REFRESH`)."""
     noise: DispersionArrays
     """(…, J) the shared dispersion estimate, one series per bound (its scalar prior is
     :data:`KAPPA_FLOOR`; each bound's own prior comes from ``noise_sigma``)."""
@@ -378,6 +385,7 @@ class LatencyState:
                 "phi_num": (j,),
                 "canary_pooled": (j + 1,),
                 "stable_pooled": (j + 1,),
+                "bound_prior": (j + 1,),
             }
             arrays: dict[str, Any] = {
                 name: take(int(np.prod(shape))).reshape(shape) for name, shape in shapes.items()
@@ -504,6 +512,7 @@ def initial_state(
         mh_den=zeros(j),
         info=zeros(j),
         phi_num=zeros(j),
+        bound_prior=zeros(j + 1),
         canary_pooled=zeros(j + 1),
         stable_pooled=zeros(j + 1),
         noise_sigma=check.non_negative("noise_sigma", noise_sigma),
@@ -658,8 +667,14 @@ def _advance(
     noise: DispersionArrays = a["noise"]
     inflation: FloatArray | float = 1.0
     if st.robust:
-        prior = _bound_prior(sp, _log_bounds(st.bounds), st.noise_sigma)
-        inflation = inflation_fast(noise, info=v_pred, seconds=seconds, prior=prior)
+        cached = a["bound_prior"]
+        refresh = sp[..., -1] > PRIOR_REFRESH * cached[..., -1]
+        if refresh.any():
+            fresh = _bound_prior(sp, _log_bounds(st.bounds), st.noise_sigma)
+            fresh = np.concatenate((fresh, sp[..., -1:]), axis=-1)
+            cached = np.where(refresh[..., None], fresh, cached)
+            a["bound_prior"] = cached
+        inflation = inflation_fast(noise, info=v_pred, seconds=seconds, prior=cached[..., :-1])
     eta = usedf / inflation
 
     # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side); the
@@ -768,7 +783,7 @@ def _adaptive_weights(cdf: FloatArray, tolerance: float) -> tuple[FloatArray, Bo
 def _mean_exp(x: FloatArray) -> FloatArray:
     """``mean_k exp(x[..., k])``, saturating instead of overflowing (log e-values stay far
     below 700 in any decision that matters; the clip only keeps the arithmetic finite)."""
-    out: FloatArray = np.exp(np.minimum(x, 700.0)).mean(axis=-1)
+    out: FloatArray = np.exp(np.minimum(x, 700.0)).sum(axis=-1) * (1.0 / max(x.shape[-1], 1))
     return out
 
 
