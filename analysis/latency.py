@@ -93,7 +93,7 @@ NOISE_SIGMA = 0.1
 which each bound's prior ``κ₀`` for the shared dispersion estimate (:mod:`analysis.dispersion`)
 is derived: a scale factor ``f`` moves the log-odds of the share slower than ``L`` by
 ``s_L · log f``, with ``s_L`` the log-log slope of stable's survival function at ``L`` over
-``1 − share`` (estimated from stable's pooled histogram before the interval), so two arms'
+``1 − share`` (estimated from stable's pooled histogram of earlier intervals), so two arms'
 independent factors give ``κ₀(L) = 2 σ² s_L²``: small in the body, large in the tail, where a
 0.1 scale noise already makes one minute's share slower than stable's p99.9 ten times larger.
 Measured (benchmarks/latency_quality.py): one prior for every bound either rolled back 1.3% of
