@@ -144,7 +144,9 @@ def judge_for(
         return kayenta.JUDGE
     if spec.kind == MetricKind.TEMPLATE and spec.template_role == "value":
         return thresholds.JUDGE if spec.threshold_range is not None else _VALUE_WITHOUT_BOUND
-    inner: MetricJudge = sequential.CountsJudge(seconds) if is_counts(spec) else latency.JUDGE
+    inner: MetricJudge = (
+        sequential.CountsJudge(seconds) if is_counts(spec) else latency.LatencyJudge(seconds)
+    )
     return _WithSloBound(inner) if spec.threshold_range is not None else inner
 
 
