@@ -337,3 +337,24 @@ def test_latency_is_truncated_to_whole_milliseconds_as_flagger_does():
     # The sequential judge's SLO bound compares the exact p99.
     seq = AnalysisSpec(metrics=[spec])
     assert run(seq, [{"latency": latency_rec("501")}])[0][-1].outcome == Outcome.FAIL
+
+
+def test_kayenta_replay_with_a_warmup_decides_where_the_live_judge_does():
+    """Regression: replay padded the paths for the warm-up but not Kayenta's per-interval codes,
+    so the score at interval t read the code of interval t + warm-up (a look into the future)."""
+    analysis = AnalysisSpec(
+        judge=JudgeKind.KAYENTA, metrics=[errors_spec()], warmup="3m", early_promotion=True
+    )
+    ticks = noisy_ticks(12, seed=3, canary_p=0.03)  # a clear regression from the start
+    verdicts = []
+    evidence: list[MetricEvidence] = []
+    for r in ticks:
+        v = judge(analysis, evidence, [MetricReading("error-rate", record=r)], seconds=60)
+        evidence = list(v.metrics)
+        verdicts.append(v)
+    outcomes = [v.outcome for v in verdicts]
+    first = next(i for i, o in enumerate(outcomes) if o in (Outcome.FAIL, Outcome.PASS))
+    r = replay(analysis, {"error-rate": ticks}, seconds=60)
+    assert outcomes[first] == Outcome.FAIL
+    assert (r.decision, r.interval) == ("rollback", first)
+    assert first == 3 + 3 - 1  # three warm-up intervals, then minIntervals 3
