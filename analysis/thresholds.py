@@ -1,9 +1,14 @@
 """Absolute SLO bounds on the canary alone, as Flagger checks them (for migration and comparison).
 
-Flagger runs each metric's query once per interval and counts a failed check when the value
-is outside ``thresholdRange``; it rolls back after ``threshold`` failed checks. No statistics:
-at low traffic one error in a minute can fail a check, which is why this mode is offered for
-compatibility, not as the default.
+Flagger (fluxcd/flagger, ``pkg/controller/scheduler.go`` and ``scheduler_metrics.go``) runs each
+metric's query once per analysis interval; the interval is one *failed check* when any metric is
+outside its ``thresholdRange`` or has no value (``ErrNoValuesFound``: an empty or NaN result).
+Failed checks accumulate over the whole analysis (successes do not reset them) and the canary is
+rolled back once ``failedChecks >= threshold``. Its request duration is the query's value
+truncated to whole milliseconds (``time.Duration(int64(value)) * time.Millisecond`` in
+``pkg/metrics/observers``), so 500.9 ms passes a 500 ms bound. No statistics: at low traffic one
+error in a minute can fail a check, which is why this mode is offered for compatibility, not as
+the default.
 """
 
 from __future__ import annotations
@@ -93,3 +98,49 @@ def rate_percent(events: npt.ArrayLike, totals: npt.ArrayLike) -> FloatArray:
     check.same_length(events=e, totals=n)
     out: FloatArray = np.where(n > 0, 100.0 * e / np.where(n > 0, n, 1.0), np.nan)
     return out
+
+
+def truncate_ms(values: npt.ArrayLike) -> FloatArray:
+    """Durations (ms) truncated toward zero to whole milliseconds, as Flagger converts its
+    request-duration query (``int64(value)``); nan stays nan."""
+    arr = np.asarray(values, dtype=np.float64)
+    out: FloatArray = np.where(np.isfinite(arr), np.trunc(arr), arr)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FailedChecks:
+    """Result of :func:`failed_checks`."""
+
+    counts: npt.NDArray[np.int64]
+    """Failed checks of the analysis after each interval (starting from ``start``)."""
+    rollback_at: int | None
+    """First interval after which ``counts >= threshold`` (None: not reached)."""
+    threshold: int
+
+
+def failed_checks(failed: npt.ArrayLike, *, threshold: int = 1, start: int = 0) -> FailedChecks:
+    """Flagger's failed-check count over an analysis.
+
+    Parameters
+    ----------
+    failed : array_like of bool, shape (T,) or (M, T)
+        Per interval (and metric): the check failed. An interval with any failing metric is
+        one failed check, however many metrics failed (Flagger stops at the first).
+    threshold : int >= 1
+        Failed checks at which the canary is rolled back (Flagger's ``analysis.threshold``).
+    start : int >= 0
+        Failed checks before the first interval (a resumed analysis).
+    """
+    if threshold < 1:
+        raise ValueError(f"threshold must be >= 1, got {threshold}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    arr = np.asarray(failed, dtype=bool)
+    if arr.ndim == 2:
+        arr = np.asarray(arr.any(axis=0), dtype=bool)
+    if arr.ndim != 1:
+        raise ValueError(f"failed must have shape (T,) or (M, T), got {arr.shape}")
+    counts = start + np.cumsum(arr, dtype=np.int64)
+    hits = np.flatnonzero(counts >= threshold)
+    return FailedChecks(counts, int(hits[0]) if hits.size else None, threshold)

@@ -398,6 +398,9 @@ def _default_metrics() -> list[MetricSpec]:
     ]
 
 
+WARMUP_MAX_SECONDS = 3600.0
+
+
 class AnalysisSpec(Model):
     """How canary and stable are compared. Defaults judge Istio's error rate and latency."""
 
@@ -406,10 +409,13 @@ class AnalysisSpec(Model):
         default=0.01, gt=0, lt=0.5, description="Bound on the false-rollback rate of a good canary."
     )
     tolerated_degradation: float = Field(
-        default=0.25,
+        default=0.0,
         ge=0,
         le=10,
-        description="Relative degradation tolerated before a canary counts as worse (0.25 = 25%).",
+        description=(
+            "Relative degradation tolerated before a canary counts as worse (0.25 = 25%); "
+            "0 (default) catches small regressions fastest."
+        ),
     )
     metrics: list[MetricSpec] = Field(default_factory=_default_metrics, min_length=1, max_length=32)
     early_promotion: bool = Field(
@@ -444,8 +450,37 @@ class AnalysisSpec(Model):
         default="destination",
         description="Istio metrics reporter: 'destination' (sidecars), 'waypoint' (ambient).",
     )
+    warmup: Duration = Field(
+        default="0s",
+        description=(
+            "Time from the canary's first data during which metrics are shown but not judged "
+            "(Kayenta's beginAnalysisAfter, Argo's initialDelay); at most 1h. Delays every "
+            "rollback by as much."
+        ),
+    )
     prometheus: PrometheusSpec | None = None
     kayenta: KayentaSpec | None = None
+    thresholds: ThresholdsSpec | None = None
+
+    @model_validator(mode="after")
+    def _kayenta_groups_name_metrics(self) -> AnalysisSpec:
+        names = {m.name for m in self.metrics}
+        for group in (self.kayenta.groups or []) if self.kayenta is not None else []:
+            unknown = sorted(set(group.metrics) - names)
+            if unknown:
+                raise ValueError(
+                    f"kayenta.groups[{group.name!r}] names metrics not in the analysis: {unknown}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_bounded(self) -> AnalysisSpec:
+        if parse_duration(self.warmup) > WARMUP_MAX_SECONDS:
+            raise ValueError(f"warmup must be at most 1h, got {self.warmup!r}")
+        return self
+
+    def warmup_seconds(self) -> float:
+        return parse_duration(self.warmup)
 
     @model_validator(mode="after")
     def _unique_metrics(self) -> AnalysisSpec:
@@ -485,13 +520,117 @@ class PrometheusSpec(Model):
         return value
 
 
+# ---- Kayenta and Flagger modes (judge: kayenta / thresholds) --------------------------------
+
+KAYENTA_MAX_POINTS: Final = 1000
+"""Points per arm the Kayenta judge keeps (its memory in the status); older ones slide out."""
+
+
+class KayentaGroup(Model):
+    """A Kayenta metric group: its score is the share of its metrics classified Pass."""
+
+    name: str = Field(min_length=1, max_length=63)
+    weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Percent of the summary score; unweighted groups share what is left of 100.",
+    )
+    metrics: list[K8sName] = Field(min_length=1, description="Names of metrics of the analysis.")
+
+
+class KayentaEffectSize(Model):
+    """Kayenta's ``effectSize``: a High (Low) also needs the effect to reach allowedIncrease
+    (allowedDecrease); a critical metric fails the canary outright only beyond criticalIncrease
+    (criticalDecrease). Unset: the measure's neutral value (1 for meanRatio, 0.5 for cles)."""
+
+    measure: Literal["meanRatio", "cles"] = "meanRatio"
+    allowed_increase: float | None = Field(default=None, ge=0)
+    allowed_decrease: float | None = Field(default=None, ge=0)
+    critical_increase: float | None = Field(default=None, ge=0)
+    critical_decrease: float | None = Field(default=None, ge=0)
+
+
 class KayentaSpec(Model):
-    """Kayenta-compatible classifier settings."""
+    """Settings of the Kayenta judge (NetflixACAJudge's classifier and score)."""
 
     confidence: float = Field(default=0.98, gt=0.5, lt=1)
     tolerance: float = Field(default=0.25, ge=0, le=10)
     pass_score: float = Field(default=95.0, ge=0, le=100)
     marginal_score: float = Field(default=75.0, ge=0, le=100)
+    direction: Literal["increase", "decrease", "either"] = Field(
+        default="increase",
+        description="Which change fails a metric (Kayenta's default is either; errors and "
+        "latency only fail by increasing).",
+    )
+    nan_strategy: Literal["remove", "replace"] = Field(
+        default="remove", description="Intervals without a value: dropped, or counted as 0."
+    )
+    must_have_data: bool = Field(
+        default=False, description="A non-critical metric without data counts as a failure."
+    )
+    effect_size: KayentaEffectSize = Field(default_factory=KayentaEffectSize)
+    groups: list[KayentaGroup] | None = Field(
+        default=None,
+        description="Metric groups; default: one group per metric weighted by metrics[].weight.",
+    )
+    min_intervals: int = Field(
+        default=3, ge=2, le=KAYENTA_MAX_POINTS, description="Intervals before the first score."
+    )
+    lookback_intervals: int | None = Field(
+        default=None,
+        ge=2,
+        le=KAYENTA_MAX_POINTS,
+        description="Classify the last N intervals (sliding); default: all so far (growing), "
+        f"at most {KAYENTA_MAX_POINTS}.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KayentaSpec:
+        if self.marginal_score > self.pass_score:
+            raise ValueError(
+                f"kayenta.marginalScore ({self.marginal_score:g}) must not exceed "
+                f"passScore ({self.pass_score:g})"
+            )
+        if self.groups is not None:
+            names = [g.name for g in self.groups]
+            if len(set(names)) != len(names):
+                raise ValueError(f"kayenta.groups: names must be unique, got {names}")
+            total = sum(g.weight or 0.0 for g in self.groups)
+            if total > 100:
+                raise ValueError(f"kayenta.groups: weights sum to {total:g} > 100")
+        return self
+
+
+class ThresholdsSpec(Model):
+    """Settings of the thresholds judge (Flagger's analysis)."""
+
+    threshold: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Failed checks before rollback, counted over the whole analysis (Flagger's "
+        "analysis.threshold); an interval with any failing metric is one failed check.",
+    )
+    no_data_fails: bool = Field(
+        default=False,
+        description="Count an interval where a metric has no canary value as a failed check "
+        "(Flagger's behaviour); default: no data is no information.",
+    )
+
+
+class KayentaState(Model):
+    """The Kayenta judge's memory of one metric: its points and classification per interval."""
+
+    canary: list[float | None] = Field(default_factory=list, max_length=KAYENTA_MAX_POINTS)
+    stable: list[float | None] = Field(default_factory=list, max_length=KAYENTA_MAX_POINTS)
+    labels: str = Field(
+        default="",
+        max_length=KAYENTA_MAX_POINTS,
+        description="Classification per interval: P(ass) H(igh) L(ow) N(odata) F (NodataFail) "
+        "E(rror), lower case when critical, '-' before the first score.",
+    )
+    intervals: int = Field(default=0, ge=0, description="Intervals judged in total.")
 
 
 class WebhookType(StrEnum):
@@ -629,27 +768,81 @@ class IntervalRecord(Model):
     stable: ArmCounts
 
 
+RECENT_INTERVALS = 10
+"""Intervals a judge with a ``state`` keeps in ``MetricEvidence.history`` (for display)."""
+
+
+class JudgeState(Model):
+    """One judge's sufficient statistics for one metric: fixed size, its whole memory."""
+
+    kind: str = Field(
+        min_length=1, description="The judge and layout that wrote it, e.g. 'counts/2'."
+    )
+    values: list[float] = Field(default_factory=list, description="The numbers, in its layout.")
+
+
 class MetricEvidence(Model):
-    """Per metric: the judge's latest verdict and the numbers behind it."""
+    """Per metric: the judge's latest verdict and the numbers behind it. Fixed size for judges
+    with a ``state``; each number has one meaning whatever the judge."""
 
     name: str
     outcome: Outcome
     reason: str = ""
-    statistic: float | None = None
-    e_value: float | None = None
-    p_value: float | None = None
+    e_value: float | None = Field(
+        default=None, description="Sequential: evidence that the canary is worse (vs 1/alpha)."
+    )
+    e_value_no_worse: float | None = Field(
+        default=None,
+        description="Sequential: evidence that the canary is no worse than the pass margin.",
+    )
+    p_value: float | None = Field(
+        default=None, description="Anytime-valid (sequential) or Mann-Whitney (kayenta) p-value."
+    )
+    failed_checks: int | None = Field(
+        default=None,
+        ge=0,
+        description="Thresholds (Flagger): failed checks of the analysis so far (same in every "
+        "metric).",
+    )
+    u_statistic: float | None = Field(
+        default=None, description="Kayenta: the Mann-Whitney U of canary vs stable."
+    )
     effect: float | None = Field(
         default=None, description="Estimated relative change (0.5 = +50%)."
     )
-    effect_low: float | None = None
-    effect_high: float | None = None
+    effect_low: float | None = Field(
+        default=None, description="Lower end of the effect's interval (sequential: anytime)."
+    )
+    effect_high: float | None = Field(default=None, description="Upper end of that interval.")
     canary_value: float | None = None
     stable_value: float | None = None
     canary_requests: float = 0
     stable_requests: float = 0
-    history: list[IntervalRecord] = Field(
-        default_factory=list, description="Per-interval counts so far (the judge's memory)."
+    intervals: int = Field(
+        default=0, ge=0, description="Intervals with data seen for this metric (warm-up included)."
     )
+    state: JudgeState | None = Field(
+        default=None, description="The judge's sufficient statistics (its memory), fixed size."
+    )
+    kayenta: KayentaState | None = Field(
+        default=None, description="Kayenta judge's memory (points and codes, fixed maximum size)."
+    )
+    history: list[IntervalRecord] = Field(
+        default_factory=list,
+        description=(
+            "Per-interval counts: all of them for judges without a state (their memory), the "
+            "last few (for display) for judges with one."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_versions(cls, data: Any) -> Any:
+        # Statuses written before the evidence fields were split carry `statistic`, whose
+        # meaning depended on the judge; the judge recomputes what it needs from `history`.
+        if isinstance(data, dict) and "statistic" in data:
+            data = {k: v for k, v in data.items() if k != "statistic"}
+        return data
 
 
 class AnalysisStatus(Model):

@@ -32,7 +32,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from canaryd.api.models import AnalysisSpec, ArmCounts, IntervalRecord, MetricKind
-from canaryd.core.judging import replay
+from canaryd.core.judges import replay
 
 
 class InputError(ValueError):

@@ -61,7 +61,7 @@ from canaryd.api.models import (
     Severity,
     WebhookType,
 )
-from canaryd.core import judging
+from canaryd.core import judges as judging
 from canaryd.core.types import (
     AddFinalizer,
     Decision,
@@ -124,7 +124,7 @@ _SEVERITY = {
 
 
 class Judgement(Protocol):
-    """What a judge returns for one interval (:func:`canaryd.core.judging.judge` returns an
+    """What a judge returns for one interval (:func:`canaryd.core.judges.judge` returns an
     ``AnalysisVerdict``, which satisfies this)."""
 
     @property
@@ -402,7 +402,7 @@ def _post_rollout_key(rollout: Rollout) -> str:
 def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -> Decision:
     """The new status, effects, events and notices for one tick (see the module docstring).
 
-    ``judge`` defaults to :func:`canaryd.core.judging.judge`."""
+    ``judge`` defaults to :func:`canaryd.core.judges.judge`."""
     if obs.deleting_since is not None:
         return finalize(rollout, obs)
     t = _Tick(rollout, obs)
@@ -427,7 +427,9 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
     if phase == Phase.INITIALIZING or not t.status.stable_revision:
         _bootstrap(t)
     elif phase in ACTIVE:
-        _active(t, manual, judge or judging.judge)
+        _active(
+            t, manual, judge or judging.for_interval(t.rollout.spec.schedule.interval_seconds())
+        )
     elif phase == Phase.PROMOTING:
         _promoting(t, manual)
     elif phase == Phase.FINALISING:

@@ -1,1 +1,1 @@
-"""Tests of the statistical judge: analysis/, canaryd.core.judging and ``canaryd analyze``."""
+"""Tests of the statistical judge: analysis/, canaryd.core.judges and ``canaryd analyze``."""

@@ -1,0 +1,319 @@
+"""The dispersion estimate of :mod:`analysis.dispersion` for many series at once (numpy arrays).
+
+The same design, the same numbers: multi-scale batch means of a judge's scores, each completed
+block updating a posterior over the fixed grid of noise levels ``κ₀ · 2^-j`` and 0; the
+inflation is the largest over the scales of the posterior mean or upper quantile (less the
+slack) of the excess, times the safety factor (read :mod:`analysis.dispersion` for the model).
+The latency judge keeps one series per bucket bound, and its benchmark runs hundreds of
+timelines side by side, so the per-series Python loop of :func:`analysis.dispersion.update`
+would cost more than the rest of the judge; here every per-scale field is an array with the
+series in the leading dimensions and the scales last (interval first), and the log-likelihoods
+have the grid after the scales.
+
+One extension: ``prior`` (one ``κ₀`` per series) in :func:`kappa_arrays`,
+:func:`inflation_fast` and :func:`advance_arrays` scales each series' grid, for judges whose
+series differ in their expected noise (the latency judge's bounds). With one value for all
+series it is the scalar estimate exactly; a series' state with its own prior is
+``arrays.state(index, prior=...)``. ``tests/analysis/test_latency.py`` pins every function to
+its scalar twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis import dispersion
+from analysis.dispersion import GRID_POINTS, PRIOR_INTERVALS, DispersionState
+
+FloatArray = npt.NDArray[np.float64]
+
+_FIELDS: tuple[str, ...] = ("open_score", "open_info", "open_seconds", "open_spread", "blocks")
+_K = GRID_POINTS + 1
+ROWS = len(_FIELDS) + _K
+"""Rows per series of :func:`stack`: the five per-scale fields, then the log-likelihood at
+each grid level (``κ₀, κ₀/2, …, 0``), each row one number per scale."""
+_STEPS = np.array([*(2.0**-j for j in range(GRID_POINTS)), 0.0])
+
+
+@dataclass(frozen=True, slots=True)
+class DispersionArrays:
+    """Many :class:`~analysis.dispersion.DispersionState` with shared settings; each per-scale
+    field of shape ``(*series, 1 + len(scales))``, ``loglik`` of ``(*series, 1 + len(scales),
+    GRID_POINTS + 1)``."""
+
+    scales: tuple[float, ...]
+    prior: float
+    prior_seconds: float
+    null_mass: float
+    quantile: float
+    slack: float
+    safety: float
+    open_score: FloatArray
+    open_info: FloatArray
+    open_seconds: FloatArray
+    open_spread: FloatArray
+    blocks: FloatArray
+    loglik: FloatArray
+
+    @property
+    def lengths(self) -> FloatArray:
+        """Block length per scale (0: the interval itself)."""
+        return _lengths(self)
+
+    def state(self, index: tuple[int, ...], *, prior: float | None = None) -> DispersionState:
+        """One series as the scalar state (for a status, or to compare); ``prior``: that
+        series' own ``κ₀`` when the arrays were advanced with one per series."""
+
+        def col(name: str) -> tuple[float, ...]:
+            return tuple(float(x) for x in getattr(self, name)[index])
+
+        return DispersionState(
+            scales=self.scales,
+            prior=self.prior if prior is None else float(prior),
+            prior_seconds=self.prior_seconds,
+            null_mass=self.null_mass,
+            quantile=self.quantile,
+            slack=self.slack,
+            safety=self.safety,
+            open_score=col("open_score"),
+            open_info=col("open_info"),
+            open_seconds=col("open_seconds"),
+            open_spread=col("open_spread"),
+            blocks=col("blocks"),
+            loglik=tuple(tuple(float(x) for x in row) for row in self.loglik[index]),
+        )
+
+
+def initial_arrays(
+    shape: tuple[int, ...],
+    *,
+    scales: Sequence[float] = dispersion.DEFAULT_SCALES,
+    prior: float = dispersion.DEFAULT_PRIOR,
+    prior_seconds: float = dispersion.DEFAULT_PRIOR_SECONDS,
+    null_mass: float = dispersion.DEFAULT_NULL_MASS,
+    quantile: float = dispersion.DEFAULT_QUANTILE,
+    slack: float = dispersion.DEFAULT_SLACK,
+    safety: float = dispersion.DEFAULT_SAFETY,
+) -> DispersionArrays:
+    """``shape`` series before any interval (settings validated by
+    :func:`analysis.dispersion.initial`)."""
+    one = dispersion.initial(
+        scales=scales,
+        prior=prior,
+        prior_seconds=prior_seconds,
+        null_mass=null_mass,
+        quantile=quantile,
+        slack=slack,
+        safety=safety,
+    )
+    return from_stacked(one, np.zeros((*shape, ROWS, len(one.scales) + 1)))
+
+
+def from_stacked(settings: DispersionState, stacked: npt.ArrayLike) -> DispersionArrays:
+    """Arrays with ``settings``' scales and parameters and the fields of ``stacked``, shape
+    ``(*series, ROWS, 1 + len(scales))`` (the inverse of :func:`stack`)."""
+    arr = np.asarray(stacked, dtype=np.float64)
+    m = len(settings.scales) + 1
+    if arr.ndim < 2 or arr.shape[-2:] != (ROWS, m):
+        raise ValueError(f"dispersion arrays must have shape (..., {ROWS}, {m}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("dispersion arrays must be finite")
+    return DispersionArrays(
+        scales=settings.scales,
+        prior=settings.prior,
+        prior_seconds=settings.prior_seconds,
+        null_mass=settings.null_mass,
+        quantile=settings.quantile,
+        slack=settings.slack,
+        safety=settings.safety,
+        open_score=arr[..., 0, :].copy(),
+        open_info=arr[..., 1, :].copy(),
+        open_seconds=arr[..., 2, :].copy(),
+        open_spread=arr[..., 3, :].copy(),
+        blocks=arr[..., 4, :].copy(),
+        loglik=np.swapaxes(arr[..., len(_FIELDS) :, :], -1, -2).copy(),
+    )
+
+
+def stack(arrays: DispersionArrays) -> FloatArray:
+    """Every field as one array ``(*series, ROWS, M)`` (for serialization)."""
+    fields = np.stack([getattr(arrays, f) for f in _FIELDS], axis=-2)
+    out: FloatArray = np.concatenate((fields, np.swapaxes(arrays.loglik, -1, -2)), axis=-2)
+    return out
+
+
+def _per_scale(st: DispersionArrays, seconds: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per scale, for intervals of ``seconds``: the grid's factor ``min(1, T₀ / L)`` (1 for the
+    interval itself), the span ``max(L, d)``, and whether a scale without a completed block
+    says nothing (longer than ``max(T₀, d)``)."""
+    key = (st.scales, st.prior_seconds, seconds)
+    hit = _SCALES.get(key)
+    if hit is None:
+        t0 = min(st.prior_seconds, PRIOR_INTERVALS * max(seconds, 1e-9))
+        factors, spans, silent = [], [], []
+        for length in (0.0, *st.scales):
+            spans.append(max(length, seconds))
+            factors.append(min(1.0, t0 / length) if length > 0 else 1.0)
+            silent.append(length > max(t0, seconds))
+        hit = _SCALES[key] = (np.array(factors), np.array(spans), np.array(silent))
+    return hit
+
+
+_SCALES: dict[
+    tuple[tuple[float, ...], float, float], tuple[FloatArray, FloatArray, FloatArray]
+] = {}
+
+
+def _grid(st: DispersionArrays, seconds: float, prior: FloatArray | None) -> FloatArray:
+    """Noise levels per series, scale and grid point, ``(*series, M, K)``."""
+    factor, _, _ = _per_scale(st, seconds)
+    top = st.prior * factor if prior is None else prior[..., None] * factor
+    out: FloatArray = np.asarray(top)[..., None] * _STEPS
+    return out
+
+
+def posterior_arrays(
+    st: DispersionArrays, seconds: float, *, prior: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """(upper ``q``-quantile, mean) of ``κ`` per series and scale, as
+    :meth:`DispersionState.posterior` (the block being filled counted; a silent scale 0)."""
+    _, _, silent = _per_scale(st, seconds)
+    grid = _grid(st, seconds, prior)
+    row = st.loglik
+    w = st.open_info[..., None]
+    if np.any(w > 0):
+        var = w * (1.0 + grid * w) + (st.open_spread**2)[..., None]
+        safe = np.where(w > 0, var, 1.0)
+        extra = -0.5 * np.log(safe) - (st.open_score**2)[..., None] / (2.0 * safe)
+        row = np.where(w > 0, row + extra, row)
+    null = np.log(st.null_mass) if st.null_mass > 0 else -np.inf
+    rest = np.log((1.0 - st.null_mass) / GRID_POINTS) if st.null_mass < 1 else -np.inf
+    log_prior = np.array([*(rest for _ in range(GRID_POINTS)), null])
+    post = log_prior + row
+    best = post.max(axis=-1, keepdims=True)
+    weights = np.where(post > -np.inf, np.exp(post - best), 0.0)
+    # Sequential sums (cumsum), as the scalar module adds them.
+    total = np.cumsum(weights, axis=-1)[..., -1]
+    mean = np.cumsum(grid * weights, axis=-1)[..., -1] / total
+    tail = np.cumsum(weights / total[..., None], axis=-1)
+    hit = tail >= 1.0 - st.quantile
+    idx = np.where(hit.any(axis=-1), hit.argmax(axis=-1), _K - 1)
+    full = np.broadcast_to(grid, post.shape)
+    upper = np.take_along_axis(full, idx[..., None], axis=-1)[..., 0]
+    quiet = silent & (st.blocks == 0)
+    return np.where(quiet, 0.0, upper), np.where(quiet, 0.0, mean)
+
+
+def kappa_arrays(
+    st: DispersionArrays, seconds: float, *, prior: FloatArray | None = None
+) -> FloatArray:
+    """``κ`` per series and scale, as :meth:`DispersionState.kappa` (the upper quantile).
+
+    ``prior`` (one ``κ₀`` per series, shape of the series) replaces the shared ``st.prior``:
+    with one value for all series it is the scalar estimate exactly."""
+    return posterior_arrays(st, seconds, prior=prior)[0]
+
+
+def inflation_arrays(st: DispersionArrays, *, info: npt.ArrayLike, seconds: float) -> FloatArray:
+    """``φ_t ≥ 1`` per series, as :func:`analysis.dispersion.inflation`."""
+    v = np.asarray(info, dtype=np.float64)
+    ok = np.isfinite(v) & (v > 0)
+    return inflation_fast(st, info=np.where(ok, v, 0.0), seconds=seconds)
+
+
+def inflation_fast(
+    st: DispersionArrays, *, info: FloatArray, seconds: float, prior: FloatArray | None = None
+) -> FloatArray:
+    """:func:`inflation_arrays` for information that is finite and >= 0 by construction (and
+    optionally a prior per series, see :func:`kappa_arrays`)."""
+    d = max(float(seconds), 1e-9)
+    _, spans, _ = _per_scale(st, d)
+    upper, mean = posterior_arrays(st, d, prior=prior)
+    w = (info / d)[..., None] * spans
+    worst = np.maximum(mean * w, upper * w - st.slack).max(axis=-1)
+    out: FloatArray = 1.0 + st.safety * np.maximum(worst, 0.0)
+    return out
+
+
+def update_arrays(
+    st: DispersionArrays,
+    *,
+    score: npt.ArrayLike,
+    info: npt.ArrayLike,
+    seconds: float,
+    estimate_variance: npt.ArrayLike = 0.0,
+    prior: FloatArray | None = None,
+) -> DispersionArrays:
+    """The arrays after one more interval of every series, as :func:`analysis.dispersion.update`
+    (the same checks: finite values, information and estimate variance >= 0)."""
+    u_in = np.asarray(score, dtype=np.float64)
+    w_in = np.asarray(info, dtype=np.float64)
+    v_in = np.broadcast_to(np.asarray(estimate_variance, dtype=np.float64), w_in.shape)
+    finite = np.isfinite(u_in).all() and np.isfinite(w_in).all() and np.isfinite(v_in).all()
+    if not finite or not np.isfinite(seconds):
+        raise ValueError("score, info, seconds and estimate_variance must be finite")
+    if (w_in < 0).any() or (v_in < 0).any() or seconds < 0:
+        raise ValueError("info, seconds and estimate_variance must be >= 0")
+    return advance_arrays(
+        st, score=u_in, info=w_in, seconds=seconds, estimate_variance=v_in, prior=prior
+    )
+
+
+def advance_arrays(
+    st: DispersionArrays,
+    *,
+    score: FloatArray,
+    info: FloatArray,
+    seconds: float,
+    estimate_variance: FloatArray | float = 0.0,
+    prior: FloatArray | None = None,
+) -> DispersionArrays:
+    """:func:`update_arrays` without the input checks (for callers whose values are finite and
+    >= 0 by construction)."""
+    u = np.where(info > 0, score, 0.0)[..., None]
+    w = info[..., None]
+    o_u = st.open_score + u
+    o_w = st.open_info + w
+    o_s = st.open_seconds + seconds
+    o_v = st.open_spread + (info * np.sqrt(estimate_variance))[..., None]
+    close = o_s >= _lengths(st)
+    counted = close & (o_w > 0)
+    loglik = st.loglik
+    if counted.any():
+        grid = _grid(st, seconds, prior)
+        wk = o_w[..., None]
+        var = wk * (1.0 + grid * wk) + (o_v**2)[..., None]
+        safe = np.where(counted[..., None], var, 1.0)
+        row = loglik - 0.5 * np.log(safe) - (o_u**2)[..., None] / (2.0 * safe)
+        row = row - row.max(axis=-1, keepdims=True)  # only differences matter
+        loglik = np.where(counted[..., None], row, loglik)
+    keep = ~close
+    return DispersionArrays(
+        st.scales,
+        st.prior,
+        st.prior_seconds,
+        st.null_mass,
+        st.quantile,
+        st.slack,
+        st.safety,
+        o_u * keep,
+        o_w * keep,
+        o_s * keep,
+        o_v * keep,
+        st.blocks + counted,
+        loglik,
+    )
+
+
+def _lengths(st: DispersionArrays) -> FloatArray:
+    hit = _LENGTHS.get(st.scales)
+    if hit is None:
+        hit = _LENGTHS[st.scales] = np.array((0.0, *st.scales))
+    return hit
+
+
+_LENGTHS: dict[tuple[float, ...], FloatArray] = {}
