@@ -96,7 +96,10 @@ class ControllerProcess:
 
     @property
     def identity(self) -> str:
-        return f"chaos-{self.slot}-{self.incarnation}"
+        # Stable across restarts, as the shipped manifests make it (--identity=$(POD_NAME)):
+        # a container the kubelet restarts after a kill keeps its pod's name, so it renews its
+        # own Lease at once instead of waiting for it to expire.
+        return f"chaos-{self.slot}"
 
     def start(self) -> None:
         self.incarnation += 1

@@ -3,9 +3,8 @@
 checked by the invariant checker (benchmarks/chaos_checker.py). Each test asserts the real
 invariants: 0 violations and 100% correct endings.
 
-Tests marked ``xfail(strict=True)`` fail on the code they were written against because of the
-issue item named in the reason (the fix is in another branch): once it is merged they XPASS,
-which fails the run until the marker is removed.
+Every experiment passes on the merged fixes of issue 9 (no test is marked xfail): a violation
+or a wrong ending fails CI.
 """
 
 from __future__ import annotations
@@ -43,10 +42,6 @@ def test_fault_free(chaos_run: ChaosRun) -> None:
     assert_safe([row])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 1: promotion routes traffic back to a canary already scaled to zero",
-)
 def test_sigkill_at_random_instants_promoting_and_finalising(chaos_run: ChaosRun) -> None:
     row = chaos.exp_kills(chaos_run.rig, chaos_run.suite, chaos_run.rng)
     assert row.kills >= 10
