@@ -36,6 +36,7 @@ from canaryd.core.judges.base import (
     MetricJudge,
     MetricJudgement,
     Replay,
+    ReplayDecision,
     RuleScoring,
     Scoring,
     arm_values,
@@ -51,6 +52,7 @@ __all__ = [
     "MetricJudge",
     "MetricJudgement",
     "Replay",
+    "ReplayDecision",
     "Scoring",
     "for_interval",
     "judge",
@@ -322,14 +324,18 @@ def replay(
             if outcome == Outcome.FAIL or (early and outcome == Outcome.PASS):
                 decided = _judge_prefix(analysis, histories, skip, t + 1, seconds)
                 verdict = _combine(analysis, decided)
-                return Replay("rollback" if outcome == Outcome.FAIL else "promote", t, verdict)
+                return Replay(
+                    ReplayDecision.ROLLBACK if outcome == Outcome.FAIL else ReplayDecision.PROMOTE,
+                    t,
+                    verdict,
+                )
         if end >= n:
             break
         start, end = end, min(n, skip + 2 * (end - skip))
     final = _combine(analysis, judgements)
     if not early and n > 0 and final.outcome == Outcome.PASS:
-        return Replay("promote", n - 1, final)
-    return Replay("inconclusive", None, final)
+        return Replay(ReplayDecision.PROMOTE, n - 1, final)
+    return Replay(ReplayDecision.INCONCLUSIVE, None, final)
 
 
 def _judge_prefix(

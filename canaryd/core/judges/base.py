@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -68,12 +69,19 @@ class MetricJudgement:
     classification (see :class:`~canaryd.api.models.KayentaState`)."""
 
 
+class ReplayDecision(StrEnum):
+    """What a replayed analysis ends in."""
+
+    ROLLBACK = "rollback"
+    PROMOTE = "promote"
+    INCONCLUSIVE = "inconclusive"
+
+
 @dataclass(frozen=True, slots=True)
 class Replay:
     """Result of :func:`canaryd.core.judges.replay`: what the judge would have decided."""
 
-    decision: str
-    """``"rollback"``, ``"promote"`` or ``"inconclusive"``."""
+    decision: ReplayDecision
     interval: int | None
     """0-based interval at which the decision was made (None when inconclusive)."""
     verdict: AnalysisVerdict
