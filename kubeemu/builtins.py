@@ -91,8 +91,9 @@ def parse_micro_time(value: str) -> datetime | None:
         if m.group(8) != "Z":
             sign = -1 if m.group(8)[0] == "-" else 1
             tz = timezone(sign * timedelta(hours=int(m.group(9)), minutes=int(m.group(10))))
+        year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
         return datetime(
-            *(int(m.group(i)) for i in range(1, 7)), microsecond=int(m.group(7)), tzinfo=tz
+            year, month, day, hour, minute, second, microsecond=int(m.group(7)), tzinfo=tz
         )
     except ValueError:  # month 13, hour 24, ...
         return None

@@ -592,7 +592,7 @@ class PodSimulator:
     def _complete(dep: Obj, status: Obj) -> bool:
         """``deploymentutil.DeploymentComplete``."""
         replicas = int((dep.get("spec") or {}).get("replicas", 1))
-        return (
+        return bool(
             status.get("updatedReplicas", 0) == replicas
             and status.get("replicas", 0) == replicas
             and status.get("availableReplicas", 0) == replicas
