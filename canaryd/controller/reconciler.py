@@ -376,8 +376,8 @@ class Reconciler:
         key = (rollout.metadata.namespace, rollout.metadata.name)
         pending = rollout.status.outbox
         self.outbox.forget(key, keep=(p.key for p in pending))
-        if not pending:
-            return
+        if not pending or not self.leading():
+            return  # a process that lost the Lease leaves the persisted outbox to the new leader
         targets, problems = alert_targets(rollout, self.ports.resources, default=self.default_alert)
         for problem in problems:
             self._event(rollout, "Warning", "AlertProviderError", problem)
@@ -388,6 +388,14 @@ class Reconciler:
             log.exception("notifier raised")
 
     def _event(self, rollout: Rollout, type_: str, reason: str, message: str) -> None:
+        if not self.leading():
+            # A process that lost the Lease (e.g. frozen after its status write) writes
+            # nothing more; an Event is best effort, a write by a non-leader is not allowed.
+            meta = rollout.metadata
+            log.warning(
+                "event %s on %s/%s not recorded: leadership lost", reason, meta.namespace, meta.name
+            )
+            return
         try:
             self.ports.events.record(rollout, type=type_, reason=reason, message=message)
         except Exception:

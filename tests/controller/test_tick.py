@@ -300,6 +300,29 @@ def test_a_slack_outage_only_delays_notices_and_a_restart_resends_pending_ones()
     assert sorted(rig.notifier.sent) == sorted(pending)  # and not again
 
 
+def test_a_leader_that_lost_its_lease_after_its_status_write_records_and_sends_nothing() -> None:
+    """Frozen right after its status write and woken past its lease, a process must not write
+    Events nor send notices (those sit in the persisted outbox for the next leader)."""
+    rig = Rig()
+    for _ in range(40):
+        rig.tick()
+        if (
+            rig.status.phase == Phase.INITIALIZED
+            and rig.cluster.deployments["podinfo"].template_hash == "rev1"
+        ):
+            rig.cluster.deployments["podinfo"].template_hash = "rev2"
+        if rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50:
+            break
+    before = copy.deepcopy(rig.cluster.rollout)
+    events, sent = len(rig.events.events), len(rig.notifier.sent)
+    # leads until the status is written, not after
+    rig.reconciler.leading = lambda: rig.cluster.rollout == before
+    rig.tick()
+    assert rig.status.phase == Phase.PROMOTING  # the write happened while leading
+    assert len(rig.events.events) == events  # no Event by a non-leader
+    assert len(rig.notifier.sent) == sent  # no notice by a non-leader
+
+
 def test_a_leader_that_lost_its_lease_mid_tick_stops_before_its_next_write() -> None:
     """A leader frozen mid-tick past its lease resumes with a decision made on what it read
     before: it must not carry out the rest (a Deployment write such as the promotion is not
