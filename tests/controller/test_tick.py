@@ -300,9 +300,8 @@ def test_a_slack_outage_only_delays_notices_and_a_restart_resends_pending_ones()
     assert sorted(rig.notifier.sent) == sorted(pending)  # and not again
 
 
-def test_a_leader_that_lost_its_lease_after_its_status_write_records_and_sends_nothing() -> None:
-    """Frozen right after its status write and woken past its lease, a process must not write
-    Events nor send notices (those sit in the persisted outbox for the next leader)."""
+def at_the_last_step() -> Rig:
+    """A rig whose release of rev2 is at its last step (50%): the next tick promotes."""
     rig = Rig()
     for _ in range(40):
         rig.tick()
@@ -312,7 +311,14 @@ def test_a_leader_that_lost_its_lease_after_its_status_write_records_and_sends_n
         ):
             rig.cluster.deployments["podinfo"].template_hash = "rev2"
         if rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50:
-            break
+            return rig
+    raise AssertionError(f"not at the last step: {rig.status.phase} {rig.status.canary_weight}")
+
+
+def test_a_leader_that_lost_its_lease_after_its_status_write_records_and_sends_nothing() -> None:
+    """Frozen right after its status write and woken past its lease, a process must not write
+    Events nor send notices (those sit in the persisted outbox for the next leader)."""
+    rig = at_the_last_step()
     before = copy.deepcopy(rig.cluster.rollout)
     events, sent = len(rig.events.events), len(rig.notifier.sent)
     # leads until the status is written, not after
@@ -327,17 +333,7 @@ def test_a_leader_that_lost_its_lease_mid_tick_stops_before_its_next_write() -> 
     """A leader frozen mid-tick past its lease resumes with a decision made on what it read
     before: it must not carry out the rest (a Deployment write such as the promotion is not
     fenced by the Rollout's resourceVersion; the next leader acts meanwhile)."""
-    rig = Rig()
-    for _ in range(40):
-        rig.tick()
-        if (
-            rig.status.phase == Phase.INITIALIZED
-            and rig.cluster.deployments["podinfo"].template_hash == "rev1"
-        ):
-            rig.cluster.deployments["podinfo"].template_hash = "rev2"
-        if rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50:
-            break  # the last step: the next tick promotes
-    assert rig.status.phase == Phase.PROGRESSING and rig.status.canary_weight == 50
+    rig = at_the_last_step()
     before = copy.deepcopy(rig.cluster.rollout)
     calls = len(rig.cluster.faults.calls)
     checks: list[bool] = []
