@@ -749,7 +749,7 @@ class Condition(Model):
 
 
 class ArmCounts(Model):
-    """Counts of one arm (canary or stable) over one interval."""
+    """Counts of one arm (canary, stable or baseline) over one interval."""
 
     requests: float = Field(ge=0)
     errors: float = Field(default=0, ge=0)
@@ -766,6 +766,11 @@ class IntervalRecord(Model):
     weight: int = Field(ge=0, le=100)
     canary: ArmCounts
     stable: ArmCounts
+    baseline: ArmCounts | None = Field(
+        default=None,
+        description="The baseline arm (spec.baseline): the stable version deployed fresh beside "
+        "the canary, at the canary's size and weight. Absent when there is none.",
+    )
 
 
 RECENT_INTERVALS = 10
