@@ -134,7 +134,7 @@ class Store:
         with self._lock:
             return list(self._objects.values())
 
-    def keys(self) -> list[Key]:
+    def held_keys(self) -> list[Key]:
         with self._lock:
             return list(self._objects)
 

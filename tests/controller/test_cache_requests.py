@@ -1,0 +1,96 @@
+"""Requests per Rollout-interval in steady state, counted from the API emulator's audit log.
+
+The controller runs as ``canaryd run`` assembles it (watches feeding the informer stores,
+apscheduler, Lease, Istio router, Events), against kubeemu over HTTP. Over several intervals of a
+running Rollout, every request the controller makes is in the audit; watches (long-lived, one per
+kind, renewed every ``watch_timeout_seconds``) and the Lease (leader election, per process, not
+per Rollout) are not per-Rollout work and are left out. What remains must be the status write
+and an Event when they change: at most 2 per Rollout-interval, and no read at all (no GET, no
+list: ticks read the stores). Before the cache a tick made about 7 GETs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from kubeemu.faults import AuditRecord
+from tests.controller.conftest import Cluster, phase_is, wait_for
+
+INTERVAL = 0.5
+WINDOW = 6.0
+
+
+def per_rollout(records: list[AuditRecord]) -> list[AuditRecord]:
+    return [r for r in records if r.verb != "watch" and r.resource != "leases"]
+
+
+def describe(records: list[AuditRecord]) -> Counter[str]:
+    return Counter(
+        f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''}" for r in records
+    )
+
+
+def judged(status: dict[str, object]) -> int:
+    """Intervals judged so far (the analysis evidence of the first metric)."""
+    analysis: Any = status.get("analysis") or {}
+    return int(analysis["metrics"][0]["intervals"]) if analysis.get("metrics") else 0
+
+
+def measure(cluster: Cluster, seconds: float) -> list[AuditRecord]:
+    """The controller's requests over ``seconds`` (the test makes none meanwhile)."""
+    cluster.emu.clear_audit()
+    time.sleep(seconds)
+    return per_rollout(cluster.emu.audit)
+
+
+def test_progressing_rollout_makes_at_most_two_requests_per_interval_and_no_reads(
+    cluster: Cluster,
+) -> None:
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout(
+        "podinfo",
+        "podinfo",
+        schedule={"interval": "500ms", "stepWeights": [10], "intervalsPerStep": 1000},
+    )
+    parts = cluster.start_controller()
+    wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=30)
+    cluster.set_image("podinfo", "podinfo:2.0")
+    wait_for(
+        "judging at 10%",
+        lambda: (
+            (s := cluster.status("podinfo")).get("phase") == "Progressing"
+            and s.get("canaryWeight") == 10
+            and cluster.canary_weight_routed("podinfo") == 10
+        ),
+        timeout=30,
+    )
+    time.sleep(2 * INTERVAL)  # the step's one-off writes (weight, scale) are done
+    ticks = parts.controller.scheduler.ticks
+    before = judged(cluster.status("podinfo"))
+    records = measure(cluster, WINDOW)
+    status = cluster.status("podinfo")
+    # The window saw a Rollout being judged, interval after interval (not a stalled one).
+    assert status.get("phase") == "Progressing" and status.get("canaryWeight") == 10
+    assert judged(status) - before >= WINDOW / INTERVAL / 2
+    assert parts.controller.scheduler.ticks - ticks >= WINDOW / INTERVAL / 2
+    intervals = WINDOW / INTERVAL
+    reads = [r for r in records if r.verb in ("get", "list")]
+    assert reads == [], describe(reads)
+    assert len(records) <= 2 * (intervals + 1), describe(records)
+    writes = [r for r in records if r.resource == "rollouts"]
+    assert all(r.subresource == "status" and r.code == 200 for r in writes), describe(writes)
+    assert {r.resource for r in records} <= {"rollouts", "events"}, describe(records)
+
+
+def test_idle_rollout_makes_no_requests(cluster: Cluster) -> None:
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo")
+    parts = cluster.start_controller(idle_resync_seconds=0.5)
+    wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=30)
+    time.sleep(2 * INTERVAL)
+    ticks = parts.controller.scheduler.ticks
+    records = measure(cluster, 4.0)
+    assert parts.controller.scheduler.ticks - ticks >= 3  # it kept ticking, and read nothing
+    assert records == [], describe(records)
