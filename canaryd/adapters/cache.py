@@ -29,7 +29,7 @@ by every adapter (as the transport is); the list-then-watch loop that fills a st
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -175,6 +175,8 @@ class Store:
         rv = resource_version(obj)
         with self._lock:
             held = self._objects.get(key)
+            if held is not None and kind != "DELETED" and rv and rv == resource_version(held):
+                return True  # the same version (the echo of canaryd's own write): keep it
             if held is not None and not newer(rv, resource_version(held)):
                 self.ignored_stale += 1
                 return False
@@ -195,12 +197,22 @@ class Store:
 
     # ---- fed by canaryd's own writes ---------------------------------------------------------
 
-    def wrote(self, obj: JSON) -> None:
+    def wrote(self, obj: JSON, memo: Mapping[str, Any] | None = None) -> JSON:
         """The answer of canaryd's own write (create, update, patch): held at once, unless the
-        watch already delivered a newer version."""
+        watch already delivered a newer version. ``memo``: values derived from it that the
+        writer already knows (see :meth:`derived`). Returns the object as now held when it is
+        this version (ticks recognise it by identity), else ``obj``."""
         if not obj.get("metadata"):
-            return
+            return obj
+        key = key_of(obj)
         self.apply("MODIFIED", obj)
+        with self._lock:
+            held = self._objects.get(key)
+            if held is None or resource_version(held) != resource_version(obj):
+                return obj
+            if memo:
+                self._memo.setdefault(key, {}).update(memo)
+            return held
 
     def forget(self, namespace: str, name: str) -> None:
         """canaryd deleted the object (or a live read found it gone)."""
@@ -290,11 +302,12 @@ class Reader:
             raise NotFoundError(f"{self.kind.label} {namespace}/{name} not found")
         return found
 
-    def wrote(self, obj: JSON) -> JSON:
-        """Hold the answer of a write (read-your-own-writes); returns it."""
+    def wrote(self, obj: JSON, memo: Mapping[str, Any] | None = None) -> JSON:
+        """Hold the answer of a write (read-your-own-writes); returns the object as held (see
+        :meth:`Store.wrote`)."""
         store = self.store_for(key_of(obj)[0])
         if store is not None:
-            store.wrote(obj)
+            return store.wrote(obj, memo)
         return obj
 
     def deleted(self, namespace: str, name: str) -> None:

@@ -268,6 +268,8 @@ class Reconciler:
         if decision.write_status:
             self._fence("the status write")
             written = self.ports.resources.write_status(raw, decision.status)
+            if written is not None and rollout is not None and raw is parsed.raw:
+                self._seed(key, written, parsed, rollout, decision.status)
         subject = acting or machine.reject_subject(meta, decision.status)
         for event in decision.events:
             self._event(subject, event.type, event.reason, event.message)
@@ -347,6 +349,28 @@ class Reconciler:
         with self._parsed_lock:
             self._parsed[key] = parsed
         return parsed
+
+    def _seed(
+        self,
+        key: tuple[str, str],
+        written: JSON,
+        parsed: _Parsed,
+        rollout: Rollout,
+        status: RolloutStatus,
+    ) -> None:
+        """After this tick's status write, the next tick reads the write's answer (the store
+        holds it): it is what was parsed plus ``status`` and a new ``resourceVersion`` (a status
+        write guarded by the version read changes nothing else), so it is known without
+        parsing it."""
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        if not version:
+            return
+        meta = parsed.meta.model_copy(update={"resource_version": version})
+        seeded = rollout.model_copy(update={"metadata": meta, "status": status})
+        with self._parsed_lock:
+            self._parsed[key] = _Parsed(
+                raw=written, meta=meta, stored=status, rollout=seeded, error=""
+            )
 
     def _cached(self, key: tuple[str, str], meta: ObjectMeta) -> Rollout | None:
         """The last valid version of this very object (same uid) seen by this process."""

@@ -110,7 +110,9 @@ class Resources:
         except (ConflictError, NotFoundError):
             self.rollouts.invalidate(ns, name)
             raise
-        return self.rollouts.wrote(written)
+        # Stored as sent (the usual case): the next tick's comparison needs no re-normalising.
+        memo = {"status": new} if written.get("status") == new else None
+        return self.rollouts.wrote(written, memo)
 
     def set_finalizers(self, raw: JSON, finalizers: Sequence[str]) -> JSON:
         """PUT the Rollout as read with ``metadata.finalizers`` replaced (its resourceVersion
