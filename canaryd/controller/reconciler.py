@@ -219,6 +219,16 @@ class Reconciler:
         self._backoff.ok((namespace, name))
         self.outbox.forget((namespace, name))
 
+    def remembered(self) -> int:
+        """Rollouts this process keeps something of (parses, last valid specs, backoffs): at
+        most the Rollouts that exist, as :meth:`forget` drops a deleted one's."""
+        with self._parsed_lock:
+            keys = set(self._parsed)
+        keys |= set(self._last_valid)
+        with self._backoff.lock:
+            keys |= set(self._backoff.failures)
+        return len(keys)
+
     def _fence(self, doing: str) -> None:
         """Raise :class:`LeadershipLostError` unless this process still leads."""
         if not self.leading():

@@ -101,9 +101,11 @@ class Controller:
             idle_resync_seconds=config.idle_resync_seconds,
         )
         self.reflectors: list[Reflector] = []
+        self.trackers: list[RolloutTracker] = []
         scopes: tuple[str | None, ...] = config.namespaces or (None,)
         for ns in scopes:
             tracker = RolloutTracker(self.scheduler, namespace=ns, on_forget=self._forget)
+            self.trackers.append(tracker)
             self.reflectors.append(
                 rollout_reflector(
                     api,

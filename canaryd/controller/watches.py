@@ -261,10 +261,10 @@ class RolloutTracker:
         for item in missing:
             self._upsert(item, force=False)
 
-    def tracked(self) -> int:
-        """Rollouts tracked (bounded by the Rollouts that exist)."""
+    def tracked(self) -> tuple[int, int]:
+        """Rollouts tracked and Deployments indexed (bounded by the Rollouts that exist)."""
         with self._lock:
-            return len(self._fingerprints)
+            return len(self._fingerprints), len(self._by_deployment)
 
     def _unindex(self, key: Key, deployments: set[Key]) -> None:
         """Drop ``key`` from the Deployment index entries ``deployments`` (empty ones go)."""

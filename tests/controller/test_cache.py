@@ -6,7 +6,7 @@ dropped with the version they came from, managedFields dropped, a read waiting f
 list (then a TemporaryError), a conflict making the next read live, a kind the API server does
 not serve (ready, empty), and, against the API emulator over HTTP, a reflector keeping a store
 in step through events and through a 410 re-list; the Workloads adapter's writes held by the
-store while the watch is held back.
+store while the watch is held back; readiness and ticks waiting for every store's first list.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from canaryd.adapters.kube import KubeApi, RetryPolicy, Workloads, load_api_clie
 from canaryd.controller.watches import store_reflector
 from canaryd.core.ports import TemporaryError
 from kubeemu import Emulator
-from tests.controller.conftest import deployment_body, rollout_body, wait_for
+from tests.controller.conftest import Cluster, deployment_body, phase_is, rollout_body, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
@@ -260,3 +260,24 @@ def test_workloads_writes_are_held_while_the_watch_is_held_back(
     finally:
         emulator.faults.clear()
         reflector.stop()
+
+
+def test_not_ready_and_ticks_wait_until_every_store_has_listed(cluster: Cluster) -> None:
+    """/readyz is the controller's ``ready()``: False while a store's first list is pending;
+    a tick that needs that store waits for it (no error recorded, no GET made instead)."""
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo")
+    cluster.emu.faults.set_latency(2.0, verb="list", resource="virtualservices")
+    started = time.monotonic()
+    parts = cluster.start_controller()
+    assert not parts.controller.ready()
+    wait_for("Rollouts listed", parts.controller.scheduler.keys, timeout=10)
+    assert not parts.controller.ready()
+    assert parts.cache is not None and not parts.cache.synced()
+    wait_for("ready", parts.controller.ready, timeout=20)
+    assert time.monotonic() - started >= 2.0
+    cluster.emu.faults.clear()
+    status = wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=30)
+    assert all(c.get("status") == "True" for c in status["conditions"] if c["type"] == "Reconciled")
+    gets = [r for r in cluster.emu.audit if r.verb == "get" and r.resource == "virtualservices"]
+    assert gets == []
