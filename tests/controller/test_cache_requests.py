@@ -1,12 +1,12 @@
 """Requests per Rollout-interval in steady state, counted from the API emulator's audit log.
 
 The controller runs as ``canaryd run`` assembles it (watches feeding the informer stores,
-apscheduler, Lease, Istio router, Events), against kubeemu over HTTP. Over several intervals of a
-running Rollout, every request the controller makes is in the audit; watches (long-lived, one per
-kind, renewed every ``watch_timeout_seconds``) and the Lease (leader election, per process, not
-per Rollout) are not per-Rollout work and are left out. What remains must be the status write
-and an Event when they change: at most 2 per Rollout-interval, and no read at all (no GET, no
-list: ticks read the stores). Before the cache a tick made about 7 GETs.
+apscheduler, Lease, the Istio and the Gateway API routers, Events), against kubeemu over HTTP.
+Over several intervals of a running Rollout, every request the controller makes is in the audit;
+watches (long-lived, one per kind, renewed every ``watch_timeout_seconds``) and the Lease (leader
+election, per process, not per Rollout) are not per-Rollout work and are left out. What remains
+must be the status write and an Event when they change: at most 2 per Rollout-interval, and no
+read at all (no GET, no list: ticks read the stores). Before the cache a tick made 7-8 GETs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from kubeemu.faults import AuditRecord
-from tests.controller.conftest import Cluster, phase_is, wait_for
+from tests.controller.conftest import NS, Cluster, phase_is, wait_for
 
 INTERVAL = 0.5
 WINDOW = 6.0
@@ -32,6 +34,19 @@ def describe(records: list[AuditRecord]) -> Counter[str]:
     )
 
 
+def routed(cluster: Cluster, router: str) -> int:
+    """The canary weight in the route canaryd generated (VirtualService or HTTPRoute)."""
+    if router == "istio":
+        return cluster.canary_weight_routed("podinfo")
+    route = cluster.api.get(
+        f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/podinfo"
+    )
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    weights = {b["name"]: b.get("weight", 1) for b in backends}
+    assert sum(weights.values()) == 100, weights
+    return int(weights.get("podinfo-canary", 0))
+
+
 def judged(status: dict[str, object]) -> int:
     """Intervals judged so far (the analysis evidence of the first metric)."""
     analysis: Any = status.get("analysis") or {}
@@ -45,13 +60,15 @@ def measure(cluster: Cluster, seconds: float) -> list[AuditRecord]:
     return per_rollout(cluster.emu.audit)
 
 
+@pytest.mark.parametrize("router", ["istio", "gateway-api"])
 def test_progressing_rollout_makes_at_most_two_requests_per_interval_and_no_reads(
-    cluster: Cluster,
+    cluster: Cluster, router: str
 ) -> None:
     cluster.deploy("podinfo", "podinfo:1.0")
     cluster.create_rollout(
         "podinfo",
         "podinfo",
+        router=router,
         schedule={"interval": "500ms", "stepWeights": [10], "intervalsPerStep": 1000},
     )
     parts = cluster.start_controller()
@@ -62,7 +79,7 @@ def test_progressing_rollout_makes_at_most_two_requests_per_interval_and_no_read
         lambda: (
             (s := cluster.status("podinfo")).get("phase") == "Progressing"
             and s.get("canaryWeight") == 10
-            and cluster.canary_weight_routed("podinfo") == 10
+            and routed(cluster, router) == 10
         ),
         timeout=30,
     )
