@@ -37,6 +37,8 @@ from canaryd.adapters.transport import JSON, KubeApi, NotFoundError
 from canaryd.core.ports import TemporaryError
 
 Key = tuple[str, str]
+MAX_STALE = 10_000
+"""Keys marked stale at most (a bound: marks of keys never read again do not pile up)."""
 T = TypeVar("T")
 
 SYNC_WAIT_SECONDS = 10.0
@@ -314,12 +316,18 @@ class Reader:
         store = self.store_for(namespace)
         if store is not None:
             store.forget(namespace, name)
+        with self._lock:
+            self._stale.discard((namespace, name))
 
     def invalidate(self, namespace: str, name: str) -> None:
         """The stored copy is known stale (a write conflicted): the next read is a GET."""
         if self.store_for(namespace) is None:
             return
         with self._lock:
+            if len(self._stale) >= MAX_STALE:
+                # Keys marked and never read again (their objects gone): drop the marks; at
+                # worst a stale copy costs one more conflict, which marks it again.
+                self._stale.clear()
             self._stale.add((namespace, name))
 
     def derived(self, obj: JSON, tag: str, compute: Callable[[JSON], T]) -> T:

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+from canaryd.adapters.kube import parse_rollout
+from canaryd.api.models import RolloutStatus
+from canaryd.controller.assemble import Assembled
 from kubeemu.faults import AuditRecord
 from tests.controller.conftest import NS, Cluster, phase_is, wait_for
 
@@ -99,6 +102,20 @@ def test_progressing_rollout_makes_at_most_two_requests_per_interval_and_no_read
     writes = [r for r in records if r.resource == "rollouts"]
     assert all(r.subresource == "status" and r.code == 200 for r in writes), describe(writes)
     assert {r.resource for r in records} <= {"rollouts", "events"}, describe(records)
+    # What the next tick starts from without parsing (the status write's answer, known from
+    # the write) is what parsing the stored object gives.
+    wait_for("the parse is checked", lambda: seeded_matches_stored(cluster, parts), timeout=10)
+
+
+def seeded_matches_stored(cluster: Cluster, parts: Assembled) -> bool:
+    raw = cluster.rollout("podinfo")
+    held = parts.reconciler._parsed.get((NS, "podinfo"))  # the reconciler's own memo
+    if held is None or held.meta.resource_version != raw["metadata"]["resourceVersion"]:
+        return False  # a tick is writing meanwhile: look again
+    stored = RolloutStatus.model_validate(raw["status"])
+    assert held.stored == stored
+    assert held.rollout == parse_rollout(raw).model_copy(update={"status": stored})
+    return True
 
 
 def test_idle_rollout_makes_no_requests(cluster: Cluster) -> None:
