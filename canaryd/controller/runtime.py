@@ -132,8 +132,9 @@ class Controller:
         return watches and leadership and self._started
 
     def _on_leader(self) -> None:
-        # A new leader knows nothing of timing: tick everything now, then at intervals.
-        self.scheduler.trigger_all()
+        # Restart or failover: the deferred, active and overdue Rollouts first (most overdue
+        # first), the idle ones spread (the watch's view of each status orders them).
+        self.scheduler.start_leading()
         if self.on_leader_change is not None:
             self.on_leader_change(True)
 
