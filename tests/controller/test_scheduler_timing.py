@@ -9,6 +9,7 @@ interval here, and judged windows stretched by every tick's lateness."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -79,7 +80,7 @@ def test_one_tick_per_interval_and_judged_windows_exactly_on_the_schedule(
     windows = [q.window_seconds for q, _ in arrived]
     assert windows == [INTERVAL] * len(windows), windows
     ends = [q.at for q, _ in arrived]
-    steps = [(b - a).total_seconds() for a, b in zip(ends, ends[1:], strict=False)]
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(ends)]
     assert steps == [INTERVAL] * len(steps), steps
     # The status agrees: lastAnalysisTime is the end of the last judged window.
     last = ends[-1].isoformat().replace("+00:00", "Z")
