@@ -87,7 +87,7 @@ def test_rate_limit_and_startup_flags_reach_the_options() -> None:
     assert (options.rate_limit.qps, options.rate_limit.burst) == (250.0, 500)
     assert options.controller.startup_spread_seconds == 9.0
     defaults = options_from(parser.parse_args(["run"]))
-    assert (defaults.rate_limit.qps, defaults.rate_limit.burst) == (100.0, 200)
+    assert (defaults.rate_limit.qps, defaults.rate_limit.burst) == (200.0, 400)
     for flags, named in (
         (["--kube-api-qps", "-3"], "--kube-api-qps"),
         (["--kube-api-burst", "0"], "--kube-api-burst"),
