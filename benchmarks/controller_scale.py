@@ -1,58 +1,273 @@
-"""Controller scale benchmark: N concurrent Rollouts against the API emulator.
+"""Controller scale benchmark: N Rollouts in a long analysis, steady state, failover, shards.
 
-The emulator runs in its own process (``python -m kubeemu``), so the CPU and memory measured
-here are the controller's alone. The controller is the real one (watches, apscheduler, Lease,
-Istio router, status writes) assembled as ``canaryd run`` does; metrics come from the scripted
-provider of the test suite (a good canary), so the numbers measure the control loop, not
-Prometheus.
+Every part runs in its own process, so that CPU and memory are per process:
 
-Phases: create N Deployments and Rollouts and wait until all are Initialized (bootstrap: primary
-Deployments, Services, VirtualServices); then change every target's image and wait until all
-are Succeeded. Reported for the release phase: tick latency p50/p95/p99, ticks, API requests per
-tick, controller CPU seconds (user+sys) and CPU per tick, peak RSS, wall time.
+* the API emulator (:class:`kubeemu.Emulator`, real HTTP on 127.0.0.1), whose audit log counts
+  the requests of each controller (told apart by User-Agent);
+* each controller: the real one (watches, apscheduler, Lease, rate limiter, Istio router,
+  status writes) assembled exactly as ``canaryd run`` does, with the scripted metrics of the
+  test suite in place of Prometheus (a good canary), so the numbers measure the control loop;
+* this driver, which creates the objects, reads each process's CPU (``/proc/<pid>/stat``,
+  user + system) and RSS (``/proc/<pid>/status``) over time, and collects the controllers'
+  own measurements (scheduler lag, tick time, judged windows) over a pipe.
 
-Run: ``python benchmarks/controller_scale.py --rollouts 100`` (prints a Markdown table row).
+Phases:
+
+1. setup: N Deployments and Rollouts (``intervalsPerStep: 1000``, so each stays in its first
+   analysis step for the whole run), all bootstrapped (Initialized), then every target's image
+   changed (Progressing), then one interval of warm-up;
+2. steady state for ``--minutes``: ticks, API requests (from the emulator's audit, watches
+   apart) and controller CPU per Rollout-interval, scheduler lag p50/p99 (tick start minus the
+   time it was wanted), tick p99, judged windows against the schedule, RSS sampled every
+   ``--sample-seconds`` (start/end/max and growth);
+3. takeover (``--takeover failover``: a standby that watched all along; ``restart``: a fresh
+   process with the leader's identity, as a kubelet restart keeps the pod name; ``none``):
+   SIGKILL the leader (no Lease release), then the time until every active Rollout is judged
+   again, the lag of the overdue ones, and the new leader's lag p99 in that phase.
+
+``--shards K`` runs K leaders with disjoint ``--shard`` label selectors (``canaryd.io/shard=s0``
+...), N Rollouts each, plus a standby for shard s0, whose takeover after its leader's SIGKILL is
+measured. Output: Markdown tables. Every run is bounded by ``--minutes`` and ``--setup-timeout``.
+
+Run: ``nice -n 10 python -m benchmarks.controller_scale --rollouts 1000 --minutes 5``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
-import subprocess
+import logging
+import multiprocessing as mp
+import os
+import signal
 import sys
 import tempfile
 import threading
 import time
+from array import array
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from canaryd.adapters.kube import KubeApi, RetryPolicy, load_api_client  # noqa: E402
+from canaryd.adapters.transport import RateLimit  # noqa: E402
+from canaryd.api.models import parse_duration  # noqa: E402
 from canaryd.controller.assemble import Options, assemble  # noqa: E402
 from canaryd.controller.runtime import ControllerConfig  # noqa: E402
+from canaryd.core.types import MetricQuery, MetricReading  # noqa: E402
+from kubeemu import Emulator  # noqa: E402
 from tests.support.scripted_metrics import Profile, ScriptedMetrics  # noqa: E402
 
 NS = "default"
+SHARD_LABEL = "canaryd.io/shard"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+ROLLOUTS = f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts"
 
 
-def start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    kubeconfig = workdir / "kubeconfig"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubeemu", "--port", "0", "--kubeconfig", str(kubeconfig),
-         "--crds", str(ROOT / "crds")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not kubeconfig.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise SystemExit("emulator did not start")
-        time.sleep(0.1)
-    time.sleep(0.3)
-    return proc, kubeconfig
+# ---- per-process readings -------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one live process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 for no values)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+# ---- the emulator process -------------------------------------------------------------------
+
+
+def emulator_main(conn: Connection, kubeconfig: str) -> None:
+    emu = Emulator(crd_paths=[ROOT / "crds"], install_istio=True).start()
+    emu.write_kubeconfig(kubeconfig)
+    state = emu._state  # the audit log, taken and cleared under its own lock
+    conn.send(("ready", os.getpid()))
+    while True:
+        cmd, *_ = conn.recv()
+        if cmd == "audit":
+            with state.audit_lock:
+                records = list(state.audit)
+                state.audit.clear()
+            conn.send(Counter((r.user_agent, r.verb, r.resource) for r in records))
+        elif cmd == "stop":
+            emu.stop()
+            conn.send("stopped")
+            return
+
+
+# ---- a controller process -------------------------------------------------------------------
+
+
+class BenchMetrics(ScriptedMetrics):
+    """Scripted metrics (a good canary) that keep no per-query history (memory stays flat) and
+    record each judged window against the schedule, drained by the driver."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(Profile(rps=400))
+        self.interval = interval
+        self.deviation = array("d")  # |window - interval|
+        self.lateness = array("d")  # read time - end of the window
+        self.judged = 0
+        self.mark: float | None = None
+        self.first_after_mark: dict[str, float] = {}
+
+    def read(self, queries: Sequence[MetricQuery]) -> list[MetricReading]:
+        now = time.time()
+        with self._lock:
+            for q in queries[:1]:  # one record per tick, not per metric
+                self.judged += 1
+                self.deviation.append(abs(q.window_seconds - self.interval))
+                self.lateness.append(now - q.at.timestamp())
+                if self.mark is not None and q.rollout not in self.first_after_mark:
+                    self.first_after_mark[q.rollout] = now
+        return [self._one(q) for q in queries]
+
+
+@dataclass
+class ControllerSpec:
+    identity: str
+    kubeconfig: str
+    interval: float
+    shard: str = ""
+    workers: int = 4
+    qps: float = RateLimit().qps
+    burst: int = RateLimit().burst
+
+
+def controller_main(conn: Connection, spec: ControllerSpec) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    metrics = BenchMetrics(spec.interval)
+    client = load_api_client(kubeconfig=spec.kubeconfig)
+    client.user_agent = f"bench/{spec.identity}"
+    options = Options(
+        controller=ControllerConfig(
+            namespaces=(NS,),
+            shard=spec.shard,
+            identity=spec.identity,
+            workers=spec.workers,
+        ),
+        retry=RetryPolicy(attempts=5, base_seconds=0.05, cap_seconds=1.0),
+        rate_limit=RateLimit(qps=spec.qps, burst=spec.burst),
+    )
+    parts = assemble(client, options, metrics_for=lambda _r: metrics)
+    scheduler = parts.controller.scheduler
+    lock = threading.Lock()
+    lags = array("d")
+    durations = array("d")
+    started: dict[tuple[str, str], float] = {}
+    phases: dict[str, str] = {}
+    errors = [0]
+    leading: list[tuple[float, bool]] = []
+
+    def on_start(key: tuple[str, str], lag: float) -> None:
+        with lock:
+            lags.append(lag)
+            started[key] = time.perf_counter()
+
+    def on_tick(key: tuple[str, str], result: Any) -> None:
+        with lock:
+            t0 = started.pop(key, None)
+            if t0 is not None:
+                durations.append(time.perf_counter() - t0)
+            if result.phase:
+                phases[key[1]] = result.phase
+            if result.error is not None:
+                errors[0] += 1
+
+    scheduler.on_start = on_start
+    scheduler.on_tick = on_tick
+    told = parts.controller.on_leader_change
+
+    def on_leader_change(value: bool) -> None:
+        leading.append((time.time(), value))
+        if told is not None:
+            told(value)
+
+    parts.controller.on_leader_change = on_leader_change
+    parts.start()
+    conn.send(("ready", os.getpid()))
+    while True:
+        cmd, *arg = conn.recv()
+        if cmd == "snapshot":
+            with lock, metrics._lock:
+                out = {
+                    "lags": list(lags),
+                    "durations": list(durations),
+                    "ticks": scheduler.ticks,
+                    "errors": errors[0],
+                    "phases": Counter(phases.values()),
+                    "deviation": list(metrics.deviation),
+                    "lateness": list(metrics.lateness),
+                    "judged": metrics.judged,
+                    "first_after_mark": dict(metrics.first_after_mark),
+                    "leading": list(leading),
+                    "throttled": parts.api.limiter.throttled if parts.api.limiter else 0,
+                }
+                if arg and arg[0] == "drain":
+                    del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
+            conn.send(out)
+        elif cmd == "mark":
+            with metrics._lock:
+                metrics.mark = arg[0]
+                metrics.first_after_mark.clear()
+            conn.send("marked")
+        elif cmd == "stop":
+            parts.stop()
+            conn.send("stopped")
+            return
+
+
+@dataclass
+class Proc:
+    name: str
+    process: Any
+    conn: Connection
+    pid: int = 0
+
+    def ask(self, *cmd: Any, timeout: float = 120.0) -> Any:
+        self.conn.send(cmd)
+        if not self.conn.poll(timeout):
+            raise SystemExit(f"{self.name} did not answer {cmd[0]} within {timeout}s")
+        return self.conn.recv()
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.process.join(10)
+
+
+def spawn(ctx: Any, name: str, target: Any, *args: Any) -> Proc:
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=target, args=(child, *args), name=name, daemon=True)
+    process.start()
+    if not parent.poll(120):
+        raise SystemExit(f"{name} did not start")
+    _, pid = parent.recv()
+    return Proc(name, process, parent, pid)
+
+
+# ---- objects --------------------------------------------------------------------------------
 
 
 def deployment(name: str, image: str) -> dict[str, Any]:
@@ -72,151 +287,348 @@ def deployment(name: str, image: str) -> dict[str, Any]:
     }
 
 
-def rollout(name: str, interval: str) -> dict[str, Any]:
+def rollout(name: str, interval: str, shard: str) -> dict[str, Any]:
+    labels = {SHARD_LABEL: shard} if shard else {}
     return {
         "apiVersion": "canaryd.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
         "spec": {
             "targetRef": {"name": name},
             "service": {"port": 8080},
-            "schedule": {"interval": interval, "stepWeights": [5, 25, 50]},
+            "schedule": {"interval": interval, "stepWeights": [10, 50], "intervalsPerStep": 1000},
+            "progressDeadlineSeconds": 3600,
         },
     }
 
 
-def phases(api: KubeApi) -> dict[str, str]:
-    items = api.list(f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts")["items"]
-    return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in items}
+def in_parallel(fn: Any, items: Sequence[Any], threads: int = 8) -> None:
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(fn, items):
+            pass
 
 
-def wait_all(api: KubeApi, names: list[str], phase: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        current = phases(api)
-        if all(current.get(n) == phase for n in names):
-            return time.monotonic() - started
-        time.sleep(0.5)
-    done = sum(1 for n in names if phases(api).get(n) == phase)
-    raise SystemExit(f"only {done}/{len(names)} reached {phase} within {timeout}s")
+# ---- the run --------------------------------------------------------------------------------
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+@dataclass
+class Sample:
+    at: float
+    cpu: dict[str, float]
+    rss: dict[str, float]
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+@dataclass
+class Run:
+    args: argparse.Namespace
+    ctx: Any
+    kubeconfig: str
+    emulator: Proc
+    admin: KubeApi
+    interval: float
+    controllers: dict[str, Proc] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=50)
-    parser.add_argument("--interval", default="2s")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=600.0)
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="canaryd-bench-") as tmp:
-        emu, kubeconfig = start_emulator(Path(tmp))
-        try:
-            return run(args, kubeconfig)
-        finally:
-            emu.terminate()
-            emu.wait(timeout=20)
-
-
-def run(args: argparse.Namespace, kubeconfig: Path) -> int:
-    admin = KubeApi(load_api_client(kubeconfig=str(kubeconfig)))
-    names = [f"svc-{i:04d}" for i in range(args.rollouts)]
-    metrics = ScriptedMetrics(Profile(rps=2000))
-    options = Options(
-        controller=ControllerConfig(
-            namespaces=(NS,), workers=args.workers, identity="bench", idle_resync_seconds=60.0
-        ),
-        retry=RetryPolicy(attempts=5, base_seconds=0.05, cap_seconds=1.0),
-    )
-    parts = assemble(
-        load_api_client(kubeconfig=str(kubeconfig)), options, metrics_for=lambda _r: metrics
-    )
-    durations: list[float] = []
-    lock = threading.Lock()
-    inner_tick = parts.reconciler.tick
-
-    def timed_tick(namespace: str, name: str) -> Any:
-        t0 = time.perf_counter()
-        result = inner_tick(namespace, name)
-        with lock:
-            durations.append(time.perf_counter() - t0)
-        return result
-
-    parts.reconciler.tick = timed_tick  # type: ignore[method-assign]
-    requests = [0]
-    inner_once = parts.api._once
-
-    def counted_once(*a: Any, **kw: Any) -> Any:
-        with lock:
-            requests[0] += 1
-        return inner_once(*a, **kw)
-
-    parts.api._once = counted_once  # type: ignore[method-assign]
-
-    for name in names:
-        admin.create(f"/apis/apps/v1/namespaces/{NS}/deployments", deployment(name, f"{name}:1"))
-        admin.create(
-            f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts", rollout(name, args.interval)
+    def start_controller(self, identity: str, shard: str = "") -> Proc:
+        spec = ControllerSpec(
+            identity=identity,
+            kubeconfig=self.kubeconfig,
+            interval=self.interval,
+            shard=shard,
+            workers=self.args.workers,
+            qps=self.args.kube_api_qps,
+            burst=self.args.kube_api_burst,
         )
-    rss_before = rss_mib()
-    parts.start()
-    try:
-        boot_s = wait_all(admin, names, "Initialized", args.timeout)
-        with lock:
-            durations.clear()
-            requests[0] = 0
-        cpu0, wall0 = cpu_seconds(), time.monotonic()
-        for name in names:
-            admin.merge_patch(
-                f"/apis/apps/v1/namespaces/{NS}/deployments/{name}",
-                {
-                    "spec": {
-                        "template": {
-                            "spec": {"containers": [{"name": "app", "image": f"{name}:2"}]}
-                        }
-                    }
-                },
-            )
-        release_s = wait_all(admin, names, "Succeeded", args.timeout)
-        cpu = cpu_seconds() - cpu0
-        wall = time.monotonic() - wall0
-        with lock:
-            ticks = list(durations)
-            reqs = requests[0]
-    finally:
-        parts.stop()
-        admin.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ms = [d * 1000 for d in ticks]
+        proc = spawn(self.ctx, identity, controller_main, spec)
+        self.controllers[identity] = proc
+        return proc
+
+    def sample(self, names: Sequence[str]) -> Sample:
+        procs = [self.emulator] + [self.controllers[n] for n in names]
+        cpu = {p.name: cpu_seconds(p.pid) for p in procs}
+        rss = {p.name: rss_mib(p.pid) for p in procs}
+        return Sample(time.monotonic(), cpu, rss)
+
+    def wait_phase(self, leaders: Sequence[str], phase: str, count: int, what: str) -> float:
+        started = time.monotonic()
+        deadline = started + self.args.setup_timeout
+        while time.monotonic() < deadline:
+            have = sum(self.controllers[n].ask("snapshot")["phases"].get(phase, 0) for n in leaders)
+            if have >= count:
+                return time.monotonic() - started
+            time.sleep(2.0)
+        raise SystemExit(f"{what}: only {have}/{count} {phase} within {self.args.setup_timeout}s")
+
+
+def create_objects(run: Run, names: Sequence[str], shard_of: dict[str, str]) -> None:
+    def create(name: str) -> None:
+        run.admin.create(DEPLOYMENTS, deployment(name, f"{name}:1"))
+        run.admin.create(ROLLOUTS, rollout(name, run.args.interval, shard_of.get(name, "")))
+
+    in_parallel(create, names)
+
+
+def release(run: Run, names: Sequence[str]) -> None:
+    """Change every target's image, spread evenly over one interval (releases start at random
+    moments in a real cluster; released all at once, every analysis would fall due at the same
+    instant for ever, since due times are anchored to the schedule)."""
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "v2"}]}}}}
+    started = time.monotonic()
+    gap = run.interval / max(len(names), 1)
+
+    def patch(item: tuple[int, str]) -> None:
+        i, name = item
+        pause = started + i * gap - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        run.admin.merge_patch(f"{DEPLOYMENTS}/{name}", image)
+
+    in_parallel(patch, list(enumerate(names)), threads=4)
+
+
+def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) -> dict[str, Any]:
+    """Measure ``--minutes`` of steady state; returns per-leader rows and the RSS series."""
+    names = [*leaders, *others]
+    for name in leaders:
+        run.controllers[name].ask("snapshot", "drain")
+    run.emulator.ask("audit")
+    before = {n: run.controllers[n].ask("snapshot") for n in leaders}
+    first = run.sample(names)
+    samples = [first]
+    end = first.at + run.args.minutes * 60
+    while (now := time.monotonic()) < end:
+        time.sleep(min(run.args.sample_seconds, end - now))
+        samples.append(run.sample(names))
+    last = samples[-1]
+    audit: Counter[tuple[str, str, str]] = run.emulator.ask("audit")
+    elapsed = last.at - first.at
+    rollout_intervals = n_per * elapsed / run.interval
+    rows = {}
+    for name in leaders:
+        snap = run.controllers[name].ask("snapshot", "drain")
+        agent = f"bench/{name}"
+        requests = sum(c for (ua, verb, _), c in audit.items() if ua == agent and verb != "watch")
+        watches = sum(c for (ua, verb, _), c in audit.items() if ua == agent and verb == "watch")
+        by_verb: Counter[str] = Counter()
+        for (ua, verb, resource), c in audit.items():
+            if ua == agent and verb != "watch":
+                by_verb[f"{verb} {resource}"] += c
+        cpu = last.cpu[name] - first.cpu[name]
+        rss = [s.rss[name] for s in samples]
+        rows[name] = {
+            "rollouts": n_per,
+            "seconds": elapsed,
+            "ticks_per_ri": (snap["ticks"] - before[name]["ticks"]) / rollout_intervals,
+            "req_per_ri": requests / rollout_intervals,
+            "watches": watches,
+            "by_verb": by_verb.most_common(8),
+            "cpu_ms_per_ri": 1000 * cpu / rollout_intervals,
+            "cpu_share": cpu / elapsed,
+            "lag_p50": pct(snap["lags"], 0.50),
+            "lag_p99": pct(snap["lags"], 0.99),
+            "lag_max": max(snap["lags"], default=0.0),
+            "tick_p50_ms": 1000 * pct(snap["durations"], 0.50),
+            "tick_p99_ms": 1000 * pct(snap["durations"], 0.99),
+            "judged_per_ri": (snap["judged"] - before[name]["judged"]) / rollout_intervals,
+            "window_dev_max": max(snap["deviation"], default=0.0),
+            "late_p99": pct(snap["lateness"], 0.99),
+            "errors": snap["errors"] - before[name]["errors"],
+            "throttled": snap["throttled"] - before[name]["throttled"],
+            "rss_start": rss[0],
+            "rss_end": rss[-1],
+            "rss_max": max(rss),
+            "rss_growth": 100 * (rss[-1] - rss[0]) / rss[0] if rss[0] else 0.0,
+            "rss_series": rss,
+        }
+    emu_cpu = last.cpu[run.emulator.name] - first.cpu[run.emulator.name]
+    return {
+        "rows": rows,
+        "emulator_cpu_share": emu_cpu / elapsed,
+        "emulator_rss": (first.rss[run.emulator.name], last.rss[run.emulator.name]),
+        "others_rss": {o: (first.rss[o], last.rss[o]) for o in others},
+    }
+
+
+def takeover(
+    run: Run, leader: str, standby: str | None, names: Sequence[str], shard: str
+) -> dict[str, Any]:
+    """SIGKILL ``leader``; the standby (or, with no standby, a fresh process with the leader's
+    identity: a restart) takes over. Time until every Rollout in ``names`` is judged again."""
+    if standby is None:
+        run.controllers[leader].ask("snapshot", "drain")
+    else:
+        run.controllers[standby].ask("snapshot", "drain")
+    killed_at = time.time()
+    if standby is not None:
+        run.controllers[standby].ask("mark", killed_at)
+    run.controllers[leader].kill()
+    del run.controllers[leader]
+    kind = "failover"
+    if standby is None:
+        kind = "restart"
+        standby = leader
+        run.start_controller(leader, shard)
+        run.controllers[leader].ask("mark", killed_at)
+    proc = run.controllers[standby]
+    deadline = time.monotonic() + run.interval * 3 + 60
+    snap = proc.ask("snapshot")
+    while time.monotonic() < deadline:
+        snap = proc.ask("snapshot")
+        if len(snap["first_after_mark"]) >= len(names):
+            break
+        time.sleep(0.5)
+    judged = snap["first_after_mark"]
+    won = [t for t, v in snap["leading"] if v]
+    won_at = won[-1] if won else None
+    after_kill = sorted(t - killed_at for t in judged.values())
+    after_won = sorted(t - won_at for t in judged.values()) if won_at else []
+    return {
+        "kind": kind,
+        "rollouts": len(names),
+        "judged_again": len(judged),
+        "lease_s": (won_at - killed_at) if won_at else None,
+        "all_judged_s": after_kill[-1] if after_kill else None,
+        "p50_after_won": pct(after_won, 0.5),
+        "p99_after_won": pct(after_won, 0.99),
+        "max_after_won": after_won[-1] if after_won else None,
+        "lag_p99": pct(snap["lags"], 0.99),
+        "lag_max": max(snap["lags"], default=0.0),
+        "ticks": len(snap["lags"]),
+    }
+
+
+# ---- output ---------------------------------------------------------------------------------
+
+
+def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
+    print("\n### Steady state\n")
     print(
-        "| rollouts | interval | workers | bootstrap s | release s | ticks | tick p50 ms | "
-        "tick p95 ms | tick p99 ms | API req/tick | CPU s | CPU ms/tick | peak RSS MiB |"
+        "| process | Rollouts | interval | measured | ticks / RI | API req / RI | "
+        "controller CPU ms / RI | CPU share | lag p50 / p99 / max s | tick p50 / p99 ms | "
+        "judged window - interval, max s | read after window end p99 s | RSS start / end / max "
+        "MiB | RSS growth |"
     )
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
+    for name, r in result["rows"].items():
+        print(
+            f"| {name} | {r['rollouts']} | {args.interval} | {r['seconds'] / 60:.1f} min | "
+            f"{r['ticks_per_ri']:.3f} | {r['req_per_ri']:.2f} | {r['cpu_ms_per_ri']:.2f} | "
+            f"{100 * r['cpu_share']:.0f}% | {r['lag_p50']:.3f} / {r['lag_p99']:.3f} / "
+            f"{r['lag_max']:.2f} | {r['tick_p50_ms']:.1f} / {r['tick_p99_ms']:.1f} | "
+            f"{r['window_dev_max']:.3f} | {r['late_p99']:.3f} | {r['rss_start']:.0f} / "
+            f"{r['rss_end']:.0f} / {r['rss_max']:.0f} | {r['rss_growth']:+.1f}% |"
+        )
+    print("\nRI = Rollout-interval. Requests by verb (steady state, per leader):")
+    for name, r in result["rows"].items():
+        verbs = ", ".join(f"{k}: {v}" for k, v in r["by_verb"])
+        print(
+            f"- {name}: {verbs}; watch requests: {r['watches']}; tick errors: {r['errors']}; "
+            f"throttled requests: {r['throttled']}"
+        )
+        print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
+            f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip
+    emu = result["emulator_rss"]
     print(
-        f"| {args.rollouts} | {args.interval} | {args.workers} | {boot_s:.1f} | {release_s:.1f} | "
-        f"{len(ms)} | {statistics.median(ms):.1f} | {pct(ms, 0.95):.1f} | {pct(ms, 0.99):.1f} | "
-        f"{reqs / max(len(ms), 1):.1f} | {cpu:.1f} | {1000 * cpu / max(len(ms), 1):.1f} | "
-        f"{peak:.0f} |"
+        f"- emulator: CPU share {100 * result['emulator_cpu_share']:.0f}%, "
+        f"RSS {emu[0]:.0f} -> {emu[1]:.0f} MiB"
     )
-    print(f"(RSS before start {rss_before:.0f} MiB; release wall time {wall:.1f} s)")
+    for name, (a, b) in result["others_rss"].items():
+        print(f"- {name} (standby): RSS {a:.0f} -> {b:.0f} MiB")
+
+
+def print_takeover(rows: Sequence[dict[str, Any]]) -> None:
+    print("\n### Takeover (SIGKILL of the leader, no Lease release)\n")
+    print(
+        "| kind | Rollouts | judged again | kill -> leading s | kill -> all judged s | "
+        "judged after leading p50 / p99 / max s | new leader's lag p99 / max s |"
+    )
+    print("|" + "---|" * 7)
+    for r in rows:
+        lease = f"{r['lease_s']:.1f}" if r["lease_s"] is not None else "never"
+        alls = f"{r['all_judged_s']:.1f}" if r["all_judged_s"] is not None else "-"
+        mx = f"{r['max_after_won']:.1f}" if r["max_after_won"] is not None else "-"
+        print(
+            f"| {r['kind']} | {r['rollouts']} | {r['judged_again']} | {lease} | {alls} | "
+            f"{r['p50_after_won']:.1f} / {r['p99_after_won']:.1f} / {mx} | "
+            f"{r['lag_p99']:.2f} / {r['lag_max']:.2f} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rollouts", type=int, default=100, help="Rollouts (per shard)")
+    parser.add_argument("--interval", default="1m")
+    parser.add_argument("--minutes", type=float, default=2.0, help="steady-state duration")
+    parser.add_argument("--sample-seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--kube-api-qps", type=float, default=RateLimit().qps)
+    parser.add_argument("--kube-api-burst", type=int, default=RateLimit().burst)
+    parser.add_argument("--shards", type=int, default=0, help="K sharded leaders (0: one)")
+    parser.add_argument("--takeover", choices=["failover", "restart", "none"], default="failover")
+    parser.add_argument("--setup-timeout", type=float, default=900.0)
+    args = parser.parse_args(argv)
+    interval = parse_duration(args.interval)
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="canaryd-scale-") as tmp:
+        kubeconfig = str(Path(tmp) / "kubeconfig")
+        emulator = spawn(ctx, "emulator", emulator_main, kubeconfig)
+        admin = KubeApi(load_api_client(kubeconfig=kubeconfig), retry=RetryPolicy(attempts=8))
+        run = Run(args, ctx, kubeconfig, emulator, admin, interval)
+        try:
+            return execute(run)
+        finally:
+            for proc in list(run.controllers.values()):
+                try:
+                    proc.ask("stop", timeout=60)
+                except (SystemExit, OSError, EOFError):
+                    proc.kill()
+            admin.close()
+            emulator.ask("stop", timeout=60)
+
+
+def execute(run: Run) -> int:
+    args = run.args
+    n = args.rollouts
+    shards = [f"s{i}" for i in range(args.shards)] if args.shards else [""]
+    names_of = {s: [f"{s or 'r'}-{i:05d}" for i in range(n)] for s in shards}
+    shard_of = {name: s for s, names in names_of.items() for name in names}
+    every = [name for names in names_of.values() for name in names]
+    t0 = time.monotonic()
+    create_objects(run, every, shard_of)
+    print(f"created {len(every)} Deployments and Rollouts in {time.monotonic() - t0:.1f} s")
+    leaders = []
+    for s in shards:
+        name = f"leader-{s}" if s else "leader"
+        run.start_controller(name, f"{SHARD_LABEL}={s}" if s else "")
+        leaders.append(name)
+    standby = None
+    if args.takeover == "failover":
+        standby = f"standby-{shards[0]}" if shards[0] else "standby"
+        shard0 = f"{SHARD_LABEL}={shards[0]}" if shards[0] else ""
+        time.sleep(3.0)  # the leaders hold their Leases first
+        run.start_controller(standby, shard0)
+    boot = run.wait_phase(leaders, "Initialized", len(every), "bootstrap")
+    print(f"all {len(every)} Initialized {boot:.1f} s after the controllers started")
+    release(run, every)
+    prog = run.wait_phase(leaders, "Progressing", len(every), "release")
+    print(f"all Progressing {prog:.1f} s after the image change; warm-up {args.interval}")
+    time.sleep(run.interval * 1.5)
+    result = steady(run, leaders, [standby] if standby else [], n)
+    print(
+        f"\n## controller_scale: {len(shards)} leader(s) x {n} Rollouts, interval "
+        f"{args.interval}, {args.workers} workers, QPS {args.kube_api_qps:g} / burst "
+        f"{args.kube_api_burst}, {os.cpu_count()} CPUs (shared)"
+    )
+    print_steady(result, args)
+    if args.takeover != "none":
+        row = takeover(run, leaders[0], standby, names_of[shards[0]], (
+            f"{SHARD_LABEL}={shards[0]}" if shards[0] else ""))  # fmt: skip
+        print_takeover([row])
+    if args.shards:
+        print(
+            f"\nShards: {len(shards)} leaders with disjoint selectors {SHARD_LABEL}=s0..; "
+            f"the takeover row is shard s0's ({n} Rollouts), the others kept running."
+        )
     return 0
 
 

@@ -16,15 +16,23 @@ Errors are mapped once, by :func:`map_http_error`, to the taxonomy of :mod:`cana
 * 410 Gone is :class:`GoneError` (a watch re-lists);
 * 404 is :class:`NotFoundError`; 400/403/422 are :class:`PermanentError` carrying the server's
   message (a retry cannot fix them).
+
+Every request (each retry included) first takes a token from a client-side token bucket
+(:class:`RateLimit`, QPS and burst, as client-go's ``flowcontrol`` limiter), so a storm of ticks
+after a restart or a re-list cannot flood the API server. Watches are exempt, as in client-go
+(a watch is one long request; throttling it only delays events), and so is leader election
+(:meth:`KubeApi.unthrottled`): a Lease renewal queued behind a thousand ticks would miss its
+renew deadline and hand the controller over for nothing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -78,6 +86,69 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Sleep before retry number ``attempt`` (1-based): uniform in [0, min(cap, base*2^a)]."""
         return random.uniform(0.0, min(self.cap_seconds, self.base_seconds * 2.0**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Client-side limit on API requests: a token bucket refilled at ``qps`` per second holding
+    at most ``burst`` tokens (client-go's defaults, 5 and 10, are far too low for a controller of
+    thousands of Rollouts). The defaults, 200 and 400, carry 3,000 Rollouts at 1-minute
+    intervals at up to 4 requests per Rollout-interval (the informer-cached tick makes about 2)
+    and absorb a start-up's burst; docs/operations.md gives the sizing rule."""
+
+    qps: float = 200.0
+    """Sustained requests per second; 0 disables the limiter."""
+    burst: int = 400
+    """Requests allowed at once after a quiet period."""
+
+    def __post_init__(self) -> None:
+        if not (self.qps >= 0 and math.isfinite(self.qps)):
+            raise ValueError(f"qps must be a finite number >= 0, got {self.qps}")
+        if self.burst < 1:
+            raise ValueError(f"burst must be >= 1, got {self.burst}")
+
+
+class TokenBucket:
+    """A token bucket with reservations (golang.org/x/time/rate's ``Wait``, which client-go's
+    limiter uses): each caller takes a token at once, possibly going into debt, and sleeps until
+    its token would have been there. Callers are served in arrival order, nobody polls, and the
+    rate holds exactly under any number of threads. Thread-safe."""
+
+    def __init__(
+        self,
+        limit: RateLimit,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(limit.burst)
+        self._at = clock()
+        self.waited_seconds = 0.0
+        """Total time callers were held (for the scale benchmark and operators)."""
+        self.throttled = 0
+        """Requests that had to wait."""
+
+    def acquire(self) -> float:
+        """Take one token, sleeping as long as needed; returns the seconds slept."""
+        qps = self.limit.qps
+        if qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.limit.burst), self._tokens + (now - self._at) * qps)
+            self._at = now
+            self._tokens -= 1.0
+            wait = -self._tokens / qps if self._tokens < 0 else 0.0
+            if wait > 0:
+                self.waited_seconds += wait
+                self.throttled += 1
+        if wait > 0:
+            self._sleep(wait)
+        return wait
 
 
 def load_api_client(
@@ -174,10 +245,21 @@ class KubeApi:
         *,
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (3.0, 15.0),
+        rate_limit: RateLimit | TokenBucket | None = None,
     ) -> None:
         self.api_client = api_client
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        if isinstance(rate_limit, RateLimit):
+            rate_limit = TokenBucket(rate_limit)
+        self.limiter: TokenBucket | None = rate_limit
+        """None: unlimited. Shared by every adapter on this ``KubeApi`` (one bucket per
+        process, as client-go's per-client limiter)."""
+
+    def unthrottled(self) -> KubeApi:
+        """The same connection pool, retries and timeouts without the rate limiter: for leader
+        election, whose renewals must never queue behind ticks."""
+        return KubeApi(self.api_client, retry=self.retry, timeout=self.timeout)
 
     def close(self) -> None:
         """Close the connection pool (the client's own ``close`` is untyped)."""
@@ -208,6 +290,8 @@ class KubeApi:
                 if time.monotonic() - started + pause > self.retry.budget_seconds:
                     break
                 time.sleep(pause)
+            if self.limiter is not None:
+                self.limiter.acquire()  # every try counts, as in client-go
             try:
                 return self._once(method, path, query, body, content_type)
             except ApiException as exc:

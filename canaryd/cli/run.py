@@ -16,6 +16,7 @@ from types import FrameType
 
 from canaryd.adapters.kube import load_api_client
 from canaryd.adapters.prometheus import PrometheusSettings
+from canaryd.adapters.transport import RateLimit
 from canaryd.api.models import Severity
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.assemble import Options, assemble
@@ -27,6 +28,7 @@ log = logging.getLogger("canaryd")
 # The flags' defaults are the settings' own, so the two cannot drift apart.
 _CONTROLLER = ControllerConfig()
 _PROMETHEUS = PrometheusSettings()
+_RATE = RateLimit()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SELECTOR",
         help="serve only Rollouts matching this label selector, e.g. canaryd.io/shard=a "
         "(each shard elects its own leader)",
+    )
+    conn.add_argument(
+        "--kube-api-qps",
+        type=float,
+        default=_RATE.qps,
+        metavar="QPS",
+        help="client-side limit on API requests per second, watches and the Lease exempt "
+        "(0: no limit; default %(default)s)",
+    )
+    conn.add_argument(
+        "--kube-api-burst",
+        type=int,
+        default=_RATE.burst,
+        metavar="N",
+        help="requests allowed at once above the QPS after a quiet spell (default %(default)s)",
     )
     conn.add_argument(
         "--workers",
@@ -114,6 +131,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=_CONTROLLER.wedged_tick_seconds,
         help="/healthz fails once a tick has run this long (default %(default)s)",
     )
+    ops.add_argument(
+        "--startup-spread-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="after a restart or failover, spread idle Rollouts' first ticks over S seconds "
+        "(active and overdue ones go first; default: the idle resync, 60)",
+    )
     ops.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -141,14 +166,23 @@ def options_from(args: argparse.Namespace) -> Options:
         retry_period=args.retry_period,
         workers=args.workers,
         wedged_tick_seconds=args.wedged_tick_seconds,
+        startup_spread_seconds=args.startup_spread_seconds,
     )
+    if args.startup_spread_seconds is not None and not args.startup_spread_seconds >= 0:
+        raise SystemExit("--startup-spread-seconds: must be >= 0")
     default_alert = None
     if args.alert_provider:
         default_alert = ProviderRef.parse(
             args.alert_provider, severity=Severity(args.alert_severity)
         )
+    try:
+        rate_limit = RateLimit(qps=args.kube_api_qps, burst=args.kube_api_burst)
+    except ValueError as exc:
+        flag = "--kube-api-qps" if "qps" in str(exc) else "--kube-api-burst"
+        raise SystemExit(f"{flag}: {exc}") from exc
     return Options(
         controller=controller,
+        rate_limit=rate_limit,
         prometheus=PrometheusSettings(
             address=args.prometheus_url,
             headers=parse_headers(args.prometheus_header),

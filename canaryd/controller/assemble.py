@@ -17,6 +17,7 @@ from canaryd.adapters.kube.resources import ALERT_PROVIDER_KIND, METRIC_TEMPLATE
 from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
 from canaryd.adapters.slack import RetryPolicy as SlackRetryPolicy
 from canaryd.adapters.slack import SlackNotifier
+from canaryd.adapters.transport import RateLimit
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.metrics_source import prometheus_metrics_for
 from canaryd.controller.observe import MetricsFor
@@ -38,6 +39,8 @@ class Options:
     default_alert: ProviderRef | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     api_timeout: tuple[float, float] = (3.0, 15.0)
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    """Client-side QPS and burst of API requests (watches and the Lease exempt)."""
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     cache: bool = True
@@ -104,7 +107,9 @@ def assemble(
     telemetry: Telemetry | None = None,
 ) -> Assembled:
     """Wire adapters, reconciler and runtime. Starts nothing but the Slack worker thread."""
-    api = KubeApi(api_client, retry=options.retry, timeout=options.api_timeout)
+    api = KubeApi(
+        api_client, retry=options.retry, timeout=options.api_timeout, rate_limit=options.rate_limit
+    )
     cache = Cache(api, CACHED_KINDS, options.controller.namespaces) if options.cache else None
     resources = Resources(api, cache)
     telemetry = telemetry or Telemetry()

@@ -132,8 +132,18 @@ class LeaderElector:
 
     def _won(self, lease: JSON, now_mono: float) -> None:
         with self._lock:
+            lapsed = self._renewed_at is None or now_mono - self._renewed_at >= self.renew_deadline
             self._renewed_at = now_mono
         self._observed = (str(lease["metadata"].get("resourceVersion", "")), now_mono)
+        if self._was_leader and lapsed:
+            # A renew that came back after the renew deadline (a slow API server, a frozen
+            # process) with no failed round in between: we stopped acting meanwhile, so this is
+            # a new term like any other (the scheduler runs what it deferred), not a quiet
+            # continuation (ticks deferred in the gap waited for their next interval).
+            log.warning("leadership lapsed, renewed (lease %s/%s)", self.namespace, self.name)
+            self._was_leader = False
+            if self.on_stopped is not None:
+                self.on_stopped()
         if not self._was_leader:
             self._was_leader = True
             self.transitions += 1

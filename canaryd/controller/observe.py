@@ -98,7 +98,7 @@ def read_metrics(
 ) -> tuple[MetricReading, ...]:
     """One reading per metric, in spec order; provider failures become error readings."""
     queries, failed = metric_queries(
-        rollout, resources, window_seconds=plan.window_seconds, now=now
+        rollout, resources, window_seconds=plan.window_seconds, now=plan.end or now
     )
     got: dict[str, MetricReading] = {}
     if queries:

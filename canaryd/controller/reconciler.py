@@ -105,6 +105,9 @@ class TickResult:
     Rollout or its Deployments, or at the interval)."""
     wrote_status: bool = False
     phase: str = ""
+    due_at: datetime | None = None
+    """When the next analysis interval ends (``lastAnalysisTime + interval``) while an analysis
+    runs: the scheduler ticks exactly then (:func:`canaryd.core.machine.next_analysis_at`)."""
 
 
 @dataclass
@@ -292,14 +295,16 @@ class Reconciler:
                 wait = self.outbox.retry_delay(key)
                 requeue = wait if requeue is None else min(requeue, wait)
         status = decision.status
+        decided = rollout.model_copy(update={"status": status}) if rollout else None
         return (
             TickResult(
                 interval_seconds=rollout.spec.schedule.interval_seconds() if rollout else None,
                 requeue_after=requeue,
                 wrote_status=written is not None,
                 phase=status.phase.value,
+                due_at=machine.next_analysis_at(decided) if decided else None,
             ),
-            rollout.model_copy(update={"status": status}) if rollout else None,
+            decided,
         )
 
     def _decide(
@@ -483,6 +488,7 @@ class Reconciler:
         delay = None
         if isinstance(exc, TemporaryError):
             delay = self._retry_delay((meta.namespace, meta.name), exc)
+        decided = rollout.model_copy(update={"status": status}) if rollout else None
         return (
             TickResult(
                 interval_seconds=rollout.spec.schedule.interval_seconds() if rollout else None,
@@ -490,8 +496,9 @@ class Reconciler:
                 error=str(exc),
                 permanent=permanent,
                 phase=status.phase.value,
+                due_at=machine.next_analysis_at(decided) if decided else None,
             ),
-            rollout.model_copy(update={"status": status}) if rollout else None,
+            decided,
         )
 
 

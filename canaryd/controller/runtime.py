@@ -54,6 +54,9 @@ class ControllerConfig:
     retry_period: float = 2.0
     workers: int = 4
     idle_resync_seconds: float = 60.0
+    startup_spread_seconds: float | None = None
+    """After winning the Lease (or starting), idle Rollouts' first ticks are spread at random
+    over this many seconds (None: the idle resync); active and overdue ones tick at once."""
     watch_timeout_seconds: int = 60
     wedged_tick_seconds: float = 600.0
     """/healthz fails once a tick has run this long: every call a tick makes is bounded (API
@@ -81,7 +84,9 @@ class Controller:
         self.elector: LeaderElector | None = None
         if config.leader_election:
             self.elector = LeaderElector(
-                Leases(api),
+                # Renewals never queue behind ticks in the rate limiter (a missed renew
+                # deadline would hand over for nothing).
+                Leases(api.unthrottled()),
                 namespace=config.lease_namespace,
                 name=config.lease_name or lease_name_for(config.shard),
                 identity=self.identity,
@@ -99,6 +104,7 @@ class Controller:
             is_leader=self.is_leader,
             workers=config.workers,
             idle_resync_seconds=config.idle_resync_seconds,
+            startup_spread_seconds=config.startup_spread_seconds,
         )
         self.reflectors: list[Reflector] = []
         self.trackers: list[RolloutTracker] = []
@@ -157,8 +163,9 @@ class Controller:
         return watches and leadership and self._started
 
     def _on_leader(self) -> None:
-        # A new leader knows nothing of timing: tick everything now, then at intervals.
-        self.scheduler.trigger_all()
+        # Restart or failover: the deferred, active and overdue Rollouts first (most overdue
+        # first), the idle ones spread (the watch's view of each status orders them).
+        self.scheduler.start_leading()
         if self.on_leader_change is not None:
             self.on_leader_change(True)
 

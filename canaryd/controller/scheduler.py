@@ -1,30 +1,50 @@
-"""One apscheduler job per Rollout, ticking at the Rollout's interval.
+"""One apscheduler job per Rollout, ticking when the Rollout next has something to do.
 
 apscheduler 3.x ``BackgroundScheduler`` with a thread pool: each job has ``max_instances=1``
 (two ticks of one Rollout never overlap) and ``coalesce=True`` (missed runs collapse into one).
-After each tick the job is re-timed from the :class:`TickResult`: sooner when the core asked
-for it (``requeue_after``) or after a failure (backoff), later when the Rollout is idle
-(Initialized, Succeeded, Failed: a Deployment watch event wakes it when its target changes).
+
+When a job runs next is set explicitly after every tick, from the :class:`TickResult`, not by a
+free-running timer (which fired just before ``lastAnalysisTime + interval``, found the analysis
+not due and ran again: 1.4-1.8 ticks per interval, issue 13):
+
+* an analysis runs: at its due time, ``TickResult.due_at`` (``lastAnalysisTime + interval``,
+  from the decided status: :func:`canaryd.core.machine.next_analysis_at`), or sooner when the
+  core asked for it (``requeue_after``: waiting for pods or routing);
+* after a failure: the backoff, never sooner (a failing API server is not hammered);
+* idle (Initialized, Succeeded, Failed): the idle resync (a Deployment watch event wakes it
+  when its target changes);
+* else: the interval. The job's ``IntervalTrigger`` is only the fallback behind all of this.
 
 ``trigger(key)`` runs a tick as soon as possible; a trigger that arrives while that Rollout's
 tick is running is remembered and honoured right after it (apscheduler would drop it).
-Ticks run only while ``is_leader()`` is true.
+
+Ticks run only while ``is_leader()`` is true. A tick wanted before the Lease is won (a trigger,
+or an active Rollout's timer) is kept, not dropped, and runs once this process leads. Start-up
+(a job's first tick, and :meth:`Scheduler.start_leading` after winning the Lease on a restart or
+a failover) is prioritised from what the watch last saw of each Rollout (:class:`StartHint`):
+Rollouts in an active phase and overdue analyses first, in order of due time, and idle ones
+spread at random over ``startup_spread_seconds``, so that 1,000 idle Rollouts do not delay the
+handful that are being judged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from canaryd.api.models import parse_duration
 from canaryd.controller.reconciler import Reconciler, TickResult
 
 log = logging.getLogger(__name__)
@@ -56,10 +76,64 @@ def skipped_runs() -> int:
 
 Key = tuple[str, str]
 IDLE_PHASES = frozenset({"Initialized", "Succeeded", "Failed"})
+"""Phases with nothing to do until the target changes (ticked at the idle resync)."""
 
 
 def job_id(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StartHint:
+    """What the watch last saw of a Rollout: enough to order start-up ticks."""
+
+    phase: str = ""
+    """``status.phase`` ("" for a Rollout never reconciled: it needs its first tick now)."""
+    due_at: datetime | None = None
+    """``status.analysis.lastAnalysisTime + interval`` while an analysis runs."""
+
+    @property
+    def idle(self) -> bool:
+        return self.phase in IDLE_PHASES
+
+
+def start_hint(raw: Mapping[str, Any]) -> StartHint:
+    """The :class:`StartHint` of a Rollout in wire form (never raises: a field that cannot be
+    read counts as absent, so the Rollout is ticked at once)."""
+    status = raw.get("status")
+    if not isinstance(status, Mapping):
+        return StartHint()
+    phase = status.get("phase")
+    phase = phase if isinstance(phase, str) else ""
+    due_at = None
+    analysis = status.get("analysis")
+    if phase in ("Progressing", "Waiting") and isinstance(analysis, Mapping):
+        try:
+            last = datetime.fromisoformat(str(analysis["lastAnalysisTime"]))
+            interval = parse_duration(str(raw["spec"]["schedule"]["interval"]))
+        except (KeyError, TypeError, ValueError):
+            last, interval = None, 0.0
+        if last is not None and interval > 0:
+            last = last if last.tzinfo else last.replace(tzinfo=UTC)
+            due_at = last + timedelta(seconds=interval)
+    return StartHint(phase=phase, due_at=due_at)
+
+
+@dataclass(slots=True)
+class _Job:
+    interval: float
+    """Fallback period of the job's trigger (the interval; the idle resync when idle)."""
+    hint: StartHint
+    wanted: datetime
+    """When the next tick was asked for (scheduler lag is measured from it)."""
+    deferred: bool = False
+    """A tick was wanted while this process did not lead: run it once leading."""
+    ticked: bool = False
+    """Ticked at least once since this process last started leading."""
 
 
 class Scheduler:
@@ -71,18 +145,25 @@ class Scheduler:
         workers: int = 4,
         idle_resync_seconds: float = 60.0,
         min_interval_seconds: float = 0.1,
+        startup_spread_seconds: float | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.reconciler = reconciler
         self.is_leader = is_leader
         self.idle_resync = idle_resync_seconds
         self.min_interval = min_interval_seconds
+        self.startup_spread = (
+            idle_resync_seconds if startup_spread_seconds is None else startup_spread_seconds
+        )
+        """Idle Rollouts' first ticks are spread at random over this many seconds."""
+        self._clock = clock
         self._aps = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
             timezone=UTC,
         )
         self._lock = threading.Lock()
-        self._intervals: dict[Key, float] = {}
+        self._jobs: dict[Key, _Job] = {}
         self._running: set[Key] = set()
         self._started: dict[Key, float] = {}  # monotonic start of each running tick (/healthz)
         self._dirty: set[Key] = set()
@@ -95,6 +176,8 @@ class Scheduler:
         self.ticks = 0
         """Ticks run (all Rollouts), for tests and telemetry."""
         self.on_tick: Callable[[Key, TickResult], None] | None = None
+        self.on_start: Callable[[Key, float], None] | None = None
+        """Called as each tick starts with the key and its lag: seconds since it was wanted."""
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -117,16 +200,23 @@ class Scheduler:
 
     def keys(self) -> set[Key]:
         with self._lock:
-            return set(self._intervals)
+            return set(self._jobs)
 
-    def ensure(self, key: Key, interval_seconds: float) -> bool:
-        """Add the job when missing (first tick at once). True when it was added. The interval
-        of an existing job is changed by its ticks (they see spec changes and idleness)."""
+    def ensure(self, key: Key, interval_seconds: float, hint: StartHint | None = None) -> bool:
+        """Add the job when missing, its first tick as start-up orders it (see the module).
+        True when it was added. For an existing job only the hint is updated (its ticks see
+        spec changes and idleness themselves)."""
         interval = max(interval_seconds, self.min_interval)
+        now = self._clock()
         with self._lock:
-            if key in self._intervals:
+            job = self._jobs.get(key)
+            if job is not None:
+                if hint is not None:
+                    job.hint = hint
                 return False
-            self._intervals[key] = interval
+            hint = hint or StartHint()
+            first = self._first_tick(hint, now)
+            self._jobs[key] = _Job(interval=interval, hint=hint, wanted=first)
         self._aps.add_job(
             self._run,
             IntervalTrigger(seconds=interval, timezone=UTC),
@@ -134,26 +224,57 @@ class Scheduler:
             id=job_id(key),
             name=job_id(key),
             replace_existing=True,
-            next_run_time=datetime.now(UTC),
+            next_run_time=first,
         )
         return True
 
     def remove(self, key: Key) -> None:
         with self._lock:
-            self._intervals.pop(key, None)
+            self._jobs.pop(key, None)
             self._dirty.discard(key)
         with contextlib.suppress(JobLookupError):
             self._aps.remove_job(job_id(key))
 
-    def trigger(self, key: Key, *, delay: float = 0.0) -> None:
-        """Tick ``key`` after ``delay`` seconds (at once by default)."""
+    def trigger(self, key: Key, *, delay: float = 0.0, maybe: bool = False) -> None:
+        """Tick ``key`` after ``delay`` seconds (at once by default). ``maybe``: nothing is
+        known to have changed (a re-list): an idle Rollout is ticked within the start-up
+        spread instead of at once, an active one at once."""
+        now = self._clock()
         with self._lock:
-            if key not in self._intervals:
+            job = self._jobs.get(key)
+            if job is None:
+                return
+            if maybe and job.hint.idle and delay <= 0:
+                if job.wanted <= now + timedelta(seconds=self.startup_spread):
+                    return  # already due within the spread
+                delay = random.uniform(0.0, self.startup_spread)
+            elif not self.is_leader() and delay <= 0:
+                job.deferred = True  # kept for when this process leads
                 return
             if key in self._running and delay <= 0:
                 self._dirty.add(key)
                 return
-        self._next_at(key, delay)
+        self._next_at(key, now + timedelta(seconds=max(delay, 0.0)))
+
+    def trigger_all(self) -> None:
+        for key in self.keys():
+            self.trigger(key)
+
+    def start_leading(self) -> None:
+        """This process just won the Lease (restart or failover): tick deferred, active and
+        overdue Rollouts now, the most overdue first, and spread the idle ones (module)."""
+        now = self._clock()
+        plan: list[tuple[Key, datetime]] = []
+        with self._lock:
+            for key, job in self._jobs.items():
+                job.ticked = False
+                if key in self._running:
+                    continue
+                first = self._first_tick(job.hint, now, deferred=job.deferred)
+                job.deferred = False
+                plan.append((key, first))
+        for key, when in plan:
+            self._next_at(key, when)
 
     def oldest_tick_seconds(self) -> float:
         """How long the longest-running tick in flight has run (0 when none): a worker wedged
@@ -162,11 +283,18 @@ class Scheduler:
             started = min(self._started.values(), default=None)
         return 0.0 if started is None else time.monotonic() - started
 
-    def trigger_all(self) -> None:
-        for key in self.keys():
-            self.trigger(key)
-
     # ---- internals ---------------------------------------------------------------------------
+
+    def _first_tick(self, hint: StartHint, now: datetime, *, deferred: bool = False) -> datetime:
+        """Start-up order: a Rollout with work (active, never reconciled, or a tick deferred
+        while not leading) at once, an overdue analysis at its due time (in the past, so the
+        job store, ordered by next run time, runs the most overdue first), an idle Rollout at a
+        random moment within the spread."""
+        if hint.idle and not deferred:
+            return now + timedelta(seconds=random.uniform(0.0, self.startup_spread))
+        if hint.due_at is not None and hint.due_at < now:
+            return hint.due_at
+        return now
 
     def _retime(self, key: Key, interval: float) -> None:
         with contextlib.suppress(JobLookupError):
@@ -174,14 +302,24 @@ class Scheduler:
                 job_id(key), trigger=IntervalTrigger(seconds=interval, timezone=UTC)
             )
 
-    def _next_at(self, key: Key, delay: float) -> None:
+    def _next_at(self, key: Key, when: datetime) -> None:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                return
+            job.wanted = when
         with contextlib.suppress(JobLookupError):
-            self._aps.modify_job(
-                job_id(key), next_run_time=datetime.now(UTC) + timedelta(seconds=max(delay, 0.0))
-            )
+            self._aps.modify_job(job_id(key), next_run_time=when)
 
     def _run(self, key: Key) -> None:
-        if self._stopping.is_set() or not self.is_leader():
+        if self._stopping.is_set():
+            return
+        if not self.is_leader():
+            with self._lock:
+                job = self._jobs.get(key)
+                if job is not None and not job.hint.idle:
+                    # An active Rollout's tick came before the Lease was won: keep it.
+                    job.deferred = True
             return
         with self._idle:
             self._in_flight += 1
@@ -193,12 +331,20 @@ class Scheduler:
                 self._idle.notify_all()
 
     def _tick(self, key: Key) -> None:
+        now = self._clock()
         with self._lock:
-            if key not in self._intervals:
+            job = self._jobs.get(key)
+            if job is None:
                 return
+            lag = max(0.0, (now - job.wanted).total_seconds())
             self._running.add(key)
             self._started[key] = time.monotonic()
             self._dirty.discard(key)
+        if self.on_start is not None:
+            try:
+                self.on_start(key, lag)
+            except Exception:
+                log.exception("on_start hook failed")
         try:
             result = self.reconciler.tick(*key)
         finally:
@@ -221,24 +367,35 @@ class Scheduler:
         if result.deleted:
             self.remove(key)
             return
-        if result.interval_seconds is not None:
-            interval = max(result.interval_seconds, self.min_interval)
-            if result.phase in IDLE_PHASES:
-                interval = max(interval, self.idle_resync)
-            with self._lock:
-                old = self._intervals.get(key)
-                if old is not None:
-                    self._intervals[key] = interval
-            if old is not None and abs(old - interval) > 1e-9:
-                self._retime(key, interval)
+        now = self._clock()
+        idle = result.phase in IDLE_PHASES
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                return
+            job.ticked = True
+            if result.phase:
+                job.hint = StartHint(phase=result.phase, due_at=result.due_at)
+            old = job.interval
+            if result.interval_seconds is not None:
+                job.interval = max(result.interval_seconds, self.min_interval)
+                if idle:
+                    job.interval = max(job.interval, self.idle_resync)
+            interval = job.interval
+        if abs(old - interval) > 1e-9:
+            self._retime(key, interval)
         if result.error is not None and result.requeue_after is not None:
             # Backoff after a failure: not sooner (a short interval must not hammer a failing
             # API server), and not later than the backoff says.
-            self._next_at(key, result.requeue_after)
-        elif dirty:
-            self._next_at(key, 0.0)
-        elif result.requeue_after is not None:
-            with self._lock:
-                interval = self._intervals.get(key, 0.0)
-            if result.requeue_after < interval:
-                self._next_at(key, result.requeue_after)
+            self._next_at(key, now + timedelta(seconds=result.requeue_after))
+            return
+        if dirty:
+            self._next_at(key, now)
+            return
+        when = now + timedelta(seconds=interval)
+        if result.requeue_after is not None:
+            when = min(when, now + timedelta(seconds=max(result.requeue_after, 0.0)))
+        if result.due_at is not None and not idle:
+            # Exactly when the interval ends (never earlier: the analysis would not be due).
+            when = min(when, max(result.due_at, now))
+        self._next_at(key, when)

@@ -40,7 +40,7 @@ from canaryd.adapters.kube import GoneError, KubeApi, NotFoundError, Resources, 
 from canaryd.adapters.transport import JSON
 from canaryd.api.models import ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
-from canaryd.controller.scheduler import Key, Scheduler
+from canaryd.controller.scheduler import Key, Scheduler, start_hint
 from canaryd.core.ports import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -294,9 +294,10 @@ class RolloutTracker:
             for dep in deployments:
                 self._by_deployment.setdefault(dep, set()).add(key)
             self._targets[key] = deployments
-        added = self.scheduler.ensure(key, interval_of(obj))
+        added = self.scheduler.ensure(key, interval_of(obj), start_hint(obj))
         if not added and (changed or force):
-            self.scheduler.trigger(key)
+            # After a re-list (force) nothing is known to have changed: idle ones spread.
+            self.scheduler.trigger(key, maybe=not changed)
 
     def _forget(self, key: Key) -> None:
         with self._lock:
@@ -314,15 +315,16 @@ class DeploymentTrigger:
         self.tracker = tracker
 
     def on_list(self, items: list[JSON]) -> None:
+        # A (re-)list may hide a missed change, but shows none: idle Rollouts spread.
         for item in items:
-            self._trigger(_key(item))
+            self._trigger(_key(item), maybe=True)
 
     def on_event(self, kind: str, obj: JSON) -> None:
         self._trigger(_key(obj))
 
-    def _trigger(self, key: Key) -> None:
+    def _trigger(self, key: Key, *, maybe: bool = False) -> None:
         for rollout in self.tracker.rollouts_for_deployment(key):
-            self.tracker.scheduler.trigger(rollout)
+            self.tracker.scheduler.trigger(rollout, maybe=maybe)
 
 
 def rollout_reflector(

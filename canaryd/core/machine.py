@@ -40,8 +40,9 @@ as ``primary.template_hash == status.canaryRevision``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -153,6 +154,33 @@ def _analysis_due(status: RolloutStatus, interval: float, now: datetime) -> bool
     return last is None or (now - last).total_seconds() >= interval
 
 
+def analysis_end(last: datetime | None, interval: float, now: datetime) -> datetime:
+    """The end of the interval judged at ``now``: ``last`` plus the whole intervals that have
+    passed (at least one), not ``now`` itself.
+
+    Anchored this way, ``lastAnalysisTime`` advances by exact multiples of the interval however
+    late a tick runs, so judged windows are exactly the interval (no drift), the next one is due
+    at ``lastAnalysisTime + interval`` (the scheduler ticks then, see :func:`next_analysis_at`),
+    and interval ends stay on the metrics adapter's alignment grid when the interval is a
+    multiple of it. Requests served between the end and ``now`` belong to the next interval,
+    so windows still tile time. Without a previous analysis the interval ends ``now``."""
+    if last is None:
+        return now
+    whole = max(1, math.floor((now - last).total_seconds() / interval + 1e-9))
+    return last + timedelta(seconds=whole * interval)
+
+
+def next_analysis_at(rollout: Rollout) -> datetime | None:
+    """When the next interval of ``rollout`` (with its decided status) ends and is due to be
+    judged: ``lastAnalysisTime + interval`` while an analysis runs (Progressing or Waiting
+    with traffic), else None. Pure; the scheduler ticks exactly then."""
+    status = rollout.status
+    last = status.analysis.last_analysis_time
+    if status.phase not in ACTIVE or not status.weight_history or last is None:
+        return None
+    return last + timedelta(seconds=rollout.spec.schedule.interval_seconds())
+
+
 def _last_step(rollout: Rollout) -> int:
     return len(rollout.spec.schedule.weights()) - 1
 
@@ -175,11 +203,17 @@ def plan(rollout: Rollout, now: datetime) -> Plan:
         wanted = [WebhookType.ROLLOUT] if due else []
         if status.current_step >= _last_step(rollout):
             wanted.append(WebhookType.CONFIRM_PROMOTION)
-        # The window runs from the last analysis to now, not just `interval`: ticks come a
-        # little late, and consecutive windows must tile time so every request is judged once.
+        # The window runs from the last analysis to its anchored end (whole intervals, see
+        # analysis_end): consecutive windows tile time so every request is judged once, and a
+        # late tick neither stretches the interval nor shifts the ones after it.
+        if not due:
+            return Plan(gates=_gate_types(rollout, *wanted))
         last = status.analysis.last_analysis_time
-        window = max(interval, (now - last).total_seconds()) if last is not None else interval
-        return Plan(metrics=due, window_seconds=window, gates=_gate_types(rollout, *wanted))
+        end = analysis_end(last, interval, now)
+        window = (end - last).total_seconds() if last is not None else interval
+        return Plan(
+            metrics=True, window_seconds=window, end=end, gates=_gate_types(rollout, *wanted)
+        )
     if status.phase in (Phase.SUCCEEDED, Phase.FAILED) and (
         _post_rollout_key(rollout) not in status.notified
     ):
@@ -888,7 +922,9 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
     spec = t.rollout.spec.analysis
     a = t.status.analysis
     outage = t.status.outage
-    t.set_analysis(last_analysis_time=t.now)
+    interval = t.rollout.spec.schedule.interval_seconds()
+    # The same end the plan measured up to (a pure function of the same status and now).
+    t.set_analysis(last_analysis_time=analysis_end(a.last_analysis_time, interval, t.now))
     records = [r.record for r in readings if r.record is not None]
     errors = [r for r in readings if r.error is not None]
     if not records and errors:

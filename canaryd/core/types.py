@@ -210,6 +210,9 @@ class Plan:
 
     metrics: bool = False
     window_seconds: float = 0.0
+    end: datetime | None = None
+    """The end of the interval to judge (``lastAnalysisTime`` plus whole intervals), which is
+    also the new ``lastAnalysisTime``; None: no metrics this tick."""
     gates: tuple[WebhookType, ...] = ()
 
 

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from canaryd.adapters.kube import Leases
+from canaryd.cli.main import build_parser
+from canaryd.cli.run import options_from
 from tests.controller.conftest import ROOT, Cluster, phase_is, wait_for
 
 
@@ -79,3 +81,26 @@ def test_run_serves_health_bootstraps_and_stops_on_sigterm(
     lease = Leases(cluster.api).get("default", "canaryd-leader")
     assert lease is not None and lease["spec"].get("holderIdentity", "") == ""
     assert "canaryd stopped" in log_path.read_text()
+
+
+def test_rate_limit_and_startup_flags_reach_the_options() -> None:
+    parser = build_parser("run")
+    args = parser.parse_args(
+        ["run", "--kube-api-qps", "250", "--kube-api-burst", "500", "--startup-spread-seconds", "9"]
+    )
+    options = options_from(args)
+    assert (options.rate_limit.qps, options.rate_limit.burst) == (250.0, 500)
+    assert options.controller.startup_spread_seconds == 9.0
+    defaults = options_from(parser.parse_args(["run"]))
+    assert (defaults.rate_limit.qps, defaults.rate_limit.burst) == (200.0, 400)
+    for flags, named in (
+        (["--kube-api-qps", "-3"], "--kube-api-qps"),
+        (["--kube-api-burst", "0"], "--kube-api-burst"),
+        (["--startup-spread-seconds", "-1"], "--startup-spread-seconds"),
+    ):
+        try:
+            options_from(parser.parse_args(["run", *flags]))
+        except SystemExit as exc:
+            assert named in str(exc)
+        else:
+            raise AssertionError(f"{flags} accepted")

@@ -102,3 +102,33 @@ def test_shards_have_their_own_leases_and_rollouts(cluster: Cluster) -> None:
     lease_b = leases.get("default", "canaryd-leader-canaryd.io-shard-b")
     assert lease_a is not None and lease_a["spec"]["holderIdentity"] == "ctl-a"
     assert lease_b is not None and lease_b["spec"]["holderIdentity"] == "ctl-b"
+
+
+def test_a_renew_after_the_deadline_starts_a_new_term(cluster: Cluster) -> None:
+    """A renew that returns after the renew deadline (slow API server, frozen process) with no
+    failed round between: the process stopped acting meanwhile, so the deferred ticks must run
+    again (on the old elector nothing was told and they waited for their next interval)."""
+    clock = [100.0]
+    started: list[float] = []
+    stopped: list[float] = []
+    e = LeaderElector(
+        Leases(cluster.api),
+        namespace="default",
+        name="test-lease",
+        identity="a",
+        lease_duration=2.0,
+        renew_deadline=1.5,
+        retry_period=0.2,
+        on_started=lambda: started.append(clock[0]),
+        on_stopped=lambda: stopped.append(clock[0]),
+        monotonic=lambda: clock[0],
+    )
+    assert e.try_acquire_or_renew()
+    clock[0] += 1.0
+    assert e.try_acquire_or_renew()  # an ordinary renew: the same term
+    assert started == [100.0] and stopped == []
+    clock[0] += 1.6  # past the renew deadline: is_leader() turned false in between
+    assert not e.is_leader()
+    assert e.try_acquire_or_renew()
+    assert started == [100.0, 102.6] and stopped == [102.6]
+    assert e.is_leader()

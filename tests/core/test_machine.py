@@ -569,8 +569,9 @@ def test_plan_asks_for_metrics_only_while_a_canary_with_traffic_is_judged() -> N
     world.target_ready = True
     world.tick(gates=gate("smoke", WebhookType.PRE_ROLLOUT, GateStatus.OPEN))
     assert world.weight == 5
-    judged = machine.plan(world.rollout, world.now + timedelta(seconds=60))
-    assert judged == Plan(metrics=True, window_seconds=60, gates=(WebhookType.ROLLOUT,))
+    at = world.now + timedelta(seconds=60)
+    judged = machine.plan(world.rollout, at)
+    assert judged == Plan(metrics=True, window_seconds=60, end=at, gates=(WebhookType.ROLLOUT,))
     # a closed load-test gate holds the step: the interval is judged but not counted
     world.tick(gates=gate("load", WebhookType.ROLLOUT, GateStatus.ERROR))
     assert world.phase == Phase.WAITING and world.weight == 5
