@@ -14,9 +14,10 @@ Assumptions (canaryd's host-level split, as Flagger): the VirtualService ``<serv
 hosts ``<service>-primary`` and ``<service>-canary`` (short or fully qualified names), Services
 that select Deployments ``<target>-primary`` and ``<target>``; with a baseline arm
 (``spec.baseline``) a third host ``<service>-baseline`` selects ``<target>-baseline``, and the
-three-way split is served as routed. Any other host maps to the workload of the same short name. Before canaryd has bootstrapped (no VirtualService yet) all
-traffic goes to ``<target>``. A workload without ready pods serves nothing: its share of the
-traffic is dropped (counted, not reported by the destination sidecar, as with Envoy's 503 UH).
+three-way split is served as routed. Any other host maps to the workload of the same short
+name. Before canaryd has bootstrapped (no VirtualService yet) all traffic goes to ``<target>``.
+A workload without ready pods serves nothing: its share of the traffic is dropped (counted, not
+reported by the destination sidecar, as with Envoy's 503 UH).
 """
 
 from __future__ import annotations
