@@ -90,3 +90,32 @@ def test_a_baseline_needs_spec_service() -> None:
         {"targetRef": {"name": "app"}, "service": {"port": 80}, "baseline": {}}
     )
     assert spec.baseline is not None and spec.wire()["baseline"] == {}
+
+
+class _Jobs:
+    """The scheduler calls RolloutTracker makes (no jobs run)."""
+
+    def ensure(self, key: tuple[str, str], interval: float) -> bool:
+        return True
+
+    def trigger(self, key: tuple[str, str]) -> None: ...
+
+    def remove(self, key: tuple[str, str]) -> None: ...
+
+
+def test_baseline_deployment_events_tick_the_rollout_only_with_spec_baseline() -> None:
+    from canaryd.controller.watches import RolloutTracker  # noqa: PLC0415
+
+    tracker = RolloutTracker(_Jobs(), namespace="default")  # type: ignore[arg-type]
+    body = {
+        "metadata": {"namespace": "default", "name": "app", "generation": 1},
+        "spec": {"targetRef": {"name": "app"}, "service": {"port": 80}, "baseline": {}},
+    }
+    tracker.on_event("ADDED", body)
+    assert tracker.rollouts_for_deployment(("default", "app-baseline")) == {("default", "app")}
+    assert tracker.rollouts_for_deployment(("default", "app-primary")) == {("default", "app")}
+    del body["spec"]["baseline"]
+    body["metadata"]["generation"] = 2
+    tracker.on_event("MODIFIED", body)
+    assert tracker.rollouts_for_deployment(("default", "app-baseline")) == set()
+    assert tracker.rollouts_for_deployment(("default", "app")) == {("default", "app")}
