@@ -48,6 +48,10 @@ OUTAGE_DEADLINE_SECONDS = 10
 """``analysis.outageDeadlineSeconds`` of every Rollout (item 9's field, tick stream): the same
 10 s as errorLimit x interval. A server whose CRD does not know the field prunes it."""
 ANALYSIS = {"outageDeadlineSeconds": OUTAGE_DEADLINE_SECONDS}
+BASELINE_APPS = frozenset({"app2"})
+"""Main apps with a baseline arm (``spec.baseline``): their three-way split, the baseline
+Deployment's lifecycle and its removal after every ending are checked in every experiment that
+releases them (SIGKILL, two replicas, API faults, Prometheus and Slack outages)."""
 
 
 @dataclass
@@ -594,7 +598,7 @@ def make_rig(seed: int, outage: OutageRule | None = None) -> Rig:
 def setup(rig: Rig, *, short: bool) -> None:
     rig.controller("a").start()
     for name in MAIN_APPS:
-        rig.add_app(name, timing(short), analysis=ANALYSIS)
+        rig.add_app(name, timing(short), analysis=ANALYSIS, baseline=name in BASELINE_APPS)
     rig.wait_leader()
     rig.wait_initialized(MAIN_APPS)
 

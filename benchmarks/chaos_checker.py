@@ -10,7 +10,10 @@ The invariants (README "Safety"; each violation names its rule):
 - ``route-sum``: every HTTP route of every VirtualService written has weights summing to 100.
 - ``route-schema``: every VirtualService written validates against Istio's real CRD schema.
 - ``route-no-pods``: no arm with weight > 0 has zero ready pods (canary = the target
-  Deployment, primary = ``<target>-primary``).
+  Deployment, primary = ``<target>-primary``, baseline = ``<target>-baseline``: rule
+  ``route-no-pods-baseline``).
+- ``baseline-weight``: a baseline (``spec.baseline``) never gets more than the canary's weight
+  (``min(canary, 100 - canary)``), and none while the canary has none.
 - ``unjudged-traffic``: the canary carries traffic only while it has a live judge: weight > 0
   for longer than ``interval + grace`` (plus the time no controller was alive) since it got
   traffic or since the last judged interval is a violation. "Judged" is a status write that
@@ -28,7 +31,8 @@ The invariants (README "Safety"; each violation names its rule):
 - endings (:meth:`Checker.finish_release`): good ends Succeeded, bad ends Failed, nothing
   stuck (ended within the harness's bound, canary weight 0 and target at 0 replicas after),
   every ending notice delivered at least once; duplicates counted and excused only when a
-  controller died between the first post and the status write.
+  controller died between the first post and the status write; ``baseline-left``: no
+  ``<target>-baseline`` Deployment and no baseline weight after the ending.
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ class _RolloutState:
     bad_revisions: set[str] = field(default_factory=set)
     primary_revision: str = ""
     hostile: bool = False
+    baseline: dict[str, Any] | None = None
+    baseline_weight: int = 0
 
 
 def _ready(dep: dict[str, Any] | None) -> int:
@@ -392,7 +398,9 @@ class Checker:
             self._virtual_service(at, name, type_, obj)
             return
         if kind == "deployments":
-            base = name[: -len("-primary")] if name.endswith("-primary") else name
+            base = name
+            for suffix in ("-primary", "-baseline"):
+                base = base.removesuffix(suffix) if base.endswith(suffix) else base
             st = self.rollouts.get(base)
             if st is None:
                 return
@@ -400,6 +408,8 @@ class Checker:
                 obj = {}
             if name.endswith("-primary"):
                 self._primary(at, st, obj or None)
+            elif name.endswith("-baseline"):
+                st.baseline = obj or None
             else:
                 st.target = obj or None
             self._check_pods(at, st)
@@ -427,6 +437,7 @@ class Checker:
             self._violate(st, "route-schema", at, "; ".join(errors))
         canary = 0
         primary = 0
+        baseline = 0
         for route in spec.get("http") or []:
             dests = route.get("route") or []
             weights = [int(d.get("weight", 100 if len(dests) == 1 else 0)) for d in dests]
@@ -438,10 +449,23 @@ class Checker:
                     canary += w
                 elif host.startswith(f"{name}-primary"):
                     primary += w
+                elif host.startswith(f"{name}-baseline"):
+                    baseline += w
         if st is None:
             return
+        if baseline > min(canary, 100 - canary):
+            self._violate(
+                st,
+                "baseline-weight",
+                at,
+                f"baseline at {baseline}% beside the canary at {canary}% "
+                f"(at most {min(canary, 100 - canary)}%)",
+            )
+        else:
+            self._clear(st, "baseline-weight")
         before = st.canary_weight
         st.canary_weight, st.primary_weight, st.vs_seen = canary, primary, True
+        st.baseline_weight = baseline
         if canary > 0 and before == 0:
             st.traffic_since = at
             st.judged_at = None
@@ -533,6 +557,16 @@ class Checker:
             self._violate(st, "route-no-pods-primary", at, f"primary at {st.primary_weight}%")
         else:
             self._clear(st, "route-no-pods-primary")
+        if st.baseline_weight > 0 and _ready(st.baseline) == 0:
+            self._violate(
+                st,
+                "route-no-pods-baseline",
+                at,
+                f"baseline at {st.baseline_weight}% with 0 ready pods "
+                f"({'no Deployment' if st.baseline is None else _counts(st.baseline)})",
+            )
+        else:
+            self._clear(st, "route-no-pods-baseline")
 
     def _downtime(self, start: float, end: float) -> float:
         total = 0.0
@@ -615,6 +649,15 @@ class Checker:
             if st.canary_weight != 0:
                 self._violate(
                     st, "stuck", ended, f"ended {phase} with canary at {st.canary_weight}%"
+                )
+            if st.baseline is not None or st.baseline_weight != 0:
+                self._violate(
+                    st,
+                    "baseline-left",
+                    ended,
+                    f"ended {phase} with the baseline "
+                    f"{'Deployment still there' if st.baseline is not None else 'gone'} and "
+                    f"{st.baseline_weight}% routed to it",
                 )
             hits = ending_posts(release.revision, slack_posts)
             release.notices = len(hits)

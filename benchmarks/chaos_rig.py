@@ -352,11 +352,13 @@ class Rig:
         webhooks: list[dict[str, Any]] | None = None,
         hostile: bool = False,
         analysis: dict[str, Any] | None = None,
+        baseline: bool = False,
     ) -> App:
-        """Create the target Deployment and its Rollout; returns once it is Initialized."""
+        """Create the target Deployment and its Rollout (with ``spec.baseline`` when
+        ``baseline``: a three-way split and a ``<name>-baseline`` Deployment to check)."""
         app = App(name, timing, hostile=hostile, webhooks=list(webhooks or []))
         self.apps[name] = app
-        for dep in (name, f"{name}-primary"):
+        for dep in (name, f"{name}-primary", f"{name}-baseline"):
             self.emu.pods.set_behaviour(NS, dep, "ready", ready_after_seconds=1.0)
         self.checker.watch_rollout(
             name, interval=timing.interval, weights=list(timing.weights), hostile=hostile
@@ -384,6 +386,8 @@ class Rig:
         }
         if webhooks:
             spec["webhooks"] = webhooks
+        if baseline:
+            spec["baseline"] = {}
         self.api.create(
             f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts",
             {

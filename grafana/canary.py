@@ -2,7 +2,9 @@
 
 Variables: ``namespace`` and ``rollout`` (from ``canaryd_rollout_info``) and the hidden
 ``target`` (the canary Deployment, from the same info series). Istio's
-``destination_workload`` is ``$target`` for the canary and ``$target-primary`` for stable.
+``destination_workload`` is ``$target`` for the canary, ``$target-primary`` for stable and
+``$target-baseline`` for the baseline arm (``spec.baseline``: the stable version deployed fresh
+beside the canary); a Rollout without a baseline simply has no baseline series.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from .panels import (
 UID = "canaryd-canary"
 SEL = 'namespace="$namespace", rollout="$rollout"'
 ISTIO = 'reporter="destination", destination_workload_namespace="$namespace"'
-ARMS = (("canary", "$target"), ("stable", "$target-primary"))
+ARMS = (("canary", "$target"), ("stable", "$target-primary"), ("baseline", "$target-baseline"))
+"""The arms, in the order of their query refs (the baseline last: refs of canary and stable
+stay A/B, and A-F in the latency panel)."""
 QUANTILES = (0.5, 0.9, 0.99)
 
 OUTCOME_CODES = {
@@ -67,13 +71,30 @@ def outcome_code() -> str:
 
 
 def build() -> dash.Dashboard:
-    request_rate = timeseries("Request rate: canary vs stable", unit="reqps").min(0)
-    errors = timeseries("5xx error rate: canary vs stable", unit="percentunit").min(0)
-    for ref, (arm, workload) in zip("AB", ARMS, strict=True):
+    baseline_note = (
+        " With spec.baseline the baseline arm (the stable version, fresh pods, the canary's "
+        "size and weight) is drawn too."
+    )
+    request_rate = timeseries(
+        "Request rate: canary vs stable",
+        unit="reqps",
+        description="Requests per second per arm." + baseline_note,
+    ).min(0)
+    errors = timeseries(
+        "5xx error rate: canary vs stable",
+        unit="percentunit",
+        description="Share of 5xx answers per arm." + baseline_note,
+    ).min(0)
+    for ref, (arm, workload) in zip("ABC", ARMS, strict=True):
         request_rate = request_rate.with_target(query(requests(workload), arm, ref))
         errors = errors.with_target(query(error_ratio(workload), arm, ref))
-    lat = timeseries("Latency p50 / p90 / p99: canary vs stable", unit="ms", width=24).min(0)
-    refs = iter("ABCDEF")
+    lat = timeseries(
+        "Latency p50 / p90 / p99: canary vs stable",
+        unit="ms",
+        width=24,
+        description="Quantiles from Istio's histogram buckets, per arm." + baseline_note,
+    ).min(0)
+    refs = iter("ABCDEFGHI")
     for arm, workload in ARMS:
         for q in QUANTILES:
             lat = lat.with_target(

@@ -12,10 +12,12 @@ Gateway API defines them (proportions, default 1), backendRef names read as host
 
 Assumptions (canaryd's host-level split, as Flagger): the VirtualService ``<service>`` routes to
 hosts ``<service>-primary`` and ``<service>-canary`` (short or fully qualified names), Services
-that select Deployments ``<target>-primary`` and ``<target>``. Any other host maps to the
-workload of the same short name. Before canaryd has bootstrapped (no VirtualService yet) all
-traffic goes to ``<target>``. A workload without ready pods serves nothing: its share of the
-traffic is dropped (counted, not reported by the destination sidecar, as with Envoy's 503 UH).
+that select Deployments ``<target>-primary`` and ``<target>``; with a baseline arm
+(``spec.baseline``) a third host ``<service>-baseline`` selects ``<target>-baseline``, and the
+three-way split is served as routed. Any other host maps to the workload of the same short
+name. Before canaryd has bootstrapped (no VirtualService yet) all traffic goes to ``<target>``.
+A workload without ready pods serves nothing: its share of the traffic is dropped (counted, not
+reported by the destination sidecar, as with Envoy's 503 UH).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class MeshApp:
             return f"{self.target}-primary", short
         if short == (self.canary_host or f"{self.service_name}-canary").split(".", 1)[0]:
             return self.target, short
+        if short == f"{self.service_name}-baseline":
+            return f"{self.target}-baseline", short
         return short, short
 
 
@@ -231,6 +235,7 @@ class StaticRoutes:
     ``set_replicas(ns, workload, 0)`` takes its pods away."""
 
     _weights: dict[tuple[str, str], int] = field(default_factory=dict)
+    _baseline: dict[tuple[str, str], int] = field(default_factory=dict)
     _images: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _replicas: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -239,7 +244,29 @@ class StaticRoutes:
         if not 0 <= canary_weight <= 100:
             raise ValueError(f"canary_weight must be in [0, 100], got {canary_weight}")
         with self._lock:
+            baseline = self._baseline.get((app.namespace, app.target), 0)
+            if canary_weight + baseline > 100:
+                raise ValueError(
+                    f"canary_weight {canary_weight} + baseline weight {baseline} exceed 100"
+                )
             self._weights[(app.namespace, app.target)] = canary_weight
+
+    def set_baseline_weight(self, app: MeshApp, baseline_weight: int | None) -> None:
+        """Route ``baseline_weight`` % to ``<target>-baseline`` (a three-way split: primary
+        gets what canary and baseline leave); None removes the baseline arm. Its image
+        defaults to the primary's (the stable version, fresh pods)."""
+        with self._lock:
+            key = (app.namespace, app.target)
+            if baseline_weight is None:
+                self._baseline.pop(key, None)
+                return
+            canary = self._weights.get(key, 0)
+            if not 0 <= baseline_weight <= 100 - canary:
+                raise ValueError(
+                    f"baseline_weight must be in [0, {100 - canary}] beside canary {canary}, "
+                    f"got {baseline_weight}"
+                )
+            self._baseline[key] = baseline_weight
 
     def set_image(self, namespace: str, workload: str, image: str | None) -> None:
         with self._lock:
@@ -255,12 +282,20 @@ class StaticRoutes:
     def destinations(self, app: MeshApp) -> list[Route]:
         with self._lock:
             w = self._weights.get((app.namespace, app.target), 0)
-            routes = []
-            for workload, service, weight in (
-                (f"{app.target}-primary", f"{app.service_name}-primary", 100 - w),
+            b = self._baseline.get((app.namespace, app.target))
+            arms = [
+                (f"{app.target}-primary", f"{app.service_name}-primary", 100 - w - (b or 0)),
                 (app.target, f"{app.service_name}-canary", w),
-            ):
-                image = self._images.get((app.namespace, workload), f"{workload}:latest")
+            ]
+            if b is not None:
+                arms.append((f"{app.target}-baseline", f"{app.service_name}-baseline", b))
+            routes = []
+            primary_image = self._images.get(
+                (app.namespace, f"{app.target}-primary"), f"{app.target}-primary:latest"
+            )
+            for workload, service, weight in arms:
+                default = primary_image if workload.endswith("-baseline") else f"{workload}:latest"
+                image = self._images.get((app.namespace, workload), default)
                 ready = self._replicas.get((app.namespace, workload), 1)
                 routes.append(
                     Route(workload, service, weight, image if ready > 0 else None, ready=ready)

@@ -20,13 +20,14 @@ v3 schema:
 
 Cross-field rules of the model validators are added where OpenAPI can state them without types
 (``oneOf``/``anyOf`` of ``required``): exactly one traffic mode, ``templateRef`` for template
-metrics, exactly one Slack credential. Rules OpenAPI cannot state (strictly increasing
-``stepWeights``, a valid IPv6 literal in a URL) are enforced by the model; the controller reports
-them as condition ``Ready=False`` with reason ``InvalidSpec``. Some are also given to real API
-servers: as CEL rules (``x-kubernetes-validations``): ``startWeight <= maxWeight``, ``interval``
-between 100ms and 24h, ``thresholdRange`` ``min <= max``, ``primaryHost != canaryHost``; and as
-``x-kubernetes-list-type: map`` keyed by ``name`` (no two metrics, webhooks or alerts of one
-name). The API emulator evaluates neither, so there the model is what refuses them.
+metrics, exactly one Slack credential, ``service`` for ``baseline``. Rules OpenAPI cannot
+state (strictly increasing ``stepWeights``, a valid IPv6 literal in a URL) are enforced by the
+model; the controller reports them as condition ``Ready=False`` with reason ``InvalidSpec``.
+Some are also given to real API servers: as CEL rules (``x-kubernetes-validations``):
+``startWeight <= maxWeight``, ``interval`` between 100ms and 24h, ``thresholdRange``
+``min <= max``, ``primaryHost != canaryHost``; and as ``x-kubernetes-list-type: map`` keyed by
+``name`` (no two metrics, webhooks or alerts of one name). The API emulator evaluates neither,
+so there the model is what refuses them.
 
 Patterns are read by kube-apiserver with Go's RE2, where ``$`` is the end of the text; Python's
 ``$`` also matches before a final newline. :data:`SchemaValidator` (used by ``canaryd lint`` and
@@ -73,6 +74,8 @@ _CROSS_FIELD: dict[str, dict[str, Any]] = {
             {"required": ["virtualServiceRef"]},
             {"required": ["httpRouteRef"]},
         ],
+        # spec.baseline needs spec.service (canaryd routes to the baseline Service it owns).
+        "anyOf": [{"not": {"required": ["baseline"]}}, {"required": ["service"]}],
     },
     MetricSpec.__name__: {
         "anyOf": [

@@ -666,6 +666,17 @@ class AlertSpec(Model):
     severity: Severity = Severity.INFO
 
 
+class BaselineSpec(Model):
+    """The baseline arm (Spinnaker/Kayenta's practice): present means on.
+
+    canaryd creates ``<target>-baseline`` from the primary's (stable) pod template, fresh pods
+    at the canary's replica count, labelled ``app: <target>-baseline``; routes it the canary's
+    weight (a three-way split primary / baseline / canary summing to 100; above 50% canary the
+    baseline gets what the canary leaves, ``min(w, 100 - w)``); and removes it on promotion,
+    rollback and deletion. Its metrics are read with the canary's and the primary's in the same
+    batched queries. Needs ``spec.service`` (canaryd owns the Services it routes to)."""
+
+
 class RolloutSpec(Model):
     target_ref: TargetRef
     service: ServiceSpec | None = None
@@ -682,6 +693,11 @@ class RolloutSpec(Model):
     webhooks: list[WebhookSpec] = Field(default_factory=list, max_length=32)
     alerts: list[AlertSpec] = Field(default_factory=list, max_length=16)
     paused: bool = False
+    baseline: BaselineSpec | None = Field(
+        default=None,
+        description="Baseline arm: <target>-baseline, the stable version deployed fresh beside "
+        "the canary at its size and weight (present means on; needs spec.service).",
+    )
 
     @model_validator(mode="after")
     def _one_traffic_mode(self) -> RolloutSpec:
@@ -703,6 +719,14 @@ class RolloutSpec(Model):
                 )
         elif self.service is not None and self.service.parent_refs:
             raise ValueError("spec.service.parentRefs needs spec.router gateway-api")
+        if self.baseline is not None and self.service is None:
+            # A baseline needs a Service selecting its pods; canaryd creates Services only in
+            # the host-level / generated mode (a user's VirtualService or HTTPRoute names the
+            # user's own Services, and there is no third host to route to).
+            raise ValueError(
+                "spec.baseline needs spec.service (with spec.virtualServiceRef or "
+                "spec.httpRouteRef there is no baseline Service to route to)"
+            )
         _unique([w.name for w in self.webhooks], "webhook names")
         _unique([a.name for a in self.alerts], "alert names")
         return self

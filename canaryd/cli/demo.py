@@ -76,13 +76,23 @@ RELEASES = {
         expected=ROLLED_BACK,
         description="same errors, but 2x slower (median and tail)",
     ),
+    "noisy": Release(
+        name="noisy",
+        image=res.GOOD_IMAGE,
+        expected=PROMOTED,
+        description="as good as the stable version, on a noisy mesh, judged with a baseline "
+        "arm (podinfo-baseline: the stable version, fresh pods, the canary's size and weight)",
+    ),
 }
 SCENARIOS = {
     "good": ("good",),
     "bad": ("bad",),
     "both": ("good", "bad"),
     "latency": ("latency",),
+    "baseline": ("noisy",),
 }
+BASELINE_SCENARIOS = frozenset({"baseline"})
+"""Scenarios whose Rollout has ``spec.baseline`` (and whose mesh is noisy)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +101,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=sorted(SCENARIOS),
         default="both",
         help="which releases to ship: good (promoted), bad (4x errors, rolled back), both "
-        "(default), latency (2x slower, rolled back)",
+        "(default), latency (2x slower, rolled back), baseline (a good release on a noisy "
+        "mesh, with a baseline arm beside the canary; promoted)",
     )
     parser.add_argument(
         "--fast",
@@ -226,6 +237,7 @@ def run(
         user_webhook=args.slack_webhook,
         stuck=stuck,
         router=args.router,
+        baseline=args.scenario in BASELINE_SCENARIOS,
     )
     show_slack = _slack_printer(env.slack, view, style)
     route_kind = "HTTPRoute" if args.router == "gateway-api" else "VirtualService"
@@ -294,6 +306,8 @@ def ship(
     )
     revision = env.set_image(release.image)
     served_before = env.served()
+    baseline_workload = f"{env.name}-baseline"
+    baseline_before = env.served(baseline_workload)
     started = time.monotonic()
     deadline = started + timings.release_timeout
     last_phase = ""
@@ -342,6 +356,8 @@ def ship(
         scrapes=env.sim.scrapes(env.namespace, env.name),
         base=served_before,
         interval_seconds=timings.interval_seconds,
+        baseline_scrapes=env.sim.scrapes(env.namespace, baseline_workload),
+        baseline_base=baseline_before,
     )
     colour = "green" if result.ok else "red"
     view.log(

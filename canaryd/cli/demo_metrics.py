@@ -174,9 +174,20 @@ class SimulatorCountsProvider:
         stable = self._arm(start, samples, query.namespace, query.primary_workload, errors_re)
         if canary is None or stable is None or (canary.requests == 0 and stable.requests == 0):
             return MetricReading(metric=name, no_data=True)
+        baseline = None
+        if query.baseline_workload is not None:
+            # As the Prometheus provider: a baseline without series counts zero.
+            baseline = self._arm(
+                start, samples, query.namespace, query.baseline_workload, errors_re
+            ) or ArmCounts(
+                requests=0,
+                latency_buckets=dict.fromkeys(stable.latency_buckets or {}, 0.0),
+            )
         return MetricReading(
             metric=name,
-            record=IntervalRecord(weight=query.weight, canary=canary, stable=stable),
+            record=IntervalRecord(
+                weight=query.weight, canary=canary, stable=stable, baseline=baseline
+            ),
         )
 
     def _arm(

@@ -99,11 +99,13 @@ def rollout(
     progress_deadline_seconds: int = 60,
     ns: str = NAMESPACE,
     router: str = "istio",
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """The Rollout: host-level split (a VirtualService, or with ``router`` gateway-api an
     HTTPRoute), short schedule, the built-in analysis (error rate and latency, judged by the
-    sequential test), one alert per provider."""
-    return {
+    sequential test), one alert per provider; with ``baseline``, a baseline arm
+    (``spec.baseline``: ``podinfo-baseline`` beside the canary)."""
+    body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Rollout",
         "metadata": {"name": APP, "namespace": ns},
@@ -124,6 +126,9 @@ def rollout(
             ],
         },
     }
+    if baseline:
+        body["spec"]["baseline"] = {}
+    return body
 
 
 # ---- the demo's schedule (shared by demo.py and demo_stack.py) ----------------------------

@@ -41,13 +41,19 @@ from canaryd.controller.runtime import ControllerConfig
 from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from kubeemu import Emulator
-from meshsim import KubeRoutes, MeshApp, MeshSimulator, VersionProfile
+from meshsim import KubeRoutes, MeshApp, MeshSimulator, TrafficShape, VersionProfile
 from meshsim.prometheus import PrometheusError, PrometheusServer, prometheus_available
 
 STABLE_ERROR_RATE = 0.02
 """2% of requests fail on every version: a realistic baseline the judge must see through."""
 BAD_ERROR_FACTOR = 4.0
 SLOW_LATENCY_FACTOR = 2.0
+NOISE_CV = 0.3
+"""The baseline scenario's per-arm noise: each workload's error rate is multiplied by a
+gamma-distributed factor of this coefficient of variation (the judge issue's sigma 0.3)..."""
+NOISE_BLOCK_SECONDS = 10.0
+"""... drawn afresh every this many seconds, independently per workload (canary, primary and
+baseline each have their own): the mesh's own noise, which only an A/A split can measure."""
 LATENCY_MEDIAN_MS = 40.0
 
 
@@ -149,9 +155,10 @@ class DemoEnv:
             return template_hash(updated["spec"]["template"])
         raise RuntimeError(f"could not update Deployment {self.namespace}/{self.name}")
 
-    def served(self) -> ServedCounts:
-        """Requests and 5xx errors the canary workload served so far (simulator's truth)."""
-        requests, errors = self.sim.metrics.totals(self.namespace, self.name)
+    def served(self, workload: str | None = None) -> ServedCounts:
+        """Requests and 5xx errors the canary workload (or ``workload``) served so far
+        (simulator's truth)."""
+        requests, errors = self.sim.metrics.totals(self.namespace, workload or self.name)
         return ServedCounts(requests=float(requests), errors=float(errors))
 
     def settle_slack(self, show: Callable[[], None], *, timeout: float = 3.0) -> None:
@@ -265,8 +272,11 @@ def start(
     user_webhook: str | None,
     stuck: list[str],
     router: str = "istio",
+    baseline: bool = False,
 ) -> DemoEnv:
-    """Start every piece (each stopped by ``stack``) and create the demo's objects."""
+    """Start every piece (each stopped by ``stack``) and create the demo's objects. With
+    ``baseline`` the Rollout has a baseline arm and the mesh is noisy (per-arm error-rate noise
+    of :data:`NOISE_CV` in blocks of :data:`NOISE_BLOCK_SECONDS`): the baseline's scenario."""
     # The controller logs warnings (e.g. a retried tick) to stderr; the demo's own output is
     # the story, so keep the library quiet unless something is really wrong.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -315,6 +325,11 @@ def start(
     )
     sim_client = emu.api_client()
     stack.callback(sim_client.close)
+    if baseline:
+        view.log(
+            f"    noisy mesh: each arm's error rate varies by {NOISE_CV:.0%} (coefficient of "
+            f"variation) in {NOISE_BLOCK_SECONDS:g}s blocks, independently per workload"
+        )
     sim = MeshSimulator(
         apps=[MeshApp(res.NAMESPACE, res.APP, router=router)],
         routes=KubeRoutes(sim_client),
@@ -323,6 +338,9 @@ def start(
         rps=rps,
         seed=seed,
         refresh_s=min(0.5, timings.interval_seconds / 4),
+        shape=TrafficShape(overdispersion=NOISE_CV, overdispersion_period_s=NOISE_BLOCK_SECONDS)
+        if baseline
+        else None,
     )
     sim.start()
     stack.callback(sim.stop)
@@ -365,6 +383,12 @@ def start(
         f"==> Rollout {res.NAMESPACE}/{res.APP}: interval {timings.interval}, steps "
         f"{list(timings.step_weights)} %, {timings.intervals_per_step} intervals per step, "
         "judge: sequential (alpha 0.01, tolerated degradation 25%)"
+        + (
+            "; baseline arm: podinfo-baseline (the stable version, fresh pods) at the "
+            "canary's weight"
+            if baseline
+            else ""
+        )
     )
     _create(
         api,
@@ -374,6 +398,7 @@ def start(
             intervals_per_step=timings.intervals_per_step,
             providers=providers,
             router=router,
+            baseline=baseline,
         ),
     )
     env = DemoEnv(

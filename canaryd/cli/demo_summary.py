@@ -57,6 +57,13 @@ class ReleaseResult:
     served_judged: ServedCounts | None = None
     """What the canary served in the judged intervals: from the release's start to the scrape
     the last judged interval ended on (simulator truth; None without scrapes)."""
+    judged_baseline: ServedCounts | None = None
+    """Baseline requests and errors the judge saw (error-rate metric, summed over its
+    intervals); None without a baseline arm (``spec.baseline``)."""
+    served_baseline_judged: ServedCounts | None = None
+    """What the baseline served in the judged intervals (as :attr:`served_judged`)."""
+    error_rates: dict[str, float] = field(default_factory=dict)
+    """Error rate per arm over the judged intervals (canary, stable, baseline when present)."""
 
     @property
     def ok(self) -> bool:
@@ -71,6 +78,13 @@ class ReleaseResult:
             self.served_judged.requests,
             self.served_judged.errors,
         )
+
+    @property
+    def baseline_counts_match(self) -> bool | None:
+        """Judged baseline counts equal the served ones (None: no baseline arm)."""
+        if self.judged_baseline is None or self.served_baseline_judged is None:
+            return None
+        return self.judged_baseline == self.served_baseline_judged
 
     @property
     def excess_errors(self) -> float | None:
@@ -103,13 +117,32 @@ def _evidence_dict(ev: MetricEvidence) -> dict[str, Any]:
 
 def judged_canary(rollout: Rollout, metric: str = "error-rate") -> ServedCounts:
     """Canary requests and errors summed over the judged intervals of ``metric``."""
+    return judged_arm(rollout, "canary", metric) or ServedCounts()
+
+
+def judged_arm(rollout: Rollout, arm: str, metric: str = "error-rate") -> ServedCounts | None:
+    """Requests and errors of ``arm`` (canary, stable or baseline) summed over the judged
+    intervals of ``metric``; None when the metric (or, for the baseline, the arm) is absent."""
     for evidence in rollout.status.analysis.metrics:
-        if evidence.name == metric:
-            return ServedCounts(
-                requests=float(sum(h.canary.requests for h in evidence.history)),
-                errors=float(sum(h.canary.errors for h in evidence.history)),
-            )
-    return ServedCounts()
+        if evidence.name != metric:
+            continue
+        counts = [getattr(h, arm) for h in evidence.history]
+        if any(c is None for c in counts) or (arm == "baseline" and not counts):
+            return None
+        return ServedCounts(
+            requests=float(sum(c.requests for c in counts)),
+            errors=float(sum(c.errors for c in counts)),
+        )
+    return None
+
+
+def _error_rates(rollout: Rollout) -> dict[str, float]:
+    rates = {}
+    for arm in ("canary", "baseline", "stable"):
+        counts = judged_arm(rollout, arm)
+        if counts is not None and counts.requests > 0:
+            rates[arm] = counts.errors / counts.requests
+    return rates
 
 
 def served_in_judged_intervals(
@@ -159,10 +192,12 @@ def release_result(
     base: ServedCounts | None = None,
     interval_seconds: float = 0.0,
     settle_seconds: float = SETTLE_SECONDS,
+    baseline_scrapes: Sequence[tuple[float, int, int]] = (),
+    baseline_base: ServedCounts | None = None,
 ) -> ReleaseResult:
     """Summarise one release from the Rollout's final status; with the simulator's
     ``scrapes`` of the canary and its counts ``base`` at the release's start, also what was
-    served in the judged intervals."""
+    served in the judged intervals (and the same for the baseline arm, when it has one)."""
     if rollout is None:
         return ReleaseResult(
             name=release.name,
@@ -193,6 +228,22 @@ def release_result(
         if base is not None and last is not None and scrapes
         else None
     )
+    judged_baseline = judged_arm(rollout, "baseline")
+    served_baseline = (
+        served_in_judged_intervals(
+            baseline_scrapes,
+            base=baseline_base,
+            last_analysis=last.timestamp(),
+            interval_seconds=interval_seconds,
+            judged=judged_baseline,
+            settle_seconds=settle_seconds,
+        )
+        if judged_baseline is not None
+        and baseline_base is not None
+        and last is not None
+        and baseline_scrapes
+        else None
+    )
     return ReleaseResult(
         name=release.name,
         image=release.image,
@@ -207,6 +258,9 @@ def release_result(
         evidence=[_evidence_dict(m) for m in metrics],
         judged_canary_errors=judged.errors,
         served_judged=served_judged,
+        judged_baseline=judged_baseline,
+        served_baseline_judged=served_baseline,
+        error_rates=_error_rates(rollout),
     )
 
 
@@ -233,6 +287,7 @@ class DemoSummary:
             raw["ok"] = result.ok
             raw["excess_errors"] = result.excess_errors
             raw["counts_match"] = result.counts_match
+            raw["baseline_counts_match"] = result.baseline_counts_match
         return data
 
 
@@ -267,6 +322,22 @@ def summary_lines(summary: DemoSummary) -> list[str]:
                     f"       {judged} != served in the judged intervals "
                     f"({r.served_judged.requests:,.0f}, {r.served_judged.errors:,.0f})"
                 )
+        if r.judged_baseline is not None:
+            b = r.judged_baseline
+            judged = f"baseline judged {b.requests:,.0f} requests, {b.errors:,.0f} errors"
+            if r.baseline_counts_match:
+                lines.append(f"       {judged} = every one served in the judged intervals")
+            elif r.served_baseline_judged is not None:
+                s = r.served_baseline_judged
+                lines.append(
+                    f"       {judged} != served in the judged intervals "
+                    f"({s.requests:,.0f}, {s.errors:,.0f})"
+                )
+            else:
+                lines.append(f"       {judged}")
+        if "baseline" in r.error_rates:
+            rates = ", ".join(f"{arm} {rate:.2%}" for arm, rate in r.error_rates.items())
+            lines.append(f"       error rates in the judged intervals: {rates}")
         for ev in r.evidence:
             reason = str(ev.get("reason", "")).removeprefix(f"{ev['name']}: ")
             lines.append(f"       {ev['name']} {ev.get('outcome', '')}: {reason}".rstrip(": "))

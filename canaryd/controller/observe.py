@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from canaryd.adapters.kube import primary_name
-from canaryd.api.models import MetricKind, MetricTemplateSpec, Rollout
+from canaryd.adapters.kube import baseline_name, primary_name
+from canaryd.api.models import MetricKind, MetricTemplateSpec, Phase, Rollout
 from canaryd.controller.gates import call_gates
 from canaryd.controller.manual import action_annotation
 from canaryd.core.ports import (
@@ -88,6 +88,9 @@ def metric_queries(
                 at=now,
                 reporter=rollout.spec.analysis.reporter,
                 weight=rollout.status.canary_weight,
+                baseline_workload=(
+                    baseline_name(target) if rollout.spec.baseline is not None else None
+                ),
             )
         )
     return queries, failed
@@ -138,6 +141,13 @@ def observe(
     deleting = meta.deletion_timestamp
     target = workloads.state(ns, target_name)
     primary = workloads.state(ns, primary_name(target_name))
+    # The baseline is read only when the spec has one, or when a baseline is left to remove
+    # (the spec dropped it, or the Rollout ended): the status's phase says when one may exist.
+    baseline = (
+        workloads.state(ns, baseline_name(target_name))
+        if rollout.spec.baseline is not None or _may_have_baseline(rollout)
+        else None
+    )
     traffic: TrafficState | None = None
     traffic_error: str | None = None
     try:
@@ -161,4 +171,17 @@ def observe(
         delivered=delivered,
         has_finalizer=FINALIZER in meta.finalizers,
         deleting_since=deleting,
+        baseline=baseline,
+    )
+
+
+def _may_have_baseline(rollout: Rollout) -> bool:
+    """A Rollout without ``spec.baseline`` may still have one left when the spec dropped it
+    while a rollout was under way (it is removed in that tick; an ended or idle Rollout has
+    none, so no read is spent on it)."""
+    return rollout.status.phase in (
+        Phase.PROGRESSING,
+        Phase.WAITING,
+        Phase.PROMOTING,
+        Phase.FINALISING,
     )

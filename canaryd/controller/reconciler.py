@@ -58,10 +58,12 @@ from canaryd.core.types import (
     AddFinalizer,
     Decision,
     Effect,
+    EnsureBaseline,
     EnsurePrimary,
     EnsureRouting,
     FinalizeRouting,
     PromotePrimary,
+    RemoveBaseline,
     RemoveFinalizer,
     RevertPrimary,
     ScaleTarget,
@@ -415,9 +417,17 @@ class Reconciler:
                     raise AssertionError(f"{effect!r} decided without a valid spec")
                 ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
                 if isinstance(effect, EnsureRouting):
-                    p.router.reconcile(rollout, canary_weight=effect.canary_weight)
+                    p.router.reconcile(
+                        rollout,
+                        canary_weight=effect.canary_weight,
+                        baseline_weight=effect.baseline_weight,
+                    )
                 elif isinstance(effect, SetWeight):
-                    p.router.set_weights(rollout, canary_weight=effect.canary_weight)
+                    p.router.set_weights(
+                        rollout,
+                        canary_weight=effect.canary_weight,
+                        baseline_weight=effect.baseline_weight,
+                    )
                 elif isinstance(effect, FinalizeRouting):
                     p.router.finalize(rollout)
                 elif isinstance(effect, EnsurePrimary):
@@ -428,6 +438,12 @@ class Reconciler:
                     p.workloads.revert_primary(rollout, revision=effect.revision)
                 elif isinstance(effect, ScaleTarget):
                     p.workloads.scale(ns, target, effect.replicas)
+                elif isinstance(effect, EnsureBaseline):
+                    p.workloads.ensure_baseline(
+                        rollout, revision=effect.revision, replicas=effect.replicas
+                    )
+                elif isinstance(effect, RemoveBaseline):
+                    p.workloads.remove_baseline(rollout)
             except (PermanentError, TemporaryError) as exc:
                 raise _EffectFailedError(exc, raw) from exc
         return raw

@@ -62,14 +62,20 @@ class RouterByKind:
             )
         return router
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.of(rollout).reconcile(rollout, canary_weight=canary_weight)
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
+        self.of(rollout).reconcile(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.of(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.of(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        self.of(rollout).set_weights(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.of(rollout).finalize(rollout)

@@ -36,7 +36,15 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from canaryd.adapters.cache import Cache, Kind, Store
-from canaryd.adapters.kube import GoneError, KubeApi, NotFoundError, Resources, paths, primary_name
+from canaryd.adapters.kube import (
+    GoneError,
+    KubeApi,
+    NotFoundError,
+    Resources,
+    baseline_name,
+    paths,
+    primary_name,
+)
 from canaryd.adapters.transport import JSON
 from canaryd.api.models import ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
@@ -287,6 +295,9 @@ class RolloutTracker:
         deployments = (
             {(key[0], str(target)), (key[0], primary_name(str(target)))} if target else set()
         )
+        if target and (obj.get("spec") or {}).get("baseline") is not None:
+            # spec.baseline: the baseline becoming ready starts the first step (issue 12).
+            deployments.add((key[0], baseline_name(str(target))))
         with self._lock:
             changed = self._fingerprints.get(key) != fingerprint
             self._fingerprints[key] = fingerprint

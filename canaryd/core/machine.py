@@ -67,6 +67,7 @@ from canaryd.core.types import (
     AddFinalizer,
     Decision,
     Effect,
+    EnsureBaseline,
     EnsurePrimary,
     EnsureRouting,
     FinalizeRouting,
@@ -80,10 +81,12 @@ from canaryd.core.types import (
     Plan,
     PromotePrimary,
     RecordEvent,
+    RemoveBaseline,
     RemoveFinalizer,
     RevertPrimary,
     ScaleTarget,
     SetWeight,
+    baseline_share,
 )
 
 CondStatus = Literal["True", "False", "Unknown"]
@@ -323,11 +326,32 @@ class _Tick:
         )
 
     def route(self, weight: int) -> None:
-        """Set the canary weight (status and routing) unless both already say so."""
-        observed = self.obs.traffic.canary_weight if self.obs.traffic is not None else None
-        if observed != weight or self.status.canary_weight != weight:
-            self.act(SetWeight(weight))
+        """Set the canary weight (status and routing) unless both already say so; the
+        baseline's weight follows (:meth:`baseline_weight`)."""
+        baseline = self.baseline_weight(weight)
+        traffic = self.obs.traffic
+        observed = (traffic.canary_weight, traffic.baseline_weight) if traffic else None
+        if observed != (weight, baseline) or self.status.canary_weight != weight:
+            self.act(SetWeight(weight, baseline))
         self.set(canary_weight=weight)
+
+    def baseline_weight(self, canary_weight: int) -> int:
+        """The baseline's weight beside ``canary_weight`` (:func:`baseline_share`), or 0: no
+        ``spec.baseline``, no canary traffic, or a baseline that does not run the stable
+        revision or has no ready pods (the canary's rule: never route to an arm that cannot
+        serve). Derived from spec, status and observations alone, so a restarted controller
+        routes exactly what the crashed one would have."""
+        baseline = self.obs.baseline
+        if (
+            self.rollout.spec.baseline is None
+            or canary_weight <= 0
+            or baseline is None
+            or baseline.replicas <= 0
+            or baseline.ready_replicas <= 0
+            or baseline.template_hash != self.status.stable_revision
+        ):
+            return 0
+        return baseline_share(canary_weight)
 
     def decision(self) -> Decision:
         return Decision(
@@ -445,6 +469,7 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
         t.act(AddFinalizer())  # first: whatever canaryd changes from here is handed back
     if obs.target is None:
         _target_missing(t)
+        _baseline(t)
         return t.decision()
     if obs.traffic_error is not None:
         # Routing cannot be read or written: hold everything, say exactly what is wrong.
@@ -470,6 +495,7 @@ def decide(rollout: Rollout, obs: Observations, *, judge: Judge | None = None) -
         _finalising(t, manual)
     else:
         _idle(t, manual)
+    _baseline(t)
     return t.decision()
 
 
@@ -559,8 +585,10 @@ def _target_missing(t: _Tick) -> None:
 
 
 def _reassert_routing(t: _Tick, weight: int) -> None:
-    """Routing implied by the status: verify the objects, correct a drifted weight."""
-    t.act(EnsureRouting(weight))
+    """Routing implied by the status: verify the objects, correct a drifted weight (the
+    baseline's included: it follows the canary's and the baseline's readiness)."""
+    baseline = t.baseline_weight(weight)
+    t.act(EnsureRouting(weight, baseline))
     observed = t.obs.traffic
     if observed is not None and observed.canary_weight != weight:
         t.event(
@@ -569,8 +597,57 @@ def _reassert_routing(t: _Tick, weight: int) -> None:
             f"set to {weight}%",
             warning=True,
         )
-        t.act(SetWeight(weight))
+        t.act(SetWeight(weight, baseline))
+    elif observed is not None and observed.baseline_weight != baseline:
+        # The baseline became ready (routed now) or lost its ready pods (withdrawn): its weight
+        # follows its readiness, the canary's is untouched.
+        name = t.obs.baseline.name if t.obs.baseline is not None else "baseline"
+        t.event(
+            "BaselineRouted" if baseline > 0 else "BaselineWithdrawn",
+            f"{name} weight {observed.baseline_weight}% -> {baseline}% (canary {weight}%)",
+            warning=baseline == 0,
+        )
+        t.act(SetWeight(weight, baseline))
     t.set(canary_weight=weight)
+
+
+def _baseline(t: _Tick) -> None:
+    """The baseline Deployment follows the tick's outcome (``spec.baseline``).
+
+    While an analysis runs (Progressing, Waiting) ``<target>-baseline`` exists with the stable
+    revision's template at the canary's size (the replicas the canary is scaled to this tick,
+    else the canary's own); during Promoting it is left as it is (it keeps its weight while the
+    primary takes the new revision); in every other phase, and without ``spec.baseline``, it is
+    removed, after its traffic left (an earlier ``SetWeight`` of this tick, or already 0)."""
+    spec = t.rollout.spec
+    observed = t.obs.baseline
+    phase = t.status.phase
+    if phase == Phase.PROMOTING and spec.baseline is not None:
+        return
+    if phase in ACTIVE and spec.baseline is not None:
+        scaled = [e.replicas for e in t.effects if isinstance(e, ScaleTarget)]
+        target = t.obs.target
+        if scaled and scaled[-1] > 0:
+            replicas = scaled[-1]
+        elif target is not None and target.replicas > 0:
+            replicas = target.replicas
+        else:
+            replicas = _canary_replicas(t)
+        stable = t.status.stable_revision
+        if observed is None or observed.replicas != replicas or observed.template_hash != stable:
+            t.act(EnsureBaseline(stable, replicas))
+        return
+    if observed is None:
+        return
+    set_weights = [e for e in t.effects if isinstance(e, SetWeight)]
+    routed = (
+        set_weights[-1].baseline_weight
+        if set_weights
+        else (t.obs.traffic.baseline_weight if t.obs.traffic is not None else 0)
+    )
+    if routed > 0:
+        t.act(SetWeight(t.status.canary_weight, 0))  # traffic leaves before pods do
+    t.act(RemoveBaseline())
 
 
 def _scale_down(t: _Tick) -> None:
@@ -805,6 +882,25 @@ def _await_canary(t: _Tick) -> None:
         else:
             t.set(message=f"waiting for {target.name} to be ready ({have} ready, {waited:.0f}s)")
         return
+    if spec.baseline is not None and not _baseline_ready(t):
+        baseline = t.obs.baseline
+        name = f"{target.name}-baseline"
+        have = f"{baseline.ready_replicas}/{baseline.replicas}" if baseline else "0/0"
+        why = (baseline.failure or baseline.waiting_for or "") if baseline else "not created yet"
+        if baseline is not None and baseline.template_hash != t.status.stable_revision:
+            why = f"template {baseline.template_hash} is not the stable {t.status.stable_revision}"
+        if waited > spec.progress_deadline_seconds:
+            _rollback(
+                t,
+                "BaselineNotReady",
+                f"{name} not ready after {waited:.0f}s (progressDeadlineSeconds "
+                f"{spec.progress_deadline_seconds}, {have} ready: {why}); the canary got no "
+                "traffic",
+                kind=NoticeKind.NOT_READY,
+            )
+        else:
+            t.set(message=f"waiting for {name} to be ready ({have} ready, {waited:.0f}s: {why})")
+        return
     closed = _closed_gates(t, WebhookType.PRE_ROLLOUT)
     if closed:
         _wait(t, "PreRolloutGate", f"pre-rollout webhook(s) not open: {closed}")
@@ -822,6 +918,16 @@ def _await_canary(t: _Tick) -> None:
         "Advanced",
         f"{target.name} ready ({target.ready_replicas} replicas) after {waited:.0f}s; "
         f"canary weight {weights[0]}% (step 1/{len(weights)})",
+    )
+
+
+def _baseline_ready(t: _Tick) -> bool:
+    """The baseline runs the stable revision and is ready (``kubectl rollout status``)."""
+    baseline = t.obs.baseline
+    return (
+        baseline is not None
+        and baseline.ready
+        and baseline.template_hash == t.status.stable_revision
     )
 
 
@@ -1276,6 +1382,8 @@ def finalize(rollout: Rollout, obs: Observations) -> Decision:
 
 def _finish(t: _Tick) -> None:
     t.act(FinalizeRouting())
+    if t.obs.baseline is not None or t.rollout.spec.baseline is not None:
+        t.act(RemoveBaseline())  # after routing was handed back: no traffic left to it
     t.act(RemoveFinalizer())
     t.event("Finalized", "routing handed back; the deletion completes")
     t.write_status = False
@@ -1337,6 +1445,8 @@ def reject(
     if had_traffic:
         t.act(SetWeight(0))
         t.act(ScaleTarget(0))
+        if rollout is not None and rollout.spec.baseline is not None:
+            t.act(RemoveBaseline())  # (idempotent: may be gone already)
         t.set(canary_weight=0)
         message = f"invalid spec with canary at {status.canary_weight}%: rolled back; {error}"
         t.set(phase=Phase.FAILED, phase_started_at=now, last_transition_time=now, message=message)

@@ -91,22 +91,37 @@ class Workloads(Protocol):
         """Set ``spec.replicas``. Idempotent."""
         ...
 
+    def ensure_baseline(self, rollout: Rollout, *, revision: str, replicas: int) -> None:
+        """Create ``<target>-baseline`` from the primary's template of ``revision`` (the stable
+        one: the primary's current template, or the one kept from before a promotion) with
+        ``replicas``, or bring an existing one to that template and size. PermanentError when
+        no template of ``revision`` is known. Idempotent (no write when already so)."""
+        ...
+
+    def remove_baseline(self, rollout: Rollout) -> None:
+        """Delete ``<target>-baseline``. Idempotent (nothing to do when it is gone)."""
+        ...
+
 
 class TrafficRouter(Protocol):
     """Moves traffic between primary and canary (Istio VirtualService today)."""
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Create or verify what routing needs (Services, VirtualService). Idempotent: routes
-        already present keep their weights unless missing; never touches unmanaged routes."""
+        already present keep their weights unless missing; never touches unmanaged routes.
+        With ``spec.baseline`` the baseline Service and destination are part of it."""
         ...
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         """Current split of the managed route(s); None when routing is not set up yet."""
         ...
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        """Route ``canary_weight`` % to the canary and the rest to primary. Idempotent; the
-        weights written always sum to 100 and validate against Istio's schema."""
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        """Route ``canary_weight`` % to the canary, ``baseline_weight`` % to the baseline (only
+        with ``spec.baseline``; 0 otherwise) and the rest to primary. Idempotent; the weights
+        written always sum to 100 and validate against the router's real schema."""
         ...
 
     def finalize(self, rollout: Rollout) -> None:

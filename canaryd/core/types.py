@@ -117,6 +117,9 @@ class MetricQuery:
     reporter: str = "destination"
     weight: int = 0
     """Canary weight in force during the window (recorded with the counts)."""
+    baseline_workload: str | None = None
+    """``destination_workload`` of the baseline arm (``<target>-baseline``) when the Rollout
+    has ``spec.baseline``: the reading's record then carries its counts too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +170,23 @@ class ManualAction:
 
 @dataclass(frozen=True, slots=True)
 class TrafficState:
-    """Weights currently routed (primary + canary == 100)."""
+    """Weights currently routed (primary + baseline + canary == 100)."""
 
     canary_weight: int
+    baseline_weight: int = 0
+    """Weight of the baseline arm (``spec.baseline``); 0 without one."""
 
     @property
     def primary_weight(self) -> int:
-        return 100 - self.canary_weight
+        return 100 - self.canary_weight - self.baseline_weight
+
+
+def baseline_share(canary_weight: int) -> int:
+    """The baseline's weight beside a canary at ``canary_weight``: the same weight (Kayenta's
+    advice: same size, same load), capped so the three arms sum to 100. Up to 50% the primary
+    keeps ``100 - 2w``; above, the baseline gets what the canary leaves (``100 - w``) and the
+    primary none: the canary's schedule is the user's and is never cut for the baseline."""
+    return min(canary_weight, 100 - canary_weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +215,8 @@ class Observations:
     """``metadata.finalizers`` holds :data:`FINALIZER`."""
     deleting_since: datetime | None = None
     """``metadata.deletionTimestamp``: the Rollout is being deleted (finalisation runs)."""
+    baseline: WorkloadState | None = None
+    """``<target>-baseline`` (``spec.baseline``); None when it does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +285,17 @@ class RemoveFinalizer:
 
 @dataclass(frozen=True, slots=True)
 class EnsureRouting:
-    """Create or verify Services and VirtualService, routing ``canary_weight`` to the canary."""
+    """Create or verify Services and VirtualService, routing ``canary_weight`` to the canary
+    (and ``baseline_weight`` to the baseline, with ``spec.baseline``)."""
 
     canary_weight: int
+    baseline_weight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SetWeight:
     canary_weight: int
+    baseline_weight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +327,20 @@ class ScaleTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class EnsureBaseline:
+    """Create ``<target>-baseline`` from the primary's template of revision ``revision`` (the
+    stable one) with ``replicas``, or bring an existing one to that template and size."""
+
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBaseline:
+    """Delete ``<target>-baseline`` (its traffic left in an earlier effect). Idempotent."""
+
+
+@dataclass(frozen=True, slots=True)
 class RecordEvent:
     """A Kubernetes Event on the Rollout."""
 
@@ -327,6 +359,8 @@ Effect = (
     | PromotePrimary
     | RevertPrimary
     | ScaleTarget
+    | EnsureBaseline
+    | RemoveBaseline
 )
 """What the runtime carries out, in order, before the status write."""
 

@@ -259,3 +259,64 @@ def test_endings_and_their_notices(checker: Checker, clock: Clock) -> None:
     checker.start_release(stuck)
     checker.finish_release(stuck, phase="Progressing", message="", ended=None, slack_posts=[])
     assert checker.violations[-1].rule == "stuck"
+
+
+# ---- the baseline arm (spec.baseline) --------------------------------------------------------
+
+
+def vs3(canary: int, baseline: int) -> Ev:
+    """A three-way split: primary / canary / baseline."""
+    route = {
+        "name": "primary",
+        "route": [
+            {"destination": {"host": "app-primary"}, "weight": 100 - canary - baseline},
+            {"destination": {"host": "app-canary"}, "weight": canary},
+            {"destination": {"host": "app-baseline"}, "weight": baseline},
+        ],
+    }
+    return Ev(
+        "MODIFIED",
+        ("networking.istio.io", "virtualservices"),
+        {"metadata": {"name": "app"}, "spec": {"hosts": ["app"], "http": [route]}},
+    )
+
+
+def test_a_healthy_three_way_split_breaks_nothing(checker: Checker, clock: Clock) -> None:
+    healthy(checker, clock)
+    feed(checker, clock, deployment("app-baseline", ready=2, revision="r1"))
+    events = (vs3(10, 10), rollout("Progressing", judged="t1"), vs3(60, 40))
+    assert feed(checker, clock, *events) == []
+
+
+def test_traffic_to_a_baseline_without_ready_pods(checker: Checker, clock: Clock) -> None:
+    healthy(checker, clock)
+    assert feed(checker, clock, vs3(10, 10)) == ["route-no-pods-baseline"]  # no Deployment
+    checker.violations.clear()
+    feed(checker, clock, vs3(10, 0), deployment("app-baseline", ready=0))
+    assert feed(checker, clock, vs3(10, 10)) == ["route-no-pods-baseline"]
+
+
+def test_a_baseline_weighted_beyond_the_canary(checker: Checker, clock: Clock) -> None:
+    healthy(checker, clock)
+    feed(checker, clock, deployment("app-baseline", ready=2, revision="r1"))
+    assert feed(checker, clock, vs3(10, 20)) == ["baseline-weight"]
+    checker.violations.clear()
+    assert feed(checker, clock, vs3(60, 40)) == []
+    assert feed(checker, clock, vs3(0, 5)) == ["baseline-weight"]
+
+
+def test_a_baseline_left_after_the_ending(checker: Checker, clock: Clock) -> None:
+    healthy(checker, clock)
+    feed(checker, clock, deployment("app-baseline", ready=2, revision="r1"), vs3(0, 0))
+    left = Release("app", "r2", "x:2", True, clock.now)
+    checker.start_release(left)
+    posts = [_post("r2", "Promoted", clock.now)]
+    checker.finish_release(left, phase="Succeeded", message="", ended=clock.now, slack_posts=posts)
+    assert [v.rule for v in checker.violations] == ["baseline-left"]
+    gone = Ev("DELETED", ("apps", "deployments"), {"metadata": {"name": "app-baseline"}})
+    feed(checker, clock, gone)
+    ok = Release("app", "r3", "x:3", True, clock.now)
+    checker.start_release(ok)
+    posts = [_post("r3", "Promoted", clock.now)]
+    checker.finish_release(ok, phase="Succeeded", message="", ended=clock.now, slack_posts=posts)
+    assert [v.rule for v in checker.violations] == ["baseline-left"]  # nothing new

@@ -293,9 +293,12 @@ VALID_ROLLOUTS = {
     "with-status": WITH_STATUS,
     "step-weight": rollout(schedule={"stepWeight": 10, "maxWeight": 60}),
     "weight-100": rollout(schedule={"stepWeights": [5, 100], "maxWeight": 100}),
+    "with-baseline": rollout(baseline={}),
 }
 
 INVALID_ROLLOUTS = {
+    # a baseline needs spec.service: there is no baseline host in a user's VirtualService
+    "baseline-without-service": {**VS_ROLLOUT, "spec": {**VS_ROLLOUT["spec"], "baseline": {}}},
     "weight-0": rollout(schedule={"stepWeights": [0, 10]}),
     "weight-101": rollout(schedule={"stepWeights": [5, 101]}),
     "start-weight-0": rollout(schedule={"startWeight": 0}),

@@ -48,7 +48,8 @@ GONE = MeshApp("gone", "svc")
 WEIRD_NS = 'we"ird\\ns} or vector(1)'
 WEIRD = MeshApp(WEIRD_NS, "x")
 RPC = MeshApp("rpc", "svc", protocol="grpc")
-APPS = [SHOP, RESET, QUIET, BORN, GONE, WEIRD, RPC]
+BASED = MeshApp("based", "podinfo")  # a three-way split with a baseline arm (spec.baseline)
+APPS = [SHOP, RESET, QUIET, BORN, GONE, WEIRD, RPC, BASED]
 
 
 class Data:
@@ -92,6 +93,9 @@ def data():
     )
     for app, weight in ((SHOP, 30), (RESET, 50), (QUIET, 50), (WEIRD, 50), (RPC, 50), (GONE, 50)):
         routes.set_weight(app, weight)
+    routes.set_weight(BASED, 25)
+    routes.set_baseline_weight(BASED, 25)
+    routes.set_replicas("based", "podinfo-baseline", 2)
     routes.set_replicas("shop", "podinfo", 2)
     routes.set_replicas("gone", "svc", 2)
     rec = OpenMetricsRecorder(sim.metrics)
@@ -102,7 +106,7 @@ def data():
         truth[sim.now] = {
             (a.namespace, w): sim.metrics.totals(a.namespace, w)
             for a in APPS
-            for w in (a.target, f"{a.target}-primary")
+            for w in (a.target, f"{a.target}-primary", f"{a.target}-baseline")
         }
 
     capture()
@@ -133,9 +137,12 @@ def served(data, app, workload=None, *, window=START_OFFSET):
     return data.served(app.namespace, workload or app.target, start=data.end - window, end=data.end)
 
 
-def query(data, app, kind=MetricKind.ERROR_RATE, *, rollout=None, canary=None, **metric):
+def query(
+    data, app, kind=MetricKind.ERROR_RATE, *, rollout=None, canary=None, baseline=None, **metric
+):
     spec = MetricSpec(name=metric.pop("name", "m"), kind=kind, **metric)
     return MetricQuery(
+        baseline_workload=baseline,
         namespace=app.namespace,
         rollout=rollout or app.target,
         canary_workload=canary or app.target,
@@ -148,7 +155,7 @@ def query(data, app, kind=MetricKind.ERROR_RATE, *, rollout=None, canary=None, *
     )
 
 
-def template_query(data, app, text, role="value", name="t", variables=None):
+def template_query(data, app, text, role="value", name="t", variables=None, baseline=None):
     spec = MetricSpec(
         name=name,
         kind=MetricKind.TEMPLATE,
@@ -166,6 +173,7 @@ def template_query(data, app, text, role="value", name="t", variables=None):
         window_seconds=WINDOW,
         at=data.at(),
         weight=30,
+        baseline_workload=baseline,
     )
 
 
@@ -250,6 +258,64 @@ def test_vanished_pod_counted_up_to_its_last_scrape(data, provider):
     recent = f"last_over_time({sel}[15s])"
     now = {s["metric"]["pod"] for s in data.prom.query(recent, at=data.end)}
     assert len(pods) == 2 and len(now) == 1  # one pod's series ended inside the interval
+
+
+def test_baseline_arm_counts_are_exactly_what_it_served(data, provider):
+    """spec.baseline: the record carries <target>-baseline's exact counts, read from the same
+    batched answers (no extra query); without a baseline workload the record has none."""
+    with_baseline = [
+        query(data, BASED, baseline="podinfo-baseline"),
+        query(data, BASED, MetricKind.LATENCY, name="latency", baseline="podinfo-baseline"),
+    ]
+    err, lat = provider.read(with_baseline)
+    sent = provider.queries_sent
+    assert sent == 2  # one per kind, as without a baseline
+    requests, errors = served(data, BASED, "podinfo-baseline")
+    assert requests > 0
+    assert (err.record.baseline.requests, err.record.baseline.errors) == (requests, errors)
+    assert (err.record.canary.requests, err.record.canary.errors) == served(data, BASED)
+    assert (err.record.stable.requests, err.record.stable.errors) == served(
+        data, BASED, "podinfo-primary"
+    )
+    base = lat.record.baseline
+    assert base.requests == base.latency_buckets["+Inf"] == requests
+    assert list(base.latency_buckets) == list(lat.record.stable.latency_buckets)
+    # The split is three-way, primary 50 / canary 25 / baseline 25: the baseline and the
+    # canary served about the same, the primary about twice as much.
+    canary = err.record.canary.requests
+    assert 0.8 < requests / canary < 1.25
+    assert 1.6 < err.record.stable.requests / requests < 2.5
+    # Without a baseline workload: no baseline arm, and the same answers (cached, no query).
+    (plain,) = provider.read([query(data, BASED)])
+    assert plain.record.baseline is None and provider.queries_sent == sent
+    assert plain.record.canary == err.record.canary
+
+
+def test_baseline_without_series_counts_zero_not_no_data(data, provider):
+    # The baseline's pods have not served yet (or are not routed): zero, never "no data".
+    err, lat = provider.read(
+        [
+            query(data, SHOP, baseline="podinfo-baseline"),
+            query(data, SHOP, MetricKind.LATENCY, name="latency", baseline="podinfo-baseline"),
+        ]
+    )
+    assert (err.record.baseline.requests, err.record.baseline.errors) == (0, 0)
+    assert err.record.canary.requests == served(data, SHOP)[0] > 0
+    assert lat.record.baseline.requests == 0
+    assert set(lat.record.baseline.latency_buckets.values()) == {0.0}
+    assert list(lat.record.baseline.latency_buckets) == list(lat.record.canary.latency_buckets)
+
+
+def test_template_reads_the_baseline_arm_too(data, provider):
+    names = {"namespace": "based", "interval": "55s"}
+    (reading,) = provider.read(
+        [template_query(data, BASED, REQS, role="requests", baseline="podinfo-baseline")]
+    )
+    assert reading.record.baseline.requests == prom_value(
+        data, REQS, workload="podinfo-baseline", **names
+    )
+    (plain,) = provider.read([template_query(data, BASED, REQS, role="requests")])
+    assert plain.record.baseline is None
 
 
 def test_latency_buckets_keyed_by_istio_le(data, provider):

@@ -1,11 +1,13 @@
 """Deterministic history for the dashboard tests and the README picture.
 
 One Rollout ``shop/podinfo`` over 40 minutes (15 s resolution): a bad revision that is rolled
-back (5% errors, slower), then a good one promoted through 5/10/25/50%. canaryd's own series
-come from a real :class:`~canaryd.controller.telemetry.Telemetry` fed with the matching
-Rollout statuses (so a renamed metric breaks the dashboards' tests), snapshotted at every step;
-Istio's series (``istio_requests_total``, ``istio_request_duration_milliseconds``) are counters
-with Istio's labels and default buckets. Output: OpenMetrics text with timestamps, for
+back (5% errors, slower), then a good one promoted through 5/10/25/50% with a baseline arm
+(``spec.baseline``: ``podinfo-baseline`` at the canary's weight, capped at what it leaves).
+canaryd's own series come from a real :class:`~canaryd.controller.telemetry.Telemetry` fed
+with the matching Rollout statuses (so a renamed metric breaks the dashboards' tests),
+snapshotted at every step; Istio's series (``istio_requests_total``,
+``istio_request_duration_milliseconds``) are counters with Istio's labels and default
+buckets. Output: OpenMetrics text with timestamps, for
 ``promtool tsdb create-blocks-from openmetrics``.
 """
 
@@ -41,6 +43,8 @@ class Moment:
     e_value: float | None
     effect: float | None
     outcome: str
+    baseline: bool = False
+    """The good release runs with a baseline arm."""
 
 
 def timeline(k: int) -> Moment:
@@ -56,10 +60,10 @@ def timeline(k: int) -> Moment:
         step = min((k - 60) // 16, 3)
         return Moment(
             "Progressing", (5, 10, 25, 50)[step], step, 0.005, 41, 1 / (1 + (k - 60) * 0.1),
-            0.02, "Inconclusive" if k < 110 else "Pass",
+            0.02, "Inconclusive" if k < 110 else "Pass", baseline=True,
         )  # fmt: skip
     if k < 133:
-        return Moment("Promoting", 50, 3, 0.005, 41, 0.1, 0.02, "Pass")
+        return Moment("Promoting", 50, 3, 0.005, 41, 0.1, 0.02, "Pass", baseline=True)
     return Moment("Succeeded", 0, 3, 0.005, 41, 0.1, 0.02, "Pass")
 
 
@@ -127,10 +131,14 @@ def openmetrics(start: float) -> str:
         series[("process_cpu_seconds_total", proc)].append((t, cpu))
         series[("process_resident_memory_bytes", proc)].append((t, 48e6 + k * 1e5))
         # Istio (reporter=destination), counters accumulated over the step.
-        for workload, share, err, median in (
+        baseline = min(m.weight, 100 - m.weight) / 100 if m.baseline else 0.0
+        arms = [
             (TARGET, m.weight / 100, m.canary_error, m.canary_median_ms),
-            (f"{TARGET}-primary", 1 - m.weight / 100, 0.005, 40.0),
-        ):
+            (f"{TARGET}-primary", 1 - m.weight / 100 - baseline, 0.005, 40.0),
+        ]
+        if m.baseline:
+            arms.append((f"{TARGET}-baseline", baseline, 0.005, 40.0))
+        for workload, share, err, median in arms:
             base = {
                 "reporter": "destination",
                 "destination_workload": workload,

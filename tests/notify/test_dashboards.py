@@ -145,3 +145,30 @@ def test_queries_tell_canary_from_stable(loaded: tuple[PrometheusServer, float, 
     annotations = {a["name"]: a["expr"] for a in board["annotations"]["list"]}
     hits = query_range(prom, substitute(annotations["Rollbacks"]), start, start + 45 * 15)
     assert hits and hits[0]["values"], "rollback annotation should appear around the rollback"
+
+
+def test_queries_show_the_baseline_arm(loaded: tuple[PrometheusServer, float, float]) -> None:
+    """The good release ran with spec.baseline: the baseline arm is its own series (ref C in
+    the rate and error panels, G-I in the latency panel) beside canary and stable."""
+    prom, start, _ = loaded
+    board = dashboards()["canaryd-canary.json"]
+    panel = {p["title"]: p for p in board["panels"]}
+    at_25 = start + 100 * STEP_SECONDS  # good revision at 25%, baseline 25%, primary 50%
+
+    def value(title: str, ref: str, at: float) -> float:
+        [target] = [t for t in panel[title]["targets"] if t["refId"] == ref]
+        assert target["legendFormat"].startswith(("baseline", "canary", "stable"))
+        [v] = instant(prom, substitute(target["expr"]), at).values()
+        return v
+
+    rate = "Request rate: canary vs stable"
+    assert value(rate, "C", at_25) == pytest.approx(25, rel=0.05)  # the baseline
+    assert value(rate, "A", at_25) == pytest.approx(25, rel=0.05)
+    assert value(rate, "B", at_25) == pytest.approx(50, rel=0.05)
+    assert value("5xx error rate: canary vs stable", "C", at_25) == pytest.approx(0.005, rel=0.05)
+    lat = "Latency p50 / p90 / p99: canary vs stable"
+    assert value(lat, "G", at_25) == pytest.approx(value(lat, "D", at_25), rel=0.05)  # p50s
+    # Before the good release there was no baseline: no series (not a zero line).
+    bad = start + 36 * STEP_SECONDS
+    [target] = [t for t in panel[rate]["targets"] if t["refId"] == "C"]
+    assert instant(prom, substitute(target["expr"]), bad) == {}

@@ -63,6 +63,7 @@ class FakeCluster:
         self.rollout["metadata"].setdefault("resourceVersion", "1")  # type: ignore[index]
         self.deployments = {"podinfo": Deployment(target_hash, replicas)}
         self.weight: int | None = None
+        self.baseline_weight = 0
         self.faults = Faults()
         self.finalized = 0
         self._rv = 1
@@ -162,23 +163,55 @@ class FakeCluster:
         self.faults.hit(f"scale {name} {replicas}")
         self.deployments[name].replicas = replicas
 
+    def ensure_baseline(self, rollout: Rollout, *, revision: str, replicas: int) -> None:
+        primary = self.deployments["podinfo-primary"]
+        if revision not in (primary.template_hash, primary.last_good):
+            raise PermanentError(f"no template of revision {revision} kept")
+        have = self.deployments.get("podinfo-baseline")
+        if have is not None and (have.template_hash, have.replicas) == (revision, replicas):
+            return
+        self.faults.hit(f"ensure_baseline {revision} {replicas}")
+        self.deployments["podinfo-baseline"] = Deployment(revision, replicas)
+
+    def remove_baseline(self, rollout: Rollout) -> None:
+        if "podinfo-baseline" not in self.deployments:
+            return
+        self.faults.hit("remove_baseline")
+        del self.deployments["podinfo-baseline"]
+
     # ---- TrafficRouter -----------------------------------------------------------------------
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         if self.weight is None:
             self.faults.hit("reconcile routing")
             self.weight = canary_weight
+            self.baseline_weight = baseline_weight
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        return TrafficState(self.weight) if self.weight is not None else None
+        if self.weight is None:
+            return None
+        return TrafficState(self.weight, self.baseline_weight)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        assert 0 <= canary_weight <= 100
-        self.faults.hit(f"set_weights {canary_weight}")
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        assert min(canary_weight, baseline_weight) >= 0
+        assert canary_weight + baseline_weight <= 100
+        if baseline_weight:
+            assert rollout.spec.baseline is not None
+            baseline = self.deployments.get("podinfo-baseline")
+            assert baseline is not None and baseline.ready, "weight to a baseline not serving"
+        self.faults.hit(
+            f"set_weights {canary_weight}/{baseline_weight}"
+            if baseline_weight
+            else f"set_weights {canary_weight}"
+        )
         self.weight = canary_weight
+        self.baseline_weight = baseline_weight
 
     def finalize(self, rollout: Rollout) -> None:
         self.faults.hit("finalize routing")
         self.weight = 0 if self.weight is not None else None
+        self.baseline_weight = 0
         self.finalized += 1
 
 
@@ -191,8 +224,10 @@ class GoodMetrics:
 
     def read(self, queries: Sequence[MetricQuery]) -> list[MetricReading]:
         weight = self.cluster.weight or 0
+        base_w = self.cluster.baseline_weight
         canary = 20000 * weight / 100
-        stable = 20000 - canary
+        base_n = 20000 * base_w / 100
+        stable = 20000 - canary - base_n
         out = []
         for q in queries:
             if self.error is not None:
@@ -202,6 +237,11 @@ class GoodMetrics:
                 weight=weight,
                 canary=ArmCounts(requests=canary, errors=round(canary * 0.005)),
                 stable=ArmCounts(requests=stable, errors=round(stable * 0.005)),
+                baseline=(
+                    ArmCounts(requests=base_n, errors=round(base_n * 0.005))
+                    if q.baseline_workload is not None
+                    else None
+                ),
             )
             out.append(MetricReading(metric=q.metric.name, record=record))
         return out

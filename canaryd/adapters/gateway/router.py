@@ -128,17 +128,20 @@ class GeneratedRouter:
         self.services = services
         self.query = [("fieldManager", field_manager)]
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Create or verify the Services and the HTTPRoute. Weights already routed are kept;
-        ``canary_weight`` is used only where the route is created or was not canaryd's shape."""
-        routes.check_weight(canary_weight)
+        ``canary_weight`` (and ``baseline_weight``) are used only where the route is created or
+        was not canaryd's shape."""
+        routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         for body in routes.desired_services(rollout):
             self._ensure_service(ns, body)
         name = routes.generated_names(rollout).http_route
         if self.routes.get(ns, name) is None:
             try:
-                self.routes.create(ns, routes.desired_http_route(rollout, canary_weight))
+                self.routes.create(
+                    ns, routes.desired_http_route(rollout, canary_weight, baseline_weight)
+                )
                 return
             except ConflictError:
                 pass  # created meanwhile: verify it below
@@ -146,7 +149,8 @@ class GeneratedRouter:
         def keep(existing: JSON | None) -> JSON | None:
             current = routes.generated_weights(rollout, existing) if existing else None
             weight = current.canary_weight if current is not None else canary_weight
-            desired = routes.desired_http_route(rollout, weight)["spec"]
+            baseline = current.baseline_weight if current is not None else baseline_weight
+            desired = routes.desired_http_route(rollout, weight, baseline)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.routes.update(ns, name, keep)
@@ -157,24 +161,29 @@ class GeneratedRouter:
         )
         return routes.generated_weights(rollout, route) if route is not None else None
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        routes.check_weight(canary_weight)
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         name = routes.generated_names(rollout).http_route
-        desired = routes.desired_http_route(rollout, canary_weight)["spec"]
+        desired = routes.desired_http_route(rollout, canary_weight, baseline_weight)["spec"]
         if self.routes.get(ns, name) is None:
-            self.reconcile(rollout, canary_weight=canary_weight)
+            self.reconcile(rollout, canary_weight=canary_weight, baseline_weight=baseline_weight)
             return
         self.routes.update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
 
     def finalize(self, rollout: Rollout) -> None:
-        """Delete the HTTPRoute, then the two Services canaryd created. Idempotent."""
+        """Delete the HTTPRoute, then the Services canaryd created. Idempotent."""
         ns = rollout.metadata.namespace
         names = routes.generated_names(rollout)
         self.routes.delete(ns, names.http_route)
-        for service in (names.canary_service, names.primary_service):
+        owned = [names.canary_service, names.primary_service]
+        if names.baseline_service is not None:
+            owned.insert(0, names.baseline_service)
+        for service in owned:
             with contextlib.suppress(NotFoundError):  # already gone
                 self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
             self.services.deleted(ns, service)
@@ -221,8 +230,9 @@ class RefRouter:
     def __init__(self, http_routes: _HTTPRoutes) -> None:
         self.routes = http_routes
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Verify the named rules; add a missing canary backendRef; keep routed weights."""
+        _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
@@ -245,7 +255,10 @@ class RefRouter:
         ref = self._ref(rollout)
         return routes.read_weights(self.routes.require(rollout.metadata.namespace, ref), ref)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
@@ -279,6 +292,12 @@ class RefRouter:
         return ref
 
 
+def _no_baseline(baseline_weight: int) -> None:
+    if baseline_weight:
+        # spec.baseline needs spec.service (the model says so): never reached from a valid spec.
+        raise PermanentError("a baseline arm needs spec.service (no baseline Service to route to)")
+
+
 def _changed(route: JSON, updated: JSON) -> JSON | None:
     spec: Any = updated["spec"]
     return None if spec == route.get("spec") else dict(spec)
@@ -301,14 +320,20 @@ class GatewayRouter:
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.http_route_ref is not None else self.generated
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).reconcile(rollout, canary_weight=canary_weight)
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
+        self.mode(rollout).reconcile(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.mode(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        self.mode(rollout).set_weights(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.mode(rollout).finalize(rollout)

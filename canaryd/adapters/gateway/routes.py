@@ -7,7 +7,9 @@ Two modes, chosen by the Rollout's spec (with ``spec.router: gateway-api``):
   ``app: <target>``) and the HTTPRoute ``<name>`` with one rule named ``primary`` whose two
   backendRefs carry weights summing to 100. Its parentRefs are ``spec.service.parentRefs``, by
   default the Service ``<name>`` itself: mesh (GAMMA) routing, which is how an Istio ambient
-  waypoint takes an HTTPRoute.
+  waypoint takes an HTTPRoute. With ``spec.baseline`` a third Service ``<name>-baseline``
+  selects ``app: <target>-baseline`` and the rule has three backendRefs (primary, canary,
+  baseline) summing to 100.
 * **Existing HTTPRoute** (``spec.httpRouteRef``, as Argo Rollouts' Gateway API plugin): only the
   named rules change, and in them only the weights of the backendRefs to ``primaryService`` and
   ``canaryService`` (the canary backendRef is added when missing, copying the primary's port).
@@ -56,6 +58,9 @@ class GeneratedNames:
     canary_service: str
     primary_app: str
     canary_app: str
+    baseline_service: str | None = None
+    """``<name>-baseline`` with ``spec.baseline``; None without."""
+    baseline_app: str | None = None
 
 
 def _where(rollout: Rollout) -> str:
@@ -69,18 +74,26 @@ def generated_names(rollout: Rollout) -> GeneratedNames:
         raise PermanentError(f"Rollout {_where(rollout)}: spec.service is not set")
     target = rollout.spec.target_ref.name
     base = service.name or target
+    with_baseline = rollout.spec.baseline is not None
     return GeneratedNames(
         http_route=base,
         primary_service=f"{base}-primary",
         canary_service=f"{base}-canary",
         primary_app=f"{target}-primary",
         canary_app=target,
+        baseline_service=f"{base}-baseline" if with_baseline else None,
+        baseline_app=f"{target}-baseline" if with_baseline else None,
     )
 
 
-def check_weight(canary_weight: int) -> int:
+def check_weight(canary_weight: int, baseline_weight: int = 0) -> int:
     if not 0 <= canary_weight <= 100:
         raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    if not 0 <= baseline_weight <= 100 - canary_weight:
+        raise ValueError(
+            f"baseline weight must be within 0..{100 - canary_weight} beside canary weight "
+            f"{canary_weight}, got {baseline_weight}"
+        )
     return canary_weight
 
 
@@ -119,6 +132,12 @@ def desired_services(rollout: Rollout) -> list[JSON]:
         "targetPort": service.target_port or service.port,
         "protocol": "TCP",
     }
+    arms = [
+        (names.primary_service, names.primary_app),
+        (names.canary_service, names.canary_app),
+    ]
+    if names.baseline_service is not None and names.baseline_app is not None:
+        arms.append((names.baseline_service, names.baseline_app))
     return [
         {
             "apiVersion": "v1",
@@ -126,10 +145,7 @@ def desired_services(rollout: Rollout) -> list[JSON]:
             "metadata": _owned_metadata(rollout, name),
             "spec": {"type": "ClusterIP", "selector": {"app": app}, "ports": [dict(port)]},
         }
-        for name, app in (
-            (names.primary_service, names.primary_app),
-            (names.canary_service, names.canary_app),
-        )
+        for name, app in arms
     ]
 
 
@@ -153,13 +169,27 @@ def backend_ref(name: str, port: int | None, weight: int) -> JSON:
     return ref
 
 
-def split(primary: str, canary: str, canary_weight: int, port: int | None) -> list[JSON]:
-    """Two weighted backendRefs, primary first, weights summing to 100."""
-    check_weight(canary_weight)
-    return [
-        backend_ref(primary, port, 100 - canary_weight),
+def split(
+    primary: str,
+    canary: str,
+    canary_weight: int,
+    port: int | None,
+    *,
+    baseline: str | None = None,
+    baseline_weight: int = 0,
+) -> list[JSON]:
+    """Weighted backendRefs, primary first, weights summing to 100: two, or three with a
+    ``baseline`` (primary, canary, baseline; kept at weight 0 while it gets no traffic)."""
+    if baseline is None and baseline_weight:
+        raise ValueError("a baseline weight needs a baseline Service")
+    check_weight(canary_weight, baseline_weight)
+    refs = [
+        backend_ref(primary, port, 100 - canary_weight - baseline_weight),
         backend_ref(canary, port, canary_weight),
     ]
+    if baseline is not None:
+        refs.append(backend_ref(baseline, port, baseline_weight))
+    return refs
 
 
 def parent_refs(rollout: Rollout) -> list[JSON]:
@@ -173,8 +203,9 @@ def parent_refs(rollout: Rollout) -> list[JSON]:
     return [ref.wire() for ref in service.parent_refs]
 
 
-def desired_http_route(rollout: Rollout, canary_weight: int) -> JSON:
-    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary."""
+def desired_http_route(rollout: Rollout, canary_weight: int, baseline_weight: int = 0) -> JSON:
+    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary (and
+    ``baseline_weight`` % to the baseline, with ``spec.baseline``)."""
     service = rollout.spec.service
     assert service is not None
     names = generated_names(rollout)
@@ -185,7 +216,12 @@ def desired_http_route(rollout: Rollout, canary_weight: int) -> JSON:
                 "name": PRIMARY_RULE,
                 "matches": [copy.deepcopy(DEFAULT_MATCH)],
                 "backendRefs": split(
-                    names.primary_service, names.canary_service, canary_weight, service.port
+                    names.primary_service,
+                    names.canary_service,
+                    canary_weight,
+                    service.port,
+                    baseline=names.baseline_service,
+                    baseline_weight=baseline_weight,
                 ),
             }
         ],
@@ -214,6 +250,9 @@ def generated_ref(rollout: Rollout) -> HTTPRouteRef:
 def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficState | None:
     """Weights of an owned HTTPRoute; None when it is not in the shape canaryd writes (then
     :meth:`GatewayRouter.reconcile` rewrites it)."""
+    names = generated_names(rollout)
+    if names.baseline_service is not None:
+        return _three_way_weights(rollout, route, names)
     ref = generated_ref(rollout)
     try:
         state = read_weights(route, ref)
@@ -221,6 +260,24 @@ def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficStat
         return None
     owned = desired_http_route(rollout, state.canary_weight)["spec"]
     return state if route.get("spec") == owned else None
+
+
+def _three_way_weights(
+    rollout: Rollout, route: Mapping[str, Any], names: GeneratedNames
+) -> TrafficState | None:
+    """Weights of an owned three-way HTTPRoute; None unless it is exactly the shape canaryd
+    writes (then reconcile rewrites it)."""
+    try:
+        backends = route["spec"]["rules"][0]["backendRefs"]
+        weights = {b["name"]: b.get("weight", 1) for b in backends}
+        canary = int(weights[names.canary_service])
+        baseline = int(weights[names.baseline_service])
+        owned = desired_http_route(rollout, canary, baseline)["spec"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if route.get("spec") != owned:
+        return None
+    return TrafficState(canary_weight=canary, baseline_weight=baseline)
 
 
 # ---- existing HTTPRoute (httpRouteRef) -------------------------------------------------------

@@ -139,17 +139,20 @@ class HostRouter:
         self.services = services
         self.query = [("fieldManager", field_manager)]
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Create or verify the Services and the VirtualService. Weights already routed are
-        kept; ``canary_weight`` is used only where the route is created or was unreadable."""
-        routes.check_weight(canary_weight)
+        kept; ``canary_weight`` (and ``baseline_weight``) are used only where the route is
+        created or was unreadable."""
+        routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         for body in routes.desired_services(rollout):
             self._ensure_service(ns, body)
         name = routes.host_names(rollout).virtual_service
         if self.vs.get(ns, name) is None:
             try:
-                self.vs.create(ns, routes.desired_virtual_service(rollout, canary_weight))
+                self.vs.create(
+                    ns, routes.desired_virtual_service(rollout, canary_weight, baseline_weight)
+                )
                 return
             except ConflictError:
                 pass  # created meanwhile: verify it below
@@ -157,7 +160,8 @@ class HostRouter:
         def keep(existing: JSON | None) -> JSON | None:
             current = routes.host_weights(rollout, existing) if existing is not None else None
             weight = current.canary_weight if current is not None else canary_weight
-            desired = routes.desired_virtual_service(rollout, weight)["spec"]
+            baseline = current.baseline_weight if current is not None else baseline_weight
+            desired = routes.desired_virtual_service(rollout, weight, baseline)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.vs.update(ns, name, keep)
@@ -166,24 +170,29 @@ class HostRouter:
         vs = self.vs.get(rollout.metadata.namespace, routes.host_names(rollout).virtual_service)
         return routes.host_weights(rollout, vs) if vs is not None else None
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        routes.check_weight(canary_weight)
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         name = routes.host_names(rollout).virtual_service
-        desired = routes.desired_virtual_service(rollout, canary_weight)["spec"]
+        desired = routes.desired_virtual_service(rollout, canary_weight, baseline_weight)["spec"]
         if self.vs.get(ns, name) is None:
-            self.reconcile(rollout, canary_weight=canary_weight)
+            self.reconcile(rollout, canary_weight=canary_weight, baseline_weight=baseline_weight)
             return
         self.vs.update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
 
     def finalize(self, rollout: Rollout) -> None:
-        """Delete the VirtualService, then the two Services canaryd created. Idempotent."""
+        """Delete the VirtualService, then the Services canaryd created. Idempotent."""
         ns = rollout.metadata.namespace
         names = routes.host_names(rollout)
         self.vs.delete(ns, names.virtual_service)
-        for service in (names.canary_service, names.primary_service):
+        owned = [names.canary_service, names.primary_service]
+        if names.baseline_service is not None:
+            owned.insert(0, names.baseline_service)
+        for service in owned:
             with contextlib.suppress(NotFoundError):  # already gone
                 self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
             self.services.deleted(ns, service)
@@ -230,8 +239,9 @@ class RefRouter:
     def __init__(self, vs: _VirtualServices) -> None:
         self.vs = vs
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Verify the named routes; add a missing canary destination; keep routed weights."""
+        _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
@@ -254,7 +264,10 @@ class RefRouter:
         ref = self._ref(rollout)
         return routes.read_weights(self.vs.require(rollout.metadata.namespace, ref), ref)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
@@ -289,6 +302,12 @@ class RefRouter:
         return ref
 
 
+def _no_baseline(baseline_weight: int) -> None:
+    if baseline_weight:
+        # spec.baseline needs spec.service (the model says so): never reached from a valid spec.
+        raise PermanentError("a baseline arm needs spec.service (no baseline host to route to)")
+
+
 def _changed(vs: JSON, updated: JSON) -> JSON | None:
     spec: Any = updated["spec"]
     return None if spec == vs.get("spec") else dict(spec)
@@ -308,14 +327,20 @@ class IstioRouter:
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.virtual_service_ref is not None else self.host
 
-    def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).reconcile(rollout, canary_weight=canary_weight)
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
+        self.mode(rollout).reconcile(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.mode(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(
+        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+    ) -> None:
+        self.mode(rollout).set_weights(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.mode(rollout).finalize(rollout)

@@ -7,6 +7,8 @@ Two modes, chosen by the Rollout's spec:
   Deployment canaryd creates), ``<name>-canary`` selects ``app: <target>`` (the target's own
   pods: **the target's pod template must carry the label** ``app: <target>``). The VirtualService
   ``<name>`` has one HTTP route named ``primary`` with two weighted destinations summing to 100.
+  With ``spec.baseline`` a third Service ``<name>-baseline`` selects ``app: <target>-baseline``
+  and the route has three destinations (primary, canary, baseline) summing to 100.
 * **Existing VirtualService** (``spec.virtualServiceRef``, as Argo Rollouts does): only the named
   HTTP routes are changed, and in them only the weights of the destinations whose host is
   ``primaryHost`` / ``canaryHost`` (the canary destination is added when missing, copying the
@@ -45,6 +47,9 @@ class HostNames:
     canary_service: str
     primary_app: str
     canary_app: str
+    baseline_service: str | None = None
+    """``<name>-baseline`` with ``spec.baseline``; None without."""
+    baseline_app: str | None = None
 
 
 def host_names(rollout: Rollout) -> HostNames:
@@ -54,12 +59,15 @@ def host_names(rollout: Rollout) -> HostNames:
         raise PermanentError(f"Rollout {_where(rollout)}: spec.service is not set")
     target = rollout.spec.target_ref.name
     base = service.name or target
+    with_baseline = rollout.spec.baseline is not None
     return HostNames(
         virtual_service=base,
         primary_service=f"{base}-primary",
         canary_service=f"{base}-canary",
         primary_app=f"{target}-primary",
         canary_app=target,
+        baseline_service=f"{base}-baseline" if with_baseline else None,
+        baseline_app=f"{target}-baseline" if with_baseline else None,
     )
 
 
@@ -88,9 +96,14 @@ def _owned_metadata(rollout: Rollout, name: str) -> JSON:
     return meta
 
 
-def check_weight(canary_weight: int) -> int:
+def check_weight(canary_weight: int, baseline_weight: int = 0) -> int:
     if not 0 <= canary_weight <= 100:
         raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    if not 0 <= baseline_weight <= 100 - canary_weight:
+        raise ValueError(
+            f"baseline weight must be within 0..{100 - canary_weight} beside canary weight "
+            f"{canary_weight}, got {baseline_weight}"
+        )
     return canary_weight
 
 
@@ -108,6 +121,12 @@ def desired_services(rollout: Rollout) -> list[JSON]:
         "targetPort": service.target_port or service.port,
         "protocol": "TCP",
     }
+    arms = [
+        (names.primary_service, names.primary_app),
+        (names.canary_service, names.canary_app),
+    ]
+    if names.baseline_service is not None and names.baseline_app is not None:
+        arms.append((names.baseline_service, names.baseline_app))
     return [
         {
             "apiVersion": "v1",
@@ -115,18 +134,33 @@ def desired_services(rollout: Rollout) -> list[JSON]:
             "metadata": _owned_metadata(rollout, name),
             "spec": {"type": "ClusterIP", "selector": {"app": app}, "ports": [dict(port)]},
         }
-        for name, app in (
-            (names.primary_service, names.primary_app),
-            (names.canary_service, names.canary_app),
-        )
+        for name, app in arms
     ]
 
 
-def split(primary_host: str, canary_host: str, canary_weight: int, port: int | None) -> list[JSON]:
-    """Two weighted destinations, primary first, weights summing to 100."""
-    check_weight(canary_weight)
+def split(
+    primary_host: str,
+    canary_host: str,
+    canary_weight: int,
+    port: int | None,
+    *,
+    baseline_host: str | None = None,
+    baseline_weight: int = 0,
+) -> list[JSON]:
+    """Weighted destinations, primary first, weights summing to 100: two, or three with a
+    ``baseline_host`` (primary, canary, baseline; the baseline's kept at weight 0 while it
+    gets no traffic, so the route's shape does not change with its readiness)."""
+    if baseline_host is None and baseline_weight:
+        raise ValueError("a baseline weight needs a baseline host")
+    check_weight(canary_weight, baseline_weight)
+    arms = [
+        (primary_host, 100 - canary_weight - baseline_weight),
+        (canary_host, canary_weight),
+    ]
+    if baseline_host is not None:
+        arms.append((baseline_host, baseline_weight))
     destinations = []
-    for host, weight in ((primary_host, 100 - canary_weight), (canary_host, canary_weight)):
+    for host, weight in arms:
         destination: JSON = {"host": host}
         if port is not None:
             destination["port"] = {"number": port}
@@ -134,8 +168,9 @@ def split(primary_host: str, canary_host: str, canary_weight: int, port: int | N
     return destinations
 
 
-def desired_virtual_service(rollout: Rollout, canary_weight: int) -> JSON:
-    """The VirtualService of host-level mode with ``canary_weight`` % to the canary."""
+def desired_virtual_service(rollout: Rollout, canary_weight: int, baseline_weight: int = 0) -> JSON:
+    """The VirtualService of host-level mode with ``canary_weight`` % to the canary (and
+    ``baseline_weight`` % to the baseline, with ``spec.baseline``)."""
     service = rollout.spec.service
     assert service is not None
     names = host_names(rollout)
@@ -145,7 +180,12 @@ def desired_virtual_service(rollout: Rollout, canary_weight: int) -> JSON:
             {
                 "name": PRIMARY_ROUTE,
                 "route": split(
-                    names.primary_service, names.canary_service, canary_weight, service.port
+                    names.primary_service,
+                    names.canary_service,
+                    canary_weight,
+                    service.port,
+                    baseline_host=names.baseline_service,
+                    baseline_weight=baseline_weight,
                 ),
             }
         ],
@@ -164,6 +204,8 @@ def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None
     """Weights of an owned VirtualService; None when it is not in the shape canaryd writes
     (then :meth:`IstioRouter.reconcile` rewrites it)."""
     names = host_names(rollout)
+    if names.baseline_service is not None:
+        return _three_way_weights(rollout, vs, names)
     ref = VirtualServiceRef(
         name=names.virtual_service,
         routes=[PRIMARY_ROUTE],
@@ -174,6 +216,24 @@ def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None
         return read_weights(vs, ref)
     except PermanentError:
         return None
+
+
+def _three_way_weights(
+    rollout: Rollout, vs: Mapping[str, Any], names: HostNames
+) -> TrafficState | None:
+    """Weights of an owned three-way VirtualService; None unless it is exactly the shape
+    canaryd writes (then reconcile rewrites it)."""
+    try:
+        dests = vs["spec"]["http"][0]["route"]
+        weights = {d["destination"]["host"]: d.get("weight", 0) for d in dests}
+        canary = int(weights[names.canary_service])
+        baseline = int(weights[names.baseline_service])
+        desired = desired_virtual_service(rollout, canary, baseline)["spec"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if vs.get("spec") != desired:
+        return None
+    return TrafficState(canary_weight=canary, baseline_weight=baseline)
 
 
 def service_differs(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -6,7 +6,12 @@ models at the boundary). The transport (client, retries, error taxonomy) is
 from canaryd.adapters.kube.leases import Leases
 from canaryd.adapters.kube.parse import InvalidSpecError, parse_rollout
 from canaryd.adapters.kube.resources import Resources
-from canaryd.adapters.kube.workloads import REVISION_ANNOTATION, Workloads, primary_name
+from canaryd.adapters.kube.workloads import (
+    REVISION_ANNOTATION,
+    Workloads,
+    baseline_name,
+    primary_name,
+)
 from canaryd.adapters.transport import (
     ConflictError,
     GoneError,
@@ -27,6 +32,7 @@ __all__ = [
     "Resources",
     "RetryPolicy",
     "Workloads",
+    "baseline_name",
     "load_api_client",
     "parse_rollout",
     "primary_name",

@@ -9,6 +9,7 @@ primary and target revisions compare directly (the label rewrite would change a 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 from canaryd.adapters.cache import DEPLOYMENTS, Cache, reader_of
 from canaryd.adapters.kube import paths
-from canaryd.adapters.transport import JSON, ConflictError, KubeApi, owner_reference
+from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError, owner_reference
 from canaryd.api.models import Rollout
 from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
@@ -335,3 +336,126 @@ class Workloads:
                 what=f"scale Deployment {namespace}/{name} to {replicas}",
             ),
         )
+
+    # ---- the baseline arm (spec.baseline) -----------------------------------------------------
+
+    def ensure_baseline(self, rollout: Rollout, *, revision: str, replicas: int) -> None:
+        """Create ``<target>-baseline`` from the primary's template of ``revision`` with
+        ``replicas``, or bring an existing one to that template and size (PUT guarded by its
+        resourceVersion; no write when already so). PermanentError when the primary keeps no
+        template of ``revision``."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        name = baseline_name(target)
+        primary = self.get(ns, primary_name(target))
+        if primary is None:
+            raise TemporaryError(f"primary Deployment {ns}/{primary_name(target)} not found")
+        template = stable_template(primary, revision)
+        if template is None:
+            runs = (primary.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+            raise PermanentError(
+                f"cannot create Deployment {ns}/{name}: the primary keeps no template of the "
+                f"stable revision {revision} (it runs {runs!r})"
+            )
+        desired = baseline_from(primary, rollout, template, revision=revision, replicas=replicas)
+        existing = self.get(ns, name)
+        if existing is None:
+            try:
+                self.deployments.wrote(
+                    self.api.create(
+                        paths.deployment(ns), desired, what=f"create Deployment {ns}/{name}"
+                    )
+                )
+                return
+            except ConflictError:
+                # Created meanwhile (a retry after a lost answer): bring it to the desired below.
+                existing = self.deployments.live(ns, name)
+                if existing is None:
+                    raise
+        updated = copy.deepcopy(existing)
+        meta = updated.setdefault("metadata", {})
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            REVISION_ANNOTATION: revision,
+        }
+        updated.setdefault("spec", {})["replicas"] = replicas
+        updated["spec"]["template"] = desired["spec"]["template"]
+        if updated == existing:
+            return
+        self._write(
+            ns,
+            name,
+            lambda: self.api.replace(
+                paths.deployment(ns, name),
+                updated,
+                what=f"update Deployment {ns}/{name} (revision {revision}, {replicas} replicas)",
+            ),
+        )
+
+    def remove_baseline(self, rollout: Rollout) -> None:
+        """Delete ``<target>-baseline``; nothing to do when it is gone."""
+        ns, target = rollout.metadata.namespace, rollout.spec.target_ref.name
+        name = baseline_name(target)
+        if self.get(ns, name) is None:
+            return  # the store is synced by the watch: gone already, no request
+        with contextlib.suppress(NotFoundError):
+            self.api.delete(paths.deployment(ns, name), what=f"delete Deployment {ns}/{name}")
+        self.deployments.deleted(ns, name)
+
+
+BASELINE_SUFFIX = "-baseline"
+
+
+def baseline_name(target: str) -> str:
+    """``<target>-baseline``: the Deployment (and ``destination_workload``) of the baseline."""
+    return f"{target}{BASELINE_SUFFIX}"
+
+
+def stable_template(primary: Mapping[str, Any], revision: str) -> JSON | None:
+    """The primary's pod template of ``revision``: its current one when it runs ``revision``,
+    else the one it kept from before its last promotion when that was ``revision``; None when
+    neither is (the baseline must run the stable version, never a half-promoted one)."""
+    annotations = primary.get("metadata", {}).get("annotations") or {}
+    template = primary.get("spec", {}).get("template", {})
+    running = annotations.get(REVISION_ANNOTATION) or template_hash(template)
+    if running == revision:
+        return copy.deepcopy(dict(template))
+    kept = annotations.get(LAST_GOOD_TEMPLATE_ANNOTATION)
+    if kept and annotations.get(LAST_GOOD_REVISION_ANNOTATION) == revision:
+        loaded: JSON = json.loads(kept)
+        return loaded
+    return None
+
+
+def baseline_from(
+    primary: Mapping[str, Any],
+    rollout: Rollout,
+    template: Mapping[str, Any],
+    *,
+    revision: str,
+    replicas: int,
+) -> JSON:
+    """The baseline Deployment: the stable ``template`` with the label ``app:
+    <target>-baseline`` (its own selector, so neither the primary's nor the canary's Service
+    selects its pods, and Istio reports it as its own ``destination_workload``), ``replicas``,
+    and the revision annotation (compared with the stable revision as the primary's is)."""
+    name = baseline_name(rollout.spec.target_ref.name)
+    p_meta = primary.get("metadata", {})
+    relabelled: JSON = copy.deepcopy(dict(template))
+    t_meta = relabelled.setdefault("metadata", {})
+    t_meta["labels"] = {**(t_meta.get("labels") or {}), "app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": p_meta.get("namespace", rollout.metadata.namespace),
+            "labels": {**(p_meta.get("labels") or {}), "app": name},
+            "annotations": {REVISION_ANNOTATION: revision},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": relabelled,
+        },
+    }

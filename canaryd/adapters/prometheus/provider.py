@@ -19,6 +19,11 @@ Assumptions and behaviour:
   The price is a reading up to one grid cell old.
 - :meth:`PrometheusProvider.read` never raises: every failure becomes a reading with ``error``;
   an arm without series, or zero requests in both arms, is ``no_data``.
+- The baseline arm (``MetricQuery.baseline_workload``, with ``spec.baseline``): the batched
+  answers already hold ``<target>-baseline``'s counts (they group by ``destination_workload``),
+  so the record's ``baseline`` costs no query; a baseline without series (no pods yet, no
+  traffic routed to it) counts zero, never no-data: the canary and the primary decide that.
+  MetricTemplates are queried per arm, so a baseline costs them one more query each.
 """
 
 from __future__ import annotations
@@ -182,17 +187,19 @@ class PrometheusProvider:
     def _read_one(self, query: MetricQuery, batch: Sequence[MetricQuery]) -> MetricReading:
         metric = query.metric
         if metric.kind == MetricKind.ERROR_RATE:
-            canary, stable = self._error_rate(query)
+            canary, stable, baseline = self._error_rate(query)
         elif metric.kind == MetricKind.LATENCY:
-            canary, stable = self._latency(query)
+            canary, stable, baseline = self._latency(query)
         else:
-            canary, stable = self._template(query, batch)
+            canary, stable, baseline = self._template(query, batch)
         return MetricReading(
             metric=metric.name,
-            record=IntervalRecord(weight=query.weight, canary=canary, stable=stable),
+            record=IntervalRecord(
+                weight=query.weight, canary=canary, stable=stable, baseline=baseline
+            ),
         )
 
-    def _error_rate(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts]:
+    def _error_rate(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts, ArmCounts | None]:
         parts = promql.error_rate_parts(
             namespace=q.namespace, reporter=q.reporter, error_codes=q.metric.error_codes
         )
@@ -203,12 +210,18 @@ class PrometheusProvider:
         # No error series for an arm that has requests means zero errors, not missing data.
         canary_e = min(errors.get(q.canary_workload, 0.0), canary_n)
         stable_e = min(errors.get(q.primary_workload, 0.0), stable_n)
+        baseline = None
+        if q.baseline_workload is not None:
+            baseline_n = requests.get(q.baseline_workload, 0.0)
+            baseline_e = min(errors.get(q.baseline_workload, 0.0), baseline_n)
+            baseline = ArmCounts(requests=baseline_n, errors=baseline_e)
         return (
             ArmCounts(requests=canary_n, errors=canary_e),
             ArmCounts(requests=stable_n, errors=stable_e),
+            baseline,
         )
 
-    def _latency(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts]:
+    def _latency(self, q: MetricQuery) -> tuple[ArmCounts, ArmCounts, ArmCounts | None]:
         parts = promql.latency_parts(namespace=q.namespace, reporter=q.reporter)
         counts = self._counts(q, ("latency",), parts)
         buckets: dict[str, dict[str, float]] = {}
@@ -223,7 +236,17 @@ class PrometheusProvider:
             arms.append(ArmCounts(requests=ordered["+Inf"], latency_buckets=ordered))
         if arms[0].requests <= 0 and arms[1].requests <= 0:
             raise _NoDataError("zero requests in both arms")
-        return arms[0], arms[1]
+        baseline = None
+        if q.baseline_workload is not None:
+            found = buckets.get(q.baseline_workload)
+            if found and "+Inf" in found:
+                ordered = dict(sorted(found.items(), key=lambda item: float(item[0])))
+                baseline = ArmCounts(requests=ordered["+Inf"], latency_buckets=ordered)
+            else:
+                # No series yet: zero requests in every bucket the other arms report.
+                les = arms[1].latency_buckets or arms[0].latency_buckets or {}
+                baseline = ArmCounts(requests=0, latency_buckets=dict.fromkeys(les, 0.0))
+        return arms[0], arms[1], baseline
 
     # ---- exact counts ---------------------------------------------------------------------
 
@@ -316,39 +339,57 @@ class PrometheusProvider:
 
     def _template(
         self, q: MetricQuery, batch: Sequence[MetricQuery]
-    ) -> tuple[ArmCounts, ArmCounts]:
+    ) -> tuple[ArmCounts, ArmCounts, ArmCounts | None]:
         role = q.metric.template_role
         if role == "value":
-            c, s = self._template_values(q)
-            return ArmCounts(requests=0, value=c), ArmCounts(requests=0, value=s)
+            c, s, b = self._template_values(q)
+            baseline = ArmCounts(requests=0, value=b) if b is not None else None
+            return ArmCounts(requests=0, value=c), ArmCounts(requests=0, value=s), baseline
         if role == "requests":
-            c, s = self._template_values(q, counts=True)
+            c, s, b = self._template_values(q, counts=True)
             if c <= 0 and s <= 0:
                 raise _NoDataError("zero requests in both arms")
-            return ArmCounts(requests=c), ArmCounts(requests=s)
+            baseline = ArmCounts(requests=b) if b is not None else None
+            return ArmCounts(requests=c), ArmCounts(requests=s), baseline
         partner = _requests_partner(q, batch)
-        err_c, err_s = self._template_values(q, counts=True)
-        req_c, req_s = self._template_values(partner, counts=True)
+        err_c, err_s, err_b = self._template_values(q, counts=True)
+        req_c, req_s, req_b = self._template_values(partner, counts=True)
         if req_c <= 0 and req_s <= 0:
             raise _NoDataError("zero requests in both arms")
+        baseline = None
+        if q.baseline_workload is not None:
+            # A baseline without series counts zero (as for the built-in metrics).
+            n = req_b or 0.0
+            baseline = ArmCounts(requests=n, errors=min(err_b or 0.0, n))
         return (
             ArmCounts(requests=req_c, errors=min(err_c, req_c)),
             ArmCounts(requests=req_s, errors=min(err_s, req_s)),
+            baseline,
         )
 
-    def _template_values(self, q: MetricQuery, *, counts: bool = False) -> tuple[float, float]:
-        """The template's single value for the canary and the primary (same instant)."""
+    def _template_values(
+        self, q: MetricQuery, *, counts: bool = False
+    ) -> tuple[float, float, float | None]:
+        """The template's single value for the canary, the primary and (with a baseline
+        workload) the baseline, at the same instant. The baseline's is None when the query
+        has no baseline workload; 0 for counts (None for a value) when it has no series."""
         if q.template is None:
             raise QueryError(f"metric {q.metric.name!r}: MetricTemplate not resolved")
         at = self._instant(q.at, q.window_seconds)
         backend = self._for_template(q)
         values: list[float] = []
-        for workload in (q.canary_workload, q.primary_workload):
+        arms = [q.canary_workload, q.primary_workload]
+        if q.baseline_workload is not None:
+            arms.append(q.baseline_workload)
+        for index, workload in enumerate(arms):
+            baseline_arm = index == 2
             try:
                 text = promql.render_template(q.template.query, template_vars(q, workload))
             except promql.TemplateError as exc:
                 raise QueryError(f"metric {q.metric.name!r}: {exc}") from None
             series = backend._query(text, at=at)
+            if not series and baseline_arm:
+                return values[0], values[1], (0.0 if counts else None)
             if not series:
                 raise _NoDataError(f"no series for {workload}")
             if len(series) > 1:
@@ -359,6 +400,8 @@ class PrometheusProvider:
                     f"{labels}"
                 )
             value = _value(series[0])
+            if math.isnan(value) and baseline_arm:
+                return values[0], values[1], (0.0 if counts else None)
             if math.isnan(value):
                 raise _NoDataError(f"NaN for {workload}")
             if counts:
@@ -366,7 +409,7 @@ class PrometheusProvider:
                     raise QueryError(f"metric {q.metric.name!r}: infinite count for {workload}")
                 value = max(value, 0.0)
             values.append(value)
-        return values[0], values[1]
+        return values[0], values[1], (values[2] if len(values) > 2 else None)
 
     def _for_template(self, q: MetricQuery) -> PrometheusProvider:
         """The provider a MetricTemplate's own ``prometheus`` settings ask for (address,

@@ -151,7 +151,42 @@ def _evidence_block(ev: MetricEvidence) -> SectionBlock:
         fields.append(MarkdownTextObject(text=f"*e-value*\n{format_number(ev.e_value)}"))
     elif ev.p_value is not None:
         fields.append(MarkdownTextObject(text=f"*p-value*\n{format_number(ev.p_value)}"))
+    baseline = format_baseline(ev)
+    if baseline is not None:
+        fields.append(MarkdownTextObject(text=_cut(baseline, 2000)))
     return SectionBlock(text=MarkdownTextObject(text=_cut(head, 3000)), fields=fields)
+
+
+def format_baseline(ev: MetricEvidence) -> str | None:
+    """The three arms side by side over the recent intervals that had a baseline (``spec.
+    baseline``): ``*Baseline vs canary vs stable* (last 4 intervals)`` then each arm's error
+    rate and requests (requests only for a metric without errors, e.g. latency). None
+    without a baseline arm."""
+    records = [r for r in ev.history if r.baseline is not None]
+    if not records:
+        return None
+    arms = {
+        "baseline": [r.baseline for r in records if r.baseline is not None],
+        "canary": [r.canary for r in records],
+        "stable": [r.stable for r in records],
+    }
+    totals = {
+        name: (sum(a.requests for a in counts), sum(a.errors for a in counts))
+        for name, counts in arms.items()
+    }
+    with_errors = any(errors > 0 for _, errors in totals.values())
+    parts = []
+    for name, (requests, errors) in totals.items():
+        if with_errors:
+            rate = f"{100 * errors / requests:.2g}%" if requests > 0 else "n/a"
+            parts.append(f"{name} {rate} of {format_number(requests)}")
+        else:
+            parts.append(f"{name} {format_number(requests)}")
+    n = len(records)
+    return (
+        f"*Baseline vs canary vs stable* (last {n} interval{'s' if n != 1 else ''})\n"
+        + ", ".join(parts)
+    )
 
 
 def format_comparison(ev: MetricEvidence) -> str:
