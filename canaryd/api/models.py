@@ -250,6 +250,145 @@ class HTTPRouteRef(Model):
         return self
 
 
+# ---- traffic beyond weights (traffic stream): A/B matches and mirroring ----------------------
+
+MATCH_HEADER_PATTERN = r"^[a-z0-9!#$%&'*+.^_`|~-]{1,256}$"
+"""Header names of a match: lower case (Istio requires it; HTTP/2 sends them so)."""
+QUERY_PARAM_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$"
+"""Query parameter names: the Gateway API's pattern (an HTTP token)."""
+COOKIE_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+"""A cookie name is an HTTP token (RFC 6265 section 4.1.1)."""
+COOKIE_VALUE_PATTERN = r"^[!#-+\--:<-\[\]-~]{1,1024}$"
+"""cookie-octet (RFC 6265): printable ASCII without space, '"', ',', ';' and backslash."""
+MatchValue = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[ -~]+$")]
+"""An exact or prefix value: printable ASCII (no CR/LF; the Gateway API's minimum length 1)."""
+MAX_REGEX_LENGTH: Final = 1024
+
+# Constructs Python's `re` accepts and RE2 (Envoy's regex engine, Go's) refuses: backreferences,
+# lookaround, atomic groups, conditionals, possessive quantifiers. A pattern with any of them is
+# refused here rather than by the proxy, which would reject the whole route.
+_NOT_RE2 = re.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?[=!]|\(\?<[=!]|\(\?>|\(\?\(|[*+?}]\+")
+
+
+def _re2_regex(value: str) -> str:
+    """A regex both engines read the same way: Python compiles it and it uses nothing RE2 lacks
+    (checked on the pattern text, escapes included, so ``\\1`` is refused even if harmless)."""
+    if not re.fullmatch(r"[ -~]*", value):
+        raise ValueError(f"regex {value[:100]!r}: printable ASCII only")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"regex {value[:100]!r} does not compile: {exc}") from None
+    found = _NOT_RE2.search(value.replace("\\\\", ""))
+    if found:
+        raise ValueError(
+            f"regex {value[:100]!r} uses {found.group(0)!r}, which RE2 (Envoy, Go) does not "
+            "support: no backreferences, lookaround, atomic groups or possessive quantifiers"
+        )
+    return value
+
+
+def re2_escape(text: str) -> str:
+    """``text`` as a regex matching itself in RE2 and Python alike: every ASCII character that
+    is not a letter or digit is escaped (both read ``\\<punctuation>`` as the character;
+    Python's re.escape would also escape a space, which RE2 refuses)."""
+    return "".join(f"\\{c}" if c.isascii() and not c.isalnum() and c != " " else c for c in text)
+
+
+Re2Regex = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_REGEX_LENGTH, description="An RE2 regular expression."),
+    AfterValidator(_re2_regex),
+]
+
+
+class StringMatch(Model):
+    """How a header or query parameter value matches: exactly one of exact, prefix, regex
+    (Istio's StringMatch; regex is RE2, matched against the whole value as Envoy does)."""
+
+    exact: MatchValue | None = None
+    prefix: MatchValue | None = None
+    regex: Re2Regex | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StringMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("set exactly one of exact, prefix and regex")
+        return self
+
+
+class CookieMatch(Model):
+    """A cookie of the request with this exact value (matched on the ``cookie`` header, as
+    Flagger's examples do; there is no cookie match in Istio or the Gateway API)."""
+
+    name: str = Field(pattern=COOKIE_NAME_PATTERN, max_length=256)
+    value: str = Field(pattern=COOKIE_VALUE_PATTERN, max_length=1024)
+
+    def header_regex(self) -> str:
+        """An RE2 regex matching a ``cookie`` header that carries ``name=value`` among its
+        cookies (the form of Flagger's examples; anchored, name and value escaped)."""
+        return rf"^(.*?;\s*)?({re2_escape(self.name)}={re2_escape(self.value)})(;.*)?$"
+
+
+class RequestMatch(Model):
+    """One condition: every header, query parameter and the cookie given must match (AND).
+    The conditions of ``abTest.match`` are ORed, as Istio's and the Gateway API's are."""
+
+    headers: dict[str, StringMatch] = Field(
+        default_factory=dict, max_length=15, description="Header name (lower case) -> match."
+    )
+    query_params: dict[str, StringMatch] = Field(
+        default_factory=dict, max_length=16, description="Query parameter name -> match."
+    )
+    cookie: CookieMatch | None = Field(
+        default=None, description="A cookie with an exact value (on the cookie header)."
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        bad = [n for n in value if not re.fullmatch(MATCH_HEADER_PATTERN, n)]
+        if bad:
+            raise ValueError(f"invalid header name(s) {brief(bad)}: a lower-case HTTP token")
+        return value
+
+    @field_validator("query_params")
+    @classmethod
+    def _query_names(cls, value: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        bad = [n for n in value if not re.fullmatch(QUERY_PARAM_PATTERN, n)]
+        if bad:
+            raise ValueError(f"invalid query parameter name(s) {brief(bad)}: an HTTP token")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> RequestMatch:
+        if not (self.headers or self.query_params or self.cookie is not None):
+            raise ValueError("a match needs at least one of headers, queryParams and cookie")
+        if self.cookie is not None and "cookie" in self.headers:
+            raise ValueError("set the cookie header through either headers.cookie or cookie")
+        return self
+
+
+class ABTestSpec(Model):
+    """A/B testing (Flagger's ``analysis.match`` + ``iterations``): requests matching any
+    condition go to the canary, all others to the primary, for ``iterations`` judged
+    intervals; then the canary is promoted (no weight steps)."""
+
+    match: list[RequestMatch] = Field(
+        min_length=1, max_length=16, description="Conditions (ORed) routing to the canary."
+    )
+    iterations: int = Field(ge=1, le=1000, description="Judged intervals before promotion.")
+
+
+class MirrorSpec(Model):
+    """Mirroring (Flagger's ``mirror`` + ``mirrorWeight``): before any live traffic, a copy
+    of ``percent`` % of the requests goes to the canary for ``iterations`` judged intervals;
+    users get the primary's answers, the canary's are discarded (but measured)."""
+
+    percent: int = Field(default=100, ge=1, le=100, description="Share of requests copied.")
+    iterations: int = Field(ge=1, le=1000, description="Judged intervals of mirroring.")
+
+
 class ScheduleSpec(Model):
     """When and how far traffic moves. The first step is ``startWeight`` (5% by default)."""
 
@@ -676,6 +815,16 @@ class RolloutSpec(Model):
         "when httpRouteRef is set, else istio.",
     )
     http_route_ref: HTTPRouteRef | None = None
+    ab_test: ABTestSpec | None = Field(
+        default=None,
+        description="A/B testing: matching requests to the canary for N judged intervals "
+        "(replaces the weight steps; needs spec.service).",
+    )
+    mirror: MirrorSpec | None = Field(
+        default=None,
+        description="Mirror a share of requests to the canary before it takes live traffic "
+        "(needs spec.service and reporter destination).",
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=86400)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
@@ -705,7 +854,44 @@ class RolloutSpec(Model):
             raise ValueError("spec.service.parentRefs needs spec.router gateway-api")
         _unique([w.name for w in self.webhooks], "webhook names")
         _unique([a.name for a in self.alerts], "alert names")
+        self._traffic_features()
         return self
+
+    def _traffic_features(self) -> None:
+        """A/B and mirroring: generated routes only, one at a time, mirroring measured where
+        mirrored requests are seen (see docs/traffic.md)."""
+        for field, value in (("abTest", self.ab_test), ("mirror", self.mirror)):
+            if value is not None and self.service is None:
+                raise ValueError(
+                    f"spec.{field} needs spec.service (routes canaryd generates); it is not "
+                    "supported with spec.virtualServiceRef or spec.httpRouteRef"
+                )
+        if self.ab_test is not None and self.mirror is not None:
+            raise ValueError("set at most one of spec.abTest and spec.mirror")
+        if self.mirror is not None and self.analysis.reporter != "destination":
+            raise ValueError(
+                f"spec.mirror needs spec.analysis.reporter destination (got "
+                f"{self.analysis.reporter!r}): only the canary's own sidecar reports mirrored "
+                "requests; the source sidecar and a waypoint do not"
+            )
+
+    def steps(self) -> list[int]:
+        """The canary weight of each step: ``[100]`` (of the matching requests) for an A/B
+        test, the schedule's weights otherwise, after a step at 0% when mirroring."""
+        weights = [100] if self.ab_test is not None else self.schedule.weights()
+        return [0, *weights] if self.mirror is not None else weights
+
+    def step_intervals(self, step: int) -> int:
+        """Judged intervals needed at ``step`` before it may advance."""
+        if self.mirror is not None and step == 0:
+            return self.mirror.iterations
+        if self.ab_test is not None:
+            return self.ab_test.iterations
+        return self.schedule.intervals_per_step
+
+    def mirror_percent(self, step: int) -> int:
+        """Percent of requests mirrored to the canary at ``step`` (0: none)."""
+        return self.mirror.percent if self.mirror is not None and step == 0 else 0
 
     @property
     def router_kind(self) -> RouterKind:

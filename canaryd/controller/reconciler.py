@@ -356,7 +356,11 @@ class Reconciler:
                 if isinstance(effect, EnsureRouting):
                     p.router.reconcile(rollout, canary_weight=effect.canary_weight)
                 elif isinstance(effect, SetWeight):
-                    p.router.set_weights(rollout, canary_weight=effect.canary_weight)
+                    p.router.set_weights(
+                        rollout,
+                        canary_weight=effect.canary_weight,
+                        mirror_percent=effect.mirror_percent,
+                    )
                 elif isinstance(effect, FinalizeRouting):
                     p.router.finalize(rollout)
                 elif isinstance(effect, EnsurePrimary):

@@ -58,8 +58,10 @@ class RouterByKind:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.of(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.of(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
+        self.of(rollout).set_weights(
+            rollout, canary_weight=canary_weight, mirror_percent=mirror_percent
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.of(rollout).finalize(rollout)

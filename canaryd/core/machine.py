@@ -57,6 +57,7 @@ from canaryd.api.models import (
     PendingNotice,
     Phase,
     Rollout,
+    RolloutSpec,
     RolloutStatus,
     Severity,
     WebhookType,
@@ -154,7 +155,7 @@ def _analysis_due(status: RolloutStatus, interval: float, now: datetime) -> bool
 
 
 def _last_step(rollout: Rollout) -> int:
-    return len(rollout.spec.schedule.weights()) - 1
+    return len(rollout.spec.steps()) - 1
 
 
 def plan(rollout: Rollout, now: datetime) -> Plan:
@@ -288,11 +289,13 @@ class _Tick:
             outbox=_with_pending(self.status.outbox, notice),
         )
 
-    def route(self, weight: int) -> None:
-        """Set the canary weight (status and routing) unless both already say so."""
-        observed = self.obs.traffic.canary_weight if self.obs.traffic is not None else None
-        if observed != weight or self.status.canary_weight != weight:
-            self.act(SetWeight(weight))
+    def route(self, weight: int, mirror: int = 0) -> None:
+        """Set the canary weight and mirrored percent (status and routing) unless both
+        already say so."""
+        traffic = self.obs.traffic
+        observed = (traffic.canary_weight, traffic.mirror_percent) if traffic else None
+        if observed != (weight, mirror) or self.status.canary_weight != weight:
+            self.act(SetWeight(weight, mirror))
         self.set(canary_weight=weight)
 
     def decision(self) -> Decision:
@@ -524,8 +527,9 @@ def _target_missing(t: _Tick) -> None:
         t.route(0)
 
 
-def _reassert_routing(t: _Tick, weight: int) -> None:
-    """Routing implied by the status: verify the objects, correct a drifted weight."""
+def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
+    """Routing implied by the status: verify the objects, correct a drifted weight (or
+    mirrored percent: only the mirroring step of an analysis mirrors)."""
     t.act(EnsureRouting(weight))
     observed = t.obs.traffic
     if observed is not None and observed.canary_weight != weight:
@@ -535,8 +539,25 @@ def _reassert_routing(t: _Tick, weight: int) -> None:
             f"set to {weight}%",
             warning=True,
         )
-        t.act(SetWeight(weight))
+        t.act(SetWeight(weight, mirror))
+    elif observed is not None and observed.mirror_percent != mirror:
+        t.event(
+            "TrafficCorrected",
+            f"mirrored {observed.mirror_percent}% of requests to the canary, status says "
+            f"{mirror}%: set to {mirror}%",
+            warning=mirror == 0,  # (entering a mirroring step after a restart is no drift)
+        )
+        t.act(SetWeight(weight, mirror))
     t.set(canary_weight=weight)
+
+
+def _mirror(t: _Tick) -> int:
+    """Percent mirrored as the status implies: the mirroring step of an analysis, unless the
+    canary's traffic is withdrawn (metrics outage)."""
+    s = t.status
+    if s.phase not in ACTIVE or not s.weight_history or s.outage is not None:
+        return 0
+    return t.rollout.spec.mirror_percent(s.current_step)
 
 
 def _scale_down(t: _Tick) -> None:
@@ -778,8 +799,8 @@ def _await_canary(t: _Tick) -> None:
     if spec.paused:
         _wait(t, "Paused", "spec.paused: canary ready, first step held")
         return
-    weights = spec.schedule.weights()
-    t.route(weights[0])
+    weights = spec.steps()
+    t.route(weights[0], spec.mirror_percent(0))
     t.set(current_step=0, weight_history=[weights[0]], step_started_at=t.now)
     t.set_analysis(last_analysis_time=t.now, step_intervals=0, step_requests=0)
     t.requeue = None
@@ -787,8 +808,17 @@ def _await_canary(t: _Tick) -> None:
         Phase.PROGRESSING,
         "Advanced",
         f"{target.name} ready ({target.ready_replicas} replicas) after {waited:.0f}s; "
-        f"canary weight {weights[0]}% (step 1/{len(weights)})",
+        f"canary weight {weights[0]}% (step 1/{len(weights)}){_how(spec, 0)}",
     )
+
+
+def _how(spec: RolloutSpec, step: int) -> str:
+    """What the weight of ``step`` means beyond a plain split (for messages)."""
+    if spec.mirror_percent(step):
+        return f", {spec.mirror_percent(step)}% of requests mirrored to the canary"
+    if spec.ab_test is not None:
+        return " of the requests matching spec.abTest.match"
+    return ""
 
 
 def _closed_gates(t: _Tick, type_: WebhookType) -> str:
@@ -867,7 +897,7 @@ def _analyse(t: _Tick, judge: Judge) -> None:
     if result == Interval.WITHDRAWN:
         _reassert_routing(t, 0)
         return
-    _reassert_routing(t, t.status.canary_weight)
+    _reassert_routing(t, t.status.canary_weight, _mirror(t))
     if result == Interval.HELD:
         return
     _maybe_advance(t, early=result == Interval.EARLY)
@@ -903,7 +933,7 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
         return _unjudged(t, outage.kind, outage.message)
     if canary == 0 and stable == 0:
         return _no_traffic(t)
-    if canary == 0 and t.status.canary_weight > 0:
+    if canary == 0 and (t.status.canary_weight > 0 or _mirror(t) > 0):
         message = (
             f"the stable arm served {stable:.0f} requests and the canary none at "
             f"{t.status.canary_weight}%: the canary's series are missing (sidecar injected? "
@@ -999,7 +1029,7 @@ def _resume(t: _Tick, outage: MetricsOutage) -> None:
     """Answers are back: the withdrawn weight returns and the step continues where it was."""
     waited = (t.now - outage.since).total_seconds()
     t.set(outage=None)
-    t.route(outage.weight)
+    t.route(outage.weight, _mirror(t))
     t.transition(
         Phase.PROGRESSING,
         "Resumed",
@@ -1013,12 +1043,12 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
     spec = t.rollout.spec
     s = t.status
     a = s.analysis
-    weights = spec.schedule.weights()
+    weights = spec.steps()
     if spec.paused:
         _wait(t, "Paused", f"spec.paused: holding canary weight {s.canary_weight}%")
         return
     done = (
-        a.step_intervals >= spec.schedule.intervals_per_step
+        a.step_intervals >= spec.step_intervals(s.current_step)
         and a.step_requests >= spec.analysis.min_requests
     )
     held = _promoted_reason(s) if s.phase == Phase.WAITING else ""
@@ -1052,7 +1082,7 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
         return
     step = s.current_step
     weight = weights[step + 1]
-    t.route(weight)
+    t.route(weight, spec.mirror_percent(step + 1))
     t.set(
         current_step=step + 1,
         weight_history=[*s.weight_history, weight],
@@ -1060,7 +1090,7 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
     )
     t.set_analysis(step_intervals=0, step_requests=0)
     message = (
-        f"canary weight {weight}% (step {step + 2}/{len(weights)}) after "
+        f"canary weight {weight}%{_how(spec, step + 1)} (step {step + 2}/{len(weights)}) after "
         f"{a.step_intervals} interval(s) and {a.step_requests:.0f} canary requests at "
         f"{s.canary_weight}%; verdict {a.outcome.value}"
     )

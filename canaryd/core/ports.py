@@ -104,9 +104,11 @@ class TrafficRouter(Protocol):
         """Current split of the managed route(s); None when routing is not set up yet."""
         ...
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        """Route ``canary_weight`` % to the canary and the rest to primary. Idempotent; the
-        weights written always sum to 100 and validate against Istio's schema."""
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
+        """Route ``canary_weight`` % to the canary and the rest to primary (with
+        ``spec.abTest``: of the matching requests), and mirror ``mirror_percent`` % of the
+        requests to the canary (0: no mirroring). Idempotent; the weights written always sum
+        to 100 and validate against the router's schema."""
         ...
 
     def finalize(self, rollout: Rollout) -> None:

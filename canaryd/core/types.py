@@ -170,6 +170,8 @@ class TrafficState:
     """Weights currently routed (primary + canary == 100)."""
 
     canary_weight: int
+    mirror_percent: int = 0
+    """Percent of requests copied (mirrored) to the canary; 0: no mirroring."""
 
     @property
     def primary_weight(self) -> int:
@@ -275,6 +277,8 @@ class EnsureRouting:
 @dataclass(frozen=True, slots=True)
 class SetWeight:
     canary_weight: int
+    mirror_percent: int = 0
+    """Percent of requests mirrored to the canary (spec.mirror's step); 0: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,8 @@ class FakeCluster:
         self.rollout["metadata"].setdefault("resourceVersion", "1")  # type: ignore[index]
         self.deployments = {"podinfo": Deployment(target_hash, replicas)}
         self.weight: int | None = None
+        self.mirror_percent = 0
+        """Percent mirrored to the canary by the last set_weights."""
         self.faults = Faults()
         self.finalized = 0
         self._rv = 1
@@ -169,16 +171,20 @@ class FakeCluster:
             self.weight = canary_weight
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        return TrafficState(self.weight) if self.weight is not None else None
+        if self.weight is None:
+            return None
+        return TrafficState(self.weight, self.mirror_percent)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        assert 0 <= canary_weight <= 100
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
+        assert 0 <= canary_weight <= 100 and 0 <= mirror_percent <= 100
         self.faults.hit(f"set_weights {canary_weight}")
         self.weight = canary_weight
+        self.mirror_percent = mirror_percent
 
     def finalize(self, rollout: Rollout) -> None:
         self.faults.hit("finalize routing")
         self.weight = 0 if self.weight is not None else None
+        self.mirror_percent = 0
         self.finalized += 1
 
 

@@ -120,7 +120,8 @@ class GeneratedRouter:
         def keep(existing: JSON | None) -> JSON | None:
             current = routes.generated_weights(rollout, existing) if existing else None
             weight = current.canary_weight if current is not None else canary_weight
-            desired = routes.desired_http_route(rollout, weight)["spec"]
+            mirror = current.mirror_percent if current is not None else 0
+            desired = routes.desired_http_route(rollout, weight, mirror)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.routes.update(ns, name, keep)
@@ -131,14 +132,15 @@ class GeneratedRouter:
         )
         return routes.generated_weights(rollout, route) if route is not None else None
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         routes.check_weight(canary_weight)
         ns = rollout.metadata.namespace
         name = routes.generated_names(rollout).http_route
-        desired = routes.desired_http_route(rollout, canary_weight)["spec"]
+        desired = routes.desired_http_route(rollout, canary_weight, mirror_percent)["spec"]
         if self.routes.get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight)
-            return
+            if not mirror_percent:
+                return  # created as desired
         self.routes.update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
@@ -209,8 +211,10 @@ class RefRouter:
         ref = self._ref(rollout)
         return routes.read_weights(self.routes.require(rollout.metadata.namespace, ref), ref)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         routes.check_weight(canary_weight)
+        if mirror_percent:
+            raise PermanentError("mirroring needs spec.service: an HTTPRoute canaryd owns")
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
         self.routes.require(ns, ref)
@@ -266,8 +270,10 @@ class GatewayRouter:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.mode(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
+        self.mode(rollout).set_weights(
+            rollout, canary_weight=canary_weight, mirror_percent=mirror_percent
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.mode(rollout).finalize(rollout)

@@ -30,7 +30,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canaryd.api.models import API_VERSION, HTTPRouteRef, Rollout
+from canaryd.api.models import (
+    API_VERSION,
+    HTTPRouteRef,
+    RequestMatch,
+    Rollout,
+    StringMatch,
+    re2_escape,
+)
 from canaryd.core.ports import PermanentError
 from canaryd.core.types import TrafficState
 
@@ -40,6 +47,8 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 HTTPROUTE_PLURAL = "httproutes"
 PRIMARY_RULE = "primary"
+CANARY_RULE = "canary"
+"""The rule of the requests matching ``spec.abTest.match``."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 MAX_WEIGHT = 1_000_000
 """The schema's bound on one backendRef weight."""
@@ -173,23 +182,76 @@ def parent_refs(rollout: Rollout) -> list[JSON]:
     return [ref.wire() for ref in service.parent_refs]
 
 
-def desired_http_route(rollout: Rollout, canary_weight: int) -> JSON:
-    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary."""
+def _value_match(name: str, match: StringMatch) -> JSON:
+    """A header or query parameter match in the stored shape. The Gateway API has no prefix
+    match: a prefix becomes the regex ``^<prefix escaped>.*`` (RegularExpression support, and
+    its dialect, are implementation-specific: RE2 for Envoy-based ones such as Istio)."""
+    if match.exact is not None:
+        return {"name": name, "type": "Exact", "value": match.exact}
+    regex = match.regex if match.regex is not None else f"^{re2_escape(match.prefix or '')}.*"
+    return {"name": name, "type": "RegularExpression", "value": regex}
+
+
+def gateway_match(match: RequestMatch) -> JSON:
+    """One HTTPRouteMatch for one ``abTest.match`` condition (all ANDed), with the default path
+    spelled out as the API server stores it."""
+    headers = [_value_match(name, m) for name, m in match.headers.items()]
+    if match.cookie is not None:
+        headers.append(
+            {"name": "cookie", "type": "RegularExpression", "value": match.cookie.header_regex()}
+        )
+    out: JSON = copy.deepcopy(DEFAULT_MATCH)
+    if headers:
+        out["headers"] = headers
+    if match.query_params:
+        out["queryParams"] = [_value_match(n, m) for n, m in match.query_params.items()]
+    return out
+
+
+def mirror_filter(service: str, port: int | None, percent: int) -> JSON:
+    """A RequestMirror filter copying ``percent`` % of the rule's requests to ``service``."""
+    ref: JSON = {"group": "", "kind": "Service", "name": service}
+    if port is not None:
+        ref["port"] = port
+    return {"type": "RequestMirror", "requestMirror": {"backendRef": ref, "percent": percent}}
+
+
+def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int = 0) -> JSON:
+    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary.
+
+    With ``spec.abTest`` the weight applies to the requests matching it (rule ``canary``: its
+    header and query parameter matches give it precedence over ``primary``, whose only match
+    is the path ``/``); every other request goes to the primary (100/0). With
+    ``mirror_percent`` the ``primary`` rule also copies that share of its requests to the
+    canary (a RequestMirror filter with ``percent``)."""
     service = rollout.spec.service
     assert service is not None
     names = generated_names(rollout)
-    spec: JSON = {
-        "parentRefs": parent_refs(rollout),
-        "rules": [
-            {
-                "name": PRIMARY_RULE,
-                "matches": [copy.deepcopy(DEFAULT_MATCH)],
-                "backendRefs": split(
-                    names.primary_service, names.canary_service, canary_weight, service.port
-                ),
-            }
-        ],
+    check_weight(mirror_percent)
+    ab = rollout.spec.ab_test
+    primary: JSON = {
+        "name": PRIMARY_RULE,
+        "matches": [copy.deepcopy(DEFAULT_MATCH)],
+        "backendRefs": split(
+            names.primary_service,
+            names.canary_service,
+            0 if ab is not None else canary_weight,
+            service.port,
+        ),
     }
+    if mirror_percent:
+        primary["filters"] = [mirror_filter(names.canary_service, service.port, mirror_percent)]
+    rules = [primary]
+    if ab is not None:
+        canary: JSON = {
+            "name": CANARY_RULE,
+            "matches": [gateway_match(m) for m in ab.match],
+            "backendRefs": split(
+                names.primary_service, names.canary_service, canary_weight, service.port
+            ),
+        }
+        rules = [canary, primary]
+    spec: JSON = {"parentRefs": parent_refs(rollout), "rules": rules}
     if service.hosts:
         spec["hostnames"] = list(service.hosts)
     return {
@@ -205,7 +267,7 @@ def generated_ref(rollout: Rollout) -> HTTPRouteRef:
     names = generated_names(rollout)
     return HTTPRouteRef(
         name=names.http_route,
-        rules=[PRIMARY_RULE],
+        rules=[CANARY_RULE if rollout.spec.ab_test is not None else PRIMARY_RULE],
         primary_service=names.primary_service,
         canary_service=names.canary_service,
     )
@@ -216,11 +278,34 @@ def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficStat
     :meth:`GatewayRouter.reconcile` rewrites it)."""
     ref = generated_ref(rollout)
     try:
-        state = read_weights(route, ref)
+        weight = read_weights(route, ref).canary_weight
     except PermanentError:
         return None
-    owned = desired_http_route(rollout, state.canary_weight)["spec"]
+    state = TrafficState(weight, mirrored(route, ref.canary_service))
+    owned = desired_http_route(rollout, state.canary_weight, state.mirror_percent)["spec"]
     return state if route.get("spec") == owned else None
+
+
+def mirrored(route: Mapping[str, Any], canary_service: str) -> int:
+    """Percent of the ``primary`` rule's requests mirrored to ``canary_service`` (0: none):
+    ``percent``, or ``fraction`` as a whole percent; neither means 100%."""
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if not isinstance(rule, Mapping) or rule.get("name") != PRIMARY_RULE:
+            continue
+        for f in rule.get("filters") or []:
+            mirror = f.get("requestMirror") if isinstance(f, Mapping) else None
+            if not isinstance(mirror, Mapping):
+                continue
+            if (mirror.get("backendRef") or {}).get("name") != canary_service:
+                continue
+            if "percent" in mirror:
+                return int(mirror["percent"])
+            fraction = mirror.get("fraction")
+            if isinstance(fraction, Mapping):
+                numerator = int(fraction.get("numerator", 0))
+                return round(100 * numerator / max(1, int(fraction.get("denominator", 100))))
+            return 100
+    return 0
 
 
 # ---- existing HTTPRoute (httpRouteRef) -------------------------------------------------------

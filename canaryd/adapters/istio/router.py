@@ -129,7 +129,8 @@ class HostRouter:
         def keep(existing: JSON | None) -> JSON | None:
             current = routes.host_weights(rollout, existing) if existing is not None else None
             weight = current.canary_weight if current is not None else canary_weight
-            desired = routes.desired_virtual_service(rollout, weight)["spec"]
+            mirror = current.mirror_percent if current is not None else 0
+            desired = routes.desired_virtual_service(rollout, weight, mirror)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.vs.update(ns, name, keep)
@@ -138,14 +139,15 @@ class HostRouter:
         vs = self.vs.get(rollout.metadata.namespace, routes.host_names(rollout).virtual_service)
         return routes.host_weights(rollout, vs) if vs is not None else None
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         routes.check_weight(canary_weight)
         ns = rollout.metadata.namespace
         name = routes.host_names(rollout).virtual_service
-        desired = routes.desired_virtual_service(rollout, canary_weight)["spec"]
+        desired = routes.desired_virtual_service(rollout, canary_weight, mirror_percent)["spec"]
         if self.vs.get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight)
-            return
+            if not mirror_percent:
+                return  # created as desired
         self.vs.update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
@@ -216,8 +218,10 @@ class RefRouter:
         ref = self._ref(rollout)
         return routes.read_weights(self.vs.require(rollout.metadata.namespace, ref), ref)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         routes.check_weight(canary_weight)
+        if mirror_percent:
+            raise PermanentError("mirroring needs spec.service: a VirtualService canaryd owns")
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
         self.vs.require(ns, ref)
@@ -273,8 +277,10 @@ class IstioRouter:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         return self.mode(rollout).get_weights(rollout)
 
-    def set_weights(self, rollout: Rollout, *, canary_weight: int) -> None:
-        self.mode(rollout).set_weights(rollout, canary_weight=canary_weight)
+    def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
+        self.mode(rollout).set_weights(
+            rollout, canary_weight=canary_weight, mirror_percent=mirror_percent
+        )
 
     def finalize(self, rollout: Rollout) -> None:
         self.mode(rollout).finalize(rollout)

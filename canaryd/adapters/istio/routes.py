@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canaryd.api.models import API_VERSION, Rollout, VirtualServiceRef
+from canaryd.api.models import API_VERSION, RequestMatch, Rollout, VirtualServiceRef
 from canaryd.core.ports import PermanentError
 from canaryd.core.types import TrafficState
 
@@ -33,6 +33,8 @@ ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSION = "v1"
 VS_PLURAL = "virtualservices"
 PRIMARY_ROUTE = "primary"
+CANARY_ROUTE = "canary"
+"""The route of the requests matching ``spec.abTest.match`` (before ``primary``)."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 
 
@@ -134,22 +136,54 @@ def split(primary_host: str, canary_host: str, canary_weight: int, port: int | N
     return destinations
 
 
-def desired_virtual_service(rollout: Rollout, canary_weight: int) -> JSON:
-    """The VirtualService of host-level mode with ``canary_weight`` % to the canary."""
+def istio_match(match: RequestMatch) -> JSON:
+    """One HTTPMatchRequest of Istio for one ``abTest.match`` condition (all ANDed)."""
+    out: JSON = {}
+    headers = {name: m.wire() for name, m in match.headers.items()}
+    if match.cookie is not None:
+        headers["cookie"] = {"regex": match.cookie.header_regex()}
+    if headers:
+        out["headers"] = headers
+    if match.query_params:
+        out["queryParams"] = {name: m.wire() for name, m in match.query_params.items()}
+    return out
+
+
+def desired_virtual_service(rollout: Rollout, canary_weight: int, mirror_percent: int = 0) -> JSON:
+    """The VirtualService of host-level mode with ``canary_weight`` % to the canary.
+
+    With ``spec.abTest`` the weight applies to the requests matching it (route ``canary``,
+    first: Istio takes the first route that matches); every other request goes to the primary
+    (route ``primary``, 100/0). With ``mirror_percent`` the ``primary`` route also copies that
+    share of its requests to the canary (``mirror`` + ``mirrorPercentage``)."""
     service = rollout.spec.service
     assert service is not None
     names = host_names(rollout)
-    spec: JSON = {
-        "hosts": list(service.hosts) or [names.virtual_service],
-        "http": [
-            {
-                "name": PRIMARY_ROUTE,
-                "route": split(
-                    names.primary_service, names.canary_service, canary_weight, service.port
-                ),
-            }
-        ],
+    check_weight(mirror_percent)
+    ab = rollout.spec.ab_test
+    primary: JSON = {
+        "name": PRIMARY_ROUTE,
+        "route": split(
+            names.primary_service,
+            names.canary_service,
+            0 if ab is not None else canary_weight,
+            service.port,
+        ),
     }
+    if mirror_percent:
+        primary["mirror"] = {"host": names.canary_service, "port": {"number": service.port}}
+        primary["mirrorPercentage"] = {"value": float(mirror_percent)}
+    http = [primary]
+    if ab is not None:
+        canary: JSON = {
+            "name": CANARY_ROUTE,
+            "match": [istio_match(m) for m in ab.match],
+            "route": split(
+                names.primary_service, names.canary_service, canary_weight, service.port
+            ),
+        }
+        http = [canary, primary]
+    spec: JSON = {"hosts": list(service.hosts) or [names.virtual_service], "http": http}
     if service.gateways:
         spec["gateways"] = list(service.gateways)
     return {
@@ -166,14 +200,29 @@ def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None
     names = host_names(rollout)
     ref = VirtualServiceRef(
         name=names.virtual_service,
-        routes=[PRIMARY_ROUTE],
+        routes=[CANARY_ROUTE if rollout.spec.ab_test is not None else PRIMARY_ROUTE],
         primary_host=names.primary_service,
         canary_host=names.canary_service,
     )
     try:
-        return read_weights(vs, ref)
+        weight = read_weights(vs, ref).canary_weight
     except PermanentError:
         return None
+    return TrafficState(canary_weight=weight, mirror_percent=_mirrored(vs, names.canary_service))
+
+
+def _mirrored(vs: Mapping[str, Any], canary_host: str) -> int:
+    """Percent of the ``primary`` route's requests mirrored to the canary (0: none). Istio
+    mirrors 100% when ``mirrorPercentage`` is absent."""
+    for route in (vs.get("spec") or {}).get("http") or []:
+        if not isinstance(route, Mapping) or route.get("name") != PRIMARY_ROUTE:
+            continue
+        mirror = route.get("mirror")
+        if not isinstance(mirror, Mapping) or mirror.get("host") != canary_host:
+            return 0
+        value = (route.get("mirrorPercentage") or {}).get("value", 100.0)
+        return round(value) if isinstance(value, int | float) else 0
+    return 0
 
 
 def service_differs(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
