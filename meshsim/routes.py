@@ -23,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from meshsim.rules import Segment, Split, gateway_split, istio_split
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,9 @@ class MeshApp:
     """HTTPRoute name (router gateway-api); defaults to ``service``."""
     rps: float | None = None
     """Requests per second for this app; None: the simulator's default."""
+    segments: tuple[Segment, ...] = ()
+    """Shares of the requests carrying headers, cookies or query parameters (the rest carry
+    none): what A/B matches select (:mod:`meshsim.rules`)."""
 
     @property
     def service_name(self) -> str:
@@ -77,7 +82,8 @@ class Route:
 
     workload: str
     service: str
-    weight: int
+    weight: float
+    """Percent of the app's requests this workload serves (live traffic)."""
     image: str | None
     """Image of the workload's first container; None when it has no ready pod."""
     ready: int = 1
@@ -89,6 +95,9 @@ class Route:
     """All pods of every template (``status.replicas``); None: ``ready``."""
     revision: str | None = None
     """A hash of the pod template (the pods' ``pod-template-hash``); None: from the image."""
+    mirrored: float = 0.0
+    """Percent of the app's requests copied to this workload by a mirror (its answers are
+    discarded: users see the live route's)."""
 
 
 class RouteSource(Protocol):
@@ -123,11 +132,31 @@ class KubeRoutes:
         vs = self._get_vs(app)
         if vs is None:
             return [self._route(app, app.target, app.service_name, 100)]
+        if app.route is None:
+            # The routes the simulated requests take (matches, mirrors: meshsim.rules).
+            return self._from_split(app, istio_split(vs, app.segments))
         out: list[Route] = []
         for dest in _split(vs, app.route):
             host = str(dest.get("destination", {}).get("host", ""))
             workload, service = app.workload_for_host(host)
             out.append(self._route(app, workload, service, int(dest.get("weight", 100))))
+        return out
+
+    def _from_split(self, app: MeshApp, split: Split) -> list[Route]:
+        """One Route per workload: its live share, and the share mirrored to it."""
+        live: dict[tuple[str, str], float] = {}
+        mirrored: dict[tuple[str, str], float] = {}
+        for host, pct in split.weights.items():
+            key = app.workload_for_host(host)
+            live[key] = live.get(key, 0.0) + pct
+        for host, pct in split.mirrored.items():
+            key = app.workload_for_host(host)
+            mirrored[key] = mirrored.get(key, 0.0) + pct
+            live.setdefault(key, 0.0)
+        out = []
+        for (workload, service), pct in live.items():
+            route = self._route(app, workload, service, pct)
+            out.append(replace(route, mirrored=mirrored.get((workload, service), 0.0)))
         return out
 
     def _http_route_destinations(self, app: MeshApp) -> list[Route]:
@@ -140,6 +169,8 @@ class KubeRoutes:
             if exc.status == 404:
                 return [self._route(app, app.target, app.service_name, 100)]
             raise
+        if app.route is None:
+            return self._from_split(app, gateway_split(cast(dict[str, Any], route), app.segments))
         rules: list[dict[str, Any]] = cast(dict[str, Any], route).get("spec", {}).get("rules") or []
         if app.route is not None:
             rules = [r for r in rules if r.get("name") == app.route]
@@ -161,7 +192,7 @@ class KubeRoutes:
             raise
         return cast(dict[str, Any], vs)
 
-    def _route(self, app: MeshApp, workload: str, service: str, weight: int) -> Route:
+    def _route(self, app: MeshApp, workload: str, service: str, weight: float) -> Route:
         try:
             dep = self._apps.read_namespaced_deployment(workload, app.namespace)
         except k8s.ApiException as exc:

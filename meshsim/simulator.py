@@ -33,7 +33,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -49,6 +49,9 @@ class StepStats:
 
     served: Mapping[tuple[str, str], tuple[int, int]]
     dropped: int
+    mirrored: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """Mirrored copies served per workload (requests, errors); included in ``served``, never
+    seen by users (they get the live route's answer)."""
 
 
 class MeshSimulator:
@@ -143,6 +146,7 @@ class MeshSimulator:
     def _step(self, dt: float) -> StepStats:
         t_rel = self.now - self.t0
         served: dict[tuple[str, str], tuple[int, int]] = {}
+        mirrored: dict[tuple[str, str], tuple[int, int]] = {}
         dropped = 0
         with self._lock:
             current = dict(self._current)
@@ -159,33 +163,64 @@ class MeshSimulator:
                 if not route_pods:
                     dropped += n
                     continue
-                if n == 0:
-                    continue
-                dest = Destination(app.namespace, route.workload, route.service, route.workload,
-                                   app.protocol)  # fmt: skip
-                per_pod = [
-                    int(x)
-                    for x in self._rng.multinomial(n, [1 / len(route_pods)] * len(route_pods))
-                ]
-                for (pod, image), k in zip(route_pods, per_pod, strict=True):
-                    if k == 0:
-                        continue
-                    profile = self.profiles.for_image(image)
-                    outcome = serve(
-                        self._rng, profile, k,
-                        error_factor=self.shape.error_factor(t_rel)
-                        * self._overdispersion(app.namespace, route.workload, t_rel),
-                        latency_factor=self.shape.latency_factor(t_rel),
-                    )  # fmt: skip
-                    self.metrics.record(dest, outcome, error_code=profile.error_code, pod=pod)
-                    prev = served.get((app.namespace, route.workload), (0, 0))
-                    served[(app.namespace, route.workload)] = (
-                        prev[0] + outcome.requests,
-                        prev[1] + outcome.errors,
-                    )
+                self._serve(app, route, route_pods, n, t_rel=t_rel, served=served)
+            total = sum(counts)
+            for route, route_pods in zip(routes, pods, strict=True):
+                if route.mirrored <= 0 or not route_pods or total == 0:
+                    continue  # (a mirror without pods fails unseen: users got their answer)
+                copies = int(self._rng.binomial(total, min(1.0, route.mirrored / 100)))
+                # Only the receiving sidecar reports a mirrored request: Envoy sends the copy
+                # outside the caller's HTTP filter chain (no source-side metrics), and a
+                # waypoint that mirrors reports only the live request.
+                self._serve(
+                    app, route, route_pods, copies,
+                    t_rel=t_rel, served=mirrored, reporters=("destination",),
+                )  # fmt: skip
+            for key, (req, err) in mirrored.items():
+                prev = served.get(key, (0, 0))
+                served[key] = (prev[0] + req, prev[1] + err)
         self.now += dt
         self.dropped += dropped
-        return StepStats(served, dropped)
+        return StepStats(served, dropped, mirrored)
+
+    def _serve(
+        self,
+        app: MeshApp,
+        route: Route,
+        route_pods: list[tuple[Pod, str]],
+        n: int,
+        *,
+        t_rel: float,
+        served: dict[tuple[str, str], tuple[int, int]],
+        reporters: Sequence[str] | None = None,
+    ) -> None:
+        """``n`` requests spread over ``route``'s pods, recorded (as ``reporters`` see them)
+        and added to ``served``."""
+        if n == 0:
+            return
+        dest = Destination(app.namespace, route.workload, route.service, route.workload,
+                           app.protocol)  # fmt: skip
+        per_pod = [
+            int(x) for x in self._rng.multinomial(n, [1 / len(route_pods)] * len(route_pods))
+        ]
+        for (pod, image), k in zip(route_pods, per_pod, strict=True):
+            if k == 0:
+                continue
+            profile = self.profiles.for_image(image)
+            outcome = serve(
+                self._rng, profile, k,
+                error_factor=self.shape.error_factor(t_rel)
+                * self._overdispersion(app.namespace, route.workload, t_rel),
+                latency_factor=self.shape.latency_factor(t_rel),
+            )  # fmt: skip
+            self.metrics.record(
+                dest, outcome, error_code=profile.error_code, pod=pod, reporters=reporters
+            )
+            prev = served.get((app.namespace, route.workload), (0, 0))
+            served[(app.namespace, route.workload)] = (
+                prev[0] + outcome.requests,
+                prev[1] + outcome.errors,
+            )
 
     def _sync_pods(self, app: MeshApp, route: Route) -> list[tuple[Pod, str]]:
         """The ready pods of ``route``'s workload with the image each runs; pods that are gone
