@@ -82,7 +82,9 @@ SCENARIOS = {
     "bad": ("bad",),
     "both": ("good", "bad"),
     "latency": ("latency",),
+    "ab": ("good", "bad"),
 }
+"""Releases per scenario; ``ab`` ships good and bad through an A/B test (header or cookie)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +93,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=sorted(SCENARIOS),
         default="both",
         help="which releases to ship: good (promoted), bad (4x errors, rolled back), both "
-        "(default), latency (2x slower, rolled back)",
+        "(default), latency (2x slower, rolled back), ab (good and bad through an A/B test: "
+        "users with the header x-canary: insider or the cookie canary=always reach the canary)",
     )
     parser.add_argument(
         "--fast",
@@ -226,6 +229,7 @@ def run(
         user_webhook=args.slack_webhook,
         stuck=stuck,
         router=args.router,
+        ab=args.scenario == "ab",
     )
     show_slack = _slack_printer(env.slack, view, style)
     route_kind = "HTTPRoute" if args.router == "gateway-api" else "VirtualService"
