@@ -57,6 +57,15 @@ class MeshApp:
     segments: tuple[Segment, ...] = ()
     """Shares of the requests carrying headers, cookies or query parameters (the rest carry
     none): what A/B matches select (:mod:`meshsim.rules`)."""
+    users: int = 0
+    """Simulated users who keep the cookies answers set (session affinity); 0: requests are
+    anonymous. Needs :class:`KubeRoutes` (the rules are evaluated per cookie held)."""
+
+    def __post_init__(self) -> None:
+        if self.users < 0:
+            raise ValueError(f"users must be >= 0, got {self.users}")
+        if self.users and self.segments:
+            raise ValueError("set segments or users, not both (users carry only cookies)")
 
     @property
     def service_name(self) -> str:
@@ -125,15 +134,23 @@ class KubeRoutes:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._apps = k8s.AppsV1Api(api_client)
         self._istio_version = istio_version
+        self._objects: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+    def route_object(self, app: MeshApp) -> tuple[str, dict[str, Any]] | None:
+        """(router, object) last read for ``app`` by :meth:`destinations` (None: none yet, or
+        a named route: ``MeshApp.route`` set)."""
+        return self._objects.get((app.namespace, app.target))
 
     def destinations(self, app: MeshApp) -> list[Route]:
         if app.router == "gateway-api":
             return self._http_route_destinations(app)
         vs = self._get_vs(app)
         if vs is None:
+            self._objects.pop((app.namespace, app.target), None)
             return [self._route(app, app.target, app.service_name, 100)]
         if app.route is None:
             # The routes the simulated requests take (matches, mirrors: meshsim.rules).
+            self._objects[(app.namespace, app.target)] = ("istio", vs)
             return self._from_split(app, istio_split(vs, app.segments))
         out: list[Route] = []
         for dest in _split(vs, app.route):
@@ -167,10 +184,13 @@ class KubeRoutes:
             )  # fmt: skip
         except k8s.ApiException as exc:
             if exc.status == 404:
+                self._objects.pop((app.namespace, app.target), None)
                 return [self._route(app, app.target, app.service_name, 100)]
             raise
         if app.route is None:
-            return self._from_split(app, gateway_split(cast(dict[str, Any], route), app.segments))
+            obj = cast(dict[str, Any], route)
+            self._objects[(app.namespace, app.target)] = ("gateway-api", obj)
+            return self._from_split(app, gateway_split(obj, app.segments))
         rules: list[dict[str, Any]] = cast(dict[str, Any], route).get("spec", {}).get("rules") or []
         if app.route is not None:
             rules = [r for r in rules if r.get("name") == app.route]

@@ -124,25 +124,75 @@ def istio_route(http: Sequence[JSON], seg: Segment) -> JSON | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """Where a share of one segment's requests goes, and the cookie its answers set."""
+
+    host: str
+    share: float
+    """Fraction (0..1) of the segment's requests."""
+    set_cookie: str | None = None
+    """The ``Set-Cookie`` value the answers carry (response header actions), if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What one segment's requests get: the legs of the route taken and its mirrors."""
+
+    legs: tuple[Leg, ...]
+    mirrors: tuple[tuple[str, float], ...] = ()
+    """(host, fraction 0..1 of the segment's requests copied there)."""
+
+
+def _header_value(ops: Any, name: str) -> str | None:
+    """``name`` in Istio header operations ``{add: {...}, set: {...}}`` (case-insensitive)."""
+    if not isinstance(ops, Mapping):
+        return None
+    for kind in ("set", "add"):
+        for key, value in (ops.get(kind) or {}).items():
+            if str(key).lower() == name and isinstance(value, str):
+                return value
+    return None
+
+
+def istio_choice(vs: JSON, seg: Segment) -> Choice | None:
+    """The route ``seg``'s requests take through a VirtualService (None: no route)."""
+    http = [r for r in (vs.get("spec") or {}).get("http") or [] if isinstance(r, Mapping)]
+    route = istio_route(http, seg)
+    if route is None:
+        return None
+    dests = [d for d in route.get("route") or [] if isinstance(d, Mapping)]
+    weights = [float(d.get("weight", 100 if len(dests) == 1 else 0)) for d in dests]
+    total = sum(weights)
+    route_cookie = _header_value((route.get("headers") or {}).get("response"), "set-cookie")
+    legs = []
+    for dest, w in zip(dests, weights, strict=True):
+        own = _header_value((dest.get("headers") or {}).get("response"), "set-cookie")
+        host = str((dest.get("destination") or {}).get("host", ""))
+        legs.append(Leg(host, w / total if total > 0 else 0.0, own or route_cookie))
+    mirrors: tuple[tuple[str, float], ...] = ()
+    mirror = route.get("mirror")
+    if isinstance(mirror, Mapping) and mirror.get("host"):
+        pct = (route.get("mirrorPercentage") or {}).get("value", 100.0)
+        mirrors = ((str(mirror["host"]), float(pct) / 100),)
+    return Choice(tuple(legs), mirrors)
+
+
+def _split(choices: Sequence[tuple[Segment, Choice | None]]) -> Split:
+    out = Split()
+    for seg, choice in choices:
+        if choice is None:
+            continue
+        for leg in choice.legs:
+            out.add(leg.host, 100 * seg.share * leg.share)
+        for host, fraction in choice.mirrors:
+            out.mirror(host, 100 * seg.share * fraction)
+    return out
+
+
 def istio_split(vs: JSON, segments: Sequence[Segment]) -> Split:
     """Where an app's requests go through a VirtualService (see the module docstring)."""
-    http = [r for r in (vs.get("spec") or {}).get("http") or [] if isinstance(r, Mapping)]
-    out = Split()
-    for seg in with_remainder(segments):
-        route = istio_route(http, seg)
-        if route is None:
-            continue
-        dests = [d for d in route.get("route") or [] if isinstance(d, Mapping)]
-        weights = [float(d.get("weight", 100 if len(dests) == 1 else 0)) for d in dests]
-        total = sum(weights)
-        for dest, w in zip(dests, weights, strict=True):
-            host = str((dest.get("destination") or {}).get("host", ""))
-            out.add(host, 100 * seg.share * (w / total if total > 0 else 0.0))
-        mirror = route.get("mirror")
-        if isinstance(mirror, Mapping) and mirror.get("host"):
-            pct = (route.get("mirrorPercentage") or {}).get("value", 100.0)
-            out.mirror(str(mirror["host"]), seg.share * float(pct))
-    return out
+    return _split([(seg, istio_choice(vs, seg)) for seg in with_remainder(segments)])
 
 
 def _gateway_value(m: JSON, actual: str | None) -> bool:
@@ -197,22 +247,136 @@ def _mirror_percent(mirror: JSON) -> float:
     return 100.0
 
 
+def _filter_cookie(filters: Any) -> str | None:
+    for f in filters or []:
+        mod = f.get("responseHeaderModifier") if isinstance(f, Mapping) else None
+        if not isinstance(mod, Mapping):
+            continue
+        for kind in ("set", "add"):
+            for header in mod.get(kind) or []:
+                if str(header.get("name", "")).lower() == "set-cookie":
+                    return str(header.get("value", ""))
+    return None
+
+
+def gateway_choice(route: JSON, seg: Segment) -> Choice | None:
+    """The rule ``seg``'s requests take through an HTTPRoute (None: no rule matches: 404)."""
+    rules = [r for r in (route.get("spec") or {}).get("rules") or [] if isinstance(r, Mapping)]
+    rule = gateway_rule(rules, seg)
+    if rule is None:
+        return None
+    backends = [b for b in rule.get("backendRefs") or [] if isinstance(b, Mapping)]
+    weights = [float(b.get("weight", 1)) for b in backends]
+    total = sum(weights)
+    rule_cookie = _filter_cookie(rule.get("filters"))
+    legs = tuple(
+        Leg(
+            str(b.get("name", "")),
+            w / total if total else 0.0,
+            _filter_cookie(b.get("filters")) or rule_cookie,
+        )
+        for b, w in zip(backends, weights, strict=True)
+    )
+    mirrors = []
+    for f in rule.get("filters") or []:
+        mirror = f.get("requestMirror") if isinstance(f, Mapping) else None
+        if isinstance(mirror, Mapping) and isinstance(mirror.get("backendRef"), Mapping):
+            mirrors.append(
+                (str(mirror["backendRef"].get("name", "")), _mirror_percent(mirror) / 100)
+            )
+    return Choice(legs, tuple(mirrors))
+
+
 def gateway_split(route: JSON, segments: Sequence[Segment]) -> Split:
     """Where an app's requests go through an HTTPRoute (weights are proportions, default 1)."""
-    rules = [r for r in (route.get("spec") or {}).get("rules") or [] if isinstance(r, Mapping)]
-    out = Split()
-    for seg in with_remainder(segments):
-        rule = gateway_rule(rules, seg)
-        if rule is None:
-            continue
-        backends = [b for b in rule.get("backendRefs") or [] if isinstance(b, Mapping)]
-        weights = [float(b.get("weight", 1)) for b in backends]
-        total = sum(weights)
-        for backend, w in zip(backends, weights, strict=True):
-            out.add(str(backend.get("name", "")), 100 * seg.share * (w / total if total else 0.0))
-        for f in rule.get("filters") or []:
-            mirror = f.get("requestMirror") if isinstance(f, Mapping) else None
-            if isinstance(mirror, Mapping) and isinstance(mirror.get("backendRef"), Mapping):
-                host = str(mirror["backendRef"].get("name", ""))
-                out.mirror(host, seg.share * _mirror_percent(mirror))
-    return out
+    return _split([(seg, gateway_choice(route, seg)) for seg in with_remainder(segments)])
+
+
+# ---- users and their cookies (session affinity) ----------------------------------------------
+
+
+def parse_set_cookie(value: str) -> tuple[str, str, float | None]:
+    """(name, value, Max-Age seconds or None) of a ``Set-Cookie`` header value."""
+    first, *attrs = [p.strip() for p in value.split(";")]
+    name, _, cookie = first.partition("=")
+    max_age = None
+    for attr in attrs:
+        key, _, val = attr.partition("=")
+        if key.strip().lower() == "max-age":
+            try:
+                max_age = float(val)
+            except ValueError:
+                max_age = None
+    return name.strip(), cookie.strip(), max_age
+
+
+class CookieJar:
+    """The users of one app and the cookie each holds (at most one: the session cookie).
+
+    Counted, not listed: holders of each ``name=value`` in batches by expiry. Requests come from
+    users chosen uniformly at random, so the users behind ``k`` requests of a group of ``g`` are
+    ``g (1 - (1 - 1/g)^k)`` distinct ones on average (rounded): those are the ones a
+    ``Set-Cookie`` in the answers reaches. ``Max-Age <= 0`` deletes the cookie (RFC 6265)."""
+
+    def __init__(self, users: int) -> None:
+        if users < 1:
+            raise ValueError(f"users must be >= 1, got {users}")
+        self.users = users
+        self._batches: dict[str, list[list[float]]] = {}  # "n=v" -> [[expiry, count], ...]
+
+    def holders(self, cookie: str, now: float) -> int:
+        self._expire(now)
+        return round(sum(c for _, c in self._batches.get(cookie, [])))
+
+    def _expire(self, now: float) -> None:
+        for cookie in list(self._batches):
+            kept = [b for b in self._batches[cookie] if b[0] > now and b[1] > 0]
+            if kept:
+                self._batches[cookie] = kept
+            else:
+                del self._batches[cookie]
+
+    def groups(self, now: float) -> list[tuple[Segment, str | None]]:
+        """The users as segments: one per cookie held (its ``cookie`` header), then those who
+        hold none."""
+        self._expire(now)
+        out: list[tuple[Segment, str | None]] = []
+        held = 0.0
+        for cookie, batches in self._batches.items():
+            count = sum(c for _, c in batches)
+            held += count
+            out.append((Segment(count / self.users, headers=(("cookie", cookie),)), cookie))
+        if held < self.users:
+            out.append((Segment((self.users - held) / self.users), None))
+        return out
+
+    def _take(self, cookie: str | None, count: float) -> float:
+        """Remove ``count`` holders of ``cookie`` (oldest expiry first); None: the bare."""
+        if cookie is None:
+            return count
+        taken = 0.0
+        for batch in sorted(self._batches.get(cookie, []), key=lambda b: b[0]):
+            step = min(batch[1], count - taken)
+            batch[1] -= step
+            taken += step
+        return taken
+
+    def answered(
+        self, group: str | None, size: float, requests: int, set_cookie: str, now: float
+    ) -> None:
+        """``requests`` of the group ``group`` (``size`` users) got ``Set-Cookie``."""
+        if requests <= 0 or size <= 0:
+            return
+        users = min(size, size * (1 - (1 - 1 / size) ** requests)) if size > 1 else 1.0
+        users = float(round(users))
+        name, value, max_age = parse_set_cookie(set_cookie)
+        cookie = f"{name}={value}"
+        if max_age is not None and max_age <= 0:
+            if group == cookie:
+                self._take(cookie, users)
+            return
+        if group == cookie:
+            return  # already held (a refresh of its expiry is not modelled)
+        moved = self._take(group, users)
+        expiry = now + (max_age if max_age is not None else 1e12)
+        self._batches.setdefault(cookie, []).append([expiry, moved])

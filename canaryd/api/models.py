@@ -380,6 +380,38 @@ class ABTestSpec(Model):
     iterations: int = Field(ge=1, le=1000, description="Judged intervals before promotion.")
 
 
+MAX_COOKIE_AGE: Final = 34_560_000
+"""400 days: the longest lifetime browsers keep a cookie (RFC 6265bis caps Max-Age so)."""
+
+
+class SessionAffinitySpec(Model):
+    """Session affinity (Flagger's ``analysis.sessionAffinity``): a response from the canary
+    (reached by weight) sets the cookie ``cookieName``; requests carrying it go to the canary
+    for as long as the canary has traffic. When the canary's traffic ends (promotion done,
+    rollback) the cookie's holders go to the primary and the cookie is expired."""
+
+    cookie_name: str = Field(
+        pattern=COOKIE_NAME_PATTERN, max_length=256, description="Name of the sticky cookie."
+    )
+    max_age: int = Field(
+        default=86400, ge=1, le=MAX_COOKIE_AGE, description="The cookie's Max-Age, seconds."
+    )
+
+    def cookie(self, revision: str) -> str:
+        """``name=value`` of the cookie for the canary of ``revision``: a new revision, a new
+        cookie, so holders of an older one are not sent to the new canary."""
+        return f"{self.cookie_name}={revision or 'none'}"
+
+    def match_regex(self, revision: str) -> str:
+        """The ``cookie`` header regex matching a request that carries this cookie."""
+        return CookieMatch(name=self.cookie_name, value=revision or "none").header_regex()
+
+    def set_cookie(self, revision: str, *, expire: bool = False) -> str:
+        """The ``Set-Cookie`` value a canary response carries (or, ``expire``, deletes it)."""
+        age = 0 if expire else self.max_age
+        return f"{self.cookie(revision)}; Max-Age={age}; Path=/"
+
+
 class MirrorSpec(Model):
     """Mirroring (Flagger's ``mirror`` + ``mirrorWeight``): before any live traffic, a copy
     of ``percent`` % of the requests goes to the canary for ``iterations`` judged intervals;
@@ -825,6 +857,11 @@ class RolloutSpec(Model):
         description="Mirror a share of requests to the canary before it takes live traffic "
         "(needs spec.service and reporter destination).",
     )
+    session_affinity: SessionAffinitySpec | None = Field(
+        default=None,
+        description="A cookie keeps a user routed to the canary on the canary (weight steps; "
+        "needs spec.service).",
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=86400)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
@@ -860,7 +897,12 @@ class RolloutSpec(Model):
     def _traffic_features(self) -> None:
         """A/B and mirroring: generated routes only, one at a time, mirroring measured where
         mirrored requests are seen (see docs/traffic.md)."""
-        for field, value in (("abTest", self.ab_test), ("mirror", self.mirror)):
+        features = (
+            ("abTest", self.ab_test),
+            ("mirror", self.mirror),
+            ("sessionAffinity", self.session_affinity),
+        )
+        for field, value in features:
             if value is not None and self.service is None:
                 raise ValueError(
                     f"spec.{field} needs spec.service (routes canaryd generates); it is not "
@@ -868,6 +910,11 @@ class RolloutSpec(Model):
                 )
         if self.ab_test is not None and self.mirror is not None:
             raise ValueError("set at most one of spec.abTest and spec.mirror")
+        if self.ab_test is not None and self.session_affinity is not None:
+            raise ValueError(
+                "spec.sessionAffinity works with the weight steps, not with spec.abTest (whose "
+                "matches already keep a user on one version)"
+            )
         if self.mirror is not None and self.analysis.reporter != "destination":
             raise ValueError(
                 f"spec.mirror needs spec.analysis.reporter destination (got "

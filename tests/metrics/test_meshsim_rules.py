@@ -13,7 +13,14 @@ from canaryd.adapters.gateway import routes as gateway_routes
 from canaryd.adapters.istio import routes as istio_routes
 from canaryd.api.models import Rollout
 from meshsim import MeshApp, MeshSimulator, Route, Segment
-from meshsim.rules import gateway_rule, gateway_split, istio_split, with_remainder
+from meshsim.rules import (
+    CookieJar,
+    gateway_rule,
+    gateway_split,
+    istio_split,
+    parse_set_cookie,
+    with_remainder,
+)
 
 INSIDER = Segment(0.3, headers=(("X-Canary", "insider"),))  # header names: any case
 COOKIE = Segment(0.1, headers=(("cookie", "a=1; canary=always"),))
@@ -121,3 +128,80 @@ def test_mirrored_copies_are_served_and_reported_only_by_the_receiving_sidecar()
     assert sim.metrics.totals("ns", "web", "destination")[0] == copies
     assert sim.metrics.totals("ns", "web", "source")[0] == 0  # the caller saw the primary's
     assert sim.metrics.totals("ns", "web-primary", "source")[0] == live
+
+
+@dataclass
+class ObjectRoutes:
+    """Routes from one route object as KubeRoutes would give them (workloads, pods, images)."""
+
+    kind: str
+    obj: dict[str, Any]
+
+    def destinations(self, app: MeshApp) -> list[Route]:
+        return [
+            Route("web-primary", "web-primary", 100.0, "web:1"),
+            Route("web", "web-canary", 0.0, "web:2"),
+        ]
+
+    def route_object(self, app: MeshApp) -> tuple[str, dict[str, Any]]:
+        return self.kind, self.obj
+
+
+def sticky_rollout(router: str) -> Rollout:
+    body = {
+        "targetRef": {"name": "web"},
+        "router": router,
+        "service": {"port": 80},
+        "sessionAffinity": {"cookieName": "canary-session", "maxAge": 3600},
+    }
+    return Rollout.model_validate(
+        {
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": body,
+            "status": {"canaryRevision": "rev2"},
+        }
+    )
+
+
+@pytest.mark.parametrize("router", ["istio", "gateway-api"])
+def test_session_affinity_keeps_cookie_holders_on_the_canary_then_releases_them(
+    router: str,
+) -> None:
+    r = sticky_rollout(router)
+
+    def desired(weight: int) -> dict[str, Any]:
+        if router == "istio":
+            return istio_routes.desired_virtual_service(r, weight)
+        return gateway_routes.desired_http_route(r, weight)
+
+    source = ObjectRoutes(router, desired(10))
+    app = MeshApp("ns", "web", users=500)
+    sim = MeshSimulator(apps=[app], routes=source, rps=200.0, seed=3, start_time=1e9)
+    jar = sim.jars[("ns", "web")]
+    for _ in range(30):
+        sim.step(1.0)
+    cookie = "canary-session=rev2"
+    holders = jar.holders(cookie, sim.now)
+    # ~6,000 requests from 500 users: nearly every user has been sent to the canary once (10%
+    # of ~12 requests each) and stayed there.
+    assert holders > 250, holders
+    assert sim.by_cookie.get(("ns", cookie, "web-primary"), 0) == 0  # never back to primary
+    canary = sim.metrics.totals("ns", "web")[0]
+    primary = sim.metrics.totals("ns", "web-primary")[0]
+    assert canary / (canary + primary) > 0.3  # far above the 10% weight: the sticky users
+    # The canary's traffic ends (rollback or promotion done): holders go to the primary and
+    # their cookie is deleted.
+    source.obj = desired(0)
+    before = sim.metrics.totals("ns", "web")[0]
+    for _ in range(30):
+        sim.step(1.0)
+    assert sim.metrics.totals("ns", "web")[0] == before  # nobody reached the canary
+    assert jar.holders(cookie, sim.now) < 5  # each holder came back once and lost it
+
+
+def test_a_cookie_expires_after_its_max_age() -> None:
+    assert parse_set_cookie("a=b; Max-Age=0; Path=/") == ("a", "b", 0.0)
+    jar = CookieJar(100)
+    jar.answered(None, 100, 1000, "a=b; Max-Age=60", now=0.0)
+    assert jar.holders("a=b", 30.0) == 100  # 1000 requests from 100 users reach all of them
+    assert jar.holders("a=b", 61.0) == 0

@@ -49,6 +49,8 @@ HTTPROUTE_PLURAL = "httproutes"
 PRIMARY_RULE = "primary"
 CANARY_RULE = "canary"
 """The rule of the requests matching ``spec.abTest.match``."""
+STICKY_RULE = "sticky"
+"""The rule of the requests carrying the session-affinity cookie."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 MAX_WEIGHT = 1_000_000
 """The schema's bound on one backendRef weight."""
@@ -242,6 +244,8 @@ def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int
     if mirror_percent:
         primary["filters"] = [mirror_filter(names.canary_service, service.port, mirror_percent)]
     rules = [primary]
+    if rollout.spec.session_affinity is not None:
+        rules = [_sticky(rollout, canary_weight, primary), primary]
     if ab is not None:
         canary: JSON = {
             "name": CANARY_RULE,
@@ -259,6 +263,42 @@ def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int
         "kind": "HTTPRoute",
         "metadata": _owned_metadata(rollout, names.http_route),
         "spec": spec,
+    }
+
+
+def set_cookie_filter(value: str) -> JSON:
+    """A ResponseHeaderModifier adding ``Set-Cookie: value``."""
+    return {
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": value}]},
+    }
+
+
+def _sticky(rollout: Rollout, canary_weight: int, weighted: JSON) -> JSON:
+    """Session affinity (as Flagger's Gateway API router): while the canary has traffic, the
+    canary backendRef of the weighted rule sets the cookie (a backendRef filter: only its own
+    answers) and the ``sticky`` rule (a cookie header match: it outranks the weighted rule's
+    bare path) sends requests carrying it to the canary; without canary traffic the ``sticky``
+    rule sends them to the primary and expires the cookie. The cookie names the canary's
+    revision (``status.canaryRevision``)."""
+    affinity = rollout.spec.session_affinity
+    service = rollout.spec.service
+    assert affinity is not None and service is not None
+    names = generated_names(rollout)
+    revision = rollout.status.canary_revision
+    match: JSON = copy.deepcopy(DEFAULT_MATCH)
+    match["headers"] = [
+        {"name": "cookie", "type": "RegularExpression", "value": affinity.match_regex(revision)}
+    ]
+    if canary_weight > 0:
+        weighted["backendRefs"][1]["filters"] = [set_cookie_filter(affinity.set_cookie(revision))]
+        backends = split(names.primary_service, names.canary_service, 100, service.port)
+        return {"name": STICKY_RULE, "matches": [match], "backendRefs": backends}
+    return {
+        "name": STICKY_RULE,
+        "matches": [match],
+        "filters": [set_cookie_filter(affinity.set_cookie(revision, expire=True))],
+        "backendRefs": split(names.primary_service, names.canary_service, 0, service.port),
     }
 
 

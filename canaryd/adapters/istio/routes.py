@@ -35,6 +35,8 @@ VS_PLURAL = "virtualservices"
 PRIMARY_ROUTE = "primary"
 CANARY_ROUTE = "canary"
 """The route of the requests matching ``spec.abTest.match`` (before ``primary``)."""
+STICKY_ROUTE = "sticky"
+"""The route of the requests carrying the session-affinity cookie (before ``primary``)."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 
 
@@ -174,6 +176,9 @@ def desired_virtual_service(rollout: Rollout, canary_weight: int, mirror_percent
         primary["mirror"] = {"host": names.canary_service, "port": {"number": service.port}}
         primary["mirrorPercentage"] = {"value": float(mirror_percent)}
     http = [primary]
+    affinity = rollout.spec.session_affinity
+    if affinity is not None:
+        http = [_sticky(rollout, canary_weight, primary), primary]
     if ab is not None:
         canary: JSON = {
             "name": CANARY_ROUTE,
@@ -209,6 +214,32 @@ def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None
     except PermanentError:
         return None
     return TrafficState(canary_weight=weight, mirror_percent=_mirrored(vs, names.canary_service))
+
+
+def _sticky(rollout: Rollout, canary_weight: int, weighted: JSON) -> JSON:
+    """Session affinity (as Flagger's Istio router): while the canary has traffic, its answers
+    on the weighted route set the cookie and the ``sticky`` route sends requests carrying it to
+    the canary; without canary traffic the ``sticky`` route sends them to the primary and
+    expires the cookie. The cookie names the canary's revision (``status.canaryRevision``)."""
+    affinity = rollout.spec.session_affinity
+    service = rollout.spec.service
+    assert affinity is not None and service is not None
+    names = host_names(rollout)
+    revision = rollout.status.canary_revision
+    match = [{"headers": {"cookie": {"regex": affinity.match_regex(revision)}}}]
+    if canary_weight > 0:
+        canary = weighted["route"][1]
+        canary["headers"] = {"response": {"add": {"Set-Cookie": affinity.set_cookie(revision)}}}
+        route = split(names.primary_service, names.canary_service, 100, service.port)
+        return {"name": STICKY_ROUTE, "match": match, "route": route}
+    return {
+        "name": STICKY_ROUTE,
+        "match": match,
+        "route": split(names.primary_service, names.canary_service, 0, service.port),
+        "headers": {
+            "response": {"add": {"Set-Cookie": affinity.set_cookie(revision, expire=True)}}
+        },
+    }
 
 
 def _mirrored(vs: Mapping[str, Any], canary_host: str) -> int:
