@@ -48,6 +48,8 @@ class RouteValidator:
                 if total != 100:
                     found.append(f"rules[{i}]: weights sum to {total}")
             found += _filter_rules(i, rule.get("filters") or [])
+            for b in backends:
+                found += _filter_rules(i, b.get("filters") or [])
         matches = sum(len(r.get("matches") or []) for r in obj.get("spec", {}).get("rules", []))
         if matches > 128:
             found.append(f"{matches} matches across the rules (CEL: at most 128)")

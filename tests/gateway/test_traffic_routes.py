@@ -230,3 +230,77 @@ def test_ref_mode_refuses_a_mirror(emulator: Emulator, api: ApiClient) -> None:
     ref = Rollout.model_validate({"metadata": {"name": "r", "namespace": NS}, "spec": spec})
     with pytest.raises(PermanentError, match=re.escape("mirroring needs spec.service")):
         router.set_weights(ref, canary_weight=0, mirror_percent=10)
+
+
+def sticky(name: str = "web", revision: str = "rev2") -> Rollout:
+    body: dict[str, Any] = {
+        "targetRef": {"name": name},
+        "router": "gateway-api",
+        "service": {"port": 80},
+        "sessionAffinity": {"cookieName": "canary-session", "maxAge": 600},
+    }
+    return Rollout.model_validate(
+        {
+            "metadata": {"name": name, "namespace": NS},
+            "spec": body,
+            "status": {"canaryRevision": revision},
+        }
+    )
+
+
+def test_session_affinity_rules_while_the_canary_has_traffic(route_schema: RouteValidator) -> None:
+    r = sticky()
+    body = routes.desired_http_route(r, 10)
+    route_schema.check(body, managed=all_rules(body))
+    rule, weighted = body["spec"]["rules"]
+    assert (rule["name"], weighted["name"]) == ("sticky", "primary")
+    [match] = rule["matches"]
+    [header] = match["headers"]
+    assert header["name"] == "cookie" and header["type"] == "RegularExpression"
+    assert re.fullmatch(header["value"], "a=1; canary-session=rev2")
+    assert not re.fullmatch(header["value"], "canary-session=rev1")  # an older canary's cookie
+    assert [b["weight"] for b in rule["backendRefs"]] == [0, 100]
+    assert [b["weight"] for b in weighted["backendRefs"]] == [90, 10]
+    primary, canary = weighted["backendRefs"]
+    assert "filters" not in primary  # only the canary's own answers set the cookie
+    assert canary["filters"] == [
+        {
+            "type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {
+                "add": [{"name": "Set-Cookie", "value": "canary-session=rev2; Max-Age=600; Path=/"}]
+            },
+        }
+    ]
+    state = routes.generated_weights(r, body)
+    assert state is not None and state.canary_weight == 10
+
+
+def test_session_affinity_without_canary_traffic_expires_the_cookie(
+    route_schema: RouteValidator,
+) -> None:
+    body = routes.desired_http_route(sticky(), 0)
+    route_schema.check(body, managed=all_rules(body))
+    rule, weighted = body["spec"]["rules"]
+    assert [b["weight"] for b in rule["backendRefs"]] == [100, 0]  # holders to the primary
+    assert rule["filters"][0]["responseHeaderModifier"]["add"] == [
+        {"name": "Set-Cookie", "value": "canary-session=rev2; Max-Age=0; Path=/"}
+    ]
+    assert all("filters" not in b for b in weighted["backendRefs"])
+    # A new revision, a new cookie: the old one matches nothing any more.
+    newer = routes.desired_http_route(sticky(revision="rev3"), 0)
+    [header] = newer["spec"]["rules"][0]["matches"][0]["headers"]
+    assert not re.fullmatch(header["value"], "canary-session=rev2")
+
+
+def test_session_affinity_route_is_stored_as_written(
+    emulator: Emulator, api: ApiClient, route_schema: RouteValidator
+) -> None:
+    router = GatewayRouter(KubeApi(api, retry=FAST))
+    r = sticky("st")
+    for weight in (0, 25, 0):
+        router.set_weights(r, canary_weight=weight)
+        stored = get_route(api, "st")
+        route_schema.check(stored, managed=all_rules(stored))
+        assert stored["spec"] == routes.desired_http_route(r, weight)["spec"]
+        state = router.get_weights(r)
+        assert state is not None and state.canary_weight == weight

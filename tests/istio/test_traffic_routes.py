@@ -93,3 +93,41 @@ def test_ab_and_mirror_virtual_services_are_stored_as_written(
         router.reconcile(r, canary_weight=0)  # keeps what is routed, mirror included
         state = router.get_weights(r)
         assert state is not None and (state.canary_weight, state.mirror_percent) == (weight, mirror)
+
+
+def sticky(revision: str = "rev2") -> Rollout:
+    body: dict[str, Any] = {
+        "targetRef": {"name": "web"},
+        "service": {"port": 80},
+        "sessionAffinity": {"cookieName": "canary-session", "maxAge": 600},
+    }
+    return Rollout.model_validate(
+        {"metadata": {"name": "web", "namespace": NS}, "spec": body,
+         "status": {"canaryRevision": revision}}
+    )  # fmt: skip
+
+
+def test_session_affinity_routes(vs_schema: VSValidator) -> None:
+    live = routes.desired_virtual_service(sticky(), 10)
+    vs_schema.check(live)
+    route, weighted = live["spec"]["http"]
+    assert (route["name"], weighted["name"]) == ("sticky", "primary")
+    regex = route["match"][0]["headers"]["cookie"]["regex"]
+    assert re.fullmatch(regex, "x=1; canary-session=rev2; y=2")
+    assert not re.fullmatch(regex, "canary-session=rev1")
+    assert [d["weight"] for d in route["route"]] == [0, 100]
+    primary, canary = weighted["route"]
+    assert "headers" not in primary
+    assert canary["headers"] == {
+        "response": {"add": {"Set-Cookie": "canary-session=rev2; Max-Age=600; Path=/"}}
+    }
+    state = routes.host_weights(sticky(), live)
+    assert state is not None and state.canary_weight == 10
+    done = routes.desired_virtual_service(sticky(), 0)
+    vs_schema.check(done)
+    route, weighted = done["spec"]["http"]
+    assert [d["weight"] for d in route["route"]] == [100, 0]
+    assert route["headers"] == {
+        "response": {"add": {"Set-Cookie": "canary-session=rev2; Max-Age=0; Path=/"}}
+    }
+    assert all("headers" not in d for d in weighted["route"])
