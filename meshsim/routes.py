@@ -49,7 +49,8 @@ class MeshApp:
     canary_host: str | None = None
     protocol: str = "http"
     router: str = "istio"
-    """``istio`` (VirtualService) or ``gateway-api`` (HTTPRoute)."""
+    """``istio`` (VirtualService) or ``gateway-api`` (HTTPRoute; with ``protocol`` grpc, the
+    GRPCRoute of that name)."""
     http_route: str | None = None
     """HTTPRoute name (router gateway-api); defaults to ``service``."""
     rps: float | None = None
@@ -179,7 +180,8 @@ class KubeRoutes:
     def _http_route_destinations(self, app: MeshApp) -> list[Route]:
         try:
             route = self._custom.get_namespaced_custom_object(
-                "gateway.networking.k8s.io", "v1", app.namespace, "httproutes",
+                "gateway.networking.k8s.io", "v1", app.namespace,
+                "grpcroutes" if app.protocol == "grpc" else "httproutes",
                 app.http_route or app.service_name,
             )  # fmt: skip
         except k8s.ApiException as exc:

@@ -168,6 +168,10 @@ class ServiceSpec(Model):
         description="HTTPRoute parentRefs (router gateway-api); default: the Service <name> "
         "itself (mesh routing, e.g. an Istio ambient waypoint).",
     )
+    route_kind: GatewayRouteKind | None = Field(
+        default=None,
+        description="Router gateway-api: the route generated, HTTPRoute (default) or GRPCRoute.",
+    )
 
 
 class VirtualServiceRef(Model):
@@ -226,10 +230,18 @@ class ParentRef(Model):
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
-class HTTPRouteRef(Model):
-    """Patch only the named rules of an HTTPRoute the user already owns (router gateway-api):
-    only the weights of the backendRefs to ``primaryService`` and ``canaryService`` change."""
+GatewayRouteKind = Literal["HTTPRoute", "GRPCRoute"]
+"""The Gateway API routes canaryd splits: HTTP, or gRPC (GRPCRoute, backendRef weights alike)."""
 
+
+class HTTPRouteRef(Model):
+    """Patch only the named rules of an HTTPRoute (or, ``kind: GRPCRoute``, a GRPCRoute) the
+    user already owns (router gateway-api): only the weights of the backendRefs to
+    ``primaryService`` and ``canaryService`` change."""
+
+    kind: GatewayRouteKind = Field(
+        default="HTTPRoute", description="HTTPRoute (default) or GRPCRoute."
+    )
     name: K8sName
     rules: list[GatewayName] = Field(
         default_factory=list,
@@ -889,6 +901,8 @@ class RolloutSpec(Model):
                 )
         elif self.service is not None and self.service.parent_refs:
             raise ValueError("spec.service.parentRefs needs spec.router gateway-api")
+        elif self.service is not None and self.service.route_kind is not None:
+            raise ValueError("spec.service.routeKind needs spec.router gateway-api")
         _unique([w.name for w in self.webhooks], "webhook names")
         _unique([a.name for a in self.alerts], "alert names")
         self._traffic_features()
@@ -910,6 +924,13 @@ class RolloutSpec(Model):
                 )
         if self.ab_test is not None and self.mirror is not None:
             raise ValueError("set at most one of spec.abTest and spec.mirror")
+        grpc = self.service is not None and self.service.route_kind == "GRPCRoute"
+        for field, value in features:
+            if grpc and value is not None:
+                raise ValueError(
+                    f"spec.{field} is not supported with spec.service.routeKind GRPCRoute "
+                    "(canaryd splits a GRPCRoute by backendRef weights only)"
+                )
         if self.ab_test is not None and self.session_affinity is not None:
             raise ValueError(
                 "spec.sessionAffinity works with the weight steps, not with spec.abTest (whose "

@@ -4,9 +4,11 @@ transport (:class:`canaryd.adapters.transport.KubeApi`: bounded retries, the one
 All shapes come from the pure functions of :mod:`canaryd.adapters.gateway.routes`; this module
 only reads and writes. One class per mode, as the Istio router has:
 
-* :class:`GeneratedRouter` (``spec.service``): canaryd owns two Services and one HTTPRoute;
+* :class:`GeneratedRouter` (``spec.service``): canaryd owns two Services and one HTTPRoute
+  (``spec.service.routeKind: GRPCRoute``: one GRPCRoute);
   finalisation deletes them.
 * :class:`RefRouter` (``spec.httpRouteRef``): only the named rules of the user's HTTPRoute
+  (or GRPCRoute, ``httpRouteRef.kind``)
   change; finalisation routes them 100% to the primary Service.
 
 Every HTTPRoute write is a PUT of the object as read (its ``resourceVersion`` guards it); on a
@@ -29,9 +31,9 @@ CONFLICT_ATTEMPTS = 5
 """Read-modify-write rounds before an HTTPRoute conflict is given up (as TemporaryError)."""
 
 
-def _route_path(ns: str, name: str = "") -> str:
+def _route_path(ns: str, name: str = "", plural: str = routes.HTTPROUTE_PLURAL) -> str:
     group, version = routes.GATEWAY_GROUP, routes.GATEWAY_VERSION
-    base = f"/apis/{group}/{version}/namespaces/{ns}/{routes.HTTPROUTE_PLURAL}"
+    base = f"/apis/{group}/{version}/namespaces/{ns}/{plural}"
     return f"{base}/{name}" if name else base
 
 
@@ -41,28 +43,33 @@ def _service_path(ns: str, name: str = "") -> str:
 
 
 class _HTTPRoutes:
-    """Reads and conflict-safe writes of HTTPRoutes (shared by both modes)."""
+    """Reads and conflict-safe writes of HTTPRoutes, or of GRPCRoutes (``kind``), shared by
+    both modes."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
+    def __init__(self, api: KubeApi, field_manager: str, kind: str = "HTTPRoute") -> None:
         self.api = api
         self.query = [("fieldManager", field_manager)]
+        self.kind = kind
+        self.plural = routes.PLURALS[kind]
 
     def get(self, ns: str, name: str) -> JSON | None:
-        return self.api.get_or_none(_route_path(ns, name), what=f"read HTTPRoute {ns}/{name}")
+        return self.api.get_or_none(
+            _route_path(ns, name, self.plural), what=f"read {self.kind} {ns}/{name}"
+        )
 
     def require(self, ns: str, ref: HTTPRouteRef) -> JSON:
         route = self.get(ns, ref.name)
         if route is None:
-            raise PermanentError(f"HTTPRoute {ns}/{ref.name} (spec.httpRouteRef) not found")
+            raise PermanentError(f"{self.kind} {ns}/{ref.name} (spec.httpRouteRef) not found")
         return route
 
     def create(self, ns: str, body: JSON) -> None:
         self.api.request(
             "POST",
-            _route_path(ns),
+            _route_path(ns, plural=self.plural),
             query=self.query,
             body=body,
-            what=f"create HTTPRoute {ns}/{body['metadata']['name']}",
+            what=f"create {self.kind} {ns}/{body['metadata']['name']}",
         )
 
     def update(self, ns: str, name: str, change: Callable[[JSON | None], JSON | None]) -> None:
@@ -74,14 +81,14 @@ class _HTTPRoutes:
             if spec is None:
                 return
             if current is None:
-                raise TemporaryError(f"HTTPRoute {ns}/{name} vanished while updating")
+                raise TemporaryError(f"{self.kind} {ns}/{name} vanished while updating")
             try:
                 self.api.request(
                     "PUT",
-                    _route_path(ns, name),
+                    _route_path(ns, name, self.plural),
                     query=self.query,
                     body={**current, "spec": spec},
-                    what=f"update HTTPRoute {ns}/{name}",
+                    what=f"update {self.kind} {ns}/{name}",
                 )
                 return
             except ConflictError:
@@ -90,7 +97,9 @@ class _HTTPRoutes:
 
     def delete(self, ns: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
-            self.api.delete(_route_path(ns, name), what=f"delete HTTPRoute {ns}/{name}")
+            self.api.delete(
+                _route_path(ns, name, self.plural), what=f"delete {self.kind} {ns}/{name}"
+            )
 
 
 class GeneratedRouter:
@@ -100,7 +109,11 @@ class GeneratedRouter:
     def __init__(self, api: KubeApi, field_manager: str) -> None:
         self.api = api
         self.routes = _HTTPRoutes(api, field_manager)
+        self.grpc_routes = _HTTPRoutes(api, field_manager, "GRPCRoute")
         self.query = [("fieldManager", field_manager)]
+
+    def _for(self, rollout: Rollout) -> _HTTPRoutes:
+        return self.grpc_routes if routes.route_kind(rollout) == "GRPCRoute" else self.routes
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Create or verify the Services and the HTTPRoute. Weights already routed are kept;
@@ -110,9 +123,9 @@ class GeneratedRouter:
         for body in routes.desired_services(rollout):
             self._ensure_service(ns, body)
         name = routes.generated_names(rollout).http_route
-        if self.routes.get(ns, name) is None:
+        if self._for(rollout).get(ns, name) is None:
             try:
-                self.routes.create(ns, routes.desired_http_route(rollout, canary_weight))
+                self._for(rollout).create(ns, routes.desired_http_route(rollout, canary_weight))
                 return
             except ConflictError:
                 pass  # created meanwhile: verify it below
@@ -124,10 +137,10 @@ class GeneratedRouter:
             desired = routes.desired_http_route(rollout, weight, mirror)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
-        self.routes.update(ns, name, keep)
+        self._for(rollout).update(ns, name, keep)
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        route = self.routes.get(
+        route = self._for(rollout).get(
             rollout.metadata.namespace, routes.generated_names(rollout).http_route
         )
         return routes.generated_weights(rollout, route) if route is not None else None
@@ -137,11 +150,11 @@ class GeneratedRouter:
         ns = rollout.metadata.namespace
         name = routes.generated_names(rollout).http_route
         desired = routes.desired_http_route(rollout, canary_weight, mirror_percent)["spec"]
-        if self.routes.get(ns, name) is None:
+        if self._for(rollout).get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight)
             if not mirror_percent:
                 return  # created as desired
-        self.routes.update(
+        self._for(rollout).update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
 
@@ -149,7 +162,7 @@ class GeneratedRouter:
         """Delete the HTTPRoute, then the two Services canaryd created. Idempotent."""
         ns = rollout.metadata.namespace
         names = routes.generated_names(rollout)
-        self.routes.delete(ns, names.http_route)
+        self._for(rollout).delete(ns, names.http_route)
         for service in (names.canary_service, names.primary_service):
             with contextlib.suppress(NotFoundError):  # already gone
                 self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
@@ -186,17 +199,21 @@ class RefRouter:
 
     def __init__(self, api: KubeApi, field_manager: str) -> None:
         self.routes = _HTTPRoutes(api, field_manager)
+        self.grpc_routes = _HTTPRoutes(api, field_manager, "GRPCRoute")
+
+    def _for(self, rollout: Rollout) -> _HTTPRoutes:
+        return self.grpc_routes if routes.route_kind(rollout) == "GRPCRoute" else self.routes
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Verify the named rules; add a missing canary backendRef; keep routed weights."""
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
-        self.routes.require(ns, ref)
+        self._for(rollout).require(ns, ref)
 
         def keep(route: JSON | None) -> JSON | None:
             if route is None:
-                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+                raise PermanentError(f"{ref.kind} {ns}/{ref.name} not found")
             try:
                 weight = routes.read_weights(route, ref).canary_weight
             except PermanentError:
@@ -205,11 +222,11 @@ class RefRouter:
                 weight = canary_weight
             return _changed(route, routes.with_weights(route, ref, weight))
 
-        self.routes.update(ns, ref.name, keep)
+        self._for(rollout).update(ns, ref.name, keep)
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         ref = self._ref(rollout)
-        return routes.read_weights(self.routes.require(rollout.metadata.namespace, ref), ref)
+        return routes.read_weights(self._for(rollout).require(rollout.metadata.namespace, ref), ref)
 
     def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         routes.check_weight(canary_weight)
@@ -217,14 +234,14 @@ class RefRouter:
             raise PermanentError("mirroring needs spec.service: an HTTPRoute canaryd owns")
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
-        self.routes.require(ns, ref)
+        self._for(rollout).require(ns, ref)
 
         def apply(route: JSON | None) -> JSON | None:
             if route is None:
-                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+                raise PermanentError(f"{ref.kind} {ns}/{ref.name} not found")
             return _changed(route, routes.with_weights(route, ref, canary_weight))
 
-        self.routes.update(ns, ref.name, apply)
+        self._for(rollout).update(ns, ref.name, apply)
 
     def finalize(self, rollout: Rollout) -> None:
         """100% of the named rules to the primary Service. An HTTPRoute the user already
@@ -234,7 +251,7 @@ class RefRouter:
         def restore(route: JSON | None) -> JSON | None:
             return None if route is None else _changed(route, routes.with_weights(route, ref, 0))
 
-        self.routes.update(rollout.metadata.namespace, ref.name, restore)
+        self._for(rollout).update(rollout.metadata.namespace, ref.name, restore)
 
     @staticmethod
     def _ref(rollout: Rollout) -> HTTPRouteRef:

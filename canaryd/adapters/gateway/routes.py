@@ -46,6 +46,8 @@ JSON = dict[str, Any]
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 HTTPROUTE_PLURAL = "httproutes"
+GRPCROUTE_PLURAL = "grpcroutes"
+PLURALS = {"HTTPRoute": HTTPROUTE_PLURAL, "GRPCRoute": GRPCROUTE_PLURAL}
 PRIMARY_RULE = "primary"
 CANARY_RULE = "canary"
 """The rule of the requests matching ``spec.abTest.match``."""
@@ -87,6 +89,14 @@ def generated_names(rollout: Rollout) -> GeneratedNames:
         primary_app=f"{target}-primary",
         canary_app=target,
     )
+
+
+def route_kind(rollout: Rollout) -> str:
+    """The kind of route canaryd splits for ``rollout``: ``HTTPRoute`` or ``GRPCRoute``."""
+    if rollout.spec.http_route_ref is not None:
+        return rollout.spec.http_route_ref.kind
+    service = rollout.spec.service
+    return (service.route_kind if service is not None else None) or "HTTPRoute"
 
 
 def check_weight(canary_weight: int) -> int:
@@ -219,7 +229,8 @@ def mirror_filter(service: str, port: int | None, percent: int) -> JSON:
 
 
 def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int = 0) -> JSON:
-    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary.
+    """The HTTPRoute (``spec.service.routeKind: GRPCRoute``: the GRPCRoute, weights only) of
+    generated mode with ``canary_weight`` % to the canary.
 
     With ``spec.abTest`` the weight applies to the requests matching it (rule ``canary``: its
     header and query parameter matches give it precedence over ``primary``, whose only match
@@ -243,6 +254,11 @@ def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int
     }
     if mirror_percent:
         primary["filters"] = [mirror_filter(names.canary_service, service.port, mirror_percent)]
+    kind = route_kind(rollout)
+    if kind == "GRPCRoute":
+        # A GRPCRoute rule without matches takes every call (its schema has no default match);
+        # weights are the only thing canaryd changes in it.
+        del primary["matches"]
     rules = [primary]
     if rollout.spec.session_affinity is not None:
         rules = [_sticky(rollout, canary_weight, primary), primary]
@@ -260,7 +276,7 @@ def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int
         spec["hostnames"] = list(service.hosts)
     return {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
-        "kind": "HTTPRoute",
+        "kind": kind,
         "metadata": _owned_metadata(rollout, names.http_route),
         "spec": spec,
     }
@@ -351,6 +367,11 @@ def mirrored(route: Mapping[str, Any], canary_service: str) -> int:
 # ---- existing HTTPRoute (httpRouteRef) -------------------------------------------------------
 
 
+def _kind(route: Mapping[str, Any]) -> str:
+    kind = route.get("kind")
+    return kind if isinstance(kind, str) and kind else "HTTPRoute"
+
+
 def _route_name(route: Mapping[str, Any], ref: HTTPRouteRef) -> str:
     meta = route.get("metadata") or {}
     ns = meta.get("namespace")
@@ -360,7 +381,7 @@ def _route_name(route: Mapping[str, Any], ref: HTTPRouteRef) -> str:
 def managed_indexes(route: Mapping[str, Any], ref: HTTPRouteRef) -> list[int]:
     """Indexes in ``spec.rules`` of the rules canaryd manages. PermanentError when the HTTPRoute
     is malformed or a named rule is missing."""
-    where = f"HTTPRoute {_route_name(route, ref)}"
+    where = f"{_kind(route)} {_route_name(route, ref)}"
     spec = route.get("spec")
     if not isinstance(spec, Mapping):
         raise PermanentError(f"{where}: no spec")
@@ -404,7 +425,7 @@ def _backends(
     """The rule's backendRefs and the positions of primary and canary (None when the rule has
     no canary backendRef)."""
     rule = route["spec"]["rules"][index]
-    where = f"HTTPRoute {_route_name(route, ref)} {_rule_label(rule, index)}"
+    where = f"{_kind(route)} {_route_name(route, ref)} {_rule_label(rule, index)}"
     raw = rule.get("backendRefs")
     if not isinstance(raw, list) or not raw:
         raise PermanentError(f"{where}: has no backendRefs (spec.rules[{index}].backendRefs)")
@@ -439,7 +460,7 @@ def _weight(backend: Mapping[str, Any]) -> int:
 def read_weights(route: Mapping[str, Any], ref: HTTPRouteRef) -> TrafficState:
     """Canary percentage of the managed rules. PermanentError when they disagree or are
     malformed (a missing canary backendRef reads as 0)."""
-    where = f"HTTPRoute {_route_name(route, ref)}"
+    where = f"{_kind(route)} {_route_name(route, ref)}"
     found = set()
     for index in managed_indexes(route, ref):
         backends, primary, canary = _backends(route, ref, index)
