@@ -11,6 +11,7 @@ the behaviour model, :mod:`meshsim.istio` for the metric names and labels.
 
 from meshsim.istio import IstioMetrics, OpenMetricsRecorder, Pod, le_label
 from meshsim.routes import KubeRoutes, MeshApp, Route, StaticRoutes
+from meshsim.rules import Segment
 from meshsim.simulator import MeshSimulator, StepStats
 from meshsim.traffic import ISTIO_BUCKETS_MS, Incident, TrafficShape, VersionProfile
 
@@ -24,6 +25,7 @@ __all__ = [
     "OpenMetricsRecorder",
     "Pod",
     "Route",
+    "Segment",
     "StaticRoutes",
     "StepStats",
     "TrafficShape",

@@ -195,9 +195,16 @@ class IstioMetrics:
         self._lock = threading.Lock()
 
     def record(
-        self, dest: Destination, outcome: Outcome, *, error_code: str, pod: Pod | None = None
+        self,
+        dest: Destination,
+        outcome: Outcome,
+        *,
+        error_code: str,
+        pod: Pod | None = None,
+        reporters: Sequence[str] | None = None,
     ) -> None:
-        """Add one step's requests served by ``pod`` of ``dest`` (successes and failures)."""
+        """Add one step's requests served by ``pod`` of ``dest`` (successes and failures), as
+        ``reporters`` (default: every reporter emitted) see them."""
         grpc = dest.protocol == "grpc"
         ok_code, ok_grpc = "200", ("0" if grpc else "")
         # gRPC failures travel in an HTTP 200 with grpc-status 14 (UNAVAILABLE).
@@ -212,6 +219,8 @@ class IstioMetrics:
                 if n <= 0:
                     continue  # a series is born with its first request, never before
                 for reporter in self.reporters:
+                    if reporters is not None and reporter not in reporters:
+                        continue
                     s = self._get(label_set(dest, reporter=reporter, response_code=code,
                                             grpc_status=status, pod=pod))  # fmt: skip
                     s.requests += n

@@ -25,11 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from meshsim.rules import Segment, Split, gateway_split, istio_split
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +51,24 @@ class MeshApp:
     canary_host: str | None = None
     protocol: str = "http"
     router: str = "istio"
-    """``istio`` (VirtualService) or ``gateway-api`` (HTTPRoute)."""
+    """``istio`` (VirtualService) or ``gateway-api`` (HTTPRoute; with ``protocol`` grpc, the
+    GRPCRoute of that name)."""
     http_route: str | None = None
     """HTTPRoute name (router gateway-api); defaults to ``service``."""
     rps: float | None = None
     """Requests per second for this app; None: the simulator's default."""
+    segments: tuple[Segment, ...] = ()
+    """Shares of the requests carrying headers, cookies or query parameters (the rest carry
+    none): what A/B matches select (:mod:`meshsim.rules`)."""
+    users: int = 0
+    """Simulated users who keep the cookies answers set (session affinity); 0: requests are
+    anonymous. Needs :class:`KubeRoutes` (the rules are evaluated per cookie held)."""
+
+    def __post_init__(self) -> None:
+        if self.users < 0:
+            raise ValueError(f"users must be >= 0, got {self.users}")
+        if self.users and self.segments:
+            raise ValueError("set segments or users, not both (users carry only cookies)")
 
     @property
     def service_name(self) -> str:
@@ -81,7 +96,8 @@ class Route:
 
     workload: str
     service: str
-    weight: int
+    weight: float
+    """Percent of the app's requests this workload serves (live traffic)."""
     image: str | None
     """Image of the workload's first container; None when it has no ready pod."""
     ready: int = 1
@@ -93,6 +109,9 @@ class Route:
     """All pods of every template (``status.replicas``); None: ``ready``."""
     revision: str | None = None
     """A hash of the pod template (the pods' ``pod-template-hash``); None: from the image."""
+    mirrored: float = 0.0
+    """Percent of the app's requests copied to this workload by a mirror (its answers are
+    discarded: users see the live route's)."""
 
 
 class RouteSource(Protocol):
@@ -120,13 +139,24 @@ class KubeRoutes:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._apps = k8s.AppsV1Api(api_client)
         self._istio_version = istio_version
+        self._objects: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+    def route_object(self, app: MeshApp) -> tuple[str, dict[str, Any]] | None:
+        """(router, object) last read for ``app`` by :meth:`destinations` (None: none yet, or
+        a named route: ``MeshApp.route`` set)."""
+        return self._objects.get((app.namespace, app.target))
 
     def destinations(self, app: MeshApp) -> list[Route]:
         if app.router == "gateway-api":
             return self._http_route_destinations(app)
         vs = self._get_vs(app)
         if vs is None:
+            self._objects.pop((app.namespace, app.target), None)
             return [self._route(app, app.target, app.service_name, 100)]
+        if app.route is None:
+            # The routes the simulated requests take (matches, mirrors: meshsim.rules).
+            self._objects[(app.namespace, app.target)] = ("istio", vs)
+            return self._from_split(app, istio_split(vs, app.segments))
         out: list[Route] = []
         for dest in _split(vs, app.route):
             host = str(dest.get("destination", {}).get("host", ""))
@@ -134,16 +164,39 @@ class KubeRoutes:
             out.append(self._route(app, workload, service, int(dest.get("weight", 100))))
         return out
 
+    def _from_split(self, app: MeshApp, split: Split) -> list[Route]:
+        """One Route per workload: its live share, and the share mirrored to it."""
+        live: dict[tuple[str, str], float] = {}
+        mirrored: dict[tuple[str, str], float] = {}
+        for host, pct in split.weights.items():
+            key = app.workload_for_host(host)
+            live[key] = live.get(key, 0.0) + pct
+        for host, pct in split.mirrored.items():
+            key = app.workload_for_host(host)
+            mirrored[key] = mirrored.get(key, 0.0) + pct
+            live.setdefault(key, 0.0)
+        out = []
+        for (workload, service), pct in live.items():
+            route = self._route(app, workload, service, pct)
+            out.append(replace(route, mirrored=mirrored.get((workload, service), 0.0)))
+        return out
+
     def _http_route_destinations(self, app: MeshApp) -> list[Route]:
         try:
             route = self._custom.get_namespaced_custom_object(
-                "gateway.networking.k8s.io", "v1", app.namespace, "httproutes",
+                "gateway.networking.k8s.io", "v1", app.namespace,
+                "grpcroutes" if app.protocol == "grpc" else "httproutes",
                 app.http_route or app.service_name,
             )  # fmt: skip
         except k8s.ApiException as exc:
             if exc.status == 404:
+                self._objects.pop((app.namespace, app.target), None)
                 return [self._route(app, app.target, app.service_name, 100)]
             raise
+        if app.route is None:
+            obj = cast(dict[str, Any], route)
+            self._objects[(app.namespace, app.target)] = ("gateway-api", obj)
+            return self._from_split(app, gateway_split(obj, app.segments))
         rules: list[dict[str, Any]] = cast(dict[str, Any], route).get("spec", {}).get("rules") or []
         if app.route is not None:
             rules = [r for r in rules if r.get("name") == app.route]
@@ -165,7 +218,7 @@ class KubeRoutes:
             raise
         return cast(dict[str, Any], vs)
 
-    def _route(self, app: MeshApp, workload: str, service: str, weight: int) -> Route:
+    def _route(self, app: MeshApp, workload: str, service: str, weight: float) -> Route:
         try:
             dep = self._apps.read_namespaced_deployment(workload, app.namespace)
         except k8s.ApiException as exc:

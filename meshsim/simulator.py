@@ -33,13 +33,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
 from meshsim.istio import Destination, IstioMetrics, OpenMetricsRecorder, Pod
 from meshsim.routes import MeshApp, Route, RouteSource, pod_template_hash
+from meshsim.rules import CookieJar, gateway_choice, istio_choice
 from meshsim.traffic import Profiles, TrafficShape, VersionProfile, serve, split_requests
 
 
@@ -49,6 +50,9 @@ class StepStats:
 
     served: Mapping[tuple[str, str], tuple[int, int]]
     dropped: int
+    mirrored: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """Mirrored copies served per workload (requests, errors); included in ``served``, never
+    seen by users (they get the live route's answer)."""
 
 
 class MeshSimulator:
@@ -113,6 +117,12 @@ class MeshSimulator:
         self._rng = np.random.default_rng(seed)
         self._od: dict[tuple[str, str, int], float] = {}
         self._current: dict[tuple[str, str], list[Route]] = {}
+        self._objects: dict[tuple[str, str], tuple[str, dict[str, object]] | None] = {}
+        self.jars = {(a.namespace, a.target): CookieJar(a.users) for a in self.apps if a.users}
+        """The cookies each app's users hold (apps with ``users``)."""
+        self.by_cookie: dict[tuple[str, str, str], int] = {}
+        """Requests served per (namespace, cookie the user sent or "", workload) so far, for
+        apps with ``users``: who reached which version."""
         self._refresh_s = refresh_s
         self._tick_s = tick_s
         self._lock = threading.Lock()
@@ -128,8 +138,15 @@ class MeshSimulator:
     def refresh(self) -> None:
         """Re-read every app's routes and images from the route source."""
         fresh = {(a.namespace, a.target): self.routes.destinations(a) for a in self.apps}
+        objects = {}
+        route_object = getattr(self.routes, "route_object", None)  # KubeRoutes has it
+        if callable(route_object):
+            for a in self.apps:
+                if a.users:
+                    objects[(a.namespace, a.target)] = route_object(a)
         with self._lock:
             self._current = fresh
+            self._objects = objects
 
     def step(self, dt: float = 1.0, *, refresh: bool = True) -> StepStats:
         """Advance simulated time by ``dt`` seconds, serving that much traffic."""
@@ -143,15 +160,24 @@ class MeshSimulator:
     def _step(self, dt: float) -> StepStats:
         t_rel = self.now - self.t0
         served: dict[tuple[str, str], tuple[int, int]] = {}
+        mirrored: dict[tuple[str, str], tuple[int, int]] = {}
         dropped = 0
         with self._lock:
             current = dict(self._current)
+            objects = dict(self._objects)
         for app in self.apps:
             routes = current.get((app.namespace, app.target), [])
             pods = [self._sync_pods(app, route) for route in routes]
             if not routes:
                 continue
             rate = (app.rps if app.rps is not None else self.rps) * dt
+            obj = objects.get((app.namespace, app.target))
+            if app.users and obj is not None:
+                n = int(self._rng.poisson(rate * self.shape.traffic_factor(t_rel)))
+                dropped += self._serve_users(
+                    app, obj, routes, pods, n, t_rel=t_rel, served=served, mirrored=mirrored
+                )
+                continue
             counts = split_requests(
                 self._rng, rate * self.shape.traffic_factor(t_rel), [r.weight for r in routes]
             )
@@ -159,33 +185,124 @@ class MeshSimulator:
                 if not route_pods:
                     dropped += n
                     continue
-                if n == 0:
-                    continue
-                dest = Destination(app.namespace, route.workload, route.service, route.workload,
-                                   app.protocol)  # fmt: skip
-                per_pod = [
-                    int(x)
-                    for x in self._rng.multinomial(n, [1 / len(route_pods)] * len(route_pods))
-                ]
-                for (pod, image), k in zip(route_pods, per_pod, strict=True):
-                    if k == 0:
-                        continue
-                    profile = self.profiles.for_image(image)
-                    outcome = serve(
-                        self._rng, profile, k,
-                        error_factor=self.shape.error_factor(t_rel)
-                        * self._overdispersion(app.namespace, route.workload, t_rel),
-                        latency_factor=self.shape.latency_factor(t_rel),
-                    )  # fmt: skip
-                    self.metrics.record(dest, outcome, error_code=profile.error_code, pod=pod)
-                    prev = served.get((app.namespace, route.workload), (0, 0))
-                    served[(app.namespace, route.workload)] = (
-                        prev[0] + outcome.requests,
-                        prev[1] + outcome.errors,
-                    )
+                self._serve(app, route, route_pods, n, t_rel=t_rel, served=served)
+            total = sum(counts)
+            for route, route_pods in zip(routes, pods, strict=True):
+                if route.mirrored <= 0 or not route_pods or total == 0:
+                    continue  # (a mirror without pods fails unseen: users got their answer)
+                copies = int(self._rng.binomial(total, min(1.0, route.mirrored / 100)))
+                # Only the receiving sidecar reports a mirrored request: Envoy sends the copy
+                # outside the caller's HTTP filter chain (no source-side metrics), and a
+                # waypoint that mirrors reports only the live request.
+                self._serve(
+                    app, route, route_pods, copies,
+                    t_rel=t_rel, served=mirrored, reporters=("destination",),
+                )  # fmt: skip
+        for key, (req, err) in mirrored.items():  # the copies were served too
+            prev = served.get(key, (0, 0))
+            served[key] = (prev[0] + req, prev[1] + err)
         self.now += dt
         self.dropped += dropped
-        return StepStats(served, dropped)
+        return StepStats(served, dropped, mirrored)
+
+    def _serve_users(
+        self,
+        app: MeshApp,
+        obj: tuple[str, Mapping[str, object]],
+        routes: Sequence[Route],
+        pods: Sequence[list[tuple[Pod, str]]],
+        n: int,
+        *,
+        t_rel: float,
+        served: dict[tuple[str, str], tuple[int, int]],
+        mirrored: dict[tuple[str, str], tuple[int, int]],
+    ) -> int:
+        """``n`` requests of ``app``'s users, each group (the cookie they hold, or none) routed
+        by the rules of ``obj``; answers that set a cookie give it to their users. Returns the
+        requests dropped (no route, or no ready pod)."""
+        jar = self.jars[(app.namespace, app.target)]
+        kind, body = obj
+        by_workload = {r.workload: (r, p) for r, p in zip(routes, pods, strict=True)}
+        groups = jar.groups(self.now)
+        counts = (
+            self._rng.multinomial(n, [seg.share for seg, _ in groups]) if n else [0] * len(groups)
+        )
+        dropped = 0
+        for (seg, cookie), drawn in zip(groups, counts, strict=True):
+            n_g = int(drawn)
+            choice = (istio_choice if kind == "istio" else gateway_choice)(body, seg)
+            if n_g == 0:
+                continue
+            if choice is None or not choice.legs:
+                dropped += n_g
+                continue
+            shares = [leg.share for leg in choice.legs]
+            total = sum(shares)
+            legs = (
+                [int(k) for k in self._rng.multinomial(n_g, [x / total for x in shares])]
+                if total
+                else [0] * len(shares)
+            )
+            for leg, k in zip(choice.legs, legs, strict=True):
+                workload = app.workload_for_host(leg.host)[0]
+                route, route_pods = by_workload.get(workload, (None, []))
+                if route is None or not route_pods:
+                    dropped += k
+                    continue
+                self._serve(app, route, route_pods, k, t_rel=t_rel, served=served)
+                key = (app.namespace, cookie or "", workload)
+                self.by_cookie[key] = self.by_cookie.get(key, 0) + k
+                if leg.set_cookie and k:
+                    jar.answered(cookie, seg.share * jar.users, k, leg.set_cookie, self.now)
+            for host, fraction in choice.mirrors:
+                route, route_pods = by_workload.get(app.workload_for_host(host)[0], (None, []))
+                if route is None or not route_pods:
+                    continue
+                copies = int(self._rng.binomial(n_g, min(1.0, fraction)))
+                self._serve(
+                    app, route, route_pods, copies,
+                    t_rel=t_rel, served=mirrored, reporters=("destination",),
+                )  # fmt: skip
+        return dropped
+
+    def _serve(
+        self,
+        app: MeshApp,
+        route: Route,
+        route_pods: list[tuple[Pod, str]],
+        n: int,
+        *,
+        t_rel: float,
+        served: dict[tuple[str, str], tuple[int, int]],
+        reporters: Sequence[str] | None = None,
+    ) -> None:
+        """``n`` requests spread over ``route``'s pods, recorded (as ``reporters`` see them)
+        and added to ``served``."""
+        if n == 0:
+            return
+        dest = Destination(app.namespace, route.workload, route.service, route.workload,
+                           app.protocol)  # fmt: skip
+        per_pod = [
+            int(x) for x in self._rng.multinomial(n, [1 / len(route_pods)] * len(route_pods))
+        ]
+        for (pod, image), k in zip(route_pods, per_pod, strict=True):
+            if k == 0:
+                continue
+            profile = self.profiles.for_image(image)
+            outcome = serve(
+                self._rng, profile, k,
+                error_factor=self.shape.error_factor(t_rel)
+                * self._overdispersion(app.namespace, route.workload, t_rel),
+                latency_factor=self.shape.latency_factor(t_rel),
+            )  # fmt: skip
+            self.metrics.record(
+                dest, outcome, error_code=profile.error_code, pod=pod, reporters=reporters
+            )
+            prev = served.get((app.namespace, route.workload), (0, 0))
+            served[(app.namespace, route.workload)] = (
+                prev[0] + outcome.requests,
+                prev[1] + outcome.errors,
+            )
 
     def _sync_pods(self, app: MeshApp, route: Route) -> list[tuple[Pod, str]]:
         """The ready pods of ``route``'s workload with the image each runs; pods that are gone

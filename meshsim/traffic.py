@@ -132,7 +132,7 @@ class Outcome:
 
 
 def split_requests(
-    rng: np.random.Generator, total_rate: float, weights: Sequence[int]
+    rng: np.random.Generator, total_rate: float, weights: Sequence[float]
 ) -> list[int]:
     """Requests per destination for one step with expected ``total_rate`` requests."""
     n = int(rng.poisson(total_rate)) if total_rate > 0 else 0

@@ -168,6 +168,10 @@ class ServiceSpec(Model):
         description="HTTPRoute parentRefs (router gateway-api); default: the Service <name> "
         "itself (mesh routing, e.g. an Istio ambient waypoint).",
     )
+    route_kind: GatewayRouteKind | None = Field(
+        default=None,
+        description="Router gateway-api: the route generated, HTTPRoute (default) or GRPCRoute.",
+    )
 
 
 class VirtualServiceRef(Model):
@@ -226,10 +230,18 @@ class ParentRef(Model):
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
-class HTTPRouteRef(Model):
-    """Patch only the named rules of an HTTPRoute the user already owns (router gateway-api):
-    only the weights of the backendRefs to ``primaryService`` and ``canaryService`` change."""
+GatewayRouteKind = Literal["HTTPRoute", "GRPCRoute"]
+"""The Gateway API routes canaryd splits: HTTP, or gRPC (GRPCRoute, backendRef weights alike)."""
 
+
+class HTTPRouteRef(Model):
+    """Patch only the named rules of an HTTPRoute (or, ``kind: GRPCRoute``, a GRPCRoute) the
+    user already owns (router gateway-api): only the weights of the backendRefs to
+    ``primaryService`` and ``canaryService`` change."""
+
+    kind: GatewayRouteKind = Field(
+        default="HTTPRoute", description="HTTPRoute (default) or GRPCRoute."
+    )
     name: K8sName
     rules: list[GatewayName] = Field(
         default_factory=list,
@@ -248,6 +260,177 @@ class HTTPRouteRef(Model):
             )
         _unique(self.rules, "rules")
         return self
+
+
+# ---- traffic beyond weights (traffic stream): A/B matches and mirroring ----------------------
+
+MATCH_HEADER_PATTERN = r"^[a-z0-9!#$%&'*+.^_`|~-]{1,256}$"
+"""Header names of a match: lower case (Istio requires it; HTTP/2 sends them so)."""
+QUERY_PARAM_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$"
+"""Query parameter names: the Gateway API's pattern (an HTTP token)."""
+COOKIE_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"
+"""A cookie name is an HTTP token (RFC 6265 section 4.1.1)."""
+COOKIE_VALUE_PATTERN = r"^[!#-+\--:<-\[\]-~]{1,1024}$"
+"""cookie-octet (RFC 6265): printable ASCII without space, '"', ',', ';' and backslash."""
+MatchValue = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[ -~]+$")]
+"""An exact or prefix value: printable ASCII (no CR/LF; the Gateway API's minimum length 1)."""
+MAX_REGEX_LENGTH: Final = 1024
+
+# Constructs Python's `re` accepts and RE2 (Envoy's regex engine, Go's) refuses: backreferences,
+# lookaround, atomic groups, conditionals, possessive quantifiers. A pattern with any of them is
+# refused here rather than by the proxy, which would reject the whole route.
+_NOT_RE2 = re.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?[=!]|\(\?<[=!]|\(\?>|\(\?\(|[*+?}]\+")
+
+
+def _re2_regex(value: str) -> str:
+    """A regex both engines read the same way: Python compiles it and it uses nothing RE2 lacks
+    (checked on the pattern text, escapes included, so ``\\1`` is refused even if harmless)."""
+    if not re.fullmatch(r"[ -~]*", value):
+        raise ValueError(f"regex {value[:100]!r}: printable ASCII only")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"regex {value[:100]!r} does not compile: {exc}") from None
+    found = _NOT_RE2.search(value.replace("\\\\", ""))
+    if found:
+        raise ValueError(
+            f"regex {value[:100]!r} uses {found.group(0)!r}, which RE2 (Envoy, Go) does not "
+            "support: no backreferences, lookaround, atomic groups or possessive quantifiers"
+        )
+    return value
+
+
+def re2_escape(text: str) -> str:
+    """``text`` as a regex matching itself in RE2 and Python alike: every ASCII character that
+    is not a letter or digit is escaped (both read ``\\<punctuation>`` as the character;
+    Python's re.escape would also escape a space, which RE2 refuses)."""
+    return "".join(f"\\{c}" if c.isascii() and not c.isalnum() and c != " " else c for c in text)
+
+
+Re2Regex = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_REGEX_LENGTH, description="An RE2 regular expression."),
+    AfterValidator(_re2_regex),
+]
+
+
+class StringMatch(Model):
+    """How a header or query parameter value matches: exactly one of exact, prefix, regex
+    (Istio's StringMatch; regex is RE2, matched against the whole value as Envoy does)."""
+
+    exact: MatchValue | None = None
+    prefix: MatchValue | None = None
+    regex: Re2Regex | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StringMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) != 1:
+            raise ValueError("set exactly one of exact, prefix and regex")
+        return self
+
+
+class CookieMatch(Model):
+    """A cookie of the request with this exact value (matched on the ``cookie`` header, as
+    Flagger's examples do; there is no cookie match in Istio or the Gateway API)."""
+
+    name: str = Field(pattern=COOKIE_NAME_PATTERN, max_length=256)
+    value: str = Field(pattern=COOKIE_VALUE_PATTERN, max_length=1024)
+
+    def header_regex(self) -> str:
+        """An RE2 regex matching a ``cookie`` header that carries ``name=value`` among its
+        cookies (the form of Flagger's examples; anchored, name and value escaped)."""
+        return rf"^(.*?;\s*)?({re2_escape(self.name)}={re2_escape(self.value)})(;.*)?$"
+
+
+class RequestMatch(Model):
+    """One condition: every header, query parameter and the cookie given must match (AND).
+    The conditions of ``abTest.match`` are ORed, as Istio's and the Gateway API's are."""
+
+    headers: dict[str, StringMatch] = Field(
+        default_factory=dict, max_length=15, description="Header name (lower case) -> match."
+    )
+    query_params: dict[str, StringMatch] = Field(
+        default_factory=dict, max_length=16, description="Query parameter name -> match."
+    )
+    cookie: CookieMatch | None = Field(
+        default=None, description="A cookie with an exact value (on the cookie header)."
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        bad = [n for n in value if not re.fullmatch(MATCH_HEADER_PATTERN, n)]
+        if bad:
+            raise ValueError(f"invalid header name(s) {brief(bad)}: a lower-case HTTP token")
+        return value
+
+    @field_validator("query_params")
+    @classmethod
+    def _query_names(cls, value: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        bad = [n for n in value if not re.fullmatch(QUERY_PARAM_PATTERN, n)]
+        if bad:
+            raise ValueError(f"invalid query parameter name(s) {brief(bad)}: an HTTP token")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> RequestMatch:
+        if not (self.headers or self.query_params or self.cookie is not None):
+            raise ValueError("a match needs at least one of headers, queryParams and cookie")
+        if self.cookie is not None and "cookie" in self.headers:
+            raise ValueError("set the cookie header through either headers.cookie or cookie")
+        return self
+
+
+class ABTestSpec(Model):
+    """A/B testing (Flagger's ``analysis.match`` + ``iterations``): requests matching any
+    condition go to the canary, all others to the primary, for ``iterations`` judged
+    intervals; then the canary is promoted (no weight steps)."""
+
+    match: list[RequestMatch] = Field(
+        min_length=1, max_length=16, description="Conditions (ORed) routing to the canary."
+    )
+    iterations: int = Field(ge=1, le=1000, description="Judged intervals before promotion.")
+
+
+MAX_COOKIE_AGE: Final = 34_560_000
+"""400 days: the longest lifetime browsers keep a cookie (RFC 6265bis caps Max-Age so)."""
+
+
+class SessionAffinitySpec(Model):
+    """Session affinity (Flagger's ``analysis.sessionAffinity``): a response from the canary
+    (reached by weight) sets the cookie ``cookieName``; requests carrying it go to the canary
+    for as long as the canary has traffic. When the canary's traffic ends (promotion done,
+    rollback) the cookie's holders go to the primary and the cookie is expired."""
+
+    cookie_name: str = Field(
+        pattern=COOKIE_NAME_PATTERN, max_length=256, description="Name of the sticky cookie."
+    )
+    max_age: int = Field(
+        default=86400, ge=1, le=MAX_COOKIE_AGE, description="The cookie's Max-Age, seconds."
+    )
+
+    def cookie(self, revision: str) -> str:
+        """``name=value`` of the cookie for the canary of ``revision``: a new revision, a new
+        cookie, so holders of an older one are not sent to the new canary."""
+        return f"{self.cookie_name}={revision or 'none'}"
+
+    def match_regex(self, revision: str) -> str:
+        """The ``cookie`` header regex matching a request that carries this cookie."""
+        return CookieMatch(name=self.cookie_name, value=revision or "none").header_regex()
+
+    def set_cookie(self, revision: str, *, expire: bool = False) -> str:
+        """The ``Set-Cookie`` value a canary response carries (or, ``expire``, deletes it)."""
+        age = 0 if expire else self.max_age
+        return f"{self.cookie(revision)}; Max-Age={age}; Path=/"
+
+
+class MirrorSpec(Model):
+    """Mirroring (Flagger's ``mirror`` + ``mirrorWeight``): before any live traffic, a copy
+    of ``percent`` % of the requests goes to the canary for ``iterations`` judged intervals;
+    users get the primary's answers, the canary's are discarded (but measured)."""
+
+    percent: int = Field(default=100, ge=1, le=100, description="Share of requests copied.")
+    iterations: int = Field(ge=1, le=1000, description="Judged intervals of mirroring.")
 
 
 class ScheduleSpec(Model):
@@ -687,6 +870,21 @@ class RolloutSpec(Model):
         "when httpRouteRef is set, else istio.",
     )
     http_route_ref: HTTPRouteRef | None = None
+    ab_test: ABTestSpec | None = Field(
+        default=None,
+        description="A/B testing: matching requests to the canary for N judged intervals "
+        "(replaces the weight steps; needs spec.service).",
+    )
+    mirror: MirrorSpec | None = Field(
+        default=None,
+        description="Mirror a share of requests to the canary before it takes live traffic "
+        "(needs spec.service and reporter destination).",
+    )
+    session_affinity: SessionAffinitySpec | None = Field(
+        default=None,
+        description="A cookie keeps a user routed to the canary on the canary (weight steps; "
+        "needs spec.service).",
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=86400)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
@@ -719,6 +917,8 @@ class RolloutSpec(Model):
                 )
         elif self.service is not None and self.service.parent_refs:
             raise ValueError("spec.service.parentRefs needs spec.router gateway-api")
+        elif self.service is not None and self.service.route_kind is not None:
+            raise ValueError("spec.service.routeKind needs spec.router gateway-api")
         if self.baseline is not None and self.service is None:
             # A baseline needs a Service selecting its pods; canaryd creates Services only in
             # the host-level / generated mode (a user's VirtualService or HTTPRoute names the
@@ -729,7 +929,71 @@ class RolloutSpec(Model):
             )
         _unique([w.name for w in self.webhooks], "webhook names")
         _unique([a.name for a in self.alerts], "alert names")
+        self._traffic_features()
         return self
+
+    def _traffic_features(self) -> None:
+        """A/B and mirroring: generated routes only, one at a time, mirroring measured where
+        mirrored requests are seen (see docs/traffic.md)."""
+        features = (
+            ("abTest", self.ab_test),
+            ("mirror", self.mirror),
+            ("sessionAffinity", self.session_affinity),
+        )
+        for field, value in features:
+            if value is not None and self.service is None:
+                raise ValueError(
+                    f"spec.{field} needs spec.service (routes canaryd generates); it is not "
+                    "supported with spec.virtualServiceRef or spec.httpRouteRef"
+                )
+        if self.ab_test is not None and self.mirror is not None:
+            raise ValueError("set at most one of spec.abTest and spec.mirror")
+        grpc = self.service is not None and self.service.route_kind == "GRPCRoute"
+        for field, value in features:
+            if grpc and value is not None:
+                raise ValueError(
+                    f"spec.{field} is not supported with spec.service.routeKind GRPCRoute "
+                    "(canaryd splits a GRPCRoute by backendRef weights only)"
+                )
+        if self.ab_test is not None and self.session_affinity is not None:
+            raise ValueError(
+                "spec.sessionAffinity works with the weight steps, not with spec.abTest (whose "
+                "matches already keep a user on one version)"
+            )
+        if self.baseline is not None:
+            for field, value in features:
+                if value is not None:
+                    # The baseline takes the canary's weight in the weighted split; with A/B
+                    # matches, mirrored copies or sticky users its traffic would not be the
+                    # canary's (same requests, same share), so the comparison would not hold.
+                    raise ValueError(
+                        f"spec.baseline is not supported with spec.{field} (a baseline arm "
+                        "mirrors the canary's weighted share of the traffic)"
+                    )
+        if self.mirror is not None and self.analysis.reporter != "destination":
+            raise ValueError(
+                f"spec.mirror needs spec.analysis.reporter destination (got "
+                f"{self.analysis.reporter!r}): only the canary's own sidecar reports mirrored "
+                "requests; the source sidecar and a waypoint do not"
+            )
+
+    def steps(self) -> list[int]:
+        """The canary weight of each step: ``[100]`` (of the matching requests) for an A/B
+        test, the schedule's weights otherwise, after a step at 0% when mirroring."""
+        weights = [100] if self.ab_test is not None else self.schedule.weights()
+        return [0, *weights] if self.mirror is not None else weights
+
+    def step_intervals(self, step: int) -> int:
+        """Judged intervals needed at ``step`` before it may advance."""
+        if self.mirror is not None and step == 0:
+            return self.mirror.iterations
+        if self.ab_test is not None:
+            return self.ab_test.iterations
+        return self.schedule.intervals_per_step
+
+    def mirror_percent(self, step: int) -> int:
+        """Percent of requests mirrored to the canary at ``step`` (0: none)."""
+        return self.mirror.percent if self.mirror is not None and step == 0 else 0
 
     @property
     def router_kind(self) -> RouterKind:

@@ -90,7 +90,9 @@ SCENARIOS = {
     "both": ("good", "bad"),
     "latency": ("latency",),
     "baseline": ("noisy",),
+    "ab": ("good", "bad"),
 }
+"""Releases per scenario; ``ab`` ships good and bad through an A/B test (header or cookie)."""
 BASELINE_SCENARIOS = frozenset({"baseline"})
 """Scenarios whose Rollout has ``spec.baseline`` (and whose mesh is noisy)."""
 
@@ -102,7 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="which releases to ship: good (promoted), bad (4x errors, rolled back), both "
         "(default), latency (2x slower, rolled back), baseline (a good release on a noisy "
-        "mesh, with a baseline arm beside the canary; promoted)",
+        "mesh, with a baseline arm beside the canary; promoted), ab (good and bad through an "
+        "A/B test: users with the header x-canary: insider or the cookie canary=always reach "
+        "the canary)",
     )
     parser.add_argument(
         "--fast",
@@ -238,6 +242,7 @@ def run(
         stuck=stuck,
         router=args.router,
         baseline=args.scenario in BASELINE_SCENARIOS,
+        ab=args.scenario == "ab",
     )
     show_slack = _slack_printer(env.slack, view, style)
     route_kind = "HTTPRoute" if args.router == "gateway-api" else "VirtualService"

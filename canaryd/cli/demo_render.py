@@ -79,8 +79,8 @@ def rollout_progress(rollout: Rollout) -> float:
     status = rollout.status
     if status.phase in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED):
         return 1.0
-    schedule = rollout.spec.schedule
-    total = len(schedule.weights()) * schedule.intervals_per_step
+    spec = rollout.spec
+    total = sum(spec.step_intervals(i) for i in range(len(spec.steps())))
     if total <= 0:
         return 0.0
     return min(1.0, status.analysis.intervals / total)
@@ -143,7 +143,7 @@ def evidence_line(
 def status_line(rollout: Rollout, *, style: Style = PLAIN) -> str:
     """Phase, weight, step x/y and a progress bar on one line."""
     status = rollout.status
-    steps = len(rollout.spec.schedule.weights())
+    steps = len(rollout.spec.steps())
     step = min(status.current_step + 1, steps) if status.phase == Phase.PROGRESSING else None
     step_text = f"step {step}/{steps}" if step is not None else f"step -/{steps}"
     phase = style(f"{status.phase.value:<12}", _PHASE_COLOUR.get(status.phase, ""))

@@ -100,11 +100,13 @@ def rollout(
     ns: str = NAMESPACE,
     router: str = "istio",
     baseline: bool = False,
+    ab_test: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Rollout: host-level split (a VirtualService, or with ``router`` gateway-api an
     HTTPRoute), short schedule, the built-in analysis (error rate and latency, judged by the
     sequential test), one alert per provider; with ``baseline``, a baseline arm
-    (``spec.baseline``: ``podinfo-baseline`` beside the canary)."""
+    (``spec.baseline``: ``podinfo-baseline`` beside the canary); with ``ab_test``, an A/B test
+    instead of the weight steps."""
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Rollout",
@@ -128,7 +130,28 @@ def rollout(
     }
     if baseline:
         body["spec"]["baseline"] = {}
+    if ab_test is not None:
+        body["spec"]["abTest"] = ab_test
     return body
+
+
+# ---- the A/B scenario (--scenario ab) -----------------------------------------------------
+
+AB_HEADER = ("x-canary", "insider")
+AB_COOKIE = ("canary", "always")
+AB_SHARES = (0.3, 0.1)
+"""Simulated users sending the header, and the cookie (the rest send neither)."""
+
+
+def ab_test(iterations: int) -> dict[str, Any]:
+    """``spec.abTest``: the header or the cookie routes a request to the canary."""
+    return {
+        "iterations": iterations,
+        "match": [
+            {"headers": {AB_HEADER[0]: {"exact": AB_HEADER[1]}}},
+            {"cookie": {"name": AB_COOKIE[0], "value": AB_COOKIE[1]}},
+        ],
+    }
 
 
 # ---- the demo's schedule (shared by demo.py and demo_stack.py) ----------------------------

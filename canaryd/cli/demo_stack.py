@@ -41,7 +41,7 @@ from canaryd.controller.runtime import ControllerConfig
 from canaryd.core.ports import PermanentError, TemporaryError
 from canaryd.core.revision import template_hash
 from kubeemu import Emulator
-from meshsim import KubeRoutes, MeshApp, MeshSimulator, TrafficShape, VersionProfile
+from meshsim import KubeRoutes, MeshApp, MeshSimulator, Segment, TrafficShape, VersionProfile
 from meshsim.prometheus import PrometheusError, PrometheusServer, prometheus_available
 
 STABLE_ERROR_RATE = 0.02
@@ -273,10 +273,12 @@ def start(
     stuck: list[str],
     router: str = "istio",
     baseline: bool = False,
+    ab: bool = False,
 ) -> DemoEnv:
     """Start every piece (each stopped by ``stack``) and create the demo's objects. With
     ``baseline`` the Rollout has a baseline arm and the mesh is noisy (per-arm error-rate noise
-    of :data:`NOISE_CV` in blocks of :data:`NOISE_BLOCK_SECONDS`): the baseline's scenario."""
+    of :data:`NOISE_CV` in blocks of :data:`NOISE_BLOCK_SECONDS`): the baseline's scenario;
+    with ``ab``, an A/B test (header or cookie) instead of the weight steps."""
     # The controller logs warnings (e.g. a retried tick) to stderr; the demo's own output is
     # the story, so keep the library quiet unless something is really wrong.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
@@ -330,8 +332,17 @@ def start(
             f"    noisy mesh: each arm's error rate varies by {NOISE_CV:.0%} (coefficient of "
             f"variation) in {NOISE_BLOCK_SECONDS:g}s blocks, independently per workload"
         )
+    segments = (
+        Segment(res.AB_SHARES[0], headers=(res.AB_HEADER,)),
+        Segment(res.AB_SHARES[1], headers=(("cookie", f"theme=dark; {'='.join(res.AB_COOKIE)}"),)),
+    )
+    if ab:
+        view.log(
+            f"    {res.AB_SHARES[0]:.0%} of the users send the header {': '.join(res.AB_HEADER)}, "
+            f"{res.AB_SHARES[1]:.0%} the cookie {'='.join(res.AB_COOKIE)}"
+        )
     sim = MeshSimulator(
-        apps=[MeshApp(res.NAMESPACE, res.APP, router=router)],
+        apps=[MeshApp(res.NAMESPACE, res.APP, router=router, segments=segments if ab else ())],
         routes=KubeRoutes(sim_client),
         profiles=version_profiles(),
         default_profile=VersionProfile(error_rate=STABLE_ERROR_RATE),
@@ -379,9 +390,15 @@ def start(
     # down; that is expected then and would only clutter the ending.
     stack.callback(logging.getLogger("apscheduler").setLevel, logging.CRITICAL)
 
+    iterations = len(timings.step_weights) * timings.intervals_per_step
+    plan = (
+        f"A/B test: the header or the cookie to the canary for {iterations} intervals"
+        if ab
+        else f"steps {list(timings.step_weights)} %, {timings.intervals_per_step} intervals "
+        "per step"
+    )
     view.log(
-        f"==> Rollout {res.NAMESPACE}/{res.APP}: interval {timings.interval}, steps "
-        f"{list(timings.step_weights)} %, {timings.intervals_per_step} intervals per step, "
+        f"==> Rollout {res.NAMESPACE}/{res.APP}: interval {timings.interval}, {plan}, "
         "judge: sequential (alpha 0.01, tolerated degradation 25%)"
         + (
             "; baseline arm: podinfo-baseline (the stable version, fresh pods) at the "
@@ -399,6 +416,7 @@ def start(
             providers=providers,
             router=router,
             baseline=baseline,
+            ab_test=res.ab_test(iterations) if ab else None,
         ),
     )
     env = DemoEnv(

@@ -10,7 +10,7 @@ from kubernetes.client import ApiClient
 
 from canaryd.adapters.cache import DEPLOYMENTS, SERVICES, Cache, Kind
 from canaryd.adapters.events import KubeEventRecorder
-from canaryd.adapters.gateway.router import HTTP_ROUTES
+from canaryd.adapters.gateway.router import GRPC_ROUTES, HTTP_ROUTES
 from canaryd.adapters.istio.router import VIRTUAL_SERVICES
 from canaryd.adapters.kube import KubeApi, Resources, RetryPolicy, Workloads
 from canaryd.adapters.kube.resources import ALERT_PROVIDER_KIND, METRIC_TEMPLATE_KIND, ROLLOUT_KIND
@@ -54,6 +54,7 @@ CACHED_KINDS: tuple[Kind, ...] = (
     SERVICES,
     VIRTUAL_SERVICES,
     HTTP_ROUTES,
+    GRPC_ROUTES,
     METRIC_TEMPLATE_KIND,
     ALERT_PROVIDER_KIND,
 )

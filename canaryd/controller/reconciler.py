@@ -427,6 +427,7 @@ class Reconciler:
                         rollout,
                         canary_weight=effect.canary_weight,
                         baseline_weight=effect.baseline_weight,
+                        mirror_percent=effect.mirror_percent,
                     )
                 elif isinstance(effect, FinalizeRouting):
                     p.router.finalize(rollout)

@@ -71,10 +71,18 @@ class RouterByKind:
         return self.of(rollout).get_weights(rollout)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         self.of(rollout).set_weights(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+            rollout,
+            canary_weight=canary_weight,
+            baseline_weight=baseline_weight,
+            mirror_percent=mirror_percent,
         )
 
     def finalize(self, rollout: Rollout) -> None:

@@ -184,7 +184,7 @@ class Telemetry:
                 self.phase.labels(*key, phase.value).set(1 if phase == status.phase else 0)
             self.weight.labels(*key).set(status.canary_weight)
             self.step.labels(*key).set(status.current_step)
-            self.steps.labels(*key).set(len(spec.schedule.weights()))
+            self.steps.labels(*key).set(len(spec.steps()))
             expected = spec.schedule.interval_seconds() * spec.schedule.intervals_per_step
             self.step_expected.labels(*key).set(expected)
             started = status.step_started_at or status.rollout_started_at

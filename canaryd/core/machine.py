@@ -58,6 +58,7 @@ from canaryd.api.models import (
     PendingNotice,
     Phase,
     Rollout,
+    RolloutSpec,
     RolloutStatus,
     Severity,
     WebhookType,
@@ -185,7 +186,7 @@ def next_analysis_at(rollout: Rollout) -> datetime | None:
 
 
 def _last_step(rollout: Rollout) -> int:
-    return len(rollout.spec.schedule.weights()) - 1
+    return len(rollout.spec.steps()) - 1
 
 
 def plan(rollout: Rollout, now: datetime) -> Plan:
@@ -325,14 +326,18 @@ class _Tick:
             outbox=_with_pending(self.status.outbox, notice),
         )
 
-    def route(self, weight: int) -> None:
-        """Set the canary weight (status and routing) unless both already say so; the
-        baseline's weight follows (:meth:`baseline_weight`)."""
+    def route(self, weight: int, mirror: int = 0) -> None:
+        """Set the canary weight and mirrored percent (status and routing) unless both
+        already say so; the baseline's weight follows (:meth:`baseline_weight`)."""
         baseline = self.baseline_weight(weight)
         traffic = self.obs.traffic
-        observed = (traffic.canary_weight, traffic.baseline_weight) if traffic else None
-        if observed != (weight, baseline) or self.status.canary_weight != weight:
-            self.act(SetWeight(weight, baseline))
+        observed = (
+            (traffic.canary_weight, traffic.baseline_weight, traffic.mirror_percent)
+            if traffic
+            else None
+        )
+        if observed != (weight, baseline, mirror) or self.status.canary_weight != weight:
+            self.act(SetWeight(weight, baseline, mirror))
         self.set(canary_weight=weight)
 
     def baseline_weight(self, canary_weight: int) -> int:
@@ -584,9 +589,10 @@ def _target_missing(t: _Tick) -> None:
         t.route(0)
 
 
-def _reassert_routing(t: _Tick, weight: int) -> None:
+def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
     """Routing implied by the status: verify the objects, correct a drifted weight (the
-    baseline's included: it follows the canary's and the baseline's readiness)."""
+    baseline's included: it follows the canary's and the baseline's readiness) or mirrored
+    percent (only the mirroring step of an analysis mirrors)."""
     baseline = t.baseline_weight(weight)
     t.act(EnsureRouting(weight, baseline))
     observed = t.obs.traffic
@@ -597,7 +603,7 @@ def _reassert_routing(t: _Tick, weight: int) -> None:
             f"set to {weight}%",
             warning=True,
         )
-        t.act(SetWeight(weight, baseline))
+        t.act(SetWeight(weight, baseline, mirror))
     elif observed is not None and observed.baseline_weight != baseline:
         # The baseline became ready (routed now) or lost its ready pods (withdrawn): its weight
         # follows its readiness, the canary's is untouched.
@@ -607,7 +613,15 @@ def _reassert_routing(t: _Tick, weight: int) -> None:
             f"{name} weight {observed.baseline_weight}% -> {baseline}% (canary {weight}%)",
             warning=baseline == 0,
         )
-        t.act(SetWeight(weight, baseline))
+        t.act(SetWeight(weight, baseline, mirror))
+    elif observed is not None and observed.mirror_percent != mirror:
+        t.event(
+            "TrafficCorrected",
+            f"mirrored {observed.mirror_percent}% of requests to the canary, status says "
+            f"{mirror}%: set to {mirror}%",
+            warning=mirror == 0,  # (entering a mirroring step after a restart is no drift)
+        )
+        t.act(SetWeight(weight, baseline, mirror))
     t.set(canary_weight=weight)
 
 
@@ -646,8 +660,18 @@ def _baseline(t: _Tick) -> None:
         else (t.obs.traffic.baseline_weight if t.obs.traffic is not None else 0)
     )
     if routed > 0:
-        t.act(SetWeight(t.status.canary_weight, 0))  # traffic leaves before pods do
+        mirror = set_weights[-1].mirror_percent if set_weights else _mirror(t)
+        t.act(SetWeight(t.status.canary_weight, 0, mirror))  # traffic leaves before pods do
     t.act(RemoveBaseline())
+
+
+def _mirror(t: _Tick) -> int:
+    """Percent mirrored as the status implies: the mirroring step of an analysis, unless the
+    canary's traffic is withdrawn (metrics outage)."""
+    s = t.status
+    if s.phase not in ACTIVE or not s.weight_history or s.outage is not None:
+        return 0
+    return t.rollout.spec.mirror_percent(s.current_step)
 
 
 def _scale_down(t: _Tick) -> None:
@@ -908,8 +932,8 @@ def _await_canary(t: _Tick) -> None:
     if spec.paused:
         _wait(t, "Paused", "spec.paused: canary ready, first step held")
         return
-    weights = spec.schedule.weights()
-    t.route(weights[0])
+    weights = spec.steps()
+    t.route(weights[0], spec.mirror_percent(0))
     t.set(current_step=0, weight_history=[weights[0]], step_started_at=t.now)
     t.set_analysis(last_analysis_time=t.now, step_intervals=0, step_requests=0)
     t.requeue = None
@@ -917,7 +941,7 @@ def _await_canary(t: _Tick) -> None:
         Phase.PROGRESSING,
         "Advanced",
         f"{target.name} ready ({target.ready_replicas} replicas) after {waited:.0f}s; "
-        f"canary weight {weights[0]}% (step 1/{len(weights)})",
+        f"canary weight {weights[0]}% (step 1/{len(weights)}){_how(spec, 0)}",
     )
 
 
@@ -929,6 +953,15 @@ def _baseline_ready(t: _Tick) -> bool:
         and baseline.ready
         and baseline.template_hash == t.status.stable_revision
     )
+
+
+def _how(spec: RolloutSpec, step: int) -> str:
+    """What the weight of ``step`` means beyond a plain split (for messages)."""
+    if spec.mirror_percent(step):
+        return f", {spec.mirror_percent(step)}% of requests mirrored to the canary"
+    if spec.ab_test is not None:
+        return " of the requests matching spec.abTest.match"
+    return ""
 
 
 def _closed_gates(t: _Tick, type_: WebhookType) -> str:
@@ -1007,7 +1040,7 @@ def _analyse(t: _Tick, judge: Judge) -> None:
     if result == Interval.WITHDRAWN:
         _reassert_routing(t, 0)
         return
-    _reassert_routing(t, t.status.canary_weight)
+    _reassert_routing(t, t.status.canary_weight, _mirror(t))
     if result == Interval.HELD:
         return
     _maybe_advance(t, early=result == Interval.EARLY)
@@ -1045,7 +1078,7 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
         return _unjudged(t, outage.kind, outage.message)
     if canary == 0 and stable == 0:
         return _no_traffic(t)
-    if canary == 0 and t.status.canary_weight > 0:
+    if canary == 0 and (t.status.canary_weight > 0 or _mirror(t) > 0):
         message = (
             f"the stable arm served {stable:.0f} requests and the canary none at "
             f"{t.status.canary_weight}%: the canary's series are missing (sidecar injected? "
@@ -1141,7 +1174,7 @@ def _resume(t: _Tick, outage: MetricsOutage) -> None:
     """Answers are back: the withdrawn weight returns and the step continues where it was."""
     waited = (t.now - outage.since).total_seconds()
     t.set(outage=None)
-    t.route(outage.weight)
+    t.route(outage.weight, _mirror(t))
     t.transition(
         Phase.PROGRESSING,
         "Resumed",
@@ -1155,12 +1188,12 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
     spec = t.rollout.spec
     s = t.status
     a = s.analysis
-    weights = spec.schedule.weights()
+    weights = spec.steps()
     if spec.paused:
         _wait(t, "Paused", f"spec.paused: holding canary weight {s.canary_weight}%")
         return
     done = (
-        a.step_intervals >= spec.schedule.intervals_per_step
+        a.step_intervals >= spec.step_intervals(s.current_step)
         and a.step_requests >= spec.analysis.min_requests
     )
     held = _promoted_reason(s) if s.phase == Phase.WAITING else ""
@@ -1194,7 +1227,7 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
         return
     step = s.current_step
     weight = weights[step + 1]
-    t.route(weight)
+    t.route(weight, spec.mirror_percent(step + 1))
     t.set(
         current_step=step + 1,
         weight_history=[*s.weight_history, weight],
@@ -1202,7 +1235,7 @@ def _maybe_advance(t: _Tick, *, early: bool) -> None:
     )
     t.set_analysis(step_intervals=0, step_requests=0)
     message = (
-        f"canary weight {weight}% (step {step + 2}/{len(weights)}) after "
+        f"canary weight {weight}%{_how(spec, step + 1)} (step {step + 2}/{len(weights)}) after "
         f"{a.step_intervals} interval(s) and {a.step_requests:.0f} canary requests at "
         f"{s.canary_weight}%; verdict {a.outcome.value}"
     )

@@ -117,11 +117,18 @@ class TrafficRouter(Protocol):
         ...
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         """Route ``canary_weight`` % to the canary, ``baseline_weight`` % to the baseline (only
-        with ``spec.baseline``; 0 otherwise) and the rest to primary. Idempotent; the weights
-        written always sum to 100 and validate against the router's real schema."""
+        with ``spec.baseline``; 0 otherwise) and the rest to primary (with ``spec.abTest``: of
+        the matching requests), and mirror ``mirror_percent`` % of the requests to the canary
+        (0: no mirroring). Idempotent; the weights written always sum to 100 and validate
+        against the router's real schema."""
         ...
 
     def finalize(self, rollout: Rollout) -> None:

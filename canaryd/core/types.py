@@ -175,6 +175,8 @@ class TrafficState:
     canary_weight: int
     baseline_weight: int = 0
     """Weight of the baseline arm (``spec.baseline``); 0 without one."""
+    mirror_percent: int = 0
+    """Percent of requests copied (mirrored) to the canary; 0: no mirroring."""
 
     @property
     def primary_weight(self) -> int:
@@ -296,6 +298,8 @@ class EnsureRouting:
 class SetWeight:
     canary_weight: int
     baseline_weight: int = 0
+    mirror_percent: int = 0
+    """Percent of requests mirrored to the canary (spec.mirror's step); 0: none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,8 @@ class World:
     primary_hash: str | None = None
     primary_ready: bool = True
     weight: int | None = None
+    mirror: int = 0
+    """Percent of requests mirrored to the canary (SetWeight's mirror_percent)."""
     now: datetime = T0
     primary_failure: str | None = None
     last_good: str | None = None
@@ -159,7 +161,9 @@ class World:
             generation=self.rollout.metadata.generation,
             target=self.target(),
             primary=self.primary(),
-            traffic=TrafficState(self.weight) if self.weight is not None else None,
+            traffic=TrafficState(self.weight, mirror_percent=self.mirror)
+            if self.weight is not None
+            else None,
             readings=readings(weight) if plan.metrics and readings is not None else None,
             gates=gates,
             action_annotation=self.annotation,
@@ -216,6 +220,7 @@ class World:
             self.finalizer = False
         elif isinstance(action, FinalizeRouting):
             self.weight = 0 if self.weight is not None else None
+            self.mirror = 0
         elif isinstance(action, EnsurePrimary):
             if self.primary_hash is None:
                 self.primary_hash = self.target_hash
@@ -225,6 +230,7 @@ class World:
         elif isinstance(action, SetWeight):
             assert 0 <= action.canary_weight <= 100
             self.weight = action.canary_weight
+            self.mirror = action.mirror_percent
         elif isinstance(action, ScaleTarget):
             self.target_replicas = action.replicas
         elif isinstance(action, PromotePrimary):

@@ -47,10 +47,50 @@ class RouteValidator:
                 total = sum(b.get("weight", 1) for b in backends)
                 if total != 100:
                     found.append(f"rules[{i}]: weights sum to {total}")
+            found += _filter_rules(i, rule.get("filters") or [])
+            for b in backends:
+                found += _filter_rules(i, b.get("filters") or [])
+        matches = sum(len(r.get("matches") or []) for r in obj.get("spec", {}).get("rules", []))
+        if matches > 128:
+            found.append(f"{matches} matches across the rules (CEL: at most 128)")
         return found
 
     def check(self, obj: dict[str, Any], managed: tuple[int, ...] = (0,)) -> None:
         assert self.errors(obj, managed) == []
+
+
+_FILTER_FIELDS = {
+    "RequestHeaderModifier": "requestHeaderModifier",
+    "ResponseHeaderModifier": "responseHeaderModifier",
+    "RequestMirror": "requestMirror",
+    "RequestRedirect": "requestRedirect",
+    "URLRewrite": "urlRewrite",
+    "ExtensionRef": "extensionRef",
+    "CORS": "cors",
+}
+
+
+def _filter_rules(i: int, filters: list[dict[str, Any]]) -> list[str]:
+    """The CEL rules of the v1.6.1 schema on a rule's filters that jsonschema does not run."""
+    found = []
+    for f in filters:
+        for type_, field in _FILTER_FIELDS.items():
+            if (field in f) != (f.get("type") == type_):
+                found.append(f"rules[{i}]: filter.{field} must be set exactly for type {type_}")
+        mirror = f.get("requestMirror") or {}
+        if "percent" in mirror and "fraction" in mirror:
+            found.append(f"rules[{i}]: only one of percent or fraction in RequestMirror")
+        fraction = mirror.get("fraction")
+        if fraction and fraction["numerator"] > fraction.get("denominator", 100):
+            found.append(f"rules[{i}]: fraction numerator above its denominator")
+        ref = mirror.get("backendRef") or {}
+        service = ref.get("group", "") == "" and ref.get("kind", "Service") == "Service"
+        if mirror and service and "port" not in ref:
+            found.append(f"rules[{i}]: RequestMirror Service backendRef has no port")
+    for single in ("RequestHeaderModifier", "ResponseHeaderModifier", "URLRewrite", "CORS"):
+        if sum(f.get("type") == single for f in filters) > 1:
+            found.append(f"rules[{i}]: {single} filter repeated")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -39,3 +39,33 @@ def test_demo_through_the_gateway_api_router() -> None:
         assert release["judged_canary_requests"] > 0
     assert "Services, HTTPRoute at 100% stable" in done.stderr
     assert "through the HTTPRoute" in done.stderr
+
+
+@pytest.mark.slow
+def test_demo_ab_scenario_through_the_gateway_api_router() -> None:
+    """``--scenario ab``: only the users with the header or the cookie reach the canary (the
+    mesh simulator routes by the HTTPRoute's matches), so both releases are judged at "100%"
+    of the matching requests, with judged counts equal to the served ones."""
+    done = subprocess.run(
+        [sys.executable, "-m", "canaryd", "demo", "--fast", "--scenario", "ab",
+         "--router", "gateway-api", "--json"],
+        cwd=ROOT,
+        env={**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    good, bad = summary["results"]
+    assert (good["outcome"], good["weight_history"]) == ("promoted", [100])
+    assert (bad["outcome"], bad["weight_history"]) == ("rolled back", [100])
+    for release in (good, bad):
+        assert release["counts_match"] is True
+        assert release["judged_canary_requests"] > 0
+    # About 40% of the 1000 rps match: the canary served ~400 rps, not all of them.
+    seconds = 8 * 1.0  # 4 steps x 2 intervals of 1s (--fast): the good release's iterations
+    assert 0.25 * 1000 * seconds < good["judged_canary_requests"] < 0.55 * 1000 * seconds
+    assert "A/B test: the header or the cookie to the canary" in done.stderr
+    assert "30% of the users send the header x-canary: insider" in done.stderr

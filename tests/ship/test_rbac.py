@@ -230,7 +230,12 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     # 4. The Gateway API router: canaryd creates, updates and (at deletion) deletes an HTTPRoute.
     rig.deploy("gw", "gw:1.0")
     rig.create_rollout("gw", "gw", router="gateway-api")
-    for name in ("web", "api", "shop", "gw"):
+    # 5. ... and a GRPCRoute.
+    rig.deploy("rpc", "rpc:1.0")
+    rig.create_rollout(
+        "rpc", "rpc", router="gateway-api", service={"port": 9000, "routeKind": "GRPCRoute"}
+    )
+    for name in ("web", "api", "shop", "gw", "rpc"):
         wait_for(f"{name} Initialized", phase_is(rig, name, "Initialized"), timeout=30)
 
     # Someone edits a Service canaryd owns: the router must put it back (an update).
@@ -241,6 +246,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     rig.set_image("api", "api:2.0")
     rig.set_image("shop", "shop:2.0")
     rig.set_image("gw", "gw:2.0")
+    rig.set_image("rpc", "rpc:2.0")
     wait_for("shop Progressing", phase_is(rig, "shop", "Progressing"), timeout=30)
     kubeconfig = str(rig.kubeconfig)
     assert canaryd(["promote", "shop", "--kubeconfig", kubeconfig, "-n", NS, "--wait", "30"]) == 0
@@ -248,6 +254,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     wait_for("api Failed", phase_is(rig, "api", "Failed"), timeout=60)
     wait_for("shop Succeeded", phase_is(rig, "shop", "Succeeded"), timeout=60)
     wait_for("gw Succeeded", phase_is(rig, "gw", "Succeeded"), timeout=60)
+    wait_for("rpc Succeeded", phase_is(rig, "rpc", "Succeeded"), timeout=60)
     slack_server.wait_for(1, timeout=10)
     # The same drift of the routing twice: the repeated Event is aggregated (a patch of count).
     for _ in range(2):
@@ -259,7 +266,7 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     service = rig.api.get(f"/api/v1/namespaces/{NS}/services/web-canary")
     assert service["spec"]["selector"] == {"app": "web"}, "the drifted Service was not repaired"
     # Deleting a Rollout: the finalizer hands routing back (deletes what canaryd created).
-    for name in ("web", "gw"):
+    for name in ("web", "gw", "rpc"):
         path = f"/apis/canaryd.io/v1alpha1/namespaces/{NS}/rollouts/{name}"
         rig.api.delete(path)
         wait_for(f"{name} deleted", lambda p=path: rig.api.get_or_none(p) is None, timeout=30)

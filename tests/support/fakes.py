@@ -64,6 +64,8 @@ class FakeCluster:
         self.deployments = {"podinfo": Deployment(target_hash, replicas)}
         self.weight: int | None = None
         self.baseline_weight = 0
+        self.mirror_percent = 0
+        """Percent mirrored to the canary by the last set_weights."""
         self.faults = Faults()
         self.finalized = 0
         self._rv = 1
@@ -189,13 +191,19 @@ class FakeCluster:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         if self.weight is None:
             return None
-        return TrafficState(self.weight, self.baseline_weight)
+        return TrafficState(self.weight, self.baseline_weight, self.mirror_percent)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         assert min(canary_weight, baseline_weight) >= 0
         assert canary_weight + baseline_weight <= 100
+        assert 0 <= mirror_percent <= 100
         if baseline_weight:
             assert rollout.spec.baseline is not None
             baseline = self.deployments.get("podinfo-baseline")
@@ -207,11 +215,13 @@ class FakeCluster:
         )
         self.weight = canary_weight
         self.baseline_weight = baseline_weight
+        self.mirror_percent = mirror_percent
 
     def finalize(self, rollout: Rollout) -> None:
         self.faults.hit("finalize routing")
         self.weight = 0 if self.weight is not None else None
         self.baseline_weight = 0
+        self.mirror_percent = 0
         self.finalized += 1
 
 

@@ -4,9 +4,11 @@ transport (:class:`canaryd.adapters.transport.KubeApi`: bounded retries, the one
 All shapes come from the pure functions of :mod:`canaryd.adapters.gateway.routes`; this module
 only reads and writes. One class per mode, as the Istio router has:
 
-* :class:`GeneratedRouter` (``spec.service``): canaryd owns two Services and one HTTPRoute;
+* :class:`GeneratedRouter` (``spec.service``): canaryd owns two Services and one HTTPRoute
+  (``spec.service.routeKind: GRPCRoute``: one GRPCRoute);
   finalisation deletes them.
 * :class:`RefRouter` (``spec.httpRouteRef``): only the named rules of the user's HTTPRoute
+  (or GRPCRoute, ``httpRouteRef.kind``)
   change; finalisation routes them 100% to the primary Service.
 
 Every HTTPRoute write is a PUT of the object as read (its ``resourceVersion`` guards it); on a
@@ -37,11 +39,14 @@ CONFLICT_ATTEMPTS = 5
 HTTP_ROUTES = Kind(
     "HTTPRoute", routes.GATEWAY_GROUP, routes.GATEWAY_VERSION, routes.HTTPROUTE_PLURAL
 )
+GRPC_ROUTES = Kind(
+    "GRPCRoute", routes.GATEWAY_GROUP, routes.GATEWAY_VERSION, routes.GRPCROUTE_PLURAL
+)
 
 
-def _route_path(ns: str, name: str = "") -> str:
+def _route_path(ns: str, name: str = "", plural: str = routes.HTTPROUTE_PLURAL) -> str:
     group, version = routes.GATEWAY_GROUP, routes.GATEWAY_VERSION
-    base = f"/apis/{group}/{version}/namespaces/{ns}/{routes.HTTPROUTE_PLURAL}"
+    base = f"/apis/{group}/{version}/namespaces/{ns}/{plural}"
     return f"{base}/{name}" if name else base
 
 
@@ -51,12 +56,17 @@ def _service_path(ns: str, name: str = "") -> str:
 
 
 class _HTTPRoutes:
-    """Reads and conflict-safe writes of HTTPRoutes (shared by both modes)."""
+    """Reads and conflict-safe writes of HTTPRoutes, or of GRPCRoutes (``kind``), shared by
+    both modes."""
 
-    def __init__(self, api: KubeApi, field_manager: str, reader: Reader) -> None:
+    def __init__(
+        self, api: KubeApi, field_manager: str, reader: Reader, kind: str = "HTTPRoute"
+    ) -> None:
         self.api = api
         self.query = [("fieldManager", field_manager)]
         self.reader = reader
+        self.kind = kind
+        self.plural = routes.PLURALS[kind]
 
     def get(self, ns: str, name: str) -> JSON | None:
         return self.reader.get(ns, name)
@@ -64,7 +74,7 @@ class _HTTPRoutes:
     def require(self, ns: str, ref: HTTPRouteRef) -> JSON:
         route = self.get(ns, ref.name)
         if route is None:
-            raise PermanentError(f"HTTPRoute {ns}/{ref.name} (spec.httpRouteRef) not found")
+            raise PermanentError(f"{self.kind} {ns}/{ref.name} (spec.httpRouteRef) not found")
         return route
 
     def create(self, ns: str, body: JSON) -> None:
@@ -72,10 +82,10 @@ class _HTTPRoutes:
         try:
             created = self.api.request(
                 "POST",
-                _route_path(ns),
+                _route_path(ns, plural=self.plural),
                 query=self.query,
                 body=body,
-                what=f"create HTTPRoute {ns}/{name}",
+                what=f"create {self.kind} {ns}/{name}",
             )
         except ConflictError:
             self.reader.invalidate(ns, name)  # it exists: the next read looks
@@ -92,14 +102,14 @@ class _HTTPRoutes:
             if spec is None:
                 return
             if current is None:
-                raise TemporaryError(f"HTTPRoute {ns}/{name} vanished while updating")
+                raise TemporaryError(f"{self.kind} {ns}/{name} vanished while updating")
             try:
                 written = self.api.request(
                     "PUT",
-                    _route_path(ns, name),
+                    _route_path(ns, name, self.plural),
                     query=self.query,
                     body={**current, "spec": spec},
-                    what=f"update HTTPRoute {ns}/{name}",
+                    what=f"update {self.kind} {ns}/{name}",
                 )
             except ConflictError:
                 # The cached copy is stale: the next round reads the HTTPRoute live.
@@ -112,7 +122,9 @@ class _HTTPRoutes:
 
     def delete(self, ns: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
-            self.api.delete(_route_path(ns, name), what=f"delete HTTPRoute {ns}/{name}")
+            self.api.delete(
+                _route_path(ns, name, self.plural), what=f"delete {self.kind} {ns}/{name}"
+            )
         self.reader.deleted(ns, name)
 
 
@@ -121,12 +133,21 @@ class GeneratedRouter:
     by the Rollout."""
 
     def __init__(
-        self, api: KubeApi, field_manager: str, http_routes: _HTTPRoutes, services: Reader
+        self,
+        api: KubeApi,
+        field_manager: str,
+        http_routes: _HTTPRoutes,
+        grpc_routes: _HTTPRoutes,
+        services: Reader,
     ) -> None:
         self.api = api
         self.routes = http_routes
+        self.grpc_routes = grpc_routes
         self.services = services
         self.query = [("fieldManager", field_manager)]
+
+    def _for(self, rollout: Rollout) -> _HTTPRoutes:
+        return self.grpc_routes if routes.route_kind(rollout) == "GRPCRoute" else self.routes
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Create or verify the Services and the HTTPRoute. Weights already routed are kept;
@@ -137,10 +158,13 @@ class GeneratedRouter:
         for body in routes.desired_services(rollout):
             self._ensure_service(ns, body)
         name = routes.generated_names(rollout).http_route
-        if self.routes.get(ns, name) is None:
+        if self._for(rollout).get(ns, name) is None:
             try:
-                self.routes.create(
-                    ns, routes.desired_http_route(rollout, canary_weight, baseline_weight)
+                self._for(rollout).create(
+                    ns,
+                    routes.desired_http_route(
+                        rollout, canary_weight, baseline_weight=baseline_weight
+                    ),
                 )
                 return
             except ConflictError:
@@ -150,28 +174,39 @@ class GeneratedRouter:
             current = routes.generated_weights(rollout, existing) if existing else None
             weight = current.canary_weight if current is not None else canary_weight
             baseline = current.baseline_weight if current is not None else baseline_weight
-            desired = routes.desired_http_route(rollout, weight, baseline)["spec"]
+            mirror = current.mirror_percent if current is not None else 0
+            desired = routes.desired_http_route(
+                rollout, weight, baseline_weight=baseline, mirror_percent=mirror
+            )["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
-        self.routes.update(ns, name, keep)
+        self._for(rollout).update(ns, name, keep)
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        route = self.routes.get(
+        route = self._for(rollout).get(
             rollout.metadata.namespace, routes.generated_names(rollout).http_route
         )
         return routes.generated_weights(rollout, route) if route is not None else None
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         name = routes.generated_names(rollout).http_route
-        desired = routes.desired_http_route(rollout, canary_weight, baseline_weight)["spec"]
-        if self.routes.get(ns, name) is None:
+        desired = routes.desired_http_route(
+            rollout, canary_weight, baseline_weight=baseline_weight, mirror_percent=mirror_percent
+        )["spec"]
+        if self._for(rollout).get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight, baseline_weight=baseline_weight)
-            return
-        self.routes.update(
+            if not mirror_percent:
+                return  # created as desired
+        self._for(rollout).update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
 
@@ -179,7 +214,7 @@ class GeneratedRouter:
         """Delete the HTTPRoute, then the Services canaryd created. Idempotent."""
         ns = rollout.metadata.namespace
         names = routes.generated_names(rollout)
-        self.routes.delete(ns, names.http_route)
+        self._for(rollout).delete(ns, names.http_route)
         owned = [names.canary_service, names.primary_service]
         if names.baseline_service is not None:
             owned.insert(0, names.baseline_service)
@@ -227,8 +262,12 @@ class GeneratedRouter:
 class RefRouter:
     """The named rules of the user's HTTPRoute (``spec.httpRouteRef``)."""
 
-    def __init__(self, http_routes: _HTTPRoutes) -> None:
+    def __init__(self, http_routes: _HTTPRoutes, grpc_routes: _HTTPRoutes) -> None:
         self.routes = http_routes
+        self.grpc_routes = grpc_routes
+
+    def _for(self, rollout: Rollout) -> _HTTPRoutes:
+        return self.grpc_routes if routes.route_kind(rollout) == "GRPCRoute" else self.routes
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         """Verify the named rules; add a missing canary backendRef; keep routed weights."""
@@ -236,11 +275,11 @@ class RefRouter:
         routes.check_weight(canary_weight)
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
-        self.routes.require(ns, ref)
+        self._for(rollout).require(ns, ref)
 
         def keep(route: JSON | None) -> JSON | None:
             if route is None:
-                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+                raise PermanentError(f"{ref.kind} {ns}/{ref.name} not found")
             try:
                 weight = routes.read_weights(route, ref).canary_weight
             except PermanentError:
@@ -249,27 +288,34 @@ class RefRouter:
                 weight = canary_weight
             return _changed(route, routes.with_weights(route, ref, weight))
 
-        self.routes.update(ns, ref.name, keep)
+        self._for(rollout).update(ns, ref.name, keep)
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         ref = self._ref(rollout)
-        return routes.read_weights(self.routes.require(rollout.metadata.namespace, ref), ref)
+        return routes.read_weights(self._for(rollout).require(rollout.metadata.namespace, ref), ref)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
+        if mirror_percent:
+            raise PermanentError("mirroring needs spec.service: an HTTPRoute canaryd owns")
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
-        self.routes.require(ns, ref)
+        self._for(rollout).require(ns, ref)
 
         def apply(route: JSON | None) -> JSON | None:
             if route is None:
-                raise PermanentError(f"HTTPRoute {ns}/{ref.name} not found")
+                raise PermanentError(f"{ref.kind} {ns}/{ref.name} not found")
             return _changed(route, routes.with_weights(route, ref, canary_weight))
 
-        self.routes.update(ns, ref.name, apply)
+        self._for(rollout).update(ns, ref.name, apply)
 
     def finalize(self, rollout: Rollout) -> None:
         """100% of the named rules to the primary Service. An HTTPRoute the user already
@@ -279,7 +325,7 @@ class RefRouter:
         def restore(route: JSON | None) -> JSON | None:
             return None if route is None else _changed(route, routes.with_weights(route, ref, 0))
 
-        self.routes.update(rollout.metadata.namespace, ref.name, restore)
+        self._for(rollout).update(rollout.metadata.namespace, ref.name, restore)
 
     @staticmethod
     def _ref(rollout: Rollout) -> HTTPRouteRef:
@@ -312,10 +358,13 @@ class GatewayRouter:
         self, api: KubeApi, *, field_manager: str = "canaryd", cache: Cache | None = None
     ) -> None:
         http_routes = _HTTPRoutes(api, field_manager, reader_of(api, HTTP_ROUTES, cache))
-        self.generated = GeneratedRouter(
-            api, field_manager, http_routes, reader_of(api, SERVICES, cache)
+        grpc_routes = _HTTPRoutes(
+            api, field_manager, reader_of(api, GRPC_ROUTES, cache), "GRPCRoute"
         )
-        self.ref = RefRouter(http_routes)
+        self.generated = GeneratedRouter(
+            api, field_manager, http_routes, grpc_routes, reader_of(api, SERVICES, cache)
+        )
+        self.ref = RefRouter(http_routes, grpc_routes)
 
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.http_route_ref is not None else self.generated
@@ -329,10 +378,18 @@ class GatewayRouter:
         return self.mode(rollout).get_weights(rollout)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         self.mode(rollout).set_weights(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+            rollout,
+            canary_weight=canary_weight,
+            baseline_weight=baseline_weight,
+            mirror_percent=mirror_percent,
         )
 
     def finalize(self, rollout: Rollout) -> None:

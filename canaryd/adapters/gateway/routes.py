@@ -32,7 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canaryd.api.models import API_VERSION, HTTPRouteRef, Rollout
+from canaryd.api.models import (
+    API_VERSION,
+    HTTPRouteRef,
+    RequestMatch,
+    Rollout,
+    StringMatch,
+    re2_escape,
+)
 from canaryd.core.ports import PermanentError
 from canaryd.core.types import TrafficState
 
@@ -41,7 +48,13 @@ JSON = dict[str, Any]
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 HTTPROUTE_PLURAL = "httproutes"
+GRPCROUTE_PLURAL = "grpcroutes"
+PLURALS = {"HTTPRoute": HTTPROUTE_PLURAL, "GRPCRoute": GRPCROUTE_PLURAL}
 PRIMARY_RULE = "primary"
+CANARY_RULE = "canary"
+"""The rule of the requests matching ``spec.abTest.match``."""
+STICKY_RULE = "sticky"
+"""The rule of the requests carrying the session-affinity cookie."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 MAX_WEIGHT = 1_000_000
 """The schema's bound on one backendRef weight."""
@@ -84,6 +97,14 @@ def generated_names(rollout: Rollout) -> GeneratedNames:
         baseline_service=f"{base}-baseline" if with_baseline else None,
         baseline_app=f"{target}-baseline" if with_baseline else None,
     )
+
+
+def route_kind(rollout: Rollout) -> str:
+    """The kind of route canaryd splits for ``rollout``: ``HTTPRoute`` or ``GRPCRoute``."""
+    if rollout.spec.http_route_ref is not None:
+        return rollout.spec.http_route_ref.kind
+    service = rollout.spec.service
+    return (service.route_kind if service is not None else None) or "HTTPRoute"
 
 
 def check_weight(canary_weight: int, baseline_weight: int = 0) -> int:
@@ -203,36 +224,133 @@ def parent_refs(rollout: Rollout) -> list[JSON]:
     return [ref.wire() for ref in service.parent_refs]
 
 
-def desired_http_route(rollout: Rollout, canary_weight: int, baseline_weight: int = 0) -> JSON:
-    """The HTTPRoute of generated mode with ``canary_weight`` % to the canary (and
-    ``baseline_weight`` % to the baseline, with ``spec.baseline``)."""
+def _value_match(name: str, match: StringMatch) -> JSON:
+    """A header or query parameter match in the stored shape. The Gateway API has no prefix
+    match: a prefix becomes the regex ``^<prefix escaped>.*`` (RegularExpression support, and
+    its dialect, are implementation-specific: RE2 for Envoy-based ones such as Istio)."""
+    if match.exact is not None:
+        return {"name": name, "type": "Exact", "value": match.exact}
+    regex = match.regex if match.regex is not None else f"^{re2_escape(match.prefix or '')}.*"
+    return {"name": name, "type": "RegularExpression", "value": regex}
+
+
+def gateway_match(match: RequestMatch) -> JSON:
+    """One HTTPRouteMatch for one ``abTest.match`` condition (all ANDed), with the default path
+    spelled out as the API server stores it."""
+    headers = [_value_match(name, m) for name, m in match.headers.items()]
+    if match.cookie is not None:
+        headers.append(
+            {"name": "cookie", "type": "RegularExpression", "value": match.cookie.header_regex()}
+        )
+    out: JSON = copy.deepcopy(DEFAULT_MATCH)
+    if headers:
+        out["headers"] = headers
+    if match.query_params:
+        out["queryParams"] = [_value_match(n, m) for n, m in match.query_params.items()]
+    return out
+
+
+def mirror_filter(service: str, port: int | None, percent: int) -> JSON:
+    """A RequestMirror filter copying ``percent`` % of the rule's requests to ``service``."""
+    ref: JSON = {"group": "", "kind": "Service", "name": service}
+    if port is not None:
+        ref["port"] = port
+    return {"type": "RequestMirror", "requestMirror": {"backendRef": ref, "percent": percent}}
+
+
+def desired_http_route(
+    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, mirror_percent: int = 0
+) -> JSON:
+    """The HTTPRoute (``spec.service.routeKind: GRPCRoute``: the GRPCRoute, weights only) of
+    generated mode with ``canary_weight`` % to the canary (and ``baseline_weight`` % to the
+    baseline, with ``spec.baseline``: a three-way split of the ``primary`` rule; the model
+    refuses a baseline beside abTest, mirror or sessionAffinity).
+
+    With ``spec.abTest`` the weight applies to the requests matching it (rule ``canary``: its
+    header and query parameter matches give it precedence over ``primary``, whose only match
+    is the path ``/``); every other request goes to the primary (100/0). With
+    ``mirror_percent`` the ``primary`` rule also copies that share of its requests to the
+    canary (a RequestMirror filter with ``percent``)."""
     service = rollout.spec.service
     assert service is not None
     names = generated_names(rollout)
-    spec: JSON = {
-        "parentRefs": parent_refs(rollout),
-        "rules": [
-            {
-                "name": PRIMARY_RULE,
-                "matches": [copy.deepcopy(DEFAULT_MATCH)],
-                "backendRefs": split(
-                    names.primary_service,
-                    names.canary_service,
-                    canary_weight,
-                    service.port,
-                    baseline=names.baseline_service,
-                    baseline_weight=baseline_weight,
-                ),
-            }
-        ],
+    check_weight(mirror_percent)
+    ab = rollout.spec.ab_test
+    primary: JSON = {
+        "name": PRIMARY_RULE,
+        "matches": [copy.deepcopy(DEFAULT_MATCH)],
+        "backendRefs": split(
+            names.primary_service,
+            names.canary_service,
+            0 if ab is not None else canary_weight,
+            service.port,
+            baseline=names.baseline_service,
+            baseline_weight=baseline_weight,
+        ),
     }
+    if mirror_percent:
+        primary["filters"] = [mirror_filter(names.canary_service, service.port, mirror_percent)]
+    kind = route_kind(rollout)
+    if kind == "GRPCRoute":
+        # A GRPCRoute rule without matches takes every call (its schema has no default match);
+        # weights are the only thing canaryd changes in it.
+        del primary["matches"]
+    rules = [primary]
+    if rollout.spec.session_affinity is not None:
+        rules = [_sticky(rollout, canary_weight, primary), primary]
+    if ab is not None:
+        canary: JSON = {
+            "name": CANARY_RULE,
+            "matches": [gateway_match(m) for m in ab.match],
+            "backendRefs": split(
+                names.primary_service, names.canary_service, canary_weight, service.port
+            ),
+        }
+        rules = [canary, primary]
+    spec: JSON = {"parentRefs": parent_refs(rollout), "rules": rules}
     if service.hosts:
         spec["hostnames"] = list(service.hosts)
     return {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
-        "kind": "HTTPRoute",
+        "kind": kind,
         "metadata": _owned_metadata(rollout, names.http_route),
         "spec": spec,
+    }
+
+
+def set_cookie_filter(value: str) -> JSON:
+    """A ResponseHeaderModifier adding ``Set-Cookie: value``."""
+    return {
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": value}]},
+    }
+
+
+def _sticky(rollout: Rollout, canary_weight: int, weighted: JSON) -> JSON:
+    """Session affinity (as Flagger's Gateway API router): while the canary has traffic, the
+    canary backendRef of the weighted rule sets the cookie (a backendRef filter: only its own
+    answers) and the ``sticky`` rule (a cookie header match: it outranks the weighted rule's
+    bare path) sends requests carrying it to the canary; without canary traffic the ``sticky``
+    rule sends them to the primary and expires the cookie. The cookie names the canary's
+    revision (``status.canaryRevision``)."""
+    affinity = rollout.spec.session_affinity
+    service = rollout.spec.service
+    assert affinity is not None and service is not None
+    names = generated_names(rollout)
+    revision = rollout.status.canary_revision
+    match: JSON = copy.deepcopy(DEFAULT_MATCH)
+    match["headers"] = [
+        {"name": "cookie", "type": "RegularExpression", "value": affinity.match_regex(revision)}
+    ]
+    if canary_weight > 0:
+        weighted["backendRefs"][1]["filters"] = [set_cookie_filter(affinity.set_cookie(revision))]
+        backends = split(names.primary_service, names.canary_service, 100, service.port)
+        return {"name": STICKY_RULE, "matches": [match], "backendRefs": backends}
+    return {
+        "name": STICKY_RULE,
+        "matches": [match],
+        "filters": [set_cookie_filter(affinity.set_cookie(revision, expire=True))],
+        "backendRefs": split(names.primary_service, names.canary_service, 0, service.port),
     }
 
 
@@ -241,7 +359,7 @@ def generated_ref(rollout: Rollout) -> HTTPRouteRef:
     names = generated_names(rollout)
     return HTTPRouteRef(
         name=names.http_route,
-        rules=[PRIMARY_RULE],
+        rules=[CANARY_RULE if rollout.spec.ab_test is not None else PRIMARY_RULE],
         primary_service=names.primary_service,
         canary_service=names.canary_service,
     )
@@ -255,10 +373,13 @@ def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficStat
         return _three_way_weights(rollout, route, names)
     ref = generated_ref(rollout)
     try:
-        state = read_weights(route, ref)
+        weight = read_weights(route, ref).canary_weight
     except PermanentError:
         return None
-    owned = desired_http_route(rollout, state.canary_weight)["spec"]
+    state = TrafficState(weight, mirror_percent=mirrored(route, ref.canary_service))
+    owned = desired_http_route(rollout, state.canary_weight, mirror_percent=state.mirror_percent)[
+        "spec"
+    ]
     return state if route.get("spec") == owned else None
 
 
@@ -272,7 +393,7 @@ def _three_way_weights(
         weights = {b["name"]: b.get("weight", 1) for b in backends}
         canary = int(weights[names.canary_service])
         baseline = int(weights[names.baseline_service])
-        owned = desired_http_route(rollout, canary, baseline)["spec"]
+        owned = desired_http_route(rollout, canary, baseline_weight=baseline)["spec"]
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     if route.get("spec") != owned:
@@ -280,7 +401,34 @@ def _three_way_weights(
     return TrafficState(canary_weight=canary, baseline_weight=baseline)
 
 
+def mirrored(route: Mapping[str, Any], canary_service: str) -> int:
+    """Percent of the ``primary`` rule's requests mirrored to ``canary_service`` (0: none):
+    ``percent``, or ``fraction`` as a whole percent; neither means 100%."""
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if not isinstance(rule, Mapping) or rule.get("name") != PRIMARY_RULE:
+            continue
+        for f in rule.get("filters") or []:
+            mirror = f.get("requestMirror") if isinstance(f, Mapping) else None
+            if not isinstance(mirror, Mapping):
+                continue
+            if (mirror.get("backendRef") or {}).get("name") != canary_service:
+                continue
+            if "percent" in mirror:
+                return int(mirror["percent"])
+            fraction = mirror.get("fraction")
+            if isinstance(fraction, Mapping):
+                numerator = int(fraction.get("numerator", 0))
+                return round(100 * numerator / max(1, int(fraction.get("denominator", 100))))
+            return 100
+    return 0
+
+
 # ---- existing HTTPRoute (httpRouteRef) -------------------------------------------------------
+
+
+def _kind(route: Mapping[str, Any]) -> str:
+    kind = route.get("kind")
+    return kind if isinstance(kind, str) and kind else "HTTPRoute"
 
 
 def _route_name(route: Mapping[str, Any], ref: HTTPRouteRef) -> str:
@@ -292,7 +440,7 @@ def _route_name(route: Mapping[str, Any], ref: HTTPRouteRef) -> str:
 def managed_indexes(route: Mapping[str, Any], ref: HTTPRouteRef) -> list[int]:
     """Indexes in ``spec.rules`` of the rules canaryd manages. PermanentError when the HTTPRoute
     is malformed or a named rule is missing."""
-    where = f"HTTPRoute {_route_name(route, ref)}"
+    where = f"{_kind(route)} {_route_name(route, ref)}"
     spec = route.get("spec")
     if not isinstance(spec, Mapping):
         raise PermanentError(f"{where}: no spec")
@@ -336,7 +484,7 @@ def _backends(
     """The rule's backendRefs and the positions of primary and canary (None when the rule has
     no canary backendRef)."""
     rule = route["spec"]["rules"][index]
-    where = f"HTTPRoute {_route_name(route, ref)} {_rule_label(rule, index)}"
+    where = f"{_kind(route)} {_route_name(route, ref)} {_rule_label(rule, index)}"
     raw = rule.get("backendRefs")
     if not isinstance(raw, list) or not raw:
         raise PermanentError(f"{where}: has no backendRefs (spec.rules[{index}].backendRefs)")
@@ -371,7 +519,7 @@ def _weight(backend: Mapping[str, Any]) -> int:
 def read_weights(route: Mapping[str, Any], ref: HTTPRouteRef) -> TrafficState:
     """Canary percentage of the managed rules. PermanentError when they disagree or are
     malformed (a missing canary backendRef reads as 0)."""
-    where = f"HTTPRoute {_route_name(route, ref)}"
+    where = f"{_kind(route)} {_route_name(route, ref)}"
     found = set()
     for index in managed_indexes(route, ref):
         backends, primary, canary = _backends(route, ref, index)

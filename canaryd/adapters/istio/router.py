@@ -161,7 +161,10 @@ class HostRouter:
             current = routes.host_weights(rollout, existing) if existing is not None else None
             weight = current.canary_weight if current is not None else canary_weight
             baseline = current.baseline_weight if current is not None else baseline_weight
-            desired = routes.desired_virtual_service(rollout, weight, baseline)["spec"]
+            mirror = current.mirror_percent if current is not None else 0
+            desired = routes.desired_virtual_service(
+                rollout, weight, baseline_weight=baseline, mirror_percent=mirror
+            )["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.vs.update(ns, name, keep)
@@ -171,15 +174,23 @@ class HostRouter:
         return routes.host_weights(rollout, vs) if vs is not None else None
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         routes.check_weight(canary_weight, baseline_weight)
         ns = rollout.metadata.namespace
         name = routes.host_names(rollout).virtual_service
-        desired = routes.desired_virtual_service(rollout, canary_weight, baseline_weight)["spec"]
+        desired = routes.desired_virtual_service(
+            rollout, canary_weight, baseline_weight=baseline_weight, mirror_percent=mirror_percent
+        )["spec"]
         if self.vs.get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight, baseline_weight=baseline_weight)
-            return
+            if not mirror_percent:
+                return  # created as desired
         self.vs.update(
             ns, name, lambda existing: None if (existing or {}).get("spec") == desired else desired
         )
@@ -265,10 +276,17 @@ class RefRouter:
         return routes.read_weights(self.vs.require(rollout.metadata.namespace, ref), ref)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         _no_baseline(baseline_weight)
         routes.check_weight(canary_weight)
+        if mirror_percent:
+            raise PermanentError("mirroring needs spec.service: a VirtualService canaryd owns")
         ref = self._ref(rollout)
         ns = rollout.metadata.namespace
         self.vs.require(ns, ref)
@@ -336,10 +354,18 @@ class IstioRouter:
         return self.mode(rollout).get_weights(rollout)
 
     def set_weights(
-        self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
     ) -> None:
         self.mode(rollout).set_weights(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+            rollout,
+            canary_weight=canary_weight,
+            baseline_weight=baseline_weight,
+            mirror_percent=mirror_percent,
         )
 
     def finalize(self, rollout: Rollout) -> None:

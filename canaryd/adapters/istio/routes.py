@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canaryd.api.models import API_VERSION, Rollout, VirtualServiceRef
+from canaryd.api.models import API_VERSION, RequestMatch, Rollout, VirtualServiceRef
 from canaryd.core.ports import PermanentError
 from canaryd.core.types import TrafficState
 
@@ -35,6 +35,10 @@ ISTIO_GROUP = "networking.istio.io"
 ISTIO_VERSION = "v1"
 VS_PLURAL = "virtualservices"
 PRIMARY_ROUTE = "primary"
+CANARY_ROUTE = "canary"
+"""The route of the requests matching ``spec.abTest.match`` (before ``primary``)."""
+STICKY_ROUTE = "sticky"
+"""The route of the requests carrying the session-affinity cookie (before ``primary``)."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "canaryd"}
 
 
@@ -168,28 +172,63 @@ def split(
     return destinations
 
 
-def desired_virtual_service(rollout: Rollout, canary_weight: int, baseline_weight: int = 0) -> JSON:
+def istio_match(match: RequestMatch) -> JSON:
+    """One HTTPMatchRequest of Istio for one ``abTest.match`` condition (all ANDed)."""
+    out: JSON = {}
+    headers = {name: m.wire() for name, m in match.headers.items()}
+    if match.cookie is not None:
+        headers["cookie"] = {"regex": match.cookie.header_regex()}
+    if headers:
+        out["headers"] = headers
+    if match.query_params:
+        out["queryParams"] = {name: m.wire() for name, m in match.query_params.items()}
+    return out
+
+
+def desired_virtual_service(
+    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, mirror_percent: int = 0
+) -> JSON:
     """The VirtualService of host-level mode with ``canary_weight`` % to the canary (and
-    ``baseline_weight`` % to the baseline, with ``spec.baseline``)."""
+    ``baseline_weight`` % to the baseline, with ``spec.baseline``: a three-way split of the
+    ``primary`` route; the model refuses a baseline beside abTest, mirror or sessionAffinity).
+
+    With ``spec.abTest`` the weight applies to the requests matching it (route ``canary``,
+    first: Istio takes the first route that matches); every other request goes to the primary
+    (route ``primary``, 100/0). With ``mirror_percent`` the ``primary`` route also copies that
+    share of its requests to the canary (``mirror`` + ``mirrorPercentage``)."""
     service = rollout.spec.service
     assert service is not None
     names = host_names(rollout)
-    spec: JSON = {
-        "hosts": list(service.hosts) or [names.virtual_service],
-        "http": [
-            {
-                "name": PRIMARY_ROUTE,
-                "route": split(
-                    names.primary_service,
-                    names.canary_service,
-                    canary_weight,
-                    service.port,
-                    baseline_host=names.baseline_service,
-                    baseline_weight=baseline_weight,
-                ),
-            }
-        ],
+    check_weight(mirror_percent)
+    ab = rollout.spec.ab_test
+    primary: JSON = {
+        "name": PRIMARY_ROUTE,
+        "route": split(
+            names.primary_service,
+            names.canary_service,
+            0 if ab is not None else canary_weight,
+            service.port,
+            baseline_host=names.baseline_service,
+            baseline_weight=baseline_weight,
+        ),
     }
+    if mirror_percent:
+        primary["mirror"] = {"host": names.canary_service, "port": {"number": service.port}}
+        primary["mirrorPercentage"] = {"value": float(mirror_percent)}
+    http = [primary]
+    affinity = rollout.spec.session_affinity
+    if affinity is not None:
+        http = [_sticky(rollout, canary_weight, primary), primary]
+    if ab is not None:
+        canary: JSON = {
+            "name": CANARY_ROUTE,
+            "match": [istio_match(m) for m in ab.match],
+            "route": split(
+                names.primary_service, names.canary_service, canary_weight, service.port
+            ),
+        }
+        http = [canary, primary]
+    spec: JSON = {"hosts": list(service.hosts) or [names.virtual_service], "http": http}
     if service.gateways:
         spec["gateways"] = list(service.gateways)
     return {
@@ -208,14 +247,55 @@ def host_weights(rollout: Rollout, vs: Mapping[str, Any]) -> TrafficState | None
         return _three_way_weights(rollout, vs, names)
     ref = VirtualServiceRef(
         name=names.virtual_service,
-        routes=[PRIMARY_ROUTE],
+        routes=[CANARY_ROUTE if rollout.spec.ab_test is not None else PRIMARY_ROUTE],
         primary_host=names.primary_service,
         canary_host=names.canary_service,
     )
     try:
-        return read_weights(vs, ref)
+        weight = read_weights(vs, ref).canary_weight
     except PermanentError:
         return None
+    return TrafficState(canary_weight=weight, mirror_percent=_mirrored(vs, names.canary_service))
+
+
+def _sticky(rollout: Rollout, canary_weight: int, weighted: JSON) -> JSON:
+    """Session affinity (as Flagger's Istio router): while the canary has traffic, its answers
+    on the weighted route set the cookie and the ``sticky`` route sends requests carrying it to
+    the canary; without canary traffic the ``sticky`` route sends them to the primary and
+    expires the cookie. The cookie names the canary's revision (``status.canaryRevision``)."""
+    affinity = rollout.spec.session_affinity
+    service = rollout.spec.service
+    assert affinity is not None and service is not None
+    names = host_names(rollout)
+    revision = rollout.status.canary_revision
+    match = [{"headers": {"cookie": {"regex": affinity.match_regex(revision)}}}]
+    if canary_weight > 0:
+        canary = weighted["route"][1]
+        canary["headers"] = {"response": {"add": {"Set-Cookie": affinity.set_cookie(revision)}}}
+        route = split(names.primary_service, names.canary_service, 100, service.port)
+        return {"name": STICKY_ROUTE, "match": match, "route": route}
+    return {
+        "name": STICKY_ROUTE,
+        "match": match,
+        "route": split(names.primary_service, names.canary_service, 0, service.port),
+        "headers": {
+            "response": {"add": {"Set-Cookie": affinity.set_cookie(revision, expire=True)}}
+        },
+    }
+
+
+def _mirrored(vs: Mapping[str, Any], canary_host: str) -> int:
+    """Percent of the ``primary`` route's requests mirrored to the canary (0: none). Istio
+    mirrors 100% when ``mirrorPercentage`` is absent."""
+    for route in (vs.get("spec") or {}).get("http") or []:
+        if not isinstance(route, Mapping) or route.get("name") != PRIMARY_ROUTE:
+            continue
+        mirror = route.get("mirror")
+        if not isinstance(mirror, Mapping) or mirror.get("host") != canary_host:
+            return 0
+        value = (route.get("mirrorPercentage") or {}).get("value", 100.0)
+        return round(value) if isinstance(value, int | float) else 0
+    return 0
 
 
 def _three_way_weights(
@@ -228,7 +308,7 @@ def _three_way_weights(
         weights = {d["destination"]["host"]: d.get("weight", 0) for d in dests}
         canary = int(weights[names.canary_service])
         baseline = int(weights[names.baseline_service])
-        desired = desired_virtual_service(rollout, canary, baseline)["spec"]
+        desired = desired_virtual_service(rollout, canary, baseline_weight=baseline)["spec"]
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     if vs.get("spec") != desired:
