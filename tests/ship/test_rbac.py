@@ -64,9 +64,29 @@ def calls_of(emu: Emulator, agent: str) -> set[Call]:
     return calls
 
 
-def check_exact(calls: set[Call], granted: set[Call], who: str) -> None:
+LIVE_READS: frozenset[Call] = frozenset(
+    ("get", group, resource, "")
+    for group, resource in (
+        ("canaryd.io", "rollouts"),
+        ("canaryd.io", "metrictemplates"),
+        ("canaryd.io", "alertproviders"),
+        ("apps", "deployments"),
+        ("", "services"),
+        ("networking.istio.io", "virtualservices"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("gateway.networking.k8s.io", "grpcroutes"),
+    )
+)
+"""GETs the controller makes only off the happy path: every kind a tick reads is held in an
+informer cache, and one object is read live only after a write to it conflicted (409) or in a
+namespace no store covers (canaryd.adapters.cache.Reader.live; tests/controller cover it). A clean run like this one never makes them, so they may go unused here."""
+
+
+def check_exact(
+    calls: set[Call], granted: set[Call], who: str, rare: frozenset[Call] = frozenset()
+) -> None:
     missing = sorted(c for c in calls if not allowed(c, granted))
-    unused = sorted(g for g in granted if not used(g, calls))
+    unused = sorted(g for g in granted if not used(g, calls) and g not in rare)
     assert not missing, f"{who} made calls manifests/base does not allow: {missing}"
     assert not unused, f"manifests/base grants {who} verbs it never used: {unused}"
 
@@ -285,7 +305,12 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
         timeout=15,
     )
     assert records
-    check_exact(calls_of(rig.emu, CONTROLLER_AGENT), grants(CONTROLLER_ROLES), "the controller")
+    check_exact(
+        calls_of(rig.emu, CONTROLLER_AGENT),
+        grants(CONTROLLER_ROLES),
+        "the controller",
+        rare=LIVE_READS,
+    )
 
 
 def test_operator_role_covers_exactly_what_the_cli_does(
