@@ -113,6 +113,7 @@ def test_all_namespaces_mode_watches_cluster_wide(cluster: Cluster) -> None:
         "services/*",
         "virtualservices/*",
         "httproutes/*",
+        "grpcroutes/*",
         "metrictemplates/*",
         "alertproviders/*",
     ]
