@@ -74,17 +74,17 @@ FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_SCALES: tuple[float, ...] = (60.0, 120.0, 300.0)
 """Block lengths (seconds) besides the interval itself."""
-DEFAULT_KAPPA_MAX = 2.0
-"""``κ_max``, the grid's largest noise level (log-ratio variance; 2 ≈ per-arm σ 1)."""
-DEFAULT_LEVELS = 8
-"""Non-zero noise levels ``κ_max · 2^-j``, ``j = 0 … levels − 1`` (down to 0.016), plus 0."""
+DEFAULT_KAPPA_MAX = 0.5
+"""``κ_max``, the grid's largest noise level (log-ratio variance; 0.5 ≈ per-arm σ 0.5)."""
+DEFAULT_LEVELS = 12
+"""Non-zero noise levels ``κ_max · 2^-j``, ``j = 0 … levels − 1`` (down to 0.00024), plus 0."""
 DEFAULT_NULL_MASS = 0.5
 """Prior probability of no extra noise at all."""
-DEFAULT_QUANTILE = 0.9
+DEFAULT_QUANTILE = 0.97
 """``q``: the posterior quantile of ``κ`` used where much is at stake."""
 DEFAULT_SLACK = 1.0
 """``τ``: excess inflation up to which the posterior mean suffices."""
-DEFAULT_SAFETY = 1.5
+DEFAULT_SAFETY = 2.0
 """``c``: factor on the estimated excess variance (blocks not aligned with the noise)."""
 
 _PARAMS = 6  # kappa_max, levels, null_mass, quantile, slack, safety
@@ -119,6 +119,9 @@ class AAState:
     open_score: FloatArray
     open_info: FloatArray
     open_seconds: FloatArray
+    open_spread: FloatArray
+    """``Σ V_t · sd_t`` over the block being filled (``sd_t``: standard deviation of the
+    estimate a score was centred at; 0 for the A/A, centred at the known ``δ = 0``)."""
     blocks: FloatArray
     """Completed blocks with information > 0."""
     loglik: FloatArray
@@ -156,6 +159,7 @@ class AAState:
             self.open_score,
             self.open_info,
             self.open_seconds,
+            self.open_spread,
             self.blocks,
             self.loglik,
         )
@@ -177,7 +181,7 @@ class AAState:
         if not (levels.is_integer() and 1 <= levels <= 64):
             raise ValueError("A/A state: malformed grid size")
         g = int(levels) + 1
-        size = 2 + k_i + _PARAMS + 3 + 4 * n_i + 4 * n_i * m + n_i * m * g
+        size = 2 + k_i + _PARAMS + 3 + 4 * n_i + 5 * n_i * m + n_i * m * g
         if len(v) != size:
             raise ValueError(f"A/A state: expected {size} numbers, got {len(v)}")
         i = 2
@@ -195,7 +199,7 @@ class AAState:
             return out
 
         be, pe, num, den = (take(n_i, (n_i,)) for _ in range(4))
-        o_u, o_w, o_s, blocks = (take(n_i * m, (n_i, m)) for _ in range(4))
+        o_u, o_w, o_s, o_v, blocks = (take(n_i * m, (n_i, m)) for _ in range(5))
         loglik = take(n_i * m * g, (n_i, m, g))
         return cls(
             scales=scales,
@@ -215,6 +219,7 @@ class AAState:
             open_score=o_u,
             open_info=o_w,
             open_seconds=o_s,
+            open_spread=o_v,
             blocks=blocks,
             loglik=loglik,
         )
@@ -289,6 +294,7 @@ def initial(
         open_score=per_scale,
         open_info=per_scale,
         open_seconds=per_scale,
+        open_spread=per_scale,
         blocks=per_scale,
         loglik=np.zeros((series, m, int(levels) + 1)),
     )
@@ -304,10 +310,12 @@ def grid(state: AAState) -> FloatArray:
     return out
 
 
-def _block_loglik(u: FloatArray, w: FloatArray, kappas: FloatArray) -> FloatArray:
-    """Gaussian log-likelihood of block scores ``u`` with information ``w`` (> 0) at each
-    noise level (last axis)."""
-    var = w[..., None] * (1.0 + kappas * w[..., None])
+def _block_loglik(
+    u: FloatArray, w: FloatArray, kappas: FloatArray, spread: FloatArray
+) -> FloatArray:
+    """Gaussian log-likelihood of block scores ``u`` with information ``w`` (> 0) and estimate
+    spread ``Σ V sd`` at each noise level (last axis): ``U ~ N(0, W (1 + κ W) + spread²)``."""
+    var = w[..., None] * (1.0 + kappas * w[..., None]) + (spread**2)[..., None]
     out: FloatArray = -0.5 * np.log(var) - (u**2)[..., None] / (2.0 * var)
     return out
 
@@ -319,7 +327,7 @@ def _loglik(state: AAState) -> FloatArray:
     w = state.open_info
     if np.any(w > 0):
         safe = np.where(w > 0, w, 1.0)
-        extra = _block_loglik(state.open_score, safe, grid(state))
+        extra = _block_loglik(state.open_score, safe, grid(state), state.open_spread)
         row = np.where((w > 0)[..., None], row + extra, row)
     return row
 
@@ -430,21 +438,33 @@ def update(
 
 
 def update_scores(
-    state: AAState, *, score: npt.ArrayLike, info: npt.ArrayLike, seconds: float
+    state: AAState,
+    *,
+    score: npt.ArrayLike,
+    info: npt.ArrayLike,
+    seconds: float,
+    estimate_variance: npt.ArrayLike = 0.0,
 ) -> AAState:
     """The state after one more interval given its scores and information directly (finite;
-    information >= 0; a score where the information is 0 is ignored)."""
+    information >= 0; a score where the information is 0 is ignored).
+
+    ``estimate_variance``: variance of the estimate the score was centred at (0 for the A/A).
+    A wrong estimate shifts every score of a block by ``V_t`` times its error, so it adds
+    ``(Σ V_t sd_t)²`` to the block's variance (as in :func:`analysis.dispersion.update`):
+    counted, the estimate's own error does not read as noise."""
     n = state.series
     v = np.broadcast_to(np.asarray(info, dtype=np.float64), (n,))
     u = np.where(v > 0, np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)), 0.0)
+    sd = np.sqrt(np.broadcast_to(np.asarray(estimate_variance, dtype=np.float64), (n,)))
     o_u = state.open_score + u[:, None]
     o_w = state.open_info + v[:, None]
     o_s = state.open_seconds + float(seconds)
+    o_v = state.open_spread + (v * sd)[:, None]
     close = o_s >= _lengths(state)[None, :]
     counted = close & (o_w > 0)
     loglik = state.loglik
     if counted.any():
-        row = loglik + _block_loglik(o_u, np.where(counted, o_w, 1.0), grid(state))
+        row = loglik + _block_loglik(o_u, np.where(counted, o_w, 1.0), grid(state), o_v)
         row = row - row.max(axis=-1, keepdims=True)  # only differences matter
         loglik = np.where(counted[..., None], row, loglik)
     keep = ~close
@@ -454,6 +474,7 @@ def update_scores(
         open_score=o_u * keep,
         open_info=o_w * keep,
         open_seconds=o_s * keep,
+        open_spread=o_v * keep,
         blocks=state.blocks + counted,
         loglik=loglik,
     )
@@ -476,10 +497,11 @@ class AANoise:
     """Completed blocks at that scale."""
 
 
-def noise(state: AAState, *, seconds: float) -> list[AANoise]:
-    """The A/A estimate per series, for intervals of ``seconds``."""
+def noise(state: AAState, *, seconds: float, also: AAState | None = None) -> list[AANoise]:
+    """The A/A estimate per series, for intervals of ``seconds`` (with ``also``, the pooled
+    posterior of :func:`inflation`)."""
     d = max(float(seconds), 1e-9)
-    _, mean = posterior(state)
+    _, mean = posterior(state, also=also)
     spans = np.maximum(_lengths(state), d)
     out = []
     for j in range(state.series):
@@ -499,30 +521,50 @@ def noise(state: AAState, *, seconds: float) -> list[AANoise]:
     return out
 
 
+def own_scores(
+    counts: CountState, canary: tuple[float, float], reference: tuple[float, float]
+) -> tuple[float, float, float]:
+    """(score, information, estimate variance) of the canary comparison's interval at the
+    predictable estimate (earlier intervals only), as :func:`analysis.sequential.update` feeds
+    its own dispersion estimate: ``C − E θ̂``, ``E θ̂ (1 − θ̂)``, ``1 / (I + 1)``; zeros when
+    the interval carries no information."""
+    (c, nc), (s, ns) = canary, reference
+    e = c + s
+    if nc <= 0 or ns <= 0 or e <= 0:
+        return 0.0, 0.0, 0.0
+    z = math.log(nc / ns) + sq.mh_delta(counts)
+    theta = 1.0 / (1.0 + math.exp(-z))
+    return c - e * theta, e * theta * (1.0 - theta), 1.0 / (counts.info + 1.0)
+
+
 def update_counts(
     counts: CountState,
     state: AAState,
+    own: AAState,
     *,
     canary: tuple[float, float],
     primary: tuple[float, float],
     baseline: tuple[float, float],
     alpha: float = 0.01,
     seconds: float = DEFAULT_SECONDS,
-) -> tuple[CountState, AAState, str]:
+) -> tuple[CountState, AAState, AAState, str]:
     """One interval of the error-rate judge with a baseline arm (O(grid) work).
 
     The canary is compared with the primary (:func:`analysis.sequential.update`, the same test
-    as without a baseline), its evidence tempered by the A/A inflation of the intervals before
-    this one; then the baseline-versus-primary counts update the A/A state. In an interval where
-    the primary served nothing (a three-way split at a canary weight of 50% or more leaves it
-    none) the canary is compared with the baseline instead: the same version, so the same null.
+    as without a baseline), its evidence tempered by :func:`inflation` of the intervals before
+    this one, whose posterior counts two series with one noise level: the A/A scores
+    (``state``) and the canary comparison's own scores centred at its predictable estimate
+    (``own``: each noise block gives two draws of the arms' noise instead of one). Then both
+    states take this interval's scores. In an interval where the primary served nothing (a
+    three-way split at a canary weight of 50% or more leaves it none) the canary is compared
+    with the baseline instead: the same version, so the same null.
 
     Parameters
     ----------
     counts : CountState
         The canary comparison's state.
-    state : AAState
-        The A/A state (one series).
+    state, own : AAState
+        The A/A state and the canary comparison's own scores (one series each, same settings).
     canary, primary, baseline : (events, requests)
         The interval's counts per arm (events clipped to requests).
     alpha : float in (0, 0.5)
@@ -530,15 +572,16 @@ def update_counts(
 
     Returns
     -------
-    (CountState, AAState, str)
+    (CountState, AAState, AAState, str)
         The states after the interval and the arm the canary was compared with
         (``"primary"`` or ``"baseline"``).
     """
     (c, nc), (p, n_p), (b, nb) = ((min(e, n), n) for e, n in (canary, primary, baseline))
     ref, (s, ns) = ("primary", (p, n_p)) if n_p > 0 else ("baseline", (b, nb))
+    score, info, spread = own_scores(counts, (c, nc), (s, ns))
 
-    def inflate(info: float) -> float:
-        return float(inflation(state, info=info, seconds=seconds)[0])
+    def inflate(v: float) -> float:
+        return float(inflation(state, info=v, seconds=seconds, also=own)[0])
 
     counts = sq.update(counts, c, nc, s, ns, alpha=alpha, seconds=seconds, inflate=inflate)
     state = update(
@@ -549,7 +592,8 @@ def update_counts(
         primary_total=n_p,
         seconds=seconds,
     )
-    return counts, state, ref
+    own = update_scores(own, score=score, info=info, seconds=seconds, estimate_variance=spread)
+    return counts, state, own, ref
 
 
 def _slow(row: FloatArray) -> FloatArray:

@@ -156,12 +156,13 @@ def with_baseline(**params: float) -> Judge:
 
     def judge(tr: Traffic3, i: int, s: Scenario) -> Outcome:
         counts = sq.initial()
-        state = aa.initial(**params)  # type: ignore[arg-type]
+        state = own = aa.initial(**params)  # type: ignore[arg-type]
         fail: int | None = None
         for t in range(tr.canary_requests.shape[1]):
-            counts, state, _ = aa.update_counts(
+            counts, state, own, _ = aa.update_counts(
                 counts,
                 state,
+                own,
                 canary=(tr.canary_errors[i, t], tr.canary_requests[i, t]),
                 primary=(tr.primary_errors[i, t], tr.primary_requests[i, t]),
                 baseline=(tr.baseline_errors[i, t], tr.baseline_requests[i, t]),
@@ -170,7 +171,7 @@ def with_baseline(**params: float) -> Judge:
             if counts.fail_at >= 0:
                 fail = t
                 break
-        est = aa.noise(state, seconds=s.interval_seconds)[0]
+        est = aa.noise(state, seconds=s.interval_seconds, also=own)[0]
         return Outcome(fail, est.kappa, est.block_seconds)
 
     return judge

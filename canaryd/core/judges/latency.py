@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from analysis import aa
+from analysis.aa import AAState
 from analysis.latency import (
     LatencyState,
     LatencyTestResult,
@@ -76,7 +77,7 @@ class _Memory:
 
     latency: LatencyState | None
     with_baseline: bool = False
-    aa: aa.AAState | None = None
+    aa_state: AAState | None = None
     baseline_reference: float = 0.0
     last_reference: str = "primary"
 
@@ -87,7 +88,7 @@ class _Memory:
         if not self.with_baseline:
             return JudgeState(kind=KIND, values=head)
         ref = 1.0 if self.last_reference == "baseline" else 0.0
-        tail = self.aa.to_floats() if self.aa is not None else []
+        tail = self.aa_state.to_floats() if self.aa_state is not None else []
         values = [float(len(head)), *head, self.baseline_reference, ref, *tail]
         return JudgeState(kind=KIND_BASELINE, values=values)
 
@@ -180,7 +181,7 @@ def _fold(
         return replace(memory, latency=updated)
     baseline = _row(record.baseline, state.bounds) if record.baseline is not None else None
     updated, noise, ref = aa.update_latency(
-        state, memory.aa, canary=canary, primary=stable, baseline=baseline, seconds=seconds
+        state, memory.aa_state, canary=canary, primary=stable, baseline=baseline, seconds=seconds
     )
     extra = 1.0 if ref == "baseline" else 0.0
     return _Memory(updated, True, noise, memory.baseline_reference + extra, ref)
@@ -225,7 +226,7 @@ def _matches(state: LatencyState, analysis: AnalysisSpec, spec: MetricSpec) -> b
 def baseline_noise(memory: _Memory, seconds: float) -> BaselineNoise | None:
     """The A/A estimate for the evidence: the bound whose noise adds most (None without a
     baseline or without a finite bound)."""
-    st, lat = memory.aa, memory.latency
+    st, lat = memory.aa_state, memory.latency
     if st is None or lat is None or not lat.bounds:
         return None
     estimates = aa.noise(st, seconds=seconds)

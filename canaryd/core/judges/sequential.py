@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from analysis import aa
 from analysis import sequential as sq
+from analysis.aa import AAState
 from analysis.sequential import CountState, CountTestResult, Verdict
 from canaryd.api.models import (
     RECENT_INTERVALS,
@@ -38,7 +39,8 @@ KIND = "counts/2"
 KIND_BASELINE = "counts+aa/1"
 """With a baseline arm: the count of :meth:`CountState.to_floats` numbers, those numbers, the
 intervals in which the canary was compared with the baseline, the last reference (0 primary,
-1 baseline), then :meth:`analysis.aa.AAState.to_floats`."""
+1 baseline), the count of the A/A state's numbers, :meth:`analysis.aa.AAState.to_floats` of the
+A/A state, then of the canary comparison's own scores (:func:`analysis.aa.update_counts`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,9 @@ class Judged:
     has been seen, the A/A estimate."""
 
     counts: CountState
-    aa: aa.AAState | None = None
+    aa_state: AAState | None = None
+    own: AAState | None = None
+    """The canary comparison's own scores (pooled with the A/A's; set with :attr:`aa`)."""
     baseline_reference: float = 0.0
     """Intervals in which the canary was compared with the baseline (the primary empty)."""
     last_reference: str = "primary"
@@ -57,11 +61,20 @@ class Judged:
         return self.counts.intervals
 
     def to_state(self) -> JudgeState:
-        if self.aa is None:
+        if self.aa_state is None or self.own is None:
             return JudgeState(kind=KIND, values=self.counts.to_floats())
         head = self.counts.to_floats()
         ref = 1.0 if self.last_reference == "baseline" else 0.0
-        values = [float(len(head)), *head, self.baseline_reference, ref, *self.aa.to_floats()]
+        noise = self.aa_state.to_floats()
+        values = [
+            float(len(head)),
+            *head,
+            self.baseline_reference,
+            ref,
+            float(len(noise)),
+            *noise,
+            *self.own.to_floats(),
+        ]
         return JudgeState(kind=KIND_BASELINE, values=values)
 
     @classmethod
@@ -70,12 +83,17 @@ class Judged:
         if state.kind == KIND:
             return cls(CountState.from_floats(state.values))
         v = state.values
-        if not v or not float(v[0]).is_integer() or not 0 < v[0] < len(v) - 2:
+        if not v or not float(v[0]).is_integer() or not 0 < v[0] < len(v) - 3:
             raise ValueError("count state with baseline: malformed")
         n = int(v[0])
         counts = CountState.from_floats(v[1 : 1 + n])
         ref = "baseline" if v[2 + n] == 1.0 else "primary"
-        return cls(counts, aa.AAState.from_floats(v[3 + n :]), float(v[1 + n]), ref)
+        k = v[3 + n]
+        if not float(k).is_integer() or not 0 < k < len(v) - 4 - n:
+            raise ValueError("count state with baseline: malformed")
+        noise = aa.AAState.from_floats(v[4 + n : 4 + n + int(k)])
+        own = aa.AAState.from_floats(v[4 + n + int(k) :])
+        return cls(counts, noise, own, float(v[1 + n]), ref)
 
 
 def _clip(record: IntervalRecord) -> tuple[float, float, float, float]:
@@ -101,13 +119,15 @@ def fold_judged(
     from the first interval with a baseline on, :func:`analysis.aa.update_counts` (an interval
     whose baseline is missing adds no A/A information but keeps the A/A tempering)."""
     b = record.baseline
-    if b is None and judged.aa is None:
+    if b is None and judged.aa_state is None:
         return Judged(fold(judged.counts, record, analysis, seconds))
-    state = judged.aa if judged.aa is not None else aa.initial()
+    state = judged.aa_state if judged.aa_state is not None else aa.initial()
+    own = judged.own if judged.own is not None else aa.initial()
     c, s = record.canary, record.stable
-    counts, state, ref = aa.update_counts(
+    counts, state, own, ref = aa.update_counts(
         judged.counts,
         state,
+        own,
         canary=_arm(c.errors, c.requests),
         primary=_arm(s.errors, s.requests),
         baseline=_arm(b.errors, b.requests) if b is not None else (0.0, 0.0),
@@ -115,7 +135,7 @@ def fold_judged(
         seconds=seconds,
     )
     extra = 1.0 if ref == "baseline" else 0.0
-    return Judged(counts, state, judged.baseline_reference + extra, ref)
+    return Judged(counts, state, own, judged.baseline_reference + extra, ref)
 
 
 def _matches(state: CountState, analysis: AnalysisSpec) -> bool:
@@ -182,10 +202,10 @@ def _reason(spec: MetricSpec, r: CountTestResult) -> str:
 
 def baseline_noise(judged: Judged, seconds: float) -> BaselineNoise | None:
     """The A/A estimate for the evidence (None without a baseline)."""
-    if judged.aa is None:
+    if judged.aa_state is None:
         return None
-    est = aa.noise(judged.aa, seconds=seconds)[0]
-    st = judged.aa
+    est = aa.noise(judged.aa_state, seconds=seconds, also=judged.own)[0]
+    st = judged.aa_state
     rate = st.baseline_events[0] / st.baseline_total if st.baseline_total > 0 else math.nan
     return BaselineNoise(
         kappa=est.kappa,
@@ -237,7 +257,7 @@ def evidence_of(
         canary_requests=r.canary_total,
         stable_requests=r.stable_total,
         intervals=int(judged.intervals),
-        compared_with=judged.last_reference if judged.aa is not None else None,
+        compared_with=judged.last_reference if judged.aa_state is not None else None,
         baseline_noise=noise,
         state=judged.to_state(),
         history=list(recent[-RECENT_INTERVALS:]),
