@@ -82,12 +82,14 @@ DEFAULT_NULL_MASS = 0.5
 """Prior probability of no extra noise at all."""
 DEFAULT_QUANTILE = 0.97
 """``q``: the posterior quantile of ``κ`` used where much is at stake."""
-DEFAULT_SLACK = 1.0
+DEFAULT_SLACK = 3.0
 """``τ``: excess inflation up to which the posterior mean suffices."""
 DEFAULT_SAFETY = 2.0
 """``c``: factor on the estimated excess variance (blocks not aligned with the noise)."""
+DEFAULT_GUARD = 3.0
+"""Completed blocks after which a scale's upper quantile stops counting."""
 
-_PARAMS = 6  # kappa_max, levels, null_mass, quantile, slack, safety
+_PARAMS = 7  # kappa_max, levels, null_mass, quantile, slack, safety, guard
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -104,6 +106,9 @@ class AAState:
     null_mass: float
     quantile: float
     slack: float
+    guard: float
+    """Completed blocks a scale needs before its upper quantile stops counting (then the
+    posterior mean alone)."""
     safety: float
     intervals: float
     """Intervals folded in (with or without A/A information)."""
@@ -147,6 +152,7 @@ class AAState:
             self.quantile,
             self.slack,
             self.safety,
+            self.guard,
             self.intervals,
             self.baseline_total,
             self.primary_total,
@@ -187,7 +193,7 @@ class AAState:
         i = 2
         scales = tuple(v[i : i + k_i])
         i += k_i
-        kappa_max, _, null_mass, quantile, slack, safety = v[i : i + _PARAMS]
+        kappa_max, _, null_mass, quantile, slack, safety, guard = v[i : i + _PARAMS]
         i += _PARAMS
         intervals, baseline_total, primary_total = v[i : i + 3]
         i += 3
@@ -209,6 +215,7 @@ class AAState:
             quantile=quantile,
             slack=slack,
             safety=safety,
+            guard=guard,
             intervals=intervals,
             baseline_events=be,
             baseline_total=baseline_total,
@@ -235,6 +242,7 @@ def initial(
     quantile: float = DEFAULT_QUANTILE,
     slack: float = DEFAULT_SLACK,
     safety: float = DEFAULT_SAFETY,
+    guard: float = DEFAULT_GUARD,
 ) -> AAState:
     """A state before any interval.
 
@@ -256,6 +264,9 @@ def initial(
         ``τ``: the quantile counts only by what its excess inflation exceeds ``τ``.
     safety : float >= 1
         ``c``: factor on the estimated excess variance.
+    guard : float >= 0
+        Completed blocks a scale needs before only its posterior mean counts (until then the
+        upper quantile protects: the first blocks of long noise are few draws of it).
     """
     if not (isinstance(series, int) and series >= 1):
         raise ValueError(f"series must be an integer >= 1, got {series!r}")
@@ -269,6 +280,7 @@ def initial(
         ("quantile", quantile, 0.0 < quantile < 1.0),
         ("slack", slack, 0.0 <= slack < math.inf),
         ("safety", safety, 1.0 <= safety < math.inf),
+        ("guard", guard, 0.0 <= guard < math.inf),
     )
     for name, value, ok in checks:
         if not ok:
@@ -284,6 +296,7 @@ def initial(
         quantile=float(quantile),
         slack=float(slack),
         safety=float(safety),
+        guard=float(guard),
         intervals=0.0,
         baseline_events=zeros,
         baseline_total=0.0,
@@ -377,7 +390,11 @@ def inflation(
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     upper, mean = posterior(state, also=also)
     w = (v / d)[:, None] * np.maximum(_lengths(state), d)[None, :]
-    worst = np.maximum(mean * w, upper * w - state.slack).max(axis=-1)
+    guarded = state.blocks < state.guard
+    if also is not None:
+        guarded = guarded & (also.blocks < state.guard)
+    quantile_term = np.where(guarded, upper * w - state.slack, 0.0)
+    worst = np.maximum(mean * w, quantile_term).max(axis=-1)
     out: FloatArray = 1.0 + state.safety * np.maximum(worst, 0.0)
     return out
 

@@ -117,6 +117,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     a10("A10 1000rps σ0.3/60s x1", rps=1000, dispersion=0.3),
     a10("A10 100rps x1", rps=100),
     a10("A10 10rps x1", rps=10),
+    a10("A10 100rps σ0.3/300s x1", rps=100, dispersion=0.3, noise_seconds=300),
     a10("A10 100rps x2", rps=100, multiplier=2.0),
     a10("A10 100rps x1.5", rps=100, multiplier=1.5),
     a60("A60 100rps x1.5", rps=100, multiplier=1.5),
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
     parser.add_argument("--judge", default="", help="run only judges whose name contains this")
     parser.add_argument(
+        "--part", default="1/1", help="k/n: run every n-th scenario from the k-th (parallel runs)"
+    )
+    parser.add_argument(
         "--aa", default="", help="A/A settings for a tuning run, e.g. safety=2,quantile=0.95"
     )
     args = parser.parse_args(argv)
@@ -285,8 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "| x Wald | κ̂ (A/A) | block s (A/A) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    part, parts = (int(x) for x in args.part.split("/"))
     for k, s in enumerate(SCENARIOS):
         if args.only and args.only not in s.name:
+            continue
+        if k % parts != part - 1:
             continue
         runs = good_runs if s.good else bad_runs
         for row in evaluate(s, runs, args.seed + k, judges):

@@ -28,7 +28,7 @@ from canaryd.api.models import (
     RolloutStatus,
 )
 from canaryd.cli import analyze
-from canaryd.core.judges import judge
+from canaryd.core.judges import judge, replay
 from canaryd.core.judges.latency import KIND_BASELINE as LATENCY_KIND
 from canaryd.core.judges.sequential import KIND, KIND_BASELINE
 from canaryd.core.types import MetricReading
@@ -50,7 +50,8 @@ def run(analysis: AnalysisSpec, records: list[IntervalRecord], name: str = "erro
     for r in records:
         v = judge(analysis, evidence, [MetricReading(name, record=r)], seconds=SECONDS)
         status = RolloutStatus(analysis={"metrics": list(v.metrics)})
-        evidence = list(RolloutStatus.model_validate_json(status.model_dump_json()).analysis.metrics)
+        back = RolloutStatus.model_validate_json(status.model_dump_json())
+        evidence = list(back.analysis.metrics)
         verdicts.append(v)
     return verdicts, evidence
 
@@ -129,8 +130,6 @@ def test_step_by_step_equals_replay_and_the_size_is_fixed() -> None:
     big = len(RolloutStatus(analysis={"metrics": evidence}).model_dump_json())
     assert big == pytest.approx(small, rel=0.05)
     assert big < 16_000
-    from canaryd.core.judges import replay
-
     r = replay(ERRORS, {"error-rate": records}, seconds=SECONDS)
     at = verdicts[r.interval if r.interval is not None else -1].metrics[0]
     assert r.verdict.metrics[0].state == at.state
@@ -242,8 +241,6 @@ def test_latency_with_a_baseline() -> None:
     below = pooled[lower] if lower else 0.0
     ref = lower + (upper - lower) * (rank - below) / (pooled[upper] - below)
     assert ev.baseline_noise.baseline_value == pytest.approx(ref, rel=1e-9)
-    from canaryd.core.judges import replay
-
     r = replay(LATENCY, {"latency": records}, seconds=SECONDS)
     at = verdicts[r.interval if r.interval is not None else -1].metrics[0]
     assert r.verdict.metrics[0].state == at.state
