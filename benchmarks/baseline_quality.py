@@ -248,6 +248,34 @@ def fmt(row: Row) -> str:
     )
 
 
+def cost_per_interval(total: int = 20_000, window: int = 1_000) -> list[tuple[int, float, float]]:
+    """(interval index, ms per interval with a baseline, ms two-arm) at indices 0, total/2:
+    flat when the state is O(1)."""
+    rng = np.random.default_rng(5)
+    counts, st, own = sq.initial(), aa.initial(), aa.initial()
+    plain = sq.initial()
+    out = []
+    for start in (0, total // 2):
+        while counts.intervals < start:
+            counts, st, own, _ = aa.update_counts(
+                counts, st, own, canary=(5, 1000), primary=(40, 8000), baseline=(5, 1000),
+                seconds=10,
+            )  # fmt: skip
+        draws = rng.poisson([5, 40, 5], size=(window, 3))
+        began = time.perf_counter()
+        for c, p, b in draws:
+            counts, st, own, _ = aa.update_counts(
+                counts, st, own, canary=(c, 1000), primary=(p, 8000), baseline=(b, 1000),
+                seconds=10,
+            )  # fmt: skip
+        with_baseline = (time.perf_counter() - began) * 1000 / window
+        began = time.perf_counter()
+        for c, p, _ in draws:
+            plain = sq.update(plain, c, 1000, p, 8000, seconds=10)
+        out.append((start, with_baseline, (time.perf_counter() - began) * 1000 / window))
+    return out
+
+
 JUDGES: dict[str, tuple[Judge, bool]] = {
     "two-arm, no baseline": (two_arm, False),
     "two-arm on 3 arms": (two_arm, True),
@@ -259,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 good / 40 bad runs")
     parser.add_argument("--runs", type=int, default=0, help="runs per scenario (overrides)")
-    parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--seed", type=int, default=20261300)
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
     parser.add_argument("--judge", default="", help="run only judges whose name contains this")
+    parser.add_argument("--cost", action="store_true", help="only the cost per interval")
     parser.add_argument(
         "--part", default="1/1", help="k/n: run every n-th scenario from the k-th (parallel runs)"
     )
@@ -278,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         params = {k: (int(float(v)) if k == "levels" else float(v)) for k, v in pairs}
         judges["baseline (A/A)"] = (with_baseline(**params), True)
     started = time.perf_counter()
+    if args.cost:
+        for i, ms, plain_ms in cost_per_interval():
+            print(
+                f"cost per interval (update) at interval {i}: {ms:.3f} ms with a baseline, "
+                f"{plain_ms:.3f} ms two-arm"
+            )
+        return 0
     print(
         f"judge quality with a baseline arm: alpha=0.01, seed {args.seed}, {good_runs} runs per "
         f"good scenario, {bad_runs} per bad one; Wald E1[N] at power 0.95; "
