@@ -15,7 +15,13 @@ API::
     phi = inflation(state, info=V_t, seconds=d_t)    # BEFORE interval t: φ_t >= 1 per series
     state = update(state, baseline_events=B, baseline_total=n_b,
                    primary_events=P, primary_total=n_p, seconds=d_t)   # AFTER interval t
-    kappa, block = noise(state, seconds=d_t)         # the estimate, for the evidence
+    est = noise(state, seconds=d_t)[0]               # κ̂, block length, shift: the evidence
+
+    # What the judges run (one interval each, states in, states out):
+    counts, state, own, ref = update_counts(counts, state, own, canary=..., primary=...,
+                                            baseline=..., seconds=d_t)      # error rate
+    latency, state, ref = update_latency(latency, state, canary=..., primary=...,
+                                         baseline=..., seconds=d_t)         # latency
 
 The model. Each arm's event rate carries multiplicative noise correlated in time; the log ratio
 of two arms' rates then carries noise whose average over a window of ``L`` seconds has variance
@@ -38,10 +44,16 @@ completed block). The prior puts ``null_mass`` on ``κ = 0`` and spreads the res
 grid. Interval ``t`` of the canary's comparison, with information ``V_t`` over ``d_t`` seconds, is
 tempered by ``η_t = 1 / φ_t``::
 
-    φ_t = 1 + c · max_L max(E[κ_L] W_L, Q_q(κ_L) W_L − τ),   W_L = (V_t / d_t) · max(L, d_t)
+    φ_t = 1 + c · max_L max(E[κ_L] W_L, g_L · (Q_q(κ_L) W_L − τ)),
+    W_L = (V_t / d_t) · max(L, d_t)
 
 so the scale at which the noise adds most to the canary's comparison sets it: the amount (``κ``)
-and the correlation length (the scale) both come from the A/A data. Only intervals before ``t``
+and the correlation length (the scale) both come from the A/A data. ``g_L`` (the *guard*) is 1
+while scale ``L`` has fewer than ``guard`` completed blocks, 0 after: the first blocks of long
+noise are a few draws of it, and a small draw must not read as "quiet"; later the posterior mean
+alone counts. The error-rate judge pools a second series into the same posterior
+(:func:`update_counts`: the canary comparison's own scores at its predictable estimate), so each
+noise block gives two draws of the arms' noise instead of one. Only intervals before ``t``
 enter the estimate, so ``φ_t`` is fixed before interval ``t`` is seen (predictable): the tempered
 e-process stays a supermartingale under the binomial model exactly, and under the noise model in
 the Gaussian approximation when ``φ_t ≥ 1 + g(L) W_L`` for the block it is in. That last part is
