@@ -50,7 +50,7 @@ share; the bound with the most evidence says which part of the distribution move
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -565,12 +565,18 @@ def latency_update(
     stable_cumulative: npt.ArrayLike,
     *,
     interval_seconds: float = 60.0,
+    inflate: Callable[[FloatArray], FloatArray] | None = None,
 ) -> LatencyState:
     """The state after one more interval (O(bounds) work; the input state is not changed).
 
     ``canary_cumulative`` and ``stable_cumulative`` hold, per finite bound of the state and
     then ``+Inf``, the interval's cumulative counts (nan for a bound missing this interval);
     with a batched state, leading dimensions match the state's.
+
+    ``inflate`` (optional) maps the interval's predicted information per bound (computed from
+    earlier intervals and this interval's request counts only) to the variance inflation
+    ``φ >= 1`` per bound, used instead of the state's own estimate (the baseline arm's A/A
+    noise, :func:`analysis.aa.inflation`). Default: the state's own.
     """
     seconds = float(interval_seconds)
     if not math.isfinite(seconds) or seconds <= 0:
@@ -585,7 +591,7 @@ def latency_update(
         )
     present = c_present & s_present
     arrays = {name: getattr(state, name) for name in _STEP_FIELDS}
-    _advance(state, arrays, cc, sc, present=present, seconds=seconds)
+    _advance(state, arrays, cc, sc, present=present, seconds=seconds, inflate=inflate)
     return replace(state, **arrays)
 
 
@@ -626,6 +632,7 @@ def _advance(
     *,
     present: BoolArray | bool,
     seconds: float,
+    inflate: Callable[[FloatArray], FloatArray] | None = None,
 ) -> None:
     """One interval: replaces the arrays in ``a`` by new ones (never changes an array, so a
     state's arrays may be shared); vectorized over leading dimensions."""
@@ -674,7 +681,10 @@ def _advance(
             cached = np.where(refresh[..., None], fresh, cached)
             a["bound_prior"] = cached
         prior = cached[..., :-1]
-        inflation = inflation_fast(noise, info=v_pred, seconds=seconds, prior=prior)
+        if inflate is None:
+            inflation = inflation_fast(noise, info=v_pred, seconds=seconds, prior=prior)
+    if inflate is not None:
+        inflation = np.maximum(1.0, np.asarray(inflate(v_pred), dtype=np.float64))
     eta = usedf / inflation
 
     # Both mixtures at once: alternatives δ₀ + d (fail side) and δ₀ − d (pass side); the

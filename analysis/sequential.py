@@ -48,7 +48,7 @@ on the grid, the ends rounded outwards to the grid).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -340,6 +340,7 @@ def update(
     alpha: float = 0.01,
     robust: bool = True,
     seconds: float = DEFAULT_SECONDS,
+    inflate: Callable[[float], float] | None = None,
 ) -> CountState:
     """Fold one interval into ``state`` (O(grid) work, no history).
 
@@ -356,6 +357,12 @@ def update(
         e-process (the dispersion accumulators are still updated).
     seconds : float > 0
         Duration of the interval (the dispersion's block lengths are in seconds).
+    inflate : callable, optional
+        An externally estimated variance inflation: maps the interval's information ``V_t``
+        (computed from earlier intervals and this interval's total only) to ``φ_t >= 1``, used
+        instead of the state's own estimate (the baseline arm's A/A noise,
+        :func:`analysis.aa.inflation`). It must not look at this interval's split of the
+        events, or the tempering is no longer predictable. Default: the state's own.
     """
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
@@ -391,7 +398,10 @@ def update(
     z_hat = base + mh_delta(state)
     theta_hat = 1.0 / (1.0 + math.exp(-z_hat))
     v = e * theta_hat * (1.0 - theta_hat)
-    phi = dp.inflation(state.dispersion, info=v, seconds=seconds)
+    if inflate is None:
+        phi = dp.inflation(state.dispersion, info=v, seconds=seconds)
+    else:
+        phi = max(1.0, float(inflate(v)))
     eta = 1.0 / phi if robust else 1.0
 
     # One vectorised evaluation for the alternatives and the grid: z = base + δ for every δ.

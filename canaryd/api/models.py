@@ -1074,6 +1074,35 @@ class JudgeState(Model):
     values: list[float] = Field(default_factory=list, description="The numbers, in its layout.")
 
 
+class BaselineNoise(Model):
+    """The baseline arm's A/A estimate (baseline vs primary: the same version), fixed size.
+
+    What the judge tempers the canary's evidence by: the noise of the arms' log ratio and how
+    long it lasts, measured live on the same traffic instead of assumed."""
+
+    kappa: float = Field(
+        ge=0,
+        description="Estimated variance of the arms' log-ratio noise (0 = counts are Poisson; "
+        "0.18 = per-arm sigma 0.3) at blockSeconds.",
+    )
+    block_seconds: float = Field(
+        ge=0, description="Estimated correlation length of that noise (seconds)."
+    )
+    blocks: float = Field(default=0, ge=0, description="Completed A/A blocks at that length.")
+    shift: float | None = Field(
+        default=None,
+        description="Relative difference baseline vs primary (a systematic one is fresh pods "
+        "against old ones, which the judge then tolerates as noise).",
+    )
+    baseline_requests: float = Field(default=0, ge=0)
+    baseline_value: float | None = Field(
+        default=None, description="The baseline's value (error rate in %, or p99 in ms)."
+    )
+    bound_ms: float | None = Field(
+        default=None, description="Latency: the bucket bound whose A/A noise is shown."
+    )
+
+
 class MetricEvidence(Model):
     """Per metric: the judge's latest verdict and the numbers behind it. Fixed size for judges
     with a ``state``; each number has one meaning whatever the judge."""
@@ -1113,6 +1142,17 @@ class MetricEvidence(Model):
     stable_requests: float = 0
     intervals: int = Field(
         default=0, ge=0, description="Intervals with data seen for this metric (warm-up included)."
+    )
+    compared_with: str | None = Field(
+        default=None,
+        description="With a baseline arm: the arm the canary was compared with in the last "
+        "interval ('primary', or 'baseline' when the primary served nothing). Absent without "
+        "a baseline (the canary is compared with stable, the primary).",
+    )
+    baseline_noise: BaselineNoise | None = Field(
+        default=None,
+        description="With a baseline arm: the A/A noise estimate (baseline vs primary) that "
+        "tempers the canary's evidence.",
     )
     state: JudgeState | None = Field(
         default=None, description="The judge's sufficient statistics (its memory), fixed size."

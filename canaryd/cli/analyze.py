@@ -6,8 +6,13 @@ Input: one JSON object, or JSON Lines of many, each a recorded rollout::
      "intervals": [{"weight": 5,
                     "canary": {"requests": 300, "errors": 2,
                                "latency": {"25": 120, ..., "+Inf": 300}},
-                    "stable": {"requests": 5700, "errors": 31}},
+                    "stable": {"requests": 5700, "errors": 31},
+                    "baseline": {"requests": 300, "errors": 1}},
                    ...]}
+
+``baseline`` (optional) is the baseline arm (``spec.baseline``: the stable version deployed
+fresh beside the canary), with the same fields as ``canary``; with it the judge calibrates its
+noise handling from baseline vs stable (docs/judge.md, "The baseline arm").
 
 ``latency`` (optional) holds cumulative bucket counts keyed by ``le`` in ms. Template metrics
 read their per-interval data from ``"metrics": {"<name>": {"canary": {...}, "stable": {...}}}``
@@ -191,12 +196,18 @@ def analyze_document(doc: Any) -> dict[str, Any]:
         where = f"intervals[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: expected an object")
-        extra = sorted(set(raw) - {"weight", "canary", "stable", "metrics"})
+        extra = sorted(set(raw) - {"weight", "canary", "stable", "baseline", "metrics"})
         if extra:
-            raise InputError(f"{where}: unknown field(s) {extra}")
+            raise InputError(
+                f"{where}: unknown field(s) {extra}; allowed: baseline, canary, metrics, stable, "
+                "weight"
+            )
         canary = _arm(raw.get("canary"), f"{where}.canary")
         stable = _arm(raw.get("stable"), f"{where}.stable")
-        weight = _weight(raw.get("weight"), canary, stable, f"{where}.weight")
+        baseline = (
+            _arm(raw["baseline"], f"{where}.baseline") if raw.get("baseline") is not None else None
+        )
+        weight = _weight(raw.get("weight"), canary, stable, f"{where}.weight", baseline)
         per_metric = raw.get("metrics") or {}
         if not isinstance(per_metric, dict):
             raise InputError(f"{where}.metrics: expected an object of metric name -> arms")
@@ -222,7 +233,7 @@ def analyze_document(doc: Any) -> dict[str, Any]:
                         stable=_arm(data.get("stable"), f"{mw}.stable", template=True),
                     )
             else:
-                rec = IntervalRecord(weight=weight, canary=canary, stable=stable)
+                rec = IntervalRecord(weight=weight, canary=canary, stable=stable, baseline=baseline)
             histories[spec.name].append(rec)
     try:
         result = replay(analysis, histories)
@@ -247,7 +258,8 @@ def _any_latency(intervals: Any) -> bool:
     return any(
         isinstance(iv, dict)
         and any(
-            isinstance(iv.get(arm), dict) and iv[arm].get("latency") for arm in ("canary", "stable")
+            isinstance(iv.get(arm), dict) and iv[arm].get("latency")
+            for arm in ("canary", "stable", "baseline")
         )
         for iv in intervals
     )
@@ -326,9 +338,11 @@ def _arm(raw: Any, where: str, *, template: bool = False) -> ArmCounts:
     )
 
 
-def _weight(raw: Any, canary: ArmCounts, stable: ArmCounts, where: str) -> int:
+def _weight(
+    raw: Any, canary: ArmCounts, stable: ArmCounts, where: str, baseline: ArmCounts | None = None
+) -> int:
     if raw is None:
-        total = canary.requests + stable.requests
+        total = canary.requests + stable.requests + (baseline.requests if baseline else 0.0)
         return round(100 * canary.requests / total) if total > 0 else 0
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
         raise InputError(f"{where}: expected a number between 0 and 100, got {_show(raw)}")

@@ -9,6 +9,11 @@ restarted controller resumes exactly, and the evidence keeps only the last
 state existed (whole history) is folded once on its first step; a state that cannot be read or
 was built with other analysis settings restarts the evidence (and the reason says so).
 
+With a baseline arm (``IntervalRecord.baseline``) the canary is still compared with the primary
+(``stable``), each bound's evidence tempered by that bound's baseline-versus-primary A/A noise
+(:func:`analysis.aa.update_latency`, docs/judge.md "The baseline arm"); the state then holds
+both (kind :data:`KIND_BASELINE`). Without a baseline nothing changes.
+
 Bucket layouts: the bounds are those of the first interval that carries buckets (the keys both
 arms report, plus ``+Inf``, whose count defaults to the arm's requests). A later interval that
 lacks a bound adds no evidence at that bound; extra bounds are ignored; an interval without
@@ -20,13 +25,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from analysis import aa
+from analysis.aa import AAState
 from analysis.latency import (
     LatencyState,
     LatencyTestResult,
+    histogram_quantile,
     initial_state,
     latency_result,
     latency_update,
@@ -36,6 +44,7 @@ from canaryd.api.models import (
     RECENT_INTERVALS,
     AnalysisSpec,
     ArmCounts,
+    BaselineNoise,
     IntervalRecord,
     JudgeState,
     MetricEvidence,
@@ -47,6 +56,7 @@ from canaryd.core.judges.base import (
     FloatArray,
     MetricJudgement,
     evidence,
+    finite,
     le_value,
     num,
     pct,
@@ -54,6 +64,48 @@ from canaryd.core.judges.base import (
 
 KIND = "latency/2"
 """Layout of :meth:`LatencyState.to_floats` in ``MetricEvidence.state``."""
+KIND_BASELINE = "latency+aa/1"
+"""With a baseline arm: the count of :meth:`LatencyState.to_floats` numbers, those numbers,
+the intervals compared with the baseline, the last reference (0 primary, 1 baseline), then
+:meth:`analysis.aa.AAState.to_floats` (absent when the histogram has no finite bound)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Memory:
+    """The latency judge's memory: the test (None while no interval carried buckets) and, once
+    a baseline arm has been seen, the A/A estimate per bound."""
+
+    latency: LatencyState | None
+    with_baseline: bool = False
+    aa_state: AAState | None = None
+    baseline_reference: float = 0.0
+    last_reference: str = "primary"
+
+    def to_state(self) -> JudgeState | None:
+        if self.latency is None:
+            return None
+        head = self.latency.to_floats()
+        if not self.with_baseline:
+            return JudgeState(kind=KIND, values=head)
+        ref = 1.0 if self.last_reference == "baseline" else 0.0
+        tail = self.aa_state.to_floats() if self.aa_state is not None else []
+        values = [float(len(head)), *head, self.baseline_reference, ref, *tail]
+        return JudgeState(kind=KIND_BASELINE, values=values)
+
+    @classmethod
+    def from_state(cls, state: JudgeState) -> _Memory:
+        """``ValueError`` when the numbers are malformed."""
+        if state.kind == KIND:
+            return cls(LatencyState.from_floats(state.values))
+        v = state.values
+        if not v or not float(v[0]).is_integer() or not 0 < v[0] <= len(v) - 3:
+            raise ValueError("latency state with baseline: malformed")
+        n = int(v[0])
+        latency = LatencyState.from_floats(v[1 : 1 + n])
+        rest = v[3 + n :]
+        noise = aa.AAState.from_floats(rest) if rest else None
+        ref = "baseline" if v[2 + n] == 1.0 else "primary"
+        return cls(latency, True, noise, float(v[1 + n]), ref)
 
 
 class _NotJudgeableError(Exception):
@@ -111,23 +163,28 @@ def _new_state(analysis: AnalysisSpec, spec: MetricSpec, bounds: list[float]) ->
 def _fold(
     analysis: AnalysisSpec,
     spec: MetricSpec,
-    state: LatencyState | None,
+    memory: _Memory,
     record: IntervalRecord,
     seconds: float,
-) -> LatencyState | None:
-    """``state`` after ``record``, an interval of ``seconds`` (None while no interval has
-    carried buckets)."""
+) -> _Memory:
+    """``memory`` after ``record``, an interval of ``seconds``."""
+    state = memory.latency
     if state is None:
         bounds = _bounds_of(record)
         if bounds is None:
-            return None
+            return memory
         state = _new_state(analysis, spec, bounds)
-    return latency_update(
-        state,
-        _row(record.canary, state.bounds),
-        _row(record.stable, state.bounds),
-        interval_seconds=seconds,
+    canary = _row(record.canary, state.bounds)
+    stable = _row(record.stable, state.bounds)
+    if record.baseline is None and not memory.with_baseline:
+        updated = latency_update(state, canary, stable, interval_seconds=seconds)
+        return replace(memory, latency=updated)
+    baseline = _row(record.baseline, state.bounds) if record.baseline is not None else None
+    updated, noise, ref = aa.update_latency(
+        state, memory.aa_state, canary=canary, primary=stable, baseline=baseline, seconds=seconds
     )
+    extra = 1.0 if ref == "baseline" else 0.0
+    return _Memory(updated, True, noise, memory.baseline_reference + extra, ref)
 
 
 def _outcome(state: LatencyState | None) -> Outcome:
@@ -166,15 +223,55 @@ def _matches(state: LatencyState, analysis: AnalysisSpec, spec: MetricSpec) -> b
     )
 
 
+def baseline_noise(memory: _Memory, seconds: float) -> BaselineNoise | None:
+    """The A/A estimate for the evidence: the bound whose noise adds most (None without a
+    baseline or without a finite bound)."""
+    st, lat = memory.aa_state, memory.latency
+    if st is None or lat is None or not lat.bounds:
+        return None
+    estimates = aa.noise(st, seconds=seconds)
+    j = max(range(len(estimates)), key=lambda i: estimates[i].kappa * estimates[i].block_seconds)
+    est = estimates[j]
+    le = np.array([*lat.bounds, math.inf])
+    cum = np.array([*(st.baseline_total - st.baseline_events).tolist(), st.baseline_total])
+    p99 = histogram_quantile(le, cum, 0.99) if st.baseline_total > 0 else math.nan
+    return BaselineNoise(
+        kappa=est.kappa,
+        block_seconds=est.block_seconds,
+        blocks=est.blocks,
+        shift=finite(est.shift),
+        baseline_requests=st.baseline_total,
+        baseline_value=finite(p99),
+        bound_ms=float(lat.bounds[j]),
+    )
+
+
+def _baseline_reason(memory: _Memory, noise: BaselineNoise | None) -> str:
+    if not memory.with_baseline:
+        return ""
+    where = "the primary"
+    if memory.baseline_reference:
+        where += f" (the baseline in {int(memory.baseline_reference)} intervals without primary)"
+    if noise is None:
+        return f"; vs {where}"
+    return (
+        f"; vs {where}, A/A noise kappa {noise.kappa:.3g} over {noise.block_seconds:.0f} s "
+        f"at le={num(noise.bound_ms or math.nan)} ms"
+    )
+
+
 def _judged(
     spec: MetricSpec,
     history: Sequence[IntervalRecord],
-    state: LatencyState | None,
+    memory: _Memory,
     path: tuple[Outcome, ...],
     note: str = "",
+    *,
+    seconds: float = DEFAULT_SECONDS,
 ) -> MetricJudgement:
     """The status' evidence (fixed size: the state, and ``history`` capped for display)."""
     recent = list(history[-RECENT_INTERVALS:])
+    state = memory.latency
     if state is None:
         ev = evidence(
             spec, recent, Outcome.INCONCLUSIVE, f"{spec.name}: no latency buckets yet{note}"
@@ -183,11 +280,12 @@ def _judged(
     r = latency_result(state)
     outcome = OUTCOME[r.verdict]
     p99 = r.quantiles[-1]
+    noise = baseline_noise(memory, seconds)
     ev = evidence(
         spec,
         recent,
         outcome,
-        f"{spec.name}: {latency_reason(r)}{note}",
+        f"{spec.name}: {latency_reason(r)}{_baseline_reason(memory, noise)}{note}",
         e_value_no_worse=r.e_value_no_worse,
         e_value=r.e_value,
         p_value=r.pvalue,
@@ -203,7 +301,9 @@ def _judged(
             "canary_requests": float(state.canary_pooled[-1]),
             "stable_requests": float(state.stable_pooled[-1]),
             "intervals": int(state.intervals),
-            "state": JudgeState(kind=KIND, values=state.to_floats()),
+            "state": memory.to_state(),
+            "compared_with": memory.last_reference if memory.with_baseline else None,
+            "baseline_noise": noise,
         }
     )
     return MetricJudgement(ev, path)
@@ -260,40 +360,40 @@ class LatencyJudge:
         except _NotJudgeableError as exc:
             ev = evidence(spec, history[-RECENT_INTERVALS:], exc.outcome, exc.reason)
             return MetricJudgement(ev, (exc.outcome,))
-        return _judged(spec, history, after, (_outcome(after),), note)
+        return _judged(spec, history, after, (_outcome(after.latency),), note, seconds=self.seconds)
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
     ) -> MetricJudgement:
-        state: LatencyState | None = None
+        memory = _Memory(None)
         path: list[Outcome] = []
         try:
             for record in history:
-                state = _fold(analysis, spec, state, record, self.seconds)
-                path.append(_outcome(state))
+                memory = _fold(analysis, spec, memory, record, self.seconds)
+                path.append(_outcome(memory.latency))
         except _NotJudgeableError as exc:
             ev = evidence(spec, history[-RECENT_INTERVALS:], exc.outcome, exc.reason)
             return MetricJudgement(ev, (exc.outcome,) * len(history))
-        return _judged(spec, history, state, tuple(path))
+        return _judged(spec, history, memory, tuple(path), seconds=self.seconds)
 
     def _restore(
         self, analysis: AnalysisSpec, spec: MetricSpec, previous: MetricEvidence | None
-    ) -> tuple[LatencyState | None, str]:
-        """The state after ``previous`` (None: no buckets yet) and a note when it had to be
-        restarted."""
+    ) -> tuple[_Memory, str]:
+        """The memory after ``previous`` (no test: no buckets yet) and a note when it had to
+        be restarted."""
         if previous is None:
-            return None, ""
-        if previous.state is not None and previous.state.kind == KIND:
+            return _Memory(None), ""
+        if previous.state is not None and previous.state.kind in (KIND, KIND_BASELINE):
             try:
-                state = LatencyState.from_floats(previous.state.values)
+                memory = _Memory.from_state(previous.state)
             except ValueError:
-                return None, " (stored evidence unreadable: restarted)"
-            if _matches(state, analysis, spec):
-                return state, ""
-            return None, " (judge settings changed: evidence restarted)"
+                return _Memory(None), " (stored evidence unreadable: restarted)"
+            if memory.latency is not None and _matches(memory.latency, analysis, spec):
+                return memory, ""
+            return _Memory(None), " (judge settings changed: evidence restarted)"
         # No state: nothing with buckets judged yet (the recent history has none), or a status
         # written before the judge kept a state, whose history is the whole record.
-        folded: LatencyState | None = None
+        folded = _Memory(None)
         for record in previous.history:
             folded = _fold(analysis, spec, folded, record, self.seconds)
         return folded, ""

@@ -1,5 +1,11 @@
 """The sequential judge of event counts (error rates, template errors/requests pairs).
 
+With a baseline arm (``IntervalRecord.baseline`` present) the canary is still compared with the
+primary (``stable``), and its evidence is tempered by the baseline-versus-primary A/A noise
+estimate of :mod:`analysis.aa` instead of the judge's own estimate (docs/judge.md, "The baseline
+arm"); the state then holds both (kind :data:`KIND_BASELINE`). Without a baseline nothing
+changes.
+
 O(1) per interval: the metric's :class:`analysis.sequential.CountState` lives in the evidence
 (``state``, kind :data:`KIND`), each interval folds into it, and the evidence keeps only the
 last :data:`~canaryd.api.models.RECENT_INTERVALS` intervals for display. A status written
@@ -8,14 +14,18 @@ before the state existed (history only) is folded once on its first step, then c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis import aa
 from analysis import sequential as sq
+from analysis.aa import AAState
 from analysis.sequential import CountState, CountTestResult, Verdict
 from canaryd.api.models import (
     RECENT_INTERVALS,
     AnalysisSpec,
+    BaselineNoise,
     IntervalRecord,
     JudgeState,
     MetricEvidence,
@@ -26,6 +36,64 @@ from canaryd.core.judges.base import OUTCOME, MetricJudgement, finite, num, pct
 
 KIND = "counts/2"
 """Layout of :meth:`CountState.to_floats` in ``MetricEvidence.state``."""
+KIND_BASELINE = "counts+aa/1"
+"""With a baseline arm: the count of :meth:`CountState.to_floats` numbers, those numbers, the
+intervals in which the canary was compared with the baseline, the last reference (0 primary,
+1 baseline), the count of the A/A state's numbers, :meth:`analysis.aa.AAState.to_floats` of the
+A/A state, then of the canary comparison's own scores (:func:`analysis.aa.update_counts`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """The judge's memory of one count metric: the canary comparison and, once a baseline arm
+    has been seen, the A/A estimate."""
+
+    counts: CountState
+    aa_state: AAState | None = None
+    own: AAState | None = None
+    """The canary comparison's own scores (pooled with the A/A's; set with :attr:`aa`)."""
+    baseline_reference: float = 0.0
+    """Intervals in which the canary was compared with the baseline (the primary empty)."""
+    last_reference: str = "primary"
+
+    @property
+    def intervals(self) -> float:
+        return self.counts.intervals
+
+    def to_state(self) -> JudgeState:
+        if self.aa_state is None or self.own is None:
+            return JudgeState(kind=KIND, values=self.counts.to_floats())
+        head = self.counts.to_floats()
+        ref = 1.0 if self.last_reference == "baseline" else 0.0
+        noise = self.aa_state.to_floats()
+        values = [
+            float(len(head)),
+            *head,
+            self.baseline_reference,
+            ref,
+            float(len(noise)),
+            *noise,
+            *self.own.to_floats(),
+        ]
+        return JudgeState(kind=KIND_BASELINE, values=values)
+
+    @classmethod
+    def from_state(cls, state: JudgeState) -> Judged:
+        """``ValueError`` when the numbers are malformed."""
+        if state.kind == KIND:
+            return cls(CountState.from_floats(state.values))
+        v = state.values
+        if not v or not float(v[0]).is_integer() or not 0 < v[0] < len(v) - 3:
+            raise ValueError("count state with baseline: malformed")
+        n = int(v[0])
+        counts = CountState.from_floats(v[1 : 1 + n])
+        ref = "baseline" if v[2 + n] == 1.0 else "primary"
+        k = v[3 + n]
+        if not float(k).is_integer() or not 0 < k < len(v) - 4 - n:
+            raise ValueError("count state with baseline: malformed")
+        noise = aa.AAState.from_floats(v[4 + n : 4 + n + int(k)])
+        own = aa.AAState.from_floats(v[4 + n + int(k) :])
+        return cls(counts, noise, own, float(v[1 + n]), ref)
 
 
 def _clip(record: IntervalRecord) -> tuple[float, float, float, float]:
@@ -37,6 +105,37 @@ def _clip(record: IntervalRecord) -> tuple[float, float, float, float]:
 def fresh(analysis: AnalysisSpec) -> CountState:
     """The state before any interval, for ``analysis``' settings."""
     return sq.initial(tolerance=analysis.tolerated_degradation)
+
+
+def _arm(errors: float, requests: float) -> tuple[float, float]:
+    # Counter resets and sampling skew can make errors slightly exceed requests: clip.
+    return min(errors, requests), requests
+
+
+def fold_judged(
+    judged: Judged, record: IntervalRecord, analysis: AnalysisSpec, seconds: float
+) -> Judged:
+    """``judged`` after one more interval: without any baseline seen, :func:`fold` exactly;
+    from the first interval with a baseline on, :func:`analysis.aa.update_counts` (an interval
+    whose baseline is missing adds no A/A information but keeps the A/A tempering)."""
+    b = record.baseline
+    if b is None and judged.aa_state is None:
+        return Judged(fold(judged.counts, record, analysis, seconds))
+    state = judged.aa_state if judged.aa_state is not None else aa.initial()
+    own = judged.own if judged.own is not None else aa.initial()
+    c, s = record.canary, record.stable
+    counts, state, own, ref = aa.update_counts(
+        judged.counts,
+        state,
+        own,
+        canary=_arm(c.errors, c.requests),
+        primary=_arm(s.errors, s.requests),
+        baseline=_arm(b.errors, b.requests) if b is not None else (0.0, 0.0),
+        alpha=analysis.alpha,
+        seconds=seconds,
+    )
+    extra = 1.0 if ref == "baseline" else 0.0
+    return Judged(counts, state, own, judged.baseline_reference + extra, ref)
 
 
 def _matches(state: CountState, analysis: AnalysisSpec) -> bool:
@@ -57,23 +156,23 @@ def fold(
 
 def restore(
     analysis: AnalysisSpec, previous: MetricEvidence | None, seconds: float
-) -> tuple[CountState, str]:
+) -> tuple[Judged, str]:
     """The state after ``previous`` (and a note when it had to be rebuilt or restarted)."""
     if previous is None:
-        return fresh(analysis), ""
-    if previous.state is not None and previous.state.kind == KIND:
+        return Judged(fresh(analysis)), ""
+    if previous.state is not None and previous.state.kind in (KIND, KIND_BASELINE):
         try:
-            state = CountState.from_floats(previous.state.values)
+            judged = Judged.from_state(previous.state)
         except ValueError:
-            return fresh(analysis), " (stored evidence unreadable: restarted)"
-        if _matches(state, analysis):
-            return state, ""
-        return fresh(analysis), " (judge settings changed: evidence restarted)"
+            return Judged(fresh(analysis)), " (stored evidence unreadable: restarted)"
+        if _matches(judged.counts, analysis):
+            return judged, ""
+        return Judged(fresh(analysis)), " (judge settings changed: evidence restarted)"
     # A status written before the judge kept a state: its history is the whole record.
-    state = fresh(analysis)
+    judged = Judged(fresh(analysis))
     for record in previous.history:
-        state = fold(state, record, analysis, seconds)
-    return state, ""
+        judged = fold_judged(judged, record, analysis, seconds)
+    return judged, ""
 
 
 def _reason(spec: MetricSpec, r: CountTestResult) -> str:
@@ -101,19 +200,52 @@ def _reason(spec: MetricSpec, r: CountTestResult) -> str:
     )
 
 
+def baseline_noise(judged: Judged, seconds: float) -> BaselineNoise | None:
+    """The A/A estimate for the evidence (None without a baseline)."""
+    if judged.aa_state is None:
+        return None
+    est = aa.noise(judged.aa_state, seconds=seconds, also=judged.own)[0]
+    st = judged.aa_state
+    rate = st.baseline_events[0] / st.baseline_total if st.baseline_total > 0 else math.nan
+    return BaselineNoise(
+        kappa=est.kappa,
+        block_seconds=est.block_seconds,
+        blocks=est.blocks,
+        shift=finite(est.shift),
+        baseline_requests=st.baseline_total,
+        baseline_value=finite(100 * rate),
+    )
+
+
+def _baseline_reason(judged: Judged, noise: BaselineNoise | None) -> str:
+    if noise is None:
+        return ""
+    shift = f", baseline vs primary {pct(noise.shift)}" if noise.shift is not None else ""
+    where = "the primary"
+    if judged.baseline_reference:
+        where += f" (the baseline in {int(judged.baseline_reference)} intervals without primary)"
+    return (
+        f"; vs {where}, A/A noise kappa {noise.kappa:.3g} over {noise.block_seconds:.0f} s{shift}"
+    )
+
+
 def evidence_of(
     spec: MetricSpec,
-    state: CountState,
+    state: CountState | Judged,
     analysis: AnalysisSpec,
     recent: Sequence[IntervalRecord],
     note: str = "",
+    *,
+    seconds: float = sq.DEFAULT_SECONDS,
 ) -> MetricEvidence:
     """The status' evidence for ``state`` (fixed size: the state and ``recent`` capped)."""
-    r = sq.result(state, alpha=analysis.alpha)
+    judged = state if isinstance(state, Judged) else Judged(state)
+    r = sq.result(judged.counts, alpha=analysis.alpha)
+    noise = baseline_noise(judged, seconds)
     return MetricEvidence(
         name=spec.name,
         outcome=OUTCOME[r.verdict],
-        reason=_reason(spec, r) + note,
+        reason=_reason(spec, r) + _baseline_reason(judged, noise) + note,
         e_value=finite(r.e_value),
         e_value_no_worse=finite(r.e_value_no_worse),
         p_value=finite(r.pvalue),
@@ -124,8 +256,10 @@ def evidence_of(
         stable_value=finite(100 * r.stable_rate),
         canary_requests=r.canary_total,
         stable_requests=r.stable_total,
-        intervals=int(state.intervals),
-        state=JudgeState(kind=KIND, values=state.to_floats()),
+        intervals=int(judged.intervals),
+        compared_with=judged.last_reference if judged.aa_state is not None else None,
+        baseline_noise=noise,
+        state=judged.to_state(),
         history=list(recent[-RECENT_INTERVALS:]),
     )
 
@@ -145,25 +279,25 @@ class CountsJudge:
         record: IntervalRecord,
     ) -> MetricJudgement:
         state, note = restore(analysis, previous, self.seconds)
-        state = fold(state, record, analysis, self.seconds)
+        state = fold_judged(state, record, analysis, self.seconds)
         recent = [*(previous.history if previous is not None else ()), record]
-        ev = evidence_of(spec, state, analysis, recent, note)
+        ev = evidence_of(spec, state, analysis, recent, note, seconds=self.seconds)
         return MetricJudgement(ev, (ev.outcome,))
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
     ) -> MetricJudgement:
-        state = fresh(analysis)
+        state = Judged(fresh(analysis))
         path = []
         for record in history:
-            state = fold(state, record, analysis, self.seconds)
-            fail = state.fail_at >= 0
+            state = fold_judged(state, record, analysis, self.seconds)
+            counts = state.counts
             path.append(
                 Outcome.FAIL
-                if fail
+                if counts.fail_at >= 0
                 else Outcome.PASS
-                if state.pass_at >= 0
+                if counts.pass_at >= 0
                 else Outcome.INCONCLUSIVE
             )
-        ev = evidence_of(spec, state, analysis, history)
+        ev = evidence_of(spec, state, analysis, history, seconds=self.seconds)
         return MetricJudgement(ev, tuple(path))

@@ -1,0 +1,237 @@
+"""analysis.aa: the baseline-versus-primary A/A noise estimate.
+
+Checked against independent references: the Gaussian block likelihood against scipy's normal
+law, the prior's mean and quantile against their closed forms, the estimate's amount and
+correlation length against fixed-seed simulations with known noise, the tempered e-process'
+false-rollback rate against alpha under the exact binomial model (fixed-seed simulation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import aa
+from analysis import sequential as sq
+
+
+def test_block_likelihood_is_the_normal_law() -> None:
+    u = np.array([[1.7, -0.4]])
+    w = np.array([[3.0, 8.0]])
+    spread = np.array([[0.5, 0.0]])
+    kappas = np.array([0.5, 0.1, 0.0])
+    got = aa._block_loglik(u, w, kappas, spread)
+    for j in range(2):
+        var = w[0, j] * (1 + kappas * w[0, j]) + spread[0, j] ** 2
+        ref = stats.norm.logpdf(u[0, j], scale=np.sqrt(var)) + 0.5 * math.log(2 * math.pi)
+        np.testing.assert_allclose(got[0, j], ref, rtol=1e-12)
+
+
+def test_without_data_the_posterior_is_the_prior() -> None:
+    st = aa.initial(kappa_max=0.5, levels=4, null_mass=0.5, quantile=0.9)
+    upper, mean = aa.posterior(st)
+    grid = [0.5, 0.25, 0.125, 0.0625]
+    # Closed form: half the mass on 0, the rest evenly on the grid.
+    assert mean == pytest.approx(np.full((1, 4), 0.5 * sum(grid) / 4))
+    # Upper 90% quantile from the top: each level holds 12.5% >= 10%, so the top level.
+    assert upper == pytest.approx(np.full((1, 4), 0.5))
+    st = aa.initial(kappa_max=0.5, levels=4, null_mass=0.5, quantile=0.7)
+    # 30% from the top: 12.5% + 12.5% < 30% <= 37.5%: the third level.
+    assert aa.posterior(st)[0][0, 0] == pytest.approx(0.125)
+
+
+def test_no_information_means_no_inflation_and_no_evidence() -> None:
+    st = aa.initial()
+    assert aa.inflation(st, info=0.0, seconds=10)[0] == 1.0
+    after = aa.update(
+        st, baseline_events=0, baseline_total=100, primary_events=0, primary_total=900, seconds=10
+    )
+    np.testing.assert_array_equal(after.loglik, st.loglik)
+    assert after.intervals == 1
+    # The primary served nothing: no A/A information either.
+    after = aa.update(
+        st, baseline_events=3, baseline_total=100, primary_events=0, primary_total=0, seconds=10
+    )
+    np.testing.assert_array_equal(after.open_info, st.open_info)
+
+
+def test_the_score_is_the_baseline_share_at_the_null() -> None:
+    st = aa.update(
+        aa.initial(),
+        baseline_events=4,
+        baseline_total=100,
+        primary_events=16,
+        primary_total=300,
+        seconds=10,
+    )
+    # rho = 100/400: score 4 - 20 * 0.25 = -1, information 20 * 0.25 * 0.75 = 3.75 (scales
+    # longer than the interval still open).
+    assert st.open_score[0, 1:] == pytest.approx([-1.0, -1.0, -1.0])
+    assert st.open_info[0, 1:] == pytest.approx([3.75, 3.75, 3.75])
+    assert st.open_info[0, 0] == 0.0  # the interval's own block closed
+    assert st.blocks[0, 0] == 1.0
+
+
+def _simulate_aa(
+    rng: np.random.Generator, *, kappa: float, hold: float, intervals: int, seconds: float
+) -> aa.AAState:
+    """A/A counts at 1000 rps (baseline 20%), p0 1%, per-arm log-normal noise whose log-ratio
+    variance is ``kappa``, held for ``hold`` seconds."""
+    st = aa.initial()
+    sigma = math.sqrt(kappa / 2)
+    zb = zp = 0.0
+    for t in range(intervals):
+        if (t * seconds) % hold == 0:
+            zb, zp = rng.standard_normal(2) * sigma
+        nb, n_p = 2000.0 * seconds / 10, 8000.0 * seconds / 10
+        b = rng.poisson(nb * 0.01 * math.exp(zb - sigma**2 / 2))
+        p = rng.poisson(n_p * 0.01 * math.exp(zp - sigma**2 / 2))
+        st = aa.update(
+            st,
+            baseline_events=b,
+            baseline_total=nb,
+            primary_events=p,
+            primary_total=n_p,
+            seconds=seconds,
+        )
+    return st
+
+
+def test_estimates_the_amount_and_the_correlation_length() -> None:
+    rng = np.random.default_rng(12)
+    # Noise held 2 minutes, 10-s intervals, 6 hours: the 120-s scale carries it.
+    st = _simulate_aa(rng, kappa=0.1, hold=120, intervals=2160, seconds=10)
+    est = aa.noise(st, seconds=10)[0]
+    assert est.block_seconds == 120.0
+    assert 0.05 <= est.kappa <= 0.2  # the grid's neighbours of 0.1 (factor 2)
+    # Independent every interval: the interval itself.
+    st = _simulate_aa(rng, kappa=0.1, hold=10, intervals=2160, seconds=10)
+    est = aa.noise(st, seconds=10)[0]
+    assert est.block_seconds == 10.0
+    assert 0.05 <= est.kappa <= 0.2
+    # No noise: the posterior mean falls far below the noisy cases.
+    st = _simulate_aa(rng, kappa=0.0, hold=10, intervals=2160, seconds=10)
+    assert aa.noise(st, seconds=10)[0].kappa < 0.005
+
+
+def test_a_systematic_difference_reads_as_long_noise() -> None:
+    # The baseline 40% worse than the primary in every interval (fresh pods): the A/A scores
+    # are centred at the known null, so the difference counts as noise at the longest scale.
+    st = aa.initial()
+    for _ in range(180):
+        st = aa.update(
+            st,
+            baseline_events=14,
+            baseline_total=1000,
+            primary_events=40,
+            primary_total=4000,
+            seconds=10,
+        )
+    est = aa.noise(st, seconds=10)[0]
+    assert est.block_seconds == 300.0
+    assert est.shift == pytest.approx(0.4, abs=0.05)
+    assert aa.inflation(st, info=10.0, seconds=10)[0] > 2.0
+
+
+def test_inflation_is_predictable() -> None:
+    # The inflation for interval t depends on earlier intervals only: the same past, whatever
+    # interval t holds, gives the same inflation; it changes only after the update.
+    st = aa.initial()
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        st = aa.update(
+            st,
+            baseline_events=rng.poisson(5),
+            baseline_total=500,
+            primary_events=rng.poisson(20),
+            primary_total=2000,
+            seconds=10,
+        )
+    before = aa.inflation(st, info=4.0, seconds=10)[0]
+    assert aa.inflation(st, info=4.0, seconds=10)[0] == before
+    later = aa.update(
+        st, baseline_events=30, baseline_total=500, primary_events=0, primary_total=2000, seconds=10
+    )
+    assert aa.inflation(later, info=4.0, seconds=10)[0] > before
+
+
+def test_round_trip_and_malformed() -> None:
+    st = _simulate_aa(np.random.default_rng(1), kappa=0.1, hold=60, intervals=50, seconds=10)
+    back = aa.AAState.from_floats(st.to_floats())
+    assert back == st
+    assert back.to_floats() == st.to_floats()
+    with pytest.raises(ValueError, match="A/A state"):
+        aa.AAState.from_floats(st.to_floats()[:-1])
+    with pytest.raises(ValueError, match="A/A state"):
+        aa.AAState.from_floats([1.0, float("nan")])
+    with pytest.raises(ValueError, match="finite numbers >= 0"):
+        aa.update(
+            st, baseline_events=-1, baseline_total=1, primary_events=0, primary_total=1, seconds=1
+        )
+    with pytest.raises(ValueError, match="safety"):
+        aa.initial(safety=0.5)
+
+
+def test_compared_with_the_baseline_when_the_primary_is_empty() -> None:
+    counts, st, own = sq.initial(), aa.initial(), aa.initial()
+    counts, st, own, ref = aa.update_counts(
+        counts, st, own, canary=(5, 500), primary=(0, 0), baseline=(3, 500), seconds=10
+    )
+    assert ref == "baseline"
+    assert counts.canary_events == 5 and counts.stable_events == 3
+    counts, st, own, ref = aa.update_counts(
+        counts, st, own, canary=(5, 500), primary=(20, 4000), baseline=(3, 500), seconds=10
+    )
+    assert ref == "primary"
+    assert counts.stable_events == 23
+
+
+def test_false_rollbacks_stay_below_alpha_without_noise() -> None:
+    # Exact binomial model (Poisson counts, no extra noise): the tempered e-process is a
+    # supermartingale whatever the A/A says, so FR <= alpha = 1% (fixed-seed simulation,
+    # 400 runs of 90 intervals at 300 rps: 0 or few rollbacks; 12 would be > 3% by chance).
+    rng = np.random.default_rng(20261202)
+    fails = 0
+    for _ in range(400):
+        counts, st, own = sq.initial(), aa.initial(), aa.initial()
+        for t in range(90):
+            w = 0.05 + 0.45 * t / 89
+            nc = nb = 3000 * w
+            n_p = 3000 - nc - nb
+            counts, st, own, _ = aa.update_counts(
+                counts,
+                st,
+                own,
+                canary=(rng.poisson(nc * 0.005), nc),
+                primary=(rng.poisson(max(n_p, 0) * 0.005), max(n_p, 0)),
+                baseline=(rng.poisson(nb * 0.005), nb),
+                seconds=10,
+            )
+            if counts.fail_at >= 0:
+                fails += 1
+                break
+    assert fails <= 8  # alpha * 400 = 4; Wilson upper of 8/400 is 3.9%
+
+
+def test_a_bad_canary_is_caught_when_the_baseline_is_quiet() -> None:
+    rng = np.random.default_rng(7)
+    caught = 0
+    for _ in range(40):
+        counts, st, own = sq.initial(), aa.initial(), aa.initial()
+        for _t in range(180):
+            counts, st, own, _ = aa.update_counts(
+                counts,
+                st,
+                own,
+                canary=(rng.poisson(200 * 0.015), 200),
+                primary=(rng.poisson(600 * 0.005), 600),
+                baseline=(rng.poisson(200 * 0.005), 200),
+                seconds=10,
+            )
+            if counts.fail_at >= 0:
+                caught += 1
+                break
+    assert caught == 40  # 3x at 20 rps of canary traffic for 30 minutes
