@@ -187,7 +187,7 @@ class CountState:
     @classmethod
     def from_floats(cls, values: Sequence[float]) -> CountState:
         """Inverse of :meth:`to_floats`; ``ValueError`` on a malformed list."""
-        v = [float(x) for x in values]
+        v = list(map(float, values))
         try:
             delta0, delta_pass, k = v[0], v[1], int(v[2])
             i = 3
@@ -311,14 +311,17 @@ def _deltas(state: CountState) -> FloatArray:
 
 
 def _log_mean_exp(x: FloatArray) -> float:
-    top = float(x.max())
-    return top + math.log(float(np.exp(x - top).sum()) / x.size)
+    # A handful of alternatives: plain floats cost less than numpy's per-call overhead.
+    values: list[float] = x.tolist()
+    top = max(values)
+    exp = math.exp
+    return top + math.log(sum([exp(v - top) for v in values]) / len(values))
 
 
 def mh_delta(state: CountState) -> float:
     """Mantel-Haenszel log rate ratio so far (0.5 added to both sums: finite, shrunk to 0)."""
-    return float(
-        np.clip(math.log((state.mh_num + 0.5) / (state.mh_den + 0.5)), -_DELTA_CLAMP, _DELTA_CLAMP)
+    return min(
+        _DELTA_CLAMP, max(-_DELTA_CLAMP, math.log((state.mh_num + 0.5) / (state.mh_den + 0.5)))
     )
 
 
@@ -497,23 +500,7 @@ def _exp(log_value: float) -> float:
     return math.exp(min(float(log_value), 709.0))
 
 
-_CS_MEMO: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]] = {}
-
-
-def _cs_gather(n: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
-    """Indices ``k ± j`` of the confidence sequence's alternatives for every grid null ``k``
-    (rows: up for each j, then down), clipped, with a mask of those inside the grid."""
-    memo = _CS_MEMO.get(n)
-    if memo is None:
-        k = np.arange(n)
-        steps = np.array([*CS_OFFSETS, *(-j for j in CS_OFFSETS)])[:, None]
-        target = k[None, :] + steps
-        memo = (np.clip(target, 0, n - 1), (target >= 0) & (target < n))
-        _CS_MEMO[n] = memo
-    return memo
-
-
-def _argmax_refined(ll: FloatArray, k: int) -> float:
+def _argmax_refined(ll: Sequence[float], k: int) -> float:
     """Offset (in grid steps, |x| <= 1) of the maximum of a smooth function sampled at
     ``k − 2 … k + 2``: Newton on the cubic Taylor expansion of its derivative from
     fourth-order finite differences (accurate to ~1e-6 in δ on the log-likelihood)."""
@@ -534,33 +521,101 @@ def _argmax_refined(ll: FloatArray, k: int) -> float:
     return x
 
 
+def _rejects(ll: list[float], k: int, step: int, cap: float, limit: float) -> bool:
+    """Whether the one-sided mixture e-process with null grid index ``k`` and alternatives
+    ``k + step · j`` (``j`` in :data:`CS_OFFSETS`, those off the grid count 0) reaches the
+    level: ``mean_j exp(ll[k ± j] − ll[k]) ≥ 2/α``, i.e. ``Σ_j exp(…) ≥ limit``."""
+    f = ll[k]
+    n = len(ll)
+    total = 0.0
+    exp = math.exp
+    for j in CS_OFFSETS:
+        i = k + step * j
+        if not 0 <= i < n:
+            break
+        d = ll[i] - f
+        if d >= cap:  # one term alone reaches the level (and exp could overflow)
+            return True
+        total += exp(d)
+    return total >= limit
+
+
+def _cs_end(ll: list[float], k: int, side: int, *, guess: int, cap: float, limit: float) -> int:
+    """Grid index of the confidence sequence's end on ``side`` (−1: below the maximum ``k``,
+    +1: above it).
+
+    At distance ``r`` from ``k`` on that side, the one-sided mixture looking back towards
+    ``k`` rejects the null for every ``r`` beyond some ``r*`` and for none up to it (concavity,
+    see :func:`_effect`; ``r = 0`` is never rejected). ``r*`` is bracketed by doubling steps
+    from the first guess, then bisected: a few looks when the guess is close."""
+    far = k if side < 0 else len(ll) - 1 - k  # the largest distance on the grid
+
+    def rejected(r: int) -> bool:
+        return _rejects(ll, k + side * r, -side, cap, limit)
+
+    r = min(guess, far)
+    width = 1
+    if rejected(r):  # r* < r: step back towards the maximum
+        bad = r
+        while True:
+            r = bad - width
+            if r <= 0:
+                good = 0
+                break
+            if not rejected(r):
+                good = r
+                break
+            bad = r
+            width *= 2
+    else:  # r* >= r: step away from it
+        good = r
+        while True:
+            r = good + width
+            if r > far:
+                bad = far + 1
+                break
+            if rejected(r):
+                bad = r
+                break
+            good = r
+            width *= 2
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if rejected(mid):
+            bad = mid
+        else:
+            good = mid
+    return k + side * good
+
+
 def _effect(state: CountState, alpha: float) -> tuple[float, float, float]:
     """(estimate, low, high) of ``δ`` from the grid; nan without events."""
     if state.canary_events + state.stable_events <= 0 or state.info <= 0:
         return math.nan, math.nan, math.nan
-    ll = state.loglik
-    n = ll.size
+    ll = state.loglik.tolist()
+    n = len(ll)
     step0 = state.delta0 - GRID_STEP * _K0  # δ of grid index 0
-    k = int(np.argmax(ll))
+    k = int(np.argmax(state.loglik))
     if state.canary_events > 0 and state.stable_events > 0 and 2 <= k < n - 2:
         est = step0 + GRID_STEP * (k + _argmax_refined(ll, k))
     else:  # an infinite MLE (no events in one arm) or beyond the grid: the shrunk MH one
         est = mh_delta(state)
-    # Confidence sequence: grid nulls rejected by neither one-sided mixture at α/2.
-    idx, ok = _cs_gather(n)
-    diff = np.where(ok, ll[idx] - ll[None, :], -np.inf)
+    # Confidence sequence: grid nulls rejected by neither one-sided mixture at α/2. The
+    # tempered log-likelihood is concave in δ (a sum of tempered binomial log-likelihoods), so
+    # ll[k + j] − ll[k] does not increase with k: the upper mixture rejects a prefix of the
+    # grid, the lower one a suffix, and neither rejects the maximum (every term <= 1). The set
+    # is the interval between two boundaries, found on each side of the maximum by bracketing
+    # and bisection (O(log n) looks instead of all n).
     j = len(CS_OFFSETS)
-    top = np.max(diff, axis=0)
-    # log mean exp per side, computed against the larger side's maximum (one exp call).
-    w = np.exp(diff - top[None, :])
-    with np.errstate(divide="ignore"):  # a side without alternatives on the grid: log 0
-        up = np.log(w[:j].sum(axis=0) / j) + top
-        down = np.log(w[j:].sum(axis=0) / j) + top
     level = math.log(2.0 / alpha)
-    inside = np.flatnonzero((up < level) & (down < level))
-    if inside.size == 0:  # misspecified beyond repair: report the estimate alone
-        return est, est, est
-    k_lo, k_hi = int(inside[0]), int(inside[-1])
+    cap = level + math.log(j)
+    limit = j * (2.0 / alpha)
+    # A first guess of the half-width from the normal approximation, sqrt(2·level/I) with I
+    # the tempered information, leaves a few looks per end.
+    info = state.info * state.info / state.info_inflated if state.info_inflated > 0 else 0.0
+    guess = int(math.sqrt(2.0 * level / info) / GRID_STEP) if info > 0 else n
+    k_lo = _cs_end(ll, k, -1, guess=guess, cap=cap, limit=limit)
+    k_hi = _cs_end(ll, k, 1, guess=guess, cap=cap, limit=limit)
     # Round the ends outwards to the next grid value (the boundary lies between them).
     low = -math.inf if k_lo == 0 else step0 + GRID_STEP * (k_lo - 1)
     high = math.inf if k_hi == n - 1 else step0 + GRID_STEP * (k_hi + 1)
