@@ -796,6 +796,8 @@ def _log_average(log_fail: FloatArray, weights: FloatArray) -> FloatArray:
     """``log Σ_j w_j · mean_k exp(log_fail[j, k])``; 0 (e-value 1) before the weights are set
     (floored at ``log 1e-300``: far below any decision)."""
     total = (_mean_exp(log_fail) * weights).sum(axis=-1)
+    if total.ndim == 0:  # one timeline (the controller): plain floats
+        return np.asarray(math.log(max(float(total), 1e-300)) if weights.any() else 0.0)
     out: FloatArray = np.where(weights.any(axis=-1), np.log(np.maximum(total, 1e-300)), 0.0)
     return out
 
@@ -806,6 +808,9 @@ def _log_no_worse(log_pass: FloatArray, body: BoolArray) -> FloatArray:
     if per_bound.shape[-1] == 0:
         return np.full(per_bound.shape[:-1], -np.inf)
     m = per_bound.min(axis=-1)
+    if m.ndim == 0:  # one timeline (the controller): plain floats
+        low = float(m)
+        return np.asarray(math.log(max(low, 1e-300)) if math.isfinite(low) else -math.inf)
     ok = np.isfinite(m)
     out: FloatArray = np.where(ok, np.log(np.maximum(np.where(ok, m, 1.0), 1e-300)), -np.inf)
     return out
