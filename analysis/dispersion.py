@@ -62,7 +62,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from analysis import _validate as check
@@ -141,7 +142,7 @@ class DispersionState:
         variance up to ``κ₀`` held for ``T₀`` averages to ``κ₀ T₀ / L`` over a longer block."""
         t0 = self.prior_time(seconds)
         top = self.prior * min(1.0, t0 / length) if length > 0 else self.prior
-        return (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
+        return _grid(top)
 
     def kappa(self, seconds: float) -> tuple[float, ...]:
         """Upper posterior ``q``-quantile of ``κ`` per scale (interval first), for intervals of
@@ -152,26 +153,30 @@ class DispersionState:
 
     def posterior(self, seconds: float) -> tuple[tuple[float, float], ...]:
         """(upper ``q``-quantile, mean) of ``κ`` per scale, as in :meth:`kappa`."""
+        # The hot path of every judge step: plain floats (numpy costs more on 9 numbers).
         out: list[tuple[float, float]] = []
+        t0 = self.prior_time(seconds)
+        span = max(t0, seconds)
+        log_prior = _log_prior(self.null_mass)
+        log, exp = math.log, math.exp
         for i, length in enumerate(self._lengths()):
-            t0 = self.prior_time(seconds)
-            if self.blocks[i] == 0 and length > max(t0, seconds):
+            if self.blocks[i] == 0 and length > span:
                 out.append((0.0, 0.0))
                 continue
             top = self.prior * min(1.0, t0 / length) if length > 0 else self.prior
-            row = self.loglik[i]
+            grid = _grid(top)
             w = self.open_info[i]
-            if w > 0:
-                # The block being filled is evidence too (its intervals are all earlier ones):
-                # without it a rollout shorter than a block would be judged on the prior alone.
-                u2, b = self.open_score[i] ** 2, self.open_spread[i] ** 2
-                row = tuple(
-                    acc
-                    - 0.5 * math.log(w * (1.0 + k * w) + b)
-                    - u2 / (2.0 * (w * (1.0 + k * w) + b))
-                    for k, acc in zip(_grid(top), row, strict=True)
-                )
-            out.append(_summary(row, top, self.null_mass, self.quantile))
+            if w <= 0:
+                out.append(_summary(self.loglik[i], top, self.null_mass, self.quantile))
+                continue
+            # The block being filled is evidence too (its intervals are all earlier ones):
+            # without it a rollout shorter than a block would be judged on the prior alone.
+            u2, b = self.open_score[i] ** 2, self.open_spread[i] ** 2
+            post = []
+            for k, acc, lp in zip(grid, self.loglik[i], log_prior, strict=True):
+                var = w * (1.0 + k * w) + b
+                post.append(lp + (acc - 0.5 * log(var) - u2 / (2.0 * var)))
+            out.append(_summary_of(post, grid, self.quantile, exp))
         return tuple(out)
 
     def _lengths(self) -> tuple[float, ...]:
@@ -202,13 +207,13 @@ class DispersionState:
     @classmethod
     def from_floats(cls, values: Sequence[float]) -> DispersionState:
         """Inverse of :meth:`to_floats`; raises ``ValueError`` on a malformed list."""
-        v = [float(x) for x in values]
+        v = list(map(float, values))
         if not v or not v[0].is_integer() or v[0] < 0:
             raise ValueError("dispersion state: first number must be the count of scales")
         k = int(v[0])
         m = k + 1
         size = 1 + k + _PARAMS + (_OPEN + 1) * m + _K * m
-        if len(v) != size or not all(math.isfinite(x) for x in v):
+        if len(v) != size or not all(map(math.isfinite, v)):
             raise ValueError(f"dispersion state: expected {size} finite numbers")
         scales = tuple(v[1 : 1 + k])
         prior, prior_seconds, null_mass, quantile, slack, safety = v[1 + k : 1 + k + _PARAMS]
@@ -238,27 +243,43 @@ def _grid(top: float) -> tuple[float, ...]:
     return (*(top * 2.0**-j for j in range(GRID_POINTS)), 0.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _log_prior(null_mass: float) -> tuple[float, ...]:
+    """Log prior weight of each grid level (``κ₀ · 2^-j``, then 0)."""
+    null = math.log(null_mass) if null_mass > 0 else -math.inf
+    rest = math.log((1.0 - null_mass) / GRID_POINTS) if null_mass < 1 else -math.inf
+    return (*(rest for _ in range(GRID_POINTS)), null)
+
+
 @functools.lru_cache(maxsize=4096)
 def _summary(
     loglik: tuple[float, ...], top: float, null_mass: float, quantile: float
 ) -> tuple[float, float]:
     """(upper ``quantile``, mean) of the posterior on the grid ``top · 2^-j`` and 0 (cached:
     a scale's posterior changes only when one of its blocks completes)."""
-    grid = _grid(top)
-    null = math.log(null_mass) if null_mass > 0 else -math.inf
-    rest = math.log((1.0 - null_mass) / GRID_POINTS) if null_mass < 1 else -math.inf
-    post = [(rest if j < GRID_POINTS else null) + ll for j, ll in enumerate(loglik)]
+    post = [lp + ll for lp, ll in zip(_log_prior(null_mass), loglik, strict=True)]
+    return _summary_of(post, _grid(top), quantile, math.exp)
+
+
+def _summary_of(
+    post: list[float],
+    grid: tuple[float, ...],
+    quantile: float,
+    exp: Callable[[float], float],
+) -> tuple[float, float]:
+    """(upper ``quantile``, mean) of the grid's posterior from its unnormalised log weights
+    (at least one finite)."""
     best = max(post)
-    weights = [math.exp(x - best) if x > -math.inf else 0.0 for x in post]
+    weights = [exp(x - best) for x in post]  # exp(−inf) is 0: a level without prior mass
     total = sum(weights)
-    mean = sum(k * w for k, w in zip(grid, weights, strict=True)) / total
+    mean = sum(map(operator.mul, grid, weights)) / total
     # Quantile from the top: the largest κ whose upper tail holds >= 1 − q.
     tail = 0.0
+    limit = 1.0 - quantile
     chosen = 0.0
-    for kappa, w in zip(grid, weights, strict=True):
+    for chosen, w in zip(grid, weights, strict=True):  # noqa: B007 (the last if none is)
         tail += w / total
-        chosen = kappa
-        if tail >= 1.0 - quantile:
+        if tail >= limit:
             break
     return chosen, mean
 
@@ -399,7 +420,6 @@ def update(
     n = list(state.blocks)
     ll = list(state.loglik)
     for i, length in enumerate(state._lengths()):
-        grid = state.kappas(length, seconds)
         o_u[i] += u
         o_w[i] += info
         o_s[i] += seconds
@@ -408,12 +428,14 @@ def update(
             w = o_w[i]
             if w > 0:
                 n[i] += 1.0
+                grid = state.kappas(length, seconds)
                 u2 = o_u[i] ** 2
                 b = o_v[i] ** 2
                 row = []
+                log = math.log
                 for kappa, acc in zip(grid, ll[i], strict=True):
                     var = w * (1.0 + kappa * w) + b
-                    row.append(acc - 0.5 * math.log(var) - u2 / (2.0 * var))
+                    row.append(acc - 0.5 * log(var) - u2 / (2.0 * var))
                 top = max(row)  # only differences matter: keep the numbers small
                 ll[i] = tuple(x - top for x in row)
             o_u[i] = o_w[i] = o_s[i] = o_v[i] = 0.0

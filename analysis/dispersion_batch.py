@@ -181,31 +181,42 @@ def posterior_arrays(
 ) -> tuple[FloatArray, FloatArray]:
     """(upper ``q``-quantile, mean) of ``κ`` per series and scale, as
     :meth:`DispersionState.posterior` (the block being filled counted; a silent scale 0)."""
-    _, _, silent = _per_scale(st, seconds)
-    grid = _grid(st, seconds, prior)
+    factor, _, silent = _per_scale(st, seconds)
+    # Noise levels per series, scale and grid point: top · 2^-j (as _grid).
+    top: FloatArray = np.asarray(st.prior * factor if prior is None else prior[..., None] * factor)
+    grid = top[..., None] * _STEPS
     row = st.loglik
     w = st.open_info[..., None]
-    if np.any(w > 0):
-        var = w * (1.0 + grid * w) + (st.open_spread**2)[..., None]
-        safe = np.where(w > 0, var, 1.0)
-        extra = -0.5 * np.log(safe) - (st.open_score**2)[..., None] / (2.0 * safe)
-        row = np.where(w > 0, row + extra, row)
-    null = np.log(st.null_mass) if st.null_mass > 0 else -np.inf
-    rest = np.log((1.0 - st.null_mass) / GRID_POINTS) if st.null_mass < 1 else -np.inf
-    log_prior = np.array([*(rest for _ in range(GRID_POINTS)), null])
-    post = log_prior + row
+    # The block being filled counts where it holds information. Where it holds none, its
+    # score and spread are 0 too (both only grow with information), so adding 1 to the
+    # variance there makes its term exactly 0 (log 1, 0 / 2): no masks needed.
+    var = w * (1.0 + grid * w) + (st.open_spread**2)[..., None] + (w <= 0)
+    row = row + (-0.5 * np.log(var) - (st.open_score**2)[..., None] / (2.0 * var))
+    post = _log_prior(st.null_mass) + row
     best = post.max(axis=-1, keepdims=True)
-    weights = np.where(post > -np.inf, np.exp(post - best), 0.0)
+    weights = np.exp(post - best)  # exp(−inf) is 0: a level without prior mass
     # Sequential sums (cumsum), as the scalar module adds them.
-    total = np.cumsum(weights, axis=-1)[..., -1]
+    cum = np.cumsum(weights, axis=-1)
+    total = cum[..., -1]
     mean = np.cumsum(grid * weights, axis=-1)[..., -1] / total
-    tail = np.cumsum(weights / total[..., None], axis=-1)
-    hit = tail >= 1.0 - st.quantile
-    idx = np.where(hit.any(axis=-1), hit.argmax(axis=-1), _K - 1)
-    full = np.broadcast_to(grid, post.shape)
-    upper = np.take_along_axis(full, idx[..., None], axis=-1)[..., 0]
+    # The first level whose upper tail reaches 1 − q (the tail only grows along the grid).
+    idx = np.minimum((cum < (1.0 - st.quantile) * total[..., None]).sum(axis=-1), _K - 1)
+    upper = top * _STEPS[idx]
     quiet = silent & (st.blocks == 0)
-    return np.where(quiet, 0.0, upper), np.where(quiet, 0.0, mean)
+    if quiet.any():
+        return np.where(quiet, 0.0, upper), np.where(quiet, 0.0, mean)
+    return upper, mean
+
+
+_LOG_PRIOR: dict[float, FloatArray] = {}
+
+
+def _log_prior(null_mass: float) -> FloatArray:
+    """Log prior weight per grid level (``κ₀ · 2^-j``, then 0), cached per null mass."""
+    hit = _LOG_PRIOR.get(null_mass)
+    if hit is None:
+        hit = _LOG_PRIOR[null_mass] = np.array(dispersion._log_prior(null_mass))
+    return hit
 
 
 def kappa_arrays(
@@ -279,18 +290,22 @@ def advance_arrays(
     o_u = st.open_score + u
     o_w = st.open_info + w
     o_s = st.open_seconds + seconds
-    o_v = st.open_spread + (info * np.sqrt(estimate_variance))[..., None]
+    if isinstance(estimate_variance, float) and estimate_variance == 0.0:
+        o_v = st.open_spread  # nothing to add (the latency judge's case)
+    else:
+        o_v = st.open_spread + (info * np.sqrt(estimate_variance))[..., None]
     close = o_s >= _lengths(st)
     counted = close & (o_w > 0)
     loglik = st.loglik
     if counted.any():
         grid = _grid(st, seconds, prior)
         wk = o_w[..., None]
-        var = wk * (1.0 + grid * wk) + (o_v**2)[..., None]
-        safe = np.where(counted[..., None], var, 1.0)
-        row = loglik - 0.5 * np.log(safe) - (o_u**2)[..., None] / (2.0 * safe)
-        row = row - row.max(axis=-1, keepdims=True)  # only differences matter
-        loglik = np.where(counted[..., None], row, loglik)
+        mask = counted[..., None]
+        # Rows that do not complete a block get variance 1 and score 0, so a term of exactly
+        # 0: they stay as they are (every row's maximum is 0, the normalisation keeps them).
+        var = (wk * (1.0 + grid * wk) + (o_v**2)[..., None]) * mask + ~mask
+        row = loglik - 0.5 * np.log(var) - ((o_u * counted) ** 2)[..., None] / (2.0 * var)
+        loglik = row - row.max(axis=-1, keepdims=True)  # only differences matter
     keep = ~close
     return DispersionArrays(
         st.scales,

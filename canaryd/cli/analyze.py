@@ -148,6 +148,7 @@ def _documents(text: str | bytes) -> Iterator[tuple[int, Any]]:
         whole = _parse(stripped.decode("utf-8"))
     except UnicodeDecodeError:
         whole = None
+    del stripped  # a copy of the input: not needed while the document is judged
     if isinstance(whole, dict):
         yield 1, whole
         return
@@ -168,7 +169,9 @@ class _Broken:
 
 
 def analyze_document(doc: Any) -> dict[str, Any]:
-    """Judge one recorded rollout; raises :class:`InputError` naming the bad field."""
+    """Judge one recorded rollout; raises :class:`InputError` naming the bad field.
+
+    ``doc["intervals"]`` is consumed (emptied to None entries) as it is read."""
     if isinstance(doc, _Broken):
         raise InputError(doc.message)
     if not isinstance(doc, dict):
@@ -193,6 +196,9 @@ def analyze_document(doc: Any) -> dict[str, Any]:
     names = {m.name for m in analysis.metrics}
     histories: dict[str, list[IntervalRecord]] = {m.name: [] for m in analysis.metrics}
     for i, raw in enumerate(intervals):
+        # Each parsed interval is dropped once read: a long timeline is held once (as
+        # records), not twice (as parsed JSON and records).
+        intervals[i] = None
         where = f"intervals[{i}]"
         if not isinstance(raw, dict):
             raise InputError(f"{where}: expected an object")
@@ -216,6 +222,7 @@ def analyze_document(doc: Any) -> dict[str, Any]:
                 raise InputError(
                     f"{where}.metrics: unknown metric {name!r}; known: {sorted(names)}"
                 )
+        shared: IntervalRecord | None = None
         for spec in analysis.metrics:
             if spec.kind == MetricKind.TEMPLATE:
                 data = per_metric.get(spec.name)
@@ -233,7 +240,12 @@ def analyze_document(doc: Any) -> dict[str, Any]:
                         stable=_arm(data.get("stable"), f"{mw}.stable", template=True),
                     )
             else:
-                rec = IntervalRecord(weight=weight, canary=canary, stable=stable, baseline=baseline)
+                # One record for every metric judged on the interval's own arms.
+                if shared is None:
+                    shared = IntervalRecord(
+                        weight=weight, canary=canary, stable=stable, baseline=baseline
+                    )
+                rec = shared
             histories[spec.name].append(rec)
     try:
         result = replay(analysis, histories)

@@ -79,7 +79,8 @@ LIVE_READS: frozenset[Call] = frozenset(
 )
 """GETs the controller makes only off the happy path: every kind a tick reads is held in an
 informer cache, and one object is read live only after a write to it conflicted (409) or in a
-namespace no store covers (canaryd.adapters.cache.Reader.live; tests/controller cover it). A clean run like this one never makes them, so they may go unused here."""
+namespace no store covers (canaryd.adapters.cache.Reader.live; tests/controller cover it). A
+clean run like this one never makes them, so they may go unused here."""
 
 
 def check_exact(

@@ -14,6 +14,7 @@ before the state existed (history only) is folded once on its first step, then c
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,7 +105,14 @@ def _clip(record: IntervalRecord) -> tuple[float, float, float, float]:
 
 def fresh(analysis: AnalysisSpec) -> CountState:
     """The state before any interval, for ``analysis``' settings."""
-    return sq.initial(tolerance=analysis.tolerated_degradation)
+    return _initial(analysis.tolerated_degradation)
+
+
+@functools.lru_cache(maxsize=64)
+def _initial(tolerance: float) -> CountState:
+    # Every step compares the stored state's settings with a fresh one: build it once per
+    # tolerance (a CountState is immutable, its arrays are never changed in place).
+    return sq.initial(tolerance=tolerance)
 
 
 def _arm(errors: float, requests: float) -> tuple[float, float]:
