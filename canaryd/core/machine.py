@@ -295,7 +295,7 @@ class _Tick:
         traffic = self.obs.traffic
         observed = (traffic.canary_weight, traffic.mirror_percent) if traffic else None
         if observed != (weight, mirror) or self.status.canary_weight != weight:
-            self.act(SetWeight(weight, mirror))
+            self.act(SetWeight(weight, mirror_percent=mirror))
         self.set(canary_weight=weight)
 
     def decision(self) -> Decision:
@@ -539,7 +539,7 @@ def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
             f"set to {weight}%",
             warning=True,
         )
-        t.act(SetWeight(weight, mirror))
+        t.act(SetWeight(weight, mirror_percent=mirror))
     elif observed is not None and observed.mirror_percent != mirror:
         t.event(
             "TrafficCorrected",
@@ -547,7 +547,7 @@ def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
             f"{mirror}%: set to {mirror}%",
             warning=mirror == 0,  # (entering a mirroring step after a restart is no drift)
         )
-        t.act(SetWeight(weight, mirror))
+        t.act(SetWeight(weight, mirror_percent=mirror))
     t.set(canary_weight=weight)
 
 

@@ -9,7 +9,7 @@ notice is recorded as pending in the status before it is sent, and removed once 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -170,7 +170,7 @@ class TrafficState:
     """Weights currently routed (primary + canary == 100)."""
 
     canary_weight: int
-    mirror_percent: int = 0
+    mirror_percent: int = field(default=0, kw_only=True)
     """Percent of requests copied (mirrored) to the canary; 0: no mirroring."""
 
     @property
@@ -277,7 +277,7 @@ class EnsureRouting:
 @dataclass(frozen=True, slots=True)
 class SetWeight:
     canary_weight: int
-    mirror_percent: int = 0
+    mirror_percent: int = field(default=0, kw_only=True)
     """Percent of requests mirrored to the canary (spec.mirror's step); 0: none."""
 
 

@@ -161,7 +161,9 @@ class World:
             generation=self.rollout.metadata.generation,
             target=self.target(),
             primary=self.primary(),
-            traffic=TrafficState(self.weight, self.mirror) if self.weight is not None else None,
+            traffic=TrafficState(self.weight, mirror_percent=self.mirror)
+            if self.weight is not None
+            else None,
             readings=readings(weight) if plan.metrics and readings is not None else None,
             gates=gates,
             action_annotation=self.annotation,

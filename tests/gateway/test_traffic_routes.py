@@ -92,7 +92,7 @@ def test_ab_rules_route_matches_to_the_canary_and_the_rest_to_the_primary(
 
 def test_mirror_filter_on_the_primary_rule(route_schema: RouteValidator) -> None:
     r = rollout(mirror={"percent": 30, "iterations": 2})
-    body = routes.desired_http_route(r, 0, 30)
+    body = routes.desired_http_route(r, 0, mirror_percent=30)
     route_schema.check(body)
     [rule] = body["spec"]["rules"]
     assert rule["filters"] == [
@@ -112,7 +112,7 @@ def test_mirror_filter_on_the_primary_rule(route_schema: RouteValidator) -> None
     state = routes.generated_weights(r, plain)
     assert state is not None and (state.canary_weight, state.mirror_percent) == (5, 0)
     with pytest.raises(ValueError, match=r"0\.\.100"):
-        routes.desired_http_route(r, 0, 101)
+        routes.desired_http_route(r, 0, mirror_percent=101)
 
 
 def test_mirror_read_as_percent_fraction_or_default() -> None:
@@ -131,7 +131,7 @@ def test_mirror_read_as_percent_fraction_or_default() -> None:
 
 
 def test_the_validator_catches_what_the_cel_rules_refuse(route_schema: RouteValidator) -> None:
-    body = routes.desired_http_route(rollout(mirror={"iterations": 1}), 0, 50)
+    body = routes.desired_http_route(rollout(mirror={"iterations": 1}), 0, mirror_percent=50)
     mirror = body["spec"]["rules"][0]["filters"][0]["requestMirror"]
     mirror["fraction"] = {"numerator": 1, "denominator": 2}
     assert any("only one of percent or fraction" in e for e in route_schema.errors(body))
@@ -211,7 +211,7 @@ def test_ab_and_mirror_routes_are_stored_as_written(
     router.set_weights(mirror, canary_weight=0, mirror_percent=40)  # creates, then mirrors
     stored = get_route(api, "mi")
     route_schema.check(stored)
-    assert stored["spec"] == routes.desired_http_route(mirror, 0, 40)["spec"]
+    assert stored["spec"] == routes.desired_http_route(mirror, 0, mirror_percent=40)["spec"]
     state = router.get_weights(mirror)
     assert state is not None and (state.canary_weight, state.mirror_percent) == (0, 40)
     # Reconcile keeps the mirror; an unchanged set_weights writes nothing.

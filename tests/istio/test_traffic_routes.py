@@ -56,7 +56,7 @@ def test_ab_routes_matches_first_then_everyone_else_to_the_primary(
 
 def test_mirror_on_the_primary_route(vs_schema: VSValidator) -> None:
     r = rollout(mirror={"percent": 30, "iterations": 2})
-    body = routes.desired_virtual_service(r, 0, 30)
+    body = routes.desired_virtual_service(r, 0, mirror_percent=30)
     vs_schema.check(body)
     [route] = body["spec"]["http"]
     assert route["mirror"] == {"host": "web-canary", "port": {"number": 80}}
@@ -87,7 +87,10 @@ def test_ab_and_mirror_virtual_services_are_stored_as_written(
             "networking.istio.io", "v1", NS, "virtualservices", name
         )
         vs_schema.check(stored)
-        assert stored["spec"] == routes.desired_virtual_service(r, weight, mirror)["spec"]
+        assert (
+            stored["spec"]
+            == routes.desired_virtual_service(r, weight, mirror_percent=mirror)["spec"]
+        )
         state = router.get_weights(r)
         assert state is not None and (state.canary_weight, state.mirror_percent) == (weight, mirror)
         router.reconcile(r, canary_weight=0)  # keeps what is routed, mirror included

@@ -94,8 +94,10 @@ def test_gateway_precedence_is_by_matches_not_list_order() -> None:
 
 def test_mirrors_copy_their_share_on_both_routers() -> None:
     mirror = {"percent": 40, "iterations": 1}
-    vs = istio_routes.desired_virtual_service(rollout("istio", mirror=mirror), 0, 40)
-    route = gateway_routes.desired_http_route(rollout("gateway-api", mirror=mirror), 0, 40)
+    vs = istio_routes.desired_virtual_service(rollout("istio", mirror=mirror), 0, mirror_percent=40)
+    route = gateway_routes.desired_http_route(
+        rollout("gateway-api", mirror=mirror), 0, mirror_percent=40
+    )
     for split in (istio_split(vs, []), gateway_split(route, [])):
         assert split.weights == {"web-primary": 100, "web-canary": 0}
         assert split.mirrored == {"web-canary": pytest.approx(40)}

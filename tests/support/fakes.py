@@ -173,7 +173,7 @@ class FakeCluster:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         if self.weight is None:
             return None
-        return TrafficState(self.weight, self.mirror_percent)
+        return TrafficState(self.weight, mirror_percent=self.mirror_percent)
 
     def set_weights(self, rollout: Rollout, *, canary_weight: int, mirror_percent: int = 0) -> None:
         assert 0 <= canary_weight <= 100 and 0 <= mirror_percent <= 100

@@ -134,7 +134,7 @@ class GeneratedRouter:
             current = routes.generated_weights(rollout, existing) if existing else None
             weight = current.canary_weight if current is not None else canary_weight
             mirror = current.mirror_percent if current is not None else 0
-            desired = routes.desired_http_route(rollout, weight, mirror)["spec"]
+            desired = routes.desired_http_route(rollout, weight, mirror_percent=mirror)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self._for(rollout).update(ns, name, keep)
@@ -149,7 +149,9 @@ class GeneratedRouter:
         routes.check_weight(canary_weight)
         ns = rollout.metadata.namespace
         name = routes.generated_names(rollout).http_route
-        desired = routes.desired_http_route(rollout, canary_weight, mirror_percent)["spec"]
+        desired = routes.desired_http_route(rollout, canary_weight, mirror_percent=mirror_percent)[
+            "spec"
+        ]
         if self._for(rollout).get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight)
             if not mirror_percent:

@@ -228,7 +228,7 @@ def mirror_filter(service: str, port: int | None, percent: int) -> JSON:
     return {"type": "RequestMirror", "requestMirror": {"backendRef": ref, "percent": percent}}
 
 
-def desired_http_route(rollout: Rollout, canary_weight: int, mirror_percent: int = 0) -> JSON:
+def desired_http_route(rollout: Rollout, canary_weight: int, *, mirror_percent: int = 0) -> JSON:
     """The HTTPRoute (``spec.service.routeKind: GRPCRoute``: the GRPCRoute, weights only) of
     generated mode with ``canary_weight`` % to the canary.
 
@@ -337,8 +337,10 @@ def generated_weights(rollout: Rollout, route: Mapping[str, Any]) -> TrafficStat
         weight = read_weights(route, ref).canary_weight
     except PermanentError:
         return None
-    state = TrafficState(weight, mirrored(route, ref.canary_service))
-    owned = desired_http_route(rollout, state.canary_weight, state.mirror_percent)["spec"]
+    state = TrafficState(weight, mirror_percent=mirrored(route, ref.canary_service))
+    owned = desired_http_route(rollout, state.canary_weight, mirror_percent=state.mirror_percent)[
+        "spec"
+    ]
     return state if route.get("spec") == owned else None
 
 

@@ -130,7 +130,7 @@ class HostRouter:
             current = routes.host_weights(rollout, existing) if existing is not None else None
             weight = current.canary_weight if current is not None else canary_weight
             mirror = current.mirror_percent if current is not None else 0
-            desired = routes.desired_virtual_service(rollout, weight, mirror)["spec"]
+            desired = routes.desired_virtual_service(rollout, weight, mirror_percent=mirror)["spec"]
             return None if existing is not None and existing.get("spec") == desired else desired
 
         self.vs.update(ns, name, keep)
@@ -143,7 +143,9 @@ class HostRouter:
         routes.check_weight(canary_weight)
         ns = rollout.metadata.namespace
         name = routes.host_names(rollout).virtual_service
-        desired = routes.desired_virtual_service(rollout, canary_weight, mirror_percent)["spec"]
+        desired = routes.desired_virtual_service(
+            rollout, canary_weight, mirror_percent=mirror_percent
+        )["spec"]
         if self.vs.get(ns, name) is None:
             self.reconcile(rollout, canary_weight=canary_weight)
             if not mirror_percent:

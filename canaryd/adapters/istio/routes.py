@@ -151,7 +151,9 @@ def istio_match(match: RequestMatch) -> JSON:
     return out
 
 
-def desired_virtual_service(rollout: Rollout, canary_weight: int, mirror_percent: int = 0) -> JSON:
+def desired_virtual_service(
+    rollout: Rollout, canary_weight: int, *, mirror_percent: int = 0
+) -> JSON:
     """The VirtualService of host-level mode with ``canary_weight`` % to the canary.
 
     With ``spec.abTest`` the weight applies to the requests matching it (route ``canary``,
