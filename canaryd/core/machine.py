@@ -337,7 +337,7 @@ class _Tick:
             else None
         )
         if observed != (weight, baseline, mirror) or self.status.canary_weight != weight:
-            self.act(SetWeight(weight, baseline, mirror))
+            self.act(SetWeight(weight, baseline, mirror_percent=mirror))
         self.set(canary_weight=weight)
 
     def baseline_weight(self, canary_weight: int) -> int:
@@ -603,7 +603,7 @@ def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
             f"set to {weight}%",
             warning=True,
         )
-        t.act(SetWeight(weight, baseline, mirror))
+        t.act(SetWeight(weight, baseline, mirror_percent=mirror))
     elif observed is not None and observed.baseline_weight != baseline:
         # The baseline became ready (routed now) or lost its ready pods (withdrawn): its weight
         # follows its readiness, the canary's is untouched.
@@ -613,7 +613,7 @@ def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
             f"{name} weight {observed.baseline_weight}% -> {baseline}% (canary {weight}%)",
             warning=baseline == 0,
         )
-        t.act(SetWeight(weight, baseline, mirror))
+        t.act(SetWeight(weight, baseline, mirror_percent=mirror))
     elif observed is not None and observed.mirror_percent != mirror:
         t.event(
             "TrafficCorrected",
@@ -621,7 +621,7 @@ def _reassert_routing(t: _Tick, weight: int, mirror: int = 0) -> None:
             f"{mirror}%: set to {mirror}%",
             warning=mirror == 0,  # (entering a mirroring step after a restart is no drift)
         )
-        t.act(SetWeight(weight, baseline, mirror))
+        t.act(SetWeight(weight, baseline, mirror_percent=mirror))
     t.set(canary_weight=weight)
 
 
@@ -661,7 +661,9 @@ def _baseline(t: _Tick) -> None:
     )
     if routed > 0:
         mirror = set_weights[-1].mirror_percent if set_weights else _mirror(t)
-        t.act(SetWeight(t.status.canary_weight, 0, mirror))  # traffic leaves before pods do
+        t.act(
+            SetWeight(t.status.canary_weight, 0, mirror_percent=mirror)
+        )  # traffic leaves before pods do
     t.act(RemoveBaseline())
 
 

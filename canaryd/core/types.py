@@ -9,7 +9,7 @@ notice is recorded as pending in the status before it is sent, and removed once 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -175,7 +175,7 @@ class TrafficState:
     canary_weight: int
     baseline_weight: int = 0
     """Weight of the baseline arm (``spec.baseline``); 0 without one."""
-    mirror_percent: int = 0
+    mirror_percent: int = field(default=0, kw_only=True)
     """Percent of requests copied (mirrored) to the canary; 0: no mirroring."""
 
     @property
@@ -298,7 +298,7 @@ class EnsureRouting:
 class SetWeight:
     canary_weight: int
     baseline_weight: int = 0
-    mirror_percent: int = 0
+    mirror_percent: int = field(default=0, kw_only=True)
     """Percent of requests mirrored to the canary (spec.mirror's step); 0: none."""
 
 

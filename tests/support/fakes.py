@@ -191,7 +191,7 @@ class FakeCluster:
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
         if self.weight is None:
             return None
-        return TrafficState(self.weight, self.baseline_weight, self.mirror_percent)
+        return TrafficState(self.weight, self.baseline_weight, mirror_percent=self.mirror_percent)
 
     def set_weights(
         self,

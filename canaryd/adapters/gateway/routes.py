@@ -259,7 +259,7 @@ def mirror_filter(service: str, port: int | None, percent: int) -> JSON:
 
 
 def desired_http_route(
-    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, mirror_percent: int = 0
+    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, *, mirror_percent: int = 0
 ) -> JSON:
     """The HTTPRoute (``spec.service.routeKind: GRPCRoute``: the GRPCRoute, weights only) of
     generated mode with ``canary_weight`` % to the canary (and ``baseline_weight`` % to the

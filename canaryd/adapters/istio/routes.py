@@ -186,7 +186,7 @@ def istio_match(match: RequestMatch) -> JSON:
 
 
 def desired_virtual_service(
-    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, mirror_percent: int = 0
+    rollout: Rollout, canary_weight: int, baseline_weight: int = 0, *, mirror_percent: int = 0
 ) -> JSON:
     """The VirtualService of host-level mode with ``canary_weight`` % to the canary (and
     ``baseline_weight`` % to the baseline, with ``spec.baseline``: a three-way split of the
