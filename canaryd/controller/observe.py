@@ -141,19 +141,20 @@ def observe(
     deleting = meta.deletion_timestamp
     target = workloads.state(ns, target_name)
     primary = workloads.state(ns, primary_name(target_name))
-    # The baseline is read only when the spec has one, or when a baseline is left to remove
-    # (the spec dropped it, or the Rollout ended): the status's phase says when one may exist.
-    baseline = (
-        workloads.state(ns, baseline_name(target_name))
-        if rollout.spec.baseline is not None or _may_have_baseline(rollout)
-        else None
-    )
     traffic: TrafficState | None = None
     traffic_error: str | None = None
     try:
         traffic = router.get_weights(rollout)
     except PermanentError as exc:
         traffic_error = str(exc)
+    # The baseline is read only when the spec has one, or when one may be left to remove: the
+    # spec dropped it mid-rollout, and the route (still three-way) no longer reads as canaryd's
+    # shape for the spec. A Rollout without spec.baseline costs no read in any other tick.
+    baseline = (
+        workloads.state(ns, baseline_name(target_name))
+        if rollout.spec.baseline is not None or (traffic is None and _may_have_baseline(rollout))
+        else None
+    )
     readings = None
     if plan.metrics and deleting is None:
         readings = read_metrics(rollout, resources, metrics_for(rollout), plan=plan, now=now)
@@ -178,7 +179,7 @@ def observe(
 def _may_have_baseline(rollout: Rollout) -> bool:
     """A Rollout without ``spec.baseline`` may still have one left when the spec dropped it
     while a rollout was under way (it is removed in that tick; an ended or idle Rollout has
-    none, so no read is spent on it)."""
+    none)."""
     return rollout.status.phase in (
         Phase.PROGRESSING,
         Phase.WAITING,

@@ -653,12 +653,17 @@ def _baseline(t: _Tick) -> None:
         return
     if observed is None:
         return
+    # What the baseline is routed after this tick's effects: the last SetWeight says; else an
+    # EnsureRouting of a route that did not read as canaryd's (it is rewritten with the weights
+    # given); else the route as observed; unknown (no route read, none written) counts as routed.
     set_weights = [e for e in t.effects if isinstance(e, SetWeight)]
-    routed = (
-        set_weights[-1].baseline_weight
-        if set_weights
-        else (t.obs.traffic.baseline_weight if t.obs.traffic is not None else 0)
-    )
+    ensured = [e for e in t.effects if isinstance(e, EnsureRouting)]
+    if set_weights:
+        routed = set_weights[-1].baseline_weight
+    elif t.obs.traffic is not None:
+        routed = t.obs.traffic.baseline_weight
+    else:
+        routed = ensured[-1].baseline_weight if ensured else 1
     if routed > 0:
         mirror = set_weights[-1].mirror_percent if set_weights else _mirror(t)
         t.act(

@@ -126,8 +126,13 @@ def start(cluster: Cluster, prometheus: PrometheusServer, **spec: Any) -> None: 
     cluster.deploy("podinfo", "podinfo:1.0")
     cluster.create_rollout("podinfo", "podinfo", schedule=SCHEDULE, baseline={}, **spec)
     wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=30)
+    # Three scrapes of the primary before the release: its series must exist in Prometheus
+    # before the first interval starts. A series whose first sample falls inside an interval
+    # is counted from zero (right for a new pod; here it would be a primary that had served
+    # for seconds before Prometheus first scraped it, and the stable arm would count all of it).
     prometheus.wait_for_series(
-        'istio_requests_total{destination_workload="podinfo-primary"}', timeout=30
+        'count_over_time(istio_requests_total{destination_workload="podinfo-primary"}[1m]) >= 3',
+        timeout=30,
     )
 
 
@@ -164,7 +169,12 @@ def assert_three_arms_judged_equal_served(
         ends = scrapes_near(sim, workload, last_end)
         assert ends, f"no scrape of {workload} near the last analysis"
         served = {(b[0] - a[0], b[1] - a[1]) for a in starts for b in ends}
-        assert got in served, f"{arm}: judged {got}, served {sorted(served)}"
+        evidence = next(m for m in status["analysis"]["metrics"] if m["name"] == "error-rate")
+        per_interval = [(h["weight"], h[arm]["requests"]) for h in evidence["history"]]
+        assert got in served, (
+            f"{arm}: judged {got}, served {sorted(served)}; first interval from {first_start}, "
+            f"last to {last_end}; intervals {per_interval}; weights {status['weightHistory']}"
+        )
         out[arm] = got
     return out
 

@@ -94,7 +94,16 @@ def test_a_release_with_a_baseline_splits_three_ways_and_removes_it_on_promotion
 
 def test_without_spec_baseline_nothing_changes() -> None:
     plain = Rig()
+    asked: list[str] = []
+    state = plain.cluster.state
+
+    def recording(namespace: str, name: str) -> Any:
+        asked.append(name)
+        return state(namespace, name)
+
+    plain.cluster.state = recording  # type: ignore[method-assign]
     seen = release(plain)
+    assert asked and BASELINE not in asked  # not even read
     assert seen[-1] == "Succeeded"
     assert not any("baseline" in c for c in plain.cluster.faults.calls)
     assert all("/" not in c for c in plain.cluster.faults.calls if c.startswith("set_weights"))
@@ -214,8 +223,13 @@ def test_dropping_spec_baseline_mid_rollout_withdraws_and_removes_it() -> None:
     before = len(rig.cluster.faults.calls)
     rig.tick(advance=5)
     calls = rig.cluster.faults.calls[before:]
-    assert calls.index("set_weights 10") < calls.index("remove_baseline"), calls
+    # The three-way route no longer reads as canaryd's for the spec: it is rewritten two-way
+    # (the canary keeps 10%), then the baseline goes.
+    assert calls.index("reconcile routing") < calls.index("remove_baseline"), calls
     assert (rig.cluster.weight, rig.cluster.baseline_weight) == (10, 0)
+    assert not rig.cluster.three_way
+    rig.tick(advance=5)
+    assert "remove_baseline" not in rig.cluster.faults.calls[before + len(calls) :]
     assert rig.status.phase == Phase.PROGRESSING and BASELINE not in rig.cluster.deployments
 
 

@@ -66,6 +66,9 @@ class FakeCluster:
         self.baseline_weight = 0
         self.mirror_percent = 0
         """Percent mirrored to the canary by the last set_weights."""
+        self.three_way = False
+        """The route has a baseline destination (written for a spec with a baseline): as the
+        real routers, it reads as unknown (None) for a spec without one, and vice versa."""
         self.faults = Faults()
         self.finalized = 0
         self._rv = 1
@@ -183,13 +186,17 @@ class FakeCluster:
 
     # ---- TrafficRouter -----------------------------------------------------------------------
     def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
-        if self.weight is None:
+        three_way = rollout.spec.baseline is not None
+        if self.weight is None or self.three_way != three_way:
             self.faults.hit("reconcile routing")
-            self.weight = canary_weight
-            self.baseline_weight = baseline_weight
+            if self.weight is None:
+                self.weight, self.baseline_weight = canary_weight, baseline_weight
+            else:
+                self.baseline_weight = 0 if not three_way else self.baseline_weight
+            self.three_way = three_way
 
     def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        if self.weight is None:
+        if self.weight is None or self.three_way != (rollout.spec.baseline is not None):
             return None
         return TrafficState(self.weight, self.baseline_weight, mirror_percent=self.mirror_percent)
 
@@ -216,6 +223,7 @@ class FakeCluster:
         self.weight = canary_weight
         self.baseline_weight = baseline_weight
         self.mirror_percent = mirror_percent
+        self.three_way = rollout.spec.baseline is not None
 
     def finalize(self, rollout: Rollout) -> None:
         self.faults.hit("finalize routing")
