@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 
 from kubernetes.client import ApiClient
 
+from canaryd.adapters.cache import DEPLOYMENTS, SERVICES, Cache, Kind
 from canaryd.adapters.events import KubeEventRecorder
+from canaryd.adapters.gateway.router import HTTP_ROUTES
+from canaryd.adapters.istio.router import VIRTUAL_SERVICES
 from canaryd.adapters.kube import KubeApi, Resources, RetryPolicy, Workloads
+from canaryd.adapters.kube.resources import ALERT_PROVIDER_KIND, METRIC_TEMPLATE_KIND, ROLLOUT_KIND
 from canaryd.adapters.prometheus import PrometheusSettings, ProviderCache
 from canaryd.adapters.slack import RetryPolicy as SlackRetryPolicy
 from canaryd.adapters.slack import SlackNotifier
@@ -39,6 +43,23 @@ class Options:
     """Client-side QPS and burst of API requests (watches and the Lease exempt)."""
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    cache: bool = True
+    """Ticks read informer stores (list + watch) instead of GETs; False reads with a GET each
+    time (the behaviour before the cache, kept to compare and for debugging)."""
+
+
+CACHED_KINDS: tuple[Kind, ...] = (
+    ROLLOUT_KIND,
+    DEPLOYMENTS,
+    SERVICES,
+    VIRTUAL_SERVICES,
+    HTTP_ROUTES,
+    METRIC_TEMPLATE_KIND,
+    ALERT_PROVIDER_KIND,
+)
+"""What the controller keeps in informer stores: everything a tick reads, but Pods (listed
+only while a Deployment rolls out, by label) and Secrets (read only to deliver a notice; a
+watch on Secrets would need cluster-wide read access to them)."""
 
 
 @dataclass
@@ -51,6 +72,7 @@ class Assembled:
     telemetry: Telemetry
     notifier: SlackNotifier
     providers: ProviderCache
+    cache: Cache | None = None
 
     def start(self) -> None:
         self.controller.start()
@@ -88,7 +110,8 @@ def assemble(
     api = KubeApi(
         api_client, retry=options.retry, timeout=options.api_timeout, rate_limit=options.rate_limit
     )
-    resources = Resources(api)
+    cache = Cache(api, CACHED_KINDS, options.controller.namespaces) if options.cache else None
+    resources = Resources(api, cache)
     telemetry = telemetry or Telemetry()
     outboxes: list[Outbox] = []  # the outbox needs the notifier, the notifier its callbacks
 
@@ -109,8 +132,8 @@ def assemble(
     providers = ProviderCache(options.prometheus)
     ports = Ports(
         resources=resources,
-        workloads=Workloads(api),
-        router=router or RouterByKind.build(api),
+        workloads=Workloads(api, cache),
+        router=router or RouterByKind.build(api, cache=cache),
         metrics_for=metrics_for or prometheus_metrics_for(providers, resources),
         notifier=notifier,
         events=KubeEventRecorder(api),
@@ -123,7 +146,7 @@ def assemble(
         backoff_cap=options.backoff_cap,
         outbox=outboxes[0],
     )
-    controller = Controller(api, reconciler, options.controller)
+    controller = Controller(api, reconciler, options.controller, cache=cache)
     controller.on_leader_change = telemetry.set_leader
     controller.on_forget = telemetry.forget
-    return Assembled(api, controller, reconciler, telemetry, notifier, providers)
+    return Assembled(api, controller, reconciler, telemetry, notifier, providers, cache)

@@ -1,7 +1,9 @@
 """Gather one tick's :class:`Observations` through the adapters.
 
-Only what the core's :class:`Plan` asked for costs I/O beyond the reads every tick makes
-(Rollout, target and primary Deployments, routing): metrics and webhook gates.
+The reads every tick makes (target and primary Deployments, routing, MetricTemplates) go
+through the ports to the informer stores (:mod:`canaryd.adapters.cache`): no request. Only what
+the core's :class:`Plan` asked for costs I/O: metrics and webhook gates (and Pods, listed while
+a Deployment rolls out).
 """
 
 from __future__ import annotations

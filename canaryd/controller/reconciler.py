@@ -169,6 +169,9 @@ class Reconciler:
         self._backoff = _Backoff(base=backoff_base, cap=backoff_cap)
         self._last_valid: dict[tuple[str, str], Rollout] = {}
         """Last valid Rollout per key (to roll back a canary whose spec became invalid)."""
+        self._parsed: dict[tuple[str, str], _Parsed] = {}
+        """The last Rollout object read per key, parsed (see :class:`_Parsed`)."""
+        self._parsed_lock = threading.Lock()
         self.leading: Callable[[], bool] = lambda: True
         """True while this process holds the Lease (the runtime sets its elector's check).
         Checked before every write of a tick: a leader frozen past its lease that resumes
@@ -214,8 +217,20 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what this process remembers of a deleted Rollout."""
         self._last_valid.pop((namespace, name), None)
+        with self._parsed_lock:
+            self._parsed.pop((namespace, name), None)
         self._backoff.ok((namespace, name))
         self.outbox.forget((namespace, name))
+
+    def remembered(self) -> int:
+        """Rollouts this process keeps something of (parses, last valid specs, backoffs): at
+        most the Rollouts that exist, as :meth:`forget` drops a deleted one's."""
+        with self._parsed_lock:
+            keys = set(self._parsed)
+        keys |= set(self._last_valid)
+        with self._backoff.lock:
+            keys |= set(self._backoff.failures)
+        return len(keys)
 
     def _fence(self, doing: str) -> None:
         """Raise :class:`LeadershipLostError` unless this process still leads."""
@@ -254,9 +269,9 @@ class Reconciler:
             self.forget(namespace, name)
             return TickResult(deleted=True), None
         now = self.clock()
-        meta = _meta(raw)
-        stored = _stored_status(raw)
-        rollout, decision = self._decide(key, raw, meta, stored, now)
+        parsed = self._parse(key, raw)
+        meta, stored = parsed.meta, parsed.stored
+        rollout, decision = self._decide(key, raw, parsed, now)
         acting = rollout or self._cached(key, meta)
         try:
             raw = self._carry_out(raw, acting, decision.effects)
@@ -266,6 +281,8 @@ class Reconciler:
         if decision.write_status:
             self._fence("the status write")
             written = self.ports.resources.write_status(raw, decision.status)
+            if written is not None and rollout is not None and raw is parsed.raw:
+                self._seed(key, written, parsed, rollout, decision.status)
         subject = acting or machine.reject_subject(meta, decision.status)
         for event in decision.events:
             self._event(subject, event.type, event.reason, event.message)
@@ -294,26 +311,23 @@ class Reconciler:
         self,
         key: tuple[str, str],
         raw: JSON,
-        meta: ObjectMeta,
-        stored: RolloutStatus,
+        parsed: _Parsed,
         now: datetime,
     ) -> tuple[Rollout | None, Decision]:
         """The core's decision: ``decide`` for a valid spec, ``reject`` for an invalid one."""
-        try:
-            rollout = parse_rollout(raw)
-        except InvalidSpecError as exc:
+        meta, stored, rollout = parsed.meta, parsed.stored, parsed.rollout
+        if rollout is None:
             cached = self._cached(key, meta)
             return None, machine.reject(
                 cached,
                 stored,
                 generation=meta.generation,
-                error=str(exc),
+                error=parsed.error,
                 now=now,
                 meta=meta,
                 deleting=meta.deletion_timestamp is not None,
                 has_finalizer=FINALIZER in meta.finalizers,
             )
-        rollout = rollout.model_copy(update={"status": stored})
         self._last_valid[key] = rollout
         plan = machine.plan(rollout, now)
         started = time.monotonic()
@@ -330,6 +344,48 @@ class Reconciler:
         if plan.metrics and self.telemetry is not None:
             self.telemetry.observe_analysis(key[0], key[1], time.monotonic() - started)
         return rollout, machine.decide(rollout, observations)
+
+    def _parse(self, key: tuple[str, str], raw: JSON) -> _Parsed:
+        """``raw`` parsed, reused while the store hands out the very same object (an informer
+        store returns one dict per version; a fresh dict, e.g. after a GET, is parsed again):
+        a tick that finds its Rollout unchanged validates nothing."""
+        with self._parsed_lock:
+            held = self._parsed.get(key)
+        if held is not None and held.raw is raw:
+            return held
+        meta = _meta(raw)
+        stored = _stored_status(raw)
+        try:
+            rollout: Rollout | None = parse_rollout(raw).model_copy(update={"status": stored})
+            error = ""
+        except InvalidSpecError as exc:
+            rollout, error = None, str(exc)
+        parsed = _Parsed(raw=raw, meta=meta, stored=stored, rollout=rollout, error=error)
+        with self._parsed_lock:
+            self._parsed[key] = parsed
+        return parsed
+
+    def _seed(
+        self,
+        key: tuple[str, str],
+        written: JSON,
+        parsed: _Parsed,
+        rollout: Rollout,
+        status: RolloutStatus,
+    ) -> None:
+        """After this tick's status write, the next tick reads the write's answer (the store
+        holds it): it is what was parsed plus ``status`` and a new ``resourceVersion`` (a status
+        write guarded by the version read changes nothing else), so it is known without
+        parsing it."""
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        if not version:
+            return
+        meta = parsed.meta.model_copy(update={"resource_version": version})
+        seeded = rollout.model_copy(update={"metadata": meta, "status": status})
+        with self._parsed_lock:
+            self._parsed[key] = _Parsed(
+                raw=written, meta=meta, stored=status, rollout=seeded, error=""
+            )
 
     def _cached(self, key: tuple[str, str], meta: ObjectMeta) -> Rollout | None:
         """The last valid version of this very object (same uid) seen by this process."""
@@ -444,6 +500,21 @@ class Reconciler:
             ),
             decided,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One Rollout object as read, parsed once (typed models are immutable in use: ticks
+    derive new ones with ``model_copy``)."""
+
+    raw: JSON
+    """The object parsed (held, so its identity cannot be reused by another dict)."""
+    meta: ObjectMeta
+    stored: RolloutStatus
+    rollout: Rollout | None
+    """The typed Rollout with ``stored`` as its status; None when the spec is invalid."""
+    error: str
+    """Why the spec is invalid (empty when valid)."""
 
 
 def _meta(raw: JSON) -> ObjectMeta:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from canaryd.adapters.cache import Cache
 from canaryd.adapters.gateway import GatewayRouter
 from canaryd.adapters.istio import IstioRouter
 from canaryd.adapters.transport import KubeApi
@@ -16,17 +17,22 @@ from canaryd.core.types import TrafficState
 
 
 def make_router(
-    kind: RouterKind | str, api: KubeApi, *, field_manager: str = "canaryd"
+    kind: RouterKind | str,
+    api: KubeApi,
+    *,
+    field_manager: str = "canaryd",
+    cache: Cache | None = None,
 ) -> TrafficRouter:
-    """The router of ``kind`` over ``api``; ValueError naming the known kinds otherwise."""
+    """The router of ``kind`` over ``api`` (reading ``cache`` when given); ValueError naming
+    the known kinds otherwise."""
     try:
         known = RouterKind(kind)
     except ValueError:
         choices = ", ".join(k.value for k in RouterKind)
         raise ValueError(f"unknown traffic router {kind!r} (known: {choices})") from None
     if known == RouterKind.ISTIO:
-        return IstioRouter(api, field_manager=field_manager)
-    return GatewayRouter(api, field_manager=field_manager)
+        return IstioRouter(api, field_manager=field_manager, cache=cache)
+    return GatewayRouter(api, field_manager=field_manager, cache=cache)
 
 
 class RouterByKind:
@@ -38,9 +44,13 @@ class RouterByKind:
 
     @classmethod
     def build(
-        cls, api: KubeApi, kinds: Iterable[RouterKind | str] = tuple(RouterKind)
+        cls,
+        api: KubeApi,
+        kinds: Iterable[RouterKind | str] = tuple(RouterKind),
+        *,
+        cache: Cache | None = None,
     ) -> RouterByKind:
-        return cls({RouterKind(k): make_router(k, api) for k in kinds})
+        return cls({RouterKind(k): make_router(k, api, cache=cache) for k in kinds})
 
     def of(self, rollout: Rollout) -> TrafficRouter:
         kind = rollout.spec.router_kind

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from canaryd.adapters.cache import DEPLOYMENTS, Cache
 from canaryd.adapters.kube import KubeApi, Leases
+from canaryd.adapters.kube.resources import ROLLOUT_KIND
 from canaryd.controller.leader import LeaderElector, lease_name_for
 from canaryd.controller.reconciler import Reconciler
 from canaryd.controller.scheduler import Scheduler
@@ -21,8 +23,10 @@ from canaryd.controller.watches import (
     DeploymentTrigger,
     Reflector,
     RolloutTracker,
+    cache_reflectors,
     deployment_reflector,
     rollout_reflector,
+    store_of,
 )
 
 log = logging.getLogger(__name__)
@@ -63,8 +67,17 @@ class ControllerConfig:
 class Controller:
     """Start with :meth:`start`, stop with :meth:`stop` (releases the Lease)."""
 
-    def __init__(self, api: KubeApi, reconciler: Reconciler, config: ControllerConfig) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        reconciler: Reconciler,
+        config: ControllerConfig,
+        *,
+        cache: Cache | None = None,
+    ) -> None:
         self.api = api
+        self.cache = cache
+        """The informer stores the adapters read (filled by :attr:`reflectors`)."""
         self.reconciler = reconciler
         self.config = config
         self.identity = config.identity or default_identity()
@@ -94,9 +107,11 @@ class Controller:
             startup_spread_seconds=config.startup_spread_seconds,
         )
         self.reflectors: list[Reflector] = []
+        self.trackers: list[RolloutTracker] = []
         scopes: tuple[str | None, ...] = config.namespaces or (None,)
         for ns in scopes:
             tracker = RolloutTracker(self.scheduler, namespace=ns, on_forget=self._forget)
+            self.trackers.append(tracker)
             self.reflectors.append(
                 rollout_reflector(
                     api,
@@ -104,6 +119,7 @@ class Controller:
                     namespace=ns,
                     label_selector=config.shard,
                     timeout_seconds=config.watch_timeout_seconds,
+                    store=store_of(cache, ROLLOUT_KIND, ns),
                 )
             )
             self.reflectors.append(
@@ -112,8 +128,17 @@ class Controller:
                     DeploymentTrigger(tracker),
                     namespace=ns,
                     timeout_seconds=config.watch_timeout_seconds,
+                    store=store_of(cache, DEPLOYMENTS, ns),
                 )
             )
+            if cache is not None:
+                self.reflectors += cache_reflectors(
+                    api,
+                    cache,
+                    namespace=ns,
+                    skip=(ROLLOUT_KIND, DEPLOYMENTS),
+                    timeout_seconds=config.watch_timeout_seconds,
+                )
         self._started = False
         self._stopped_ticking = False
         self.on_leader_change: Callable[[bool], None] | None = None
@@ -133,7 +158,7 @@ class Controller:
         lost connection), and this process either leads or still campaigns as a standby (a
         standby is ready: it takes over within a lease duration; one whose election loop died
         never will)."""
-        watches = all(r.relists > 0 and r.resource_version is not None for r in self.reflectors)
+        watches = all(r.ready() for r in self.reflectors)
         leadership = self.elector is None or self.is_leader() or self.elector.is_campaigning()
         return watches and leadership and self._started
 

@@ -1,15 +1,24 @@
-"""Watches on Rollouts and Deployments that keep the scheduler's jobs in step with the cluster.
+"""Watches that fill the informer stores and keep the scheduler's jobs in step with the cluster.
 
 Each watch is a thread running the list-then-watch loop of client-go's reflector, through the
-shared transport (:meth:`canaryd.adapters.transport.KubeApi.watch`):
+shared transport (:meth:`canaryd.adapters.transport.KubeApi.watch`), feeding a
+:class:`canaryd.adapters.cache.Store` (when it has one) before its handlers, so a tick that an
+event triggers reads the version that triggered it:
 
-* list, hand the items over (``on_list``), remember the list's ``resourceVersion``;
+* list, replace the store's content, hand the items over (``on_list``), remember the list's
+  ``resourceVersion``; a list answered 404 (the kind is not served: its CRD is not installed)
+  leaves the store empty and synced, and is tried again every ``absent_retry_seconds``;
 * watch from it with bookmarks (``allowWatchBookmarks``) and a server-side ``timeoutSeconds``;
   every event and bookmark advances the remembered ``resourceVersion``; when the server ends
   the watch, watch again from there (no re-list);
 * 410 GoneError (the version was compacted away): re-list;
 * a dropped connection or another error: reconnect from the remembered version after an
-  exponential backoff with jitter.
+  exponential backoff with jitter;
+* every ``resync_seconds``, the store's content is handed to ``on_resync`` (client-go's
+  resync: handlers reconcile their own bookkeeping with the store, no request is made).
+
+A reflector is ready (:meth:`Reflector.ready`, part of ``/readyz``) once its first list is in
+the store and it is watching, or once its kind is known to be absent.
 
 Rollout events add and remove jobs and trigger a tick when the spec (``generation``), the
 manual-action annotation or the deletion state changed, not on canaryd's own status writes.
@@ -22,10 +31,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from canaryd.adapters.kube import GoneError, KubeApi, Resources, paths, primary_name
+from canaryd.adapters.cache import Cache, Kind, Store
+from canaryd.adapters.kube import GoneError, KubeApi, NotFoundError, Resources, paths, primary_name
 from canaryd.adapters.transport import JSON
 from canaryd.api.models import ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
@@ -52,6 +63,10 @@ class Reflector:
         timeout_seconds: int = 60,
         backoff_base: float = 0.2,
         backoff_cap: float = 10.0,
+        store: Store | None = None,
+        on_resync: Callable[[list[JSON]], None] | None = None,
+        resync_seconds: float = 300.0,
+        absent_retry_seconds: float = 60.0,
     ) -> None:
         self.name = name
         self.list_fn = list_fn
@@ -62,10 +77,18 @@ class Reflector:
         self.timeout_seconds = timeout_seconds
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.store = store
+        self.on_resync = on_resync
+        self.resync_seconds = resync_seconds
+        self.absent_retry_seconds = absent_retry_seconds
         self.resource_version: str | None = None
         self.relists = 0
         """Lists made (the first one included): more than one means 410 or a restart."""
         self.reconnects = 0
+        self.resyncs = 0
+        self.absent = False
+        """The last list answered 404: the kind is not served."""
+        self._last_resync = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -79,17 +102,59 @@ class Reflector:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def ready(self) -> bool:
+        """Listed and watching (the store holds a full list), or the kind is not served."""
+        return self.absent or (self.relists > 0 and self.resource_version is not None)
+
+    def _list(self) -> bool:
+        """List into the store and the handlers; False when the kind is not served."""
+        try:
+            listed = self.list_fn()
+        except NotFoundError:
+            if not self.absent:
+                log.info("watch %s: not served by the API server (404); empty", self.name)
+            self.absent = True
+            if self.store is not None:
+                self.store.mark_absent()
+            self.on_list([])
+            return False
+        self.absent = False
+        self.relists += 1
+        items = list(listed.get("items") or [])
+        version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        if self.store is not None:
+            self.store.replace(items, version)
+        self.on_list(items)
+        self.resource_version = version
+        return True
+
+    def _deliver(self, kind: str, obj: JSON) -> None:
+        # The store first: a tick the handler triggers reads this version. An event older than
+        # what the store holds (canaryd's own write got there first) changes nothing.
+        if self.store is not None and not self.store.apply(kind, obj):
+            return
+        self.on_event(kind, obj)
+
+    def _maybe_resync(self) -> None:
+        if self.on_resync is None or self.store is None or self.resync_seconds <= 0:
+            return
+        if time.monotonic() - self._last_resync < self.resync_seconds:
+            return
+        self._last_resync = time.monotonic()
+        self.resyncs += 1
+        self.on_resync(self.store.items())
+
     def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
-                if self.resource_version is None:
-                    listed = self.list_fn()
-                    self.relists += 1
-                    self.on_list(list(listed.get("items") or []))
-                    self.resource_version = str(listed.get("metadata", {}).get("resourceVersion"))
+                if self.resource_version is None and not self._list():
+                    self._stop.wait(self.absent_retry_seconds)
+                    continue
                 for kind, obj in self._events():
-                    self.on_event(kind, obj)
+                    self._deliver(kind, obj)
+                    self._maybe_resync()
+                self._maybe_resync()
                 failures = 0
             except GoneError:
                 log.info("watch %s: 410 GoneError, re-listing", self.name)
@@ -184,6 +249,32 @@ class RolloutTracker:
         elif kind in ("ADDED", "MODIFIED"):
             self._upsert(obj, force=False)
 
+    def on_resync(self, items: list[JSON]) -> None:
+        """The store's content, periodically: a job for every Rollout held, none for a Rollout
+        the store no longer has (a deletion whose event was lost). Triggers nothing."""
+        present = {_key(item): item for item in items}
+        with self._lock:
+            gone = [k for k in self._fingerprints if self._in_scope(k) and k not in present]
+            missing = [item for k, item in present.items() if k not in self._fingerprints]
+        for key in gone:
+            self._forget(key)
+        for item in missing:
+            self._upsert(item, force=False)
+
+    def tracked(self) -> tuple[int, int]:
+        """Rollouts tracked and Deployments indexed (bounded by the Rollouts that exist)."""
+        with self._lock:
+            return len(self._fingerprints), len(self._by_deployment)
+
+    def _unindex(self, key: Key, deployments: set[Key]) -> None:
+        """Drop ``key`` from the Deployment index entries ``deployments`` (empty ones go)."""
+        for dep in deployments:
+            owners = self._by_deployment.get(dep)
+            if owners is not None:
+                owners.discard(key)
+                if not owners:
+                    del self._by_deployment[dep]
+
     def _upsert(self, obj: JSON, *, force: bool) -> None:
         key = _key(obj)
         meta = obj.get("metadata") or {}
@@ -199,8 +290,7 @@ class RolloutTracker:
         with self._lock:
             changed = self._fingerprints.get(key) != fingerprint
             self._fingerprints[key] = fingerprint
-            for dep in self._targets.get(key, set()) - deployments:
-                self._by_deployment.get(dep, set()).discard(key)
+            self._unindex(key, self._targets.get(key, set()) - deployments)
             for dep in deployments:
                 self._by_deployment.setdefault(dep, set()).add(key)
             self._targets[key] = deployments
@@ -212,8 +302,7 @@ class RolloutTracker:
     def _forget(self, key: Key) -> None:
         with self._lock:
             self._fingerprints.pop(key, None)
-            for dep in self._targets.pop(key, set()):
-                self._by_deployment.get(dep, set()).discard(key)
+            self._unindex(key, self._targets.pop(key, set()))
         self.scheduler.remove(key)
         if self.on_forget is not None:
             self.on_forget(key)
@@ -245,6 +334,8 @@ def rollout_reflector(
     namespace: str | None,
     label_selector: str = "",
     timeout_seconds: int = 60,
+    store: Store | None = None,
+    resync_seconds: float = 300.0,
 ) -> Reflector:
     resources = Resources(api)
     path = (
@@ -258,6 +349,9 @@ def rollout_reflector(
         on_event=tracker.on_event,
         label_selector=label_selector,
         timeout_seconds=timeout_seconds,
+        store=store,
+        on_resync=tracker.on_resync,
+        resync_seconds=resync_seconds,
     )
 
 
@@ -267,6 +361,7 @@ def deployment_reflector(
     *,
     namespace: str | None,
     timeout_seconds: int = 60,
+    store: Store | None = None,
 ) -> Reflector:
     path = paths.deployment_all() if namespace is None else paths.deployment(namespace)
     return Reflector(
@@ -276,4 +371,53 @@ def deployment_reflector(
         on_list=trigger.on_list,
         on_event=trigger.on_event,
         timeout_seconds=timeout_seconds,
+        store=store,
     )
+
+
+def _ignore_list(items: list[JSON]) -> None:
+    """A kind whose changes trigger no tick: the store is all it feeds."""
+
+
+def _ignore_event(kind: str, obj: JSON) -> None:
+    """See :func:`_ignore_list`."""
+
+
+def store_reflector(api: KubeApi, store: Store, *, timeout_seconds: int = 60) -> Reflector:
+    """A reflector that only fills ``store`` (Services, routes, templates, alert providers:
+    ticks read them; their changes are seen at the next tick, as before the cache)."""
+    kind = store.kind
+    path = kind.path(store.namespace)
+    return Reflector(
+        f"{kind.plural}/{store.namespace or '*'}",
+        list_fn=lambda: api.list(path, what=f"list {kind.plural}"),
+        watch_fn=partial(api.watch, path),
+        on_list=_ignore_list,
+        on_event=_ignore_event,
+        timeout_seconds=timeout_seconds,
+        store=store,
+    )
+
+
+def cache_reflectors(
+    api: KubeApi,
+    cache: Cache,
+    *,
+    namespace: str | None,
+    skip: tuple[Kind, ...],
+    timeout_seconds: int = 60,
+) -> list[Reflector]:
+    """The store-only reflectors of ``cache`` for one namespace scope (``skip``: the kinds
+    whose reflectors also drive the scheduler, built with their handlers)."""
+    return [
+        store_reflector(api, cache.store(kind, namespace), timeout_seconds=timeout_seconds)
+        for kind in cache.stores
+        if kind not in skip
+    ]
+
+
+def store_of(cache: Cache | None, kind: Kind, namespace: str | None) -> Store | None:
+    """The store of ``kind`` for a namespace scope, None without a cache (or that kind)."""
+    if cache is None or kind not in cache.stores:
+        return None
+    return cache.store(kind, namespace)

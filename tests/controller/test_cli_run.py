@@ -57,10 +57,15 @@ def test_run_serves_health_bootstraps_and_stops_on_sigterm(
             lambda: urllib.request.urlopen(f"{url}/readyz", timeout=5).status == 200,
             timeout=10,
         )
-        body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-        assert (
-            'canaryd_rollout_phase{namespace="default",phase="Initialized",rollout="podinfo"} 1.0'
-            in body
+        # The tick exports its phase just after the status write the poll above saw.
+        phase = 'canaryd_rollout_phase{namespace="default",phase="Initialized",rollout="podinfo"}'
+        wait_for(
+            "the phase exported",
+            lambda: (
+                f"{phase} 1.0"
+                in urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+            ),
+            timeout=10,
         )
         lease = Leases(cluster.api).get("default", "canaryd-leader")
         assert lease is not None and lease["spec"]["holderIdentity"] == "cli-test"

@@ -107,7 +107,15 @@ def test_new_revision_mid_analysis_restarts(cluster: Cluster) -> None:
 def test_all_namespaces_mode_watches_cluster_wide(cluster: Cluster) -> None:
     parts = cluster.start_controller(namespaces=None)
     bootstrap(cluster)
-    assert [r.name for r in parts.controller.reflectors] == ["rollouts/*", "deployments/*"]
+    assert [r.name for r in parts.controller.reflectors] == [
+        "rollouts/*",
+        "deployments/*",
+        "services/*",
+        "virtualservices/*",
+        "httproutes/*",
+        "metrictemplates/*",
+        "alertproviders/*",
+    ]
     cluster.set_image("podinfo", "podinfo:2.0")
     status = wait_for("Succeeded", phase_is(cluster, "podinfo", "Succeeded"), timeout=40)
     assert status["weightHistory"] == [5, 10, 25, 50]

@@ -1,7 +1,8 @@
 """RBAC derived from real calls: the real controller (assembled as ``canaryd run`` does it, all
 namespaces, leader election in canaryd-system) runs complete rollouts against the API emulator
 — a good release promoted with Slack alerts through an AlertProvider and its Secret, a bad one
-rolled back on a user-owned VirtualService with a MetricTemplate, a manual promotion — and every
+rolled back on a user-owned VirtualService with a MetricTemplate, a manual promotion, a write of
+each kind answered 409 (then read live) — and every
 request it made (the emulator's audit log, told apart from the test's own requests by the
 User-Agent) must be allowed by the ClusterRole/Role in manifests/base, and every verb those
 rules grant must have been used. A missing verb fails; so does an unused one. The same for
@@ -233,6 +234,10 @@ def test_rbac_covers_exactly_the_calls_the_controller_makes(
     for name in ("web", "api", "shop", "gw"):
         wait_for(f"{name} Initialized", phase_is(rig, name, "Initialized"), timeout=30)
 
+    # Writes answered 409 (someone else wrote first): canaryd reads that object live (a get) and
+    # retries, instead of trusting its cache, which may not have the other write yet.
+    for resource in ("rollouts/status", "deployments", "services", "virtualservices", "httproutes"):
+        rig.emu.faults.fail_next(1, status=409, verb="update", resource=resource)
     # Someone edits a Service canaryd owns: the router must put it back (an update).
     rig.api.merge_patch(
         f"/api/v1/namespaces/{NS}/services/web-canary", {"spec": {"selector": {"app": "other"}}}

@@ -11,6 +11,12 @@ only reads and writes. One class per mode, as the Istio router has:
 
 Every HTTPRoute write is a PUT of the object as read (its ``resourceVersion`` guards it); on a
 409 the router re-reads and re-applies the *same* desired weight, a bounded number of times.
+
+Reads come from the informer stores (:mod:`canaryd.adapters.cache`) when the router is built
+with a cache: a tick whose routing is already as desired makes no request (each write is
+computed, compared with the stored object, and skipped when equal). Every write's answer goes
+into the store (read-your-own-writes); a 409 marks the stored copy stale, so the retry reads
+live.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from canaryd.adapters.cache import SERVICES, Cache, Kind, Reader, reader_of
 from canaryd.adapters.gateway import routes
 from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
 from canaryd.api.models import HTTPRouteRef, Rollout
@@ -27,6 +34,9 @@ from canaryd.core.types import TrafficState
 
 CONFLICT_ATTEMPTS = 5
 """Read-modify-write rounds before an HTTPRoute conflict is given up (as TemporaryError)."""
+HTTP_ROUTES = Kind(
+    "HTTPRoute", routes.GATEWAY_GROUP, routes.GATEWAY_VERSION, routes.HTTPROUTE_PLURAL
+)
 
 
 def _route_path(ns: str, name: str = "") -> str:
@@ -43,12 +53,13 @@ def _service_path(ns: str, name: str = "") -> str:
 class _HTTPRoutes:
     """Reads and conflict-safe writes of HTTPRoutes (shared by both modes)."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
+    def __init__(self, api: KubeApi, field_manager: str, reader: Reader) -> None:
         self.api = api
         self.query = [("fieldManager", field_manager)]
+        self.reader = reader
 
     def get(self, ns: str, name: str) -> JSON | None:
-        return self.api.get_or_none(_route_path(ns, name), what=f"read HTTPRoute {ns}/{name}")
+        return self.reader.get(ns, name)
 
     def require(self, ns: str, ref: HTTPRouteRef) -> JSON:
         route = self.get(ns, ref.name)
@@ -57,17 +68,24 @@ class _HTTPRoutes:
         return route
 
     def create(self, ns: str, body: JSON) -> None:
-        self.api.request(
-            "POST",
-            _route_path(ns),
-            query=self.query,
-            body=body,
-            what=f"create HTTPRoute {ns}/{body['metadata']['name']}",
-        )
+        name = body["metadata"]["name"]
+        try:
+            created = self.api.request(
+                "POST",
+                _route_path(ns),
+                query=self.query,
+                body=body,
+                what=f"create HTTPRoute {ns}/{name}",
+            )
+        except ConflictError:
+            self.reader.invalidate(ns, name)  # it exists: the next read looks
+            raise
+        self.reader.wrote(created)
 
     def update(self, ns: str, name: str, change: Callable[[JSON | None], JSON | None]) -> None:
-        """Read, compute the new spec with ``change`` (None: nothing to write), PUT the object
-        as read with it; on 409 read again and recompute, up to :data:`CONFLICT_ATTEMPTS`."""
+        """Read (the cache), compute the new spec with ``change`` (None: nothing to write, no
+        request), PUT the object as read with it; on 409 read again (live) and recompute, up
+        to :data:`CONFLICT_ATTEMPTS`."""
         for attempt in range(CONFLICT_ATTEMPTS):
             current = self.get(ns, name)
             spec = change(current)
@@ -76,30 +94,38 @@ class _HTTPRoutes:
             if current is None:
                 raise TemporaryError(f"HTTPRoute {ns}/{name} vanished while updating")
             try:
-                self.api.request(
+                written = self.api.request(
                     "PUT",
                     _route_path(ns, name),
                     query=self.query,
                     body={**current, "spec": spec},
                     what=f"update HTTPRoute {ns}/{name}",
                 )
-                return
             except ConflictError:
+                # The cached copy is stale: the next round reads the HTTPRoute live.
+                self.reader.invalidate(ns, name)
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
+                continue
+            self.reader.wrote(written)
+            return
 
     def delete(self, ns: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
             self.api.delete(_route_path(ns, name), what=f"delete HTTPRoute {ns}/{name}")
+        self.reader.deleted(ns, name)
 
 
 class GeneratedRouter:
     """``<name>-primary`` / ``<name>-canary`` Services and the HTTPRoute ``<name>``, all owned
     by the Rollout."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
+    def __init__(
+        self, api: KubeApi, field_manager: str, http_routes: _HTTPRoutes, services: Reader
+    ) -> None:
         self.api = api
-        self.routes = _HTTPRoutes(api, field_manager)
+        self.routes = http_routes
+        self.services = services
         self.query = [("fieldManager", field_manager)]
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
@@ -151,39 +177,49 @@ class GeneratedRouter:
         for service in (names.canary_service, names.primary_service):
             with contextlib.suppress(NotFoundError):  # already gone
                 self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
+            self.services.deleted(ns, service)
 
     def _ensure_service(self, ns: str, body: JSON) -> None:
         name = body["metadata"]["name"]
         path = _service_path(ns, name)
-        existing = self.api.get_or_none(path, what=f"read Service {ns}/{name}")
+        existing = self.services.get(ns, name)
         if existing is None:
-            # A conflict: created meanwhile (a retried create whose answer was lost).
-            with contextlib.suppress(ConflictError):
-                self.api.request(
+            try:
+                created = self.api.request(
                     "POST",
                     _service_path(ns),
                     query=self.query,
                     body=body,
                     what=f"create Service {ns}/{name}",
                 )
+                self.services.wrote(created)
+            except ConflictError:
+                # Created meanwhile (a retried create whose answer was lost): the next read
+                # looks at it live.
+                self.services.invalidate(ns, name)
             return
         if routes.service_differs(existing, body):
             # Keep what the API server allocated (clusterIP) and guard with the version.
             spec = {**existing.get("spec", {}), **body["spec"]}
-            self.api.request(
-                "PUT",
-                path,
-                query=self.query,
-                body={**existing, "spec": spec},
-                what=f"update Service {ns}/{name}",
-            )
+            try:
+                written = self.api.request(
+                    "PUT",
+                    path,
+                    query=self.query,
+                    body={**existing, "spec": spec},
+                    what=f"update Service {ns}/{name}",
+                )
+            except ConflictError:
+                self.services.invalidate(ns, name)
+                raise
+            self.services.wrote(written)
 
 
 class RefRouter:
     """The named rules of the user's HTTPRoute (``spec.httpRouteRef``)."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
-        self.routes = _HTTPRoutes(api, field_manager)
+    def __init__(self, http_routes: _HTTPRoutes) -> None:
+        self.routes = http_routes
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Verify the named rules; add a missing canary backendRef; keep routed weights."""
@@ -253,9 +289,14 @@ class GatewayRouter:
     (``gateway.networking.k8s.io/v1``); picks :class:`RefRouter` or :class:`GeneratedRouter`
     by the Rollout's spec."""
 
-    def __init__(self, api: KubeApi, *, field_manager: str = "canaryd") -> None:
-        self.generated = GeneratedRouter(api, field_manager)
-        self.ref = RefRouter(api, field_manager)
+    def __init__(
+        self, api: KubeApi, *, field_manager: str = "canaryd", cache: Cache | None = None
+    ) -> None:
+        http_routes = _HTTPRoutes(api, field_manager, reader_of(api, HTTP_ROUTES, cache))
+        self.generated = GeneratedRouter(
+            api, field_manager, http_routes, reader_of(api, SERVICES, cache)
+        )
+        self.ref = RefRouter(http_routes)
 
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.http_route_ref is not None else self.generated

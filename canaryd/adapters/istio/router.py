@@ -14,6 +14,12 @@ object as read (its ``resourceVersion`` guards it). A 409 means someone wrote in
 router re-reads and re-applies the *same* desired weight (bounded attempts), so a conflict never
 turns into a failed tick, and a re-applied write can never move weights anywhere but to the
 value asked for (no flapping).
+
+Reads come from the informer stores (:mod:`canaryd.adapters.cache`) when the router is built
+with a cache: a tick whose routing is already as desired makes no request at all (each write
+is computed, compared with the stored object, and skipped when equal). Every write's answer
+goes into the store (read-your-own-writes); a 409 marks the stored copy stale, so the retry
+reads live.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from canaryd.adapters.cache import SERVICES, Cache, Kind, Reader, reader_of
 from canaryd.adapters.istio import routes
 from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
 from canaryd.api.models import Rollout, VirtualServiceRef
@@ -30,6 +37,9 @@ from canaryd.core.types import TrafficState
 
 CONFLICT_ATTEMPTS = 5
 """Read-modify-write rounds before a VirtualService conflict is given up (as TemporaryError)."""
+VIRTUAL_SERVICES = Kind(
+    "VirtualService", routes.ISTIO_GROUP, routes.ISTIO_VERSION, routes.VS_PLURAL
+)
 
 
 def _vs_path(ns: str, name: str = "") -> str:
@@ -45,12 +55,13 @@ def _service_path(ns: str, name: str = "") -> str:
 class _VirtualServices:
     """Reads and conflict-safe writes of VirtualServices (shared by both modes)."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
+    def __init__(self, api: KubeApi, field_manager: str, reader: Reader) -> None:
         self.api = api
         self.query = [("fieldManager", field_manager)]
+        self.reader = reader
 
     def get(self, ns: str, name: str) -> JSON | None:
-        return self.api.get_or_none(_vs_path(ns, name), what=f"read VirtualService {ns}/{name}")
+        return self.reader.get(ns, name)
 
     def require(self, ns: str, ref: VirtualServiceRef) -> JSON:
         vs = self.get(ns, ref.name)
@@ -61,28 +72,41 @@ class _VirtualServices:
         return vs
 
     def create(self, ns: str, body: JSON) -> None:
-        self.api.request(
-            "POST",
-            _vs_path(ns),
-            query=self.query,
-            body=body,
-            what=f"create VirtualService {ns}/{body['metadata']['name']}",
-        )
+        name = body["metadata"]["name"]
+        try:
+            created = self.api.request(
+                "POST",
+                _vs_path(ns),
+                query=self.query,
+                body=body,
+                what=f"create VirtualService {ns}/{name}",
+            )
+        except ConflictError:
+            self.reader.invalidate(ns, name)  # it exists: the next read looks
+            raise
+        self.reader.wrote(created)
 
     def replace(self, existing: JSON, spec: JSON) -> None:
         """PUT the object as read with a new spec: its resourceVersion guards the write."""
         meta = existing["metadata"]
-        self.api.request(
-            "PUT",
-            _vs_path(meta["namespace"], meta["name"]),
-            query=self.query,
-            body={**existing, "spec": spec},
-            what=f"update VirtualService {meta['namespace']}/{meta['name']}",
-        )
+        try:
+            written = self.api.request(
+                "PUT",
+                _vs_path(meta["namespace"], meta["name"]),
+                query=self.query,
+                body={**existing, "spec": spec},
+                what=f"update VirtualService {meta['namespace']}/{meta['name']}",
+            )
+        except ConflictError:
+            # The cached copy is stale: the next round reads the VirtualService live.
+            self.reader.invalidate(meta["namespace"], meta["name"])
+            raise
+        self.reader.wrote(written)
 
     def update(self, ns: str, name: str, change: Callable[[JSON | None], JSON | None]) -> None:
-        """Read, compute the new spec with ``change`` (None: nothing to write), PUT; on 409
-        read again and recompute, up to :data:`CONFLICT_ATTEMPTS` times."""
+        """Read (the cache), compute the new spec with ``change`` (None: nothing to write, no
+        request), PUT; on 409 read again (live) and recompute, up to :data:`CONFLICT_ATTEMPTS`
+        times."""
         for attempt in range(CONFLICT_ATTEMPTS):
             current = self.get(ns, name)
             spec = change(current)
@@ -100,15 +124,19 @@ class _VirtualServices:
     def delete(self, ns: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):  # already gone
             self.api.delete(_vs_path(ns, name), what=f"delete VirtualService {ns}/{name}")
+        self.reader.deleted(ns, name)
 
 
 class HostRouter:
     """Host-level split: ``<name>-primary`` / ``<name>-canary`` Services and the VirtualService
     ``<name>``, all owned by the Rollout."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
+    def __init__(
+        self, api: KubeApi, field_manager: str, vs: _VirtualServices, services: Reader
+    ) -> None:
         self.api = api
-        self.vs = _VirtualServices(api, field_manager)
+        self.vs = vs
+        self.services = services
         self.query = [("fieldManager", field_manager)]
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
@@ -158,39 +186,49 @@ class HostRouter:
         for service in (names.canary_service, names.primary_service):
             with contextlib.suppress(NotFoundError):  # already gone
                 self.api.delete(_service_path(ns, service), what=f"delete Service {ns}/{service}")
+            self.services.deleted(ns, service)
 
     def _ensure_service(self, ns: str, body: JSON) -> None:
         name = body["metadata"]["name"]
         path = _service_path(ns, name)
-        existing = self.api.get_or_none(path, what=f"read Service {ns}/{name}")
+        existing = self.services.get(ns, name)
         if existing is None:
-            # A conflict: created meanwhile (a retried create whose answer was lost).
-            with contextlib.suppress(ConflictError):
-                self.api.request(
+            try:
+                created = self.api.request(
                     "POST",
                     _service_path(ns),
                     query=self.query,
                     body=body,
                     what=f"create Service {ns}/{name}",
                 )
+                self.services.wrote(created)
+            except ConflictError:
+                # Created meanwhile (a retried create whose answer was lost): the next read
+                # looks at it live.
+                self.services.invalidate(ns, name)
             return
         if routes.service_differs(existing, body):
             # Keep what the API server allocated (clusterIP) and guard with the version.
             spec = {**existing.get("spec", {}), **body["spec"]}
-            self.api.request(
-                "PUT",
-                path,
-                query=self.query,
-                body={**existing, "spec": spec},
-                what=f"update Service {ns}/{name}",
-            )
+            try:
+                written = self.api.request(
+                    "PUT",
+                    path,
+                    query=self.query,
+                    body={**existing, "spec": spec},
+                    what=f"update Service {ns}/{name}",
+                )
+            except ConflictError:
+                self.services.invalidate(ns, name)
+                raise
+            self.services.wrote(written)
 
 
 class RefRouter:
     """The named HTTP routes of the user's VirtualService (``spec.virtualServiceRef``)."""
 
-    def __init__(self, api: KubeApi, field_manager: str) -> None:
-        self.vs = _VirtualServices(api, field_manager)
+    def __init__(self, vs: _VirtualServices) -> None:
+        self.vs = vs
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int) -> None:
         """Verify the named routes; add a missing canary destination; keep routed weights."""
@@ -260,9 +298,12 @@ class IstioRouter:
     """Routes traffic between primary and canary with Istio ``networking.istio.io/v1``; picks
     :class:`RefRouter` or :class:`HostRouter` by the Rollout's spec."""
 
-    def __init__(self, api: KubeApi, *, field_manager: str = "canaryd") -> None:
-        self.host = HostRouter(api, field_manager)
-        self.ref = RefRouter(api, field_manager)
+    def __init__(
+        self, api: KubeApi, *, field_manager: str = "canaryd", cache: Cache | None = None
+    ) -> None:
+        vs = _VirtualServices(api, field_manager, reader_of(api, VIRTUAL_SERVICES, cache))
+        self.host = HostRouter(api, field_manager, vs, reader_of(api, SERVICES, cache))
+        self.ref = RefRouter(vs)
 
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.virtual_service_ref is not None else self.host

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from canaryd.adapters.cache import DEPLOYMENTS, Cache, reader_of
 from canaryd.adapters.kube import paths
 from canaryd.adapters.transport import JSON, ConflictError, KubeApi, owner_reference
 from canaryd.api.models import Rollout
@@ -176,15 +177,25 @@ def selector_string(deployment: Mapping[str, Any]) -> str:
 
 
 class Workloads:
-    """Reads and writes Deployments for the reconciler."""
+    """Reads and writes Deployments for the reconciler. Reads come from the Deployment store
+    when there is a cache (every write's answer goes into it: read-your-own-writes; a conflict
+    makes the next read a live GET), else from GETs."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, cache: Cache | None = None) -> None:
         self.api = api
+        self.deployments = reader_of(api, DEPLOYMENTS, cache)
 
     def get(self, namespace: str, name: str) -> JSON | None:
-        return self.api.get_or_none(
-            paths.deployment(namespace, name), what=f"read Deployment {namespace}/{name}"
-        )
+        return self.deployments.get(namespace, name)
+
+    def _write(self, namespace: str, name: str, send: Callable[[], JSON]) -> JSON:
+        """One write; its answer held by the store; a conflict marks the copy stale."""
+        try:
+            written = send()
+        except ConflictError:
+            self.deployments.invalidate(namespace, name)
+            raise
+        return self.deployments.wrote(written)
 
     def state(self, namespace: str, name: str) -> WorkloadState | None:
         """None when the Deployment does not exist. Pods are listed whenever a rollout is in
@@ -194,7 +205,8 @@ class Workloads:
         deployment = self.get(namespace, name)
         if deployment is None:
             return None
-        state = workload_state(deployment)
+        # Computed once per version of the Deployment (the template hash is not free).
+        state = self.deployments.derived(deployment, "state", workload_state)
         if state.ready or state.replicas == 0 or state.failure:
             return state
         selector = selector_string(deployment)
@@ -214,14 +226,16 @@ class Workloads:
         if source is None:
             raise TemporaryError(f"target Deployment {ns}/{target} not found")
         try:
-            self.api.create(
-                paths.deployment(ns),
-                primary_from(source, rollout),
-                what=f"create Deployment {ns}/{primary_name(target)}",
+            self.deployments.wrote(
+                self.api.create(
+                    paths.deployment(ns),
+                    primary_from(source, rollout),
+                    what=f"create Deployment {ns}/{primary_name(target)}",
+                )
             )
         except ConflictError:
             # Created meanwhile (a retry after a lost answer, or another writer): it exists.
-            if self.get(ns, primary_name(target)) is None:
+            if self.deployments.live(ns, primary_name(target)) is None:
                 raise
 
     def promote(self, rollout: Rollout, *, revision: str) -> None:
@@ -262,10 +276,14 @@ class Workloads:
         updated["spec"]["template"] = _primary_template(source, primary_name(target))
         if updated == primary:
             return
-        self.api.replace(
-            paths.deployment(ns, primary_name(target)),
-            updated,
-            what=f"promote Deployment {ns}/{primary_name(target)}",
+        self._write(
+            ns,
+            primary_name(target),
+            lambda: self.api.replace(
+                paths.deployment(ns, primary_name(target)),
+                updated,
+                what=f"promote Deployment {ns}/{primary_name(target)}",
+            ),
         )
 
     def revert_primary(self, rollout: Rollout, *, revision: str) -> None:
@@ -291,10 +309,14 @@ class Workloads:
         updated["spec"]["template"] = json.loads(kept)
         annotations[REVISION_ANNOTATION] = revision
         updated["metadata"]["annotations"] = annotations
-        self.api.replace(
-            paths.deployment(ns, name),
-            updated,
-            what=f"return Deployment {ns}/{name} to revision {revision}",
+        self._write(
+            ns,
+            name,
+            lambda: self.api.replace(
+                paths.deployment(ns, name),
+                updated,
+                what=f"return Deployment {ns}/{name} to revision {revision}",
+            ),
         )
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
@@ -304,8 +326,12 @@ class Workloads:
             raise TemporaryError(f"Deployment {namespace}/{name} not found")
         if _int(current.get("spec", {}).get("replicas", 1)) == replicas:
             return
-        self.api.merge_patch(
-            paths.deployment(namespace, name),
-            {"spec": {"replicas": replicas}},
-            what=f"scale Deployment {namespace}/{name} to {replicas}",
+        self._write(
+            namespace,
+            name,
+            lambda: self.api.merge_patch(
+                paths.deployment(namespace, name),
+                {"spec": {"replicas": replicas}},
+                what=f"scale Deployment {namespace}/{name} to {replicas}",
+            ),
         )
