@@ -132,8 +132,6 @@ class _Job:
     """When the next tick was asked for (scheduler lag is measured from it)."""
     deferred: bool = False
     """A tick was wanted while this process did not lead: run it once leading."""
-    ticked: bool = False
-    """Ticked at least once since this process last started leading."""
 
 
 class Scheduler:
@@ -267,7 +265,6 @@ class Scheduler:
         plan: list[tuple[Key, datetime]] = []
         with self._lock:
             for key, job in self._jobs.items():
-                job.ticked = False
                 if key in self._running:
                     continue
                 first = self._first_tick(job.hint, now, deferred=job.deferred)
@@ -373,7 +370,6 @@ class Scheduler:
             job = self._jobs.get(key)
             if job is None:
                 return
-            job.ticked = True
             if result.phase:
                 job.hint = StartHint(phase=result.phase, due_at=result.due_at)
             old = job.interval
