@@ -132,8 +132,6 @@ class _Job:
     """When the next tick was asked for (scheduler lag is measured from it)."""
     deferred: bool = False
     """A tick was wanted while this process did not lead: run it once leading."""
-    ticked: bool = False
-    """Ticked at least once since this process last started leading."""
 
 
 class Scheduler:
@@ -267,7 +265,6 @@ class Scheduler:
         plan: list[tuple[Key, datetime]] = []
         with self._lock:
             for key, job in self._jobs.items():
-                job.ticked = False
                 if key in self._running:
                     continue
                 first = self._first_tick(job.hint, now, deferred=job.deferred)
@@ -346,34 +343,43 @@ class Scheduler:
             except Exception:
                 log.exception("on_start hook failed")
         try:
-            result = self.reconciler.tick(*key)
+            try:
+                result = self.reconciler.tick(*key)
+            finally:
+                with self._lock:
+                    self._started.pop(key, None)
+            self.ticks += 1
+            if self.on_tick is not None:
+                try:
+                    self.on_tick(key, result)
+                except Exception:
+                    log.exception("on_tick hook failed")
+            honour_triggers = self._after(key, result)
         finally:
+            # The key counts as running until its next run is set: a trigger that arrives
+            # after the tick but before that (a Deployment event right after the status write)
+            # is remembered here, not overwritten by the re-timing.
             with self._lock:
                 self._running.discard(key)
-                self._started.pop(key, None)
                 dirty = key in self._dirty
                 self._dirty.discard(key)
-        self.ticks += 1
-        if self.on_tick is not None:
-            try:
-                self.on_tick(key, result)
-            except Exception:
-                log.exception("on_tick hook failed")
-        self._after(key, result, dirty=dirty)
+        if dirty and honour_triggers and not self._stopping.is_set():
+            self._next_at(key, self._clock())
 
-    def _after(self, key: Key, result: TickResult, *, dirty: bool) -> None:
+    def _after(self, key: Key, result: TickResult) -> bool:
+        """Set the next run from the tick's result; False when a trigger that came during the
+        tick must not bring it forward (stopping, deleted, or backing off after an error)."""
         if self._stopping.is_set():
-            return
+            return False
         if result.deleted:
             self.remove(key)
-            return
+            return False
         now = self._clock()
         idle = result.phase in IDLE_PHASES
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
-                return
-            job.ticked = True
+                return False
             if result.phase:
                 job.hint = StartHint(phase=result.phase, due_at=result.due_at)
             old = job.interval
@@ -388,10 +394,7 @@ class Scheduler:
             # Backoff after a failure: not sooner (a short interval must not hammer a failing
             # API server), and not later than the backoff says.
             self._next_at(key, now + timedelta(seconds=result.requeue_after))
-            return
-        if dirty:
-            self._next_at(key, now)
-            return
+            return False
         when = now + timedelta(seconds=interval)
         if result.requeue_after is not None:
             when = min(when, now + timedelta(seconds=max(result.requeue_after, 0.0)))
@@ -399,3 +402,4 @@ class Scheduler:
             # Exactly when the interval ends (never earlier: the analysis would not be due).
             when = min(when, max(result.due_at, now))
         self._next_at(key, when)
+        return True

@@ -1,0 +1,52 @@
+"""A trigger that arrives just after a tick, before the scheduler has re-timed the job (a
+Deployment event right after the status write that ended a release), is honoured: the
+re-timing must not overwrite it (a lost trigger left a new release waiting for the 60-s idle
+resync)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import cast
+
+from canaryd.controller.reconciler import Reconciler, TickResult
+from canaryd.controller.scheduler import Scheduler, StartHint
+from tests.controller.conftest import wait_for
+
+KEY = ("ns", "app")
+
+
+class IdleTicks:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.times: list[float] = []
+
+    def tick(self, namespace: str, name: str) -> TickResult:
+        with self.lock:
+            self.times.append(time.monotonic())
+        return TickResult(interval_seconds=60.0, phase="Succeeded")
+
+
+def test_a_trigger_between_the_tick_and_its_retiming_is_not_lost() -> None:
+    ticks = IdleTicks()
+    scheduler = Scheduler(cast(Reconciler, ticks), workers=2, idle_resync_seconds=60.0)
+    fired = threading.Event()
+
+    def on_tick(key: tuple[str, str], result: TickResult) -> None:
+        # Runs after the tick, before the job is re-timed: the window of the race.
+        if not fired.is_set():
+            fired.set()
+            scheduler.trigger(key)
+
+    scheduler.on_tick = on_tick
+    scheduler.start()
+    try:
+        scheduler.ensure(KEY, 60.0, StartHint(phase=""))  # never reconciled: ticks at once
+        wait_for("the first tick", lambda: len(ticks.times) >= 1, timeout=5)
+        wait_for("the triggered tick", lambda: len(ticks.times) >= 2, timeout=3)
+        with ticks.lock:
+            assert ticks.times[1] - ticks.times[0] < 2.0  # not the 60-s idle resync
+        time.sleep(0.5)
+        assert len(ticks.times) == 2  # and then idle: once per resync only
+    finally:
+        scheduler.shutdown(wait=True)
