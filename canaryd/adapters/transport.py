@@ -232,6 +232,11 @@ def _seconds(value: str | None) -> float | None:
         return None  # an HTTP-date Retry-After: the backoff decides
 
 
+class FencedError(TemporaryError):
+    """A write not sent: the process lost the right to write (:attr:`KubeApi.fence`) before
+    this attempt, e.g. while it slept between retries or was frozen."""
+
+
 class KubeApi:
     """JSON requests to the API server, retried with backoff on temporary failures.
 
@@ -255,10 +260,16 @@ class KubeApi:
         self.limiter: TokenBucket | None = rate_limit
         """None: unlimited. Shared by every adapter on this ``KubeApi`` (one bucket per
         process, as client-go's per-client limiter)."""
+        self.fence: Callable[[], bool] | None = None
+        """Checked right before every attempt of a write (any method but GET), retries
+        included: False refuses it with :class:`FencedError`. The controller sets it to "this
+        process leads", so a write begun while leading is never sent after the Lease was lost
+        (a tick's own fence checks before each effect cannot see a retry's sleep)."""
 
     def unthrottled(self) -> KubeApi:
-        """The same connection pool, retries and timeouts without the rate limiter: for leader
-        election, whose renewals must never queue behind ticks."""
+        """The same connection pool, retries and timeouts without the rate limiter and without
+        the fence: for leader election, whose renewals must never queue behind ticks (and whose
+        writes are what the fence is made of)."""
         return KubeApi(self.api_client, retry=self.retry, timeout=self.timeout)
 
     def close(self) -> None:
@@ -292,6 +303,8 @@ class KubeApi:
                 time.sleep(pause)
             if self.limiter is not None:
                 self.limiter.acquire()  # every try counts, as in client-go
+            if method != "GET" and self.fence is not None and not self.fence():
+                raise FencedError(f"{what}: not sent, this process no longer leads")
             try:
                 return self._once(method, path, query, body, content_type)
             except ApiException as exc:

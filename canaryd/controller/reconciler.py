@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from canaryd.adapters.kube import InvalidSpecError, parse_rollout
+from canaryd.adapters.transport import FencedError
 from canaryd.api.models import ObjectMeta, Rollout, RolloutStatus
 from canaryd.controller.alerting import ProviderRef, alert_targets
 from canaryd.controller.observe import MetricsFor, observe
@@ -189,7 +190,7 @@ class Reconciler:
         current: Rollout | None = None
         try:
             result, current = self._tick(namespace, name)
-        except LeadershipLostError as exc:
+        except (LeadershipLostError, FencedError) as exc:
             log.warning("tick %s/%s stopped: %s", namespace, name, exc)
             result = TickResult(error=str(exc))
         except PermanentError as exc:

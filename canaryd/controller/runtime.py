@@ -99,6 +99,9 @@ class Controller:
         # Every write of a tick checks the Lease (a tick begun while leading may resume after a
         # freeze past the lease, when another process leads).
         reconciler.leading = self.is_leader
+        # ...and so does every attempt of every write the transport sends (a retry after a
+        # backoff sleep included); the Lease itself goes through an unfenced copy.
+        api.fence = self.is_leader
         self.scheduler = Scheduler(
             reconciler,
             is_leader=self.is_leader,
