@@ -96,9 +96,12 @@ class StartHint:
     due_at: datetime | None = None
     """``status.analysis.lastAnalysisTime + interval`` while an analysis runs."""
 
+    pending: bool = False
+    """Undelivered notices in ``status.outbox``: work to do in any phase."""
+
     @property
     def idle(self) -> bool:
-        return self.phase in IDLE_PHASES
+        return self.phase in IDLE_PHASES and not self.pending
 
 
 def start_hint(raw: Mapping[str, Any]) -> StartHint:
@@ -120,7 +123,8 @@ def start_hint(raw: Mapping[str, Any]) -> StartHint:
         if last is not None and interval > 0:
             last = last if last.tzinfo else last.replace(tzinfo=UTC)
             due_at = last + timedelta(seconds=interval)
-    return StartHint(phase=phase, due_at=due_at)
+    pending = bool(status.get("outbox"))
+    return StartHint(phase=phase, due_at=due_at, pending=pending)
 
 
 @dataclass(slots=True)
@@ -381,7 +385,9 @@ class Scheduler:
             if job is None:
                 return False
             if result.phase:
-                job.hint = StartHint(phase=result.phase, due_at=result.due_at)
+                # An idle phase re-queued early has notices to deliver (the outbox retry).
+                pending = idle and result.requeue_after is not None
+                job.hint = StartHint(phase=result.phase, due_at=result.due_at, pending=pending)
             old = job.interval
             if result.interval_seconds is not None:
                 job.interval = max(result.interval_seconds, self.min_interval)

@@ -157,6 +157,10 @@ def test_start_hint_reads_phase_and_due_time_and_never_raises() -> None:
         phase="Progressing", due_at=datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
     )
     assert start_hint({"status": {"phase": "Succeeded"}}) == StartHint(phase="Succeeded")
+    assert start_hint({"status": {"phase": "Succeeded"}}).idle
+    # An ended Rollout with undelivered notices has work to do: ticked at once, not spread.
+    owed = start_hint({"status": {"phase": "Failed", "outbox": [{"key": "k"}]}})
+    assert owed.pending and not owed.idle
     assert start_hint({}) == StartHint()
     broken = {"spec": {"schedule": {"interval": "soon"}}, "status": {"phase": "Waiting",
               "analysis": {"lastAnalysisTime": 7}}}  # fmt: skip
