@@ -384,7 +384,12 @@ def posterior(state: AAState, *, also: AAState | None = None) -> tuple[FloatArra
 
 
 def inflation(
-    state: AAState, *, info: npt.ArrayLike, seconds: float, also: AAState | None = None
+    state: AAState,
+    *,
+    info: npt.ArrayLike,
+    seconds: float,
+    also: AAState | None = None,
+    elapsed: float | None = None,
 ) -> FloatArray:
     """``φ_t ≥ 1`` per series: the variance inflation for the canary's next interval.
 
@@ -396,12 +401,23 @@ def inflation(
         The canary comparison's information ``V_t`` for this interval (known before its score).
     seconds : float > 0
         The interval's duration ``d_t``.
+    also : AAState, optional
+        A second series pooled into the posterior (:func:`posterior`).
+    elapsed : float >= 0, optional
+        Seconds of the canary comparison before this interval (its evidence so far); default
+        ``state.intervals · d_t`` (the analysis' intervals have one length). It caps the
+        exposure: a noise episode of any length has touched at most ``elapsed + d_t`` seconds
+        of the canary's evidence, so a scale ``L`` counts with
+        ``W_L = (V_t / d_t) · min(max(L, d_t), elapsed + d_t)`` (see the module docstring).
     """
     d = max(float(seconds), 1e-9)
     v = np.broadcast_to(np.asarray(info, dtype=np.float64), (state.series,))
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     upper, mean = posterior(state, also=also)
-    w = (v / d)[:, None] * np.maximum(_lengths(state), d)[None, :]
+    past = state.intervals * d if elapsed is None else float(elapsed)
+    past = past if math.isfinite(past) and past > 0 else 0.0
+    exposure = np.minimum(np.maximum(_lengths(state), d), past + d)
+    w = (v / d)[:, None] * exposure[None, :]
     guarded = state.blocks < state.guard
     if also is not None:
         guarded = guarded & (also.blocks < state.guard)
@@ -610,7 +626,10 @@ def update_counts(
     score, info, spread = own_scores(counts, (c, nc), (s, ns))
 
     def inflate(v: float) -> float:
-        return float(inflation(state, info=v, seconds=seconds, also=own)[0])
+        # The canary comparison's own elapsed time: a baseline that appeared mid-analysis
+        # must not shrink the exposure of the evidence gathered before it.
+        past = counts.intervals * seconds
+        return float(inflation(state, info=v, seconds=seconds, also=own, elapsed=past)[0])
 
     counts = sq.update(counts, c, nc, s, ns, alpha=alpha, seconds=seconds, inflate=inflate)
     state = update(
@@ -671,8 +690,11 @@ def update_latency(
         return latency_update(latency, c, reference, interval_seconds=seconds), state, ref
     current = state if state is not None and state.series == j else initial(series=j)
 
+    # The latency comparison's own elapsed time (its intervals so far): see update_counts.
+    past = float(np.max(latency.intervals, initial=0)) * seconds
+
     def inflate(info: FloatArray) -> FloatArray:
-        return inflation(current, info=info, seconds=seconds)
+        return inflation(current, info=info, seconds=seconds, elapsed=past)
 
     latency = latency_update(latency, c, reference, interval_seconds=seconds, inflate=inflate)
     current = update(

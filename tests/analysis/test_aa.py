@@ -43,6 +43,30 @@ def test_without_data_the_posterior_is_the_prior() -> None:
     assert aa.posterior(st)[0][0, 0] == pytest.approx(0.125)
 
 
+def test_exposure_caps_the_scales_by_the_time_elapsed() -> None:
+    # Closed form at the prior (no data): q = 0.97 from the top, each of the 12 levels holds
+    # 0.5 / 12 >= 3%, so Q = kappa_max = 0.5; the mean is 0.5 * sum(0.5 * 2^-j) / 12.
+    st = aa.initial()
+    mean = 0.5 * sum(0.5 * 2.0**-j for j in range(12)) / 12
+    v, d = 2.0, 10.0
+
+    def closed(exposure: float) -> float:
+        w = v / d * exposure
+        return 1.0 + 2.0 * max(0.5 * w - 3.0, mean * w, 0.0)
+
+    # A fresh analysis: a noise episode of any length has touched only this interval.
+    assert aa.inflation(st, info=v, seconds=d)[0] == pytest.approx(closed(d))
+    # 100 s of evidence before: the 120-s and 300-s scales count 110 s of it.
+    assert aa.inflation(st, info=v, seconds=d, elapsed=100.0)[0] == pytest.approx(closed(110.0))
+    # Past the longest scale: the whole 300-s block (the cap no longer binds).
+    assert aa.inflation(st, info=v, seconds=d, elapsed=1000.0)[0] == pytest.approx(closed(300.0))
+    # The default elapsed time is the state's intervals times their length.
+    later = st
+    for _ in range(10):
+        later = aa.update_scores(later, score=0.0, info=0.0, seconds=d)
+    assert aa.inflation(later, info=v, seconds=d)[0] == pytest.approx(closed(110.0))
+
+
 def test_no_information_means_no_inflation_and_no_evidence() -> None:
     st = aa.initial()
     assert aa.inflation(st, info=0.0, seconds=10)[0] == 1.0
