@@ -78,6 +78,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from analysis import dispersion as dp
 from analysis import sequential as sq
 from analysis.latency import LatencyState, latency_update
 from analysis.sequential import DEFAULT_SECONDS, CountState
@@ -100,6 +101,11 @@ DEFAULT_SAFETY = 2.0
 """``c``: factor on the estimated excess variance (blocks not aligned with the noise)."""
 DEFAULT_GUARD = 3.0
 """Completed blocks after which a scale's upper quantile stops counting."""
+
+GUARD_KAPPA = dp.DEFAULT_PRIOR
+"""Largest ``κ`` the guarded quantile may assume: the two-arm judge's prior top ``κ₀``
+(:data:`analysis.dispersion.DEFAULT_PRIOR`), so that until the A/A data can be trusted the
+baseline judge's caution is the two-arm judge's, not the wider grid's."""
 
 _PARAMS = 7  # kappa_max, levels, null_mass, quantile, slack, safety, guard
 
@@ -383,6 +389,17 @@ def posterior(state: AAState, *, also: AAState | None = None) -> tuple[FloatArra
     return _summary(state, row)
 
 
+_EULER = 0.5772156649015329
+
+
+def _harmonic(k: FloatArray) -> FloatArray:
+    """``H_k = Σ_{i=1}^{k} 1 / i`` for ``k >= 1``, from above (``ln k + γ + 1 / (2k)``: at
+    most ``1 / (12 k²)`` more than the exact sum, 1.077 for ``k = 1``)."""
+    kk = np.maximum(k, 1.0)
+    out: FloatArray = np.log(kk) + _EULER + 0.5 / kk
+    return out
+
+
 def inflation(
     state: AAState,
     *,
@@ -416,12 +433,17 @@ def inflation(
     upper, mean = posterior(state, also=also)
     past = state.intervals * d if elapsed is None else float(elapsed)
     past = past if math.isfinite(past) and past > 0 else 0.0
-    exposure = np.minimum(np.maximum(_lengths(state), d), past + d)
+    span = np.maximum(_lengths(state), d)
+    exposure = np.minimum(span, (past + d) * _harmonic(np.ceil(span / d - 1e-9)))
     w = (v / d)[:, None] * exposure[None, :]
     guarded = state.blocks < state.guard
     if also is not None:
         guarded = guarded & (also.blocks < state.guard)
-    quantile_term = np.where(guarded, upper * w - state.slack, 0.0)
+    # While guarded, the quantile stands for what the A/A data cannot yet rule out: it may
+    # assume no more noise than the two-arm judge's own prior does (kappa_0); more needs
+    # evidence (the posterior mean, which counts from the first interval on).
+    cautious = np.minimum(upper, GUARD_KAPPA)
+    quantile_term = np.where(guarded, cautious * w - state.slack, 0.0)
     worst = np.maximum(mean * w, quantile_term).max(axis=-1)
     out: FloatArray = 1.0 + state.safety * np.maximum(worst, 0.0)
     return out

@@ -45,26 +45,39 @@ def test_without_data_the_posterior_is_the_prior() -> None:
 
 def test_exposure_caps_the_scales_by_the_time_elapsed() -> None:
     # Closed form at the prior (no data): q = 0.97 from the top, each of the 12 levels holds
-    # 0.5 / 12 >= 3%, so Q = kappa_max = 0.5; the mean is 0.5 * sum(0.5 * 2^-j) / 12.
+    # 0.5 / 12 >= 3%, so Q = kappa_max = 0.5, which the guard caps at the two-arm judge's
+    # kappa_0 = 0.2 (no block completed yet); the mean is 0.5 * sum(0.5 * 2^-j) / 12.
     st = aa.initial()
+    q = 0.2
     mean = 0.5 * sum(0.5 * 2.0**-j for j in range(12)) / 12
     v, d = 2.0, 10.0
+    # H_k (exact sums) for the blocks' interval counts: 6 (60 s), 12 (120 s), 30 (300 s).
+    harmonic = {k: sum(1.0 / i for i in range(1, k + 1)) for k in (6, 12, 30)}
 
-    def closed(exposure: float) -> float:
-        w = v / d * exposure
-        return 1.0 + 2.0 * max(0.5 * w - 3.0, mean * w, 0.0)
+    def closed(elapsed: float) -> float:
+        worst = max(q * v - 3.0, mean * v, 0.0)  # the interval itself
+        for length, k in ((60.0, 6), (120.0, 12), (300.0, 30)):
+            w = v / d * min(length, (elapsed + d) * harmonic[k])
+            worst = max(worst, q * w - 3.0, mean * w)
+        return 1.0 + 2.0 * worst
 
-    # A fresh analysis: a noise episode of any length has touched only this interval.
-    assert aa.inflation(st, info=v, seconds=d)[0] == pytest.approx(closed(d))
-    # 100 s of evidence before: the 120-s and 300-s scales count 110 s of it.
-    assert aa.inflation(st, info=v, seconds=d, elapsed=100.0)[0] == pytest.approx(closed(110.0))
-    # Past the longest scale: the whole 300-s block (the cap no longer binds).
-    assert aa.inflation(st, info=v, seconds=d, elapsed=1000.0)[0] == pytest.approx(closed(300.0))
+    # The approximation of H_k is at most 1 / (12 k^2) above the exact sum.
+    def check(got: float, elapsed: float) -> None:
+        assert got == pytest.approx(closed(elapsed), rel=2e-3)
+
+    # A fresh analysis: a noise episode has touched only this interval, weighted by H_k.
+    check(aa.inflation(st, info=v, seconds=d)[0], 0.0)
+    assert aa.inflation(st, info=v, seconds=d)[0] < closed(290.0) / 4
+    check(aa.inflation(st, info=v, seconds=d, elapsed=40.0)[0], 40.0)
+    # Long past the longest scale: the whole 300-s block (the cap no longer binds).
+    assert aa.inflation(st, info=v, seconds=d, elapsed=1000.0)[0] == pytest.approx(
+        1.0 + 2.0 * (q * v / d * 300.0 - 3.0)
+    )
     # The default elapsed time is the state's intervals times their length.
     later = st
-    for _ in range(10):
+    for _ in range(4):
         later = aa.update_scores(later, score=0.0, info=0.0, seconds=d)
-    assert aa.inflation(later, info=v, seconds=d)[0] == pytest.approx(closed(110.0))
+    check(aa.inflation(later, info=v, seconds=d)[0], 40.0)
 
 
 def test_no_information_means_no_inflation_and_no_evidence() -> None:
