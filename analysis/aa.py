@@ -41,22 +41,40 @@ of ``U_b ~ N(0, W_b (1 + κ W_b))`` at every level of a fixed grid ``κ_max · 2
 block being filled counts too (its intervals are all earlier ones, and unlike the canary's own
 scores the A/A's are not confounded by a regression, so no scale needs to wait for a first
 completed block). The prior puts ``null_mass`` on ``κ = 0`` and spreads the rest evenly over the
-grid. Interval ``t`` of the canary's comparison, with information ``V_t`` over ``d_t`` seconds, is
-tempered by ``η_t = 1 / φ_t``::
+grid. Interval ``t`` of the canary's comparison, with information ``V_t`` over ``d_t`` seconds
+and ``e_t`` seconds of the comparison before it, is tempered by ``η_t = 1 / φ_t``::
 
-    φ_t = 1 + c · max_L max(E[κ_L] W_L, g_L · (Q_q(κ_L) W_L − τ)),
-    W_L = (V_t / d_t) · max(L, d_t)
+    φ_t = 1 + c · max_L max(E[κ_L] W_L, g_L · (min(Q_q(κ_L), κ₀) W_L − τ)),
+    W_L = (V_t / d_t) · min(max(L, d_t), (e_t + d_t) · H_K),   K = ⌈max(L, d_t) / d_t⌉
 
 so the scale at which the noise adds most to the canary's comparison sets it: the amount (``κ``)
 and the correlation length (the scale) both come from the A/A data. ``g_L`` (the *guard*) is 1
 while scale ``L`` has fewer than ``guard`` completed blocks, 0 after: the first blocks of long
 noise are a few draws of it, and a small draw must not read as "quiet"; later the posterior mean
-alone counts. The error-rate judge pools a second series into the same posterior
+alone counts. Two limits keep the judge from going blind early (at 3-s intervals a 300-s block
+holds 100 intervals' information; counted in full from the first interval with the prior's
+``κ_max``, ``φ`` was about 300 and a 60x regression went unseen for minutes):
+
+* *exposure*: a noise episode can only have touched the evidence gathered so far, ``e_t + d_t``
+  seconds. The factor ``H_K = Σ_{i≤K} 1/i`` keeps that anytime-valid: with a shared noise draw
+  ``ν ~ N(0, κ)`` per block the tempered e-process stays a Gaussian supermartingale while a
+  block's tempered information ``Σ_j η_j V_j`` stays below ``1/κ`` (tempering by the whole
+  block achieves it); with ``η_j ≈ 1 / (κ V j H_K)`` for the ``j``-th interval any run of
+  ``k ≤ K`` intervals has at most ``H_k / (κ H_K) ≤ 1/κ``. The plain cap (without ``H_K``)
+  overstated the early evidence by up to ``ln K`` (measured: more false rollbacks);
+* *the guarded quantile assumes no more than the two-arm judge does*: at most ``κ₀``
+  (:data:`GUARD_KAPPA`, :data:`analysis.dispersion.DEFAULT_PRIOR`). With ``κ_max`` and
+  ``c = 2`` no single block could establish even a 10x regression (a block's evidence for an
+  effect ``δ`` is at most about ``δ² / (2 c Q)``); more noise than ``κ₀`` must be measured
+  (the posterior mean counts from the first interval).
+
+The error-rate judge pools a second series into the same posterior
 (:func:`update_counts`: the canary comparison's own scores at its predictable estimate), so each
 noise block gives two draws of the arms' noise instead of one. Only intervals before ``t``
 enter the estimate, so ``φ_t`` is fixed before interval ``t`` is seen (predictable): the tempered
 e-process stays a supermartingale under the binomial model exactly, and under the noise model in
-the Gaussian approximation when ``φ_t ≥ 1 + g(L) W_L`` for the block it is in. That last part is
+the Gaussian approximation while every noise block's tempered information stays below
+``1 / g(L)`` (above). That last part is
 an approximation, measured (``benchmarks/baseline_quality.py``), not a guarantee.
 
 Assumptions: the canary's and the baseline's noise have the same law; the noise is stationary
