@@ -272,3 +272,28 @@ def test_a_bad_canary_is_caught_when_the_baseline_is_quiet() -> None:
                 caught += 1
                 break
     assert caught == 40  # 3x at 20 rps of canary traffic for 30 minutes
+
+
+def test_a_baseline_that_appears_later_counts_the_comparison_s_elapsed_time() -> None:
+    # The exposure is the canary comparison's own elapsed time, not the A/A state's: evidence
+    # gathered before the baseline appeared is as exposed to a noise episode as any.
+    d = 10.0
+    counts = sq.initial()
+    for _ in range(30):
+        counts = sq.update(counts, 12, 1000, 45, 4000, seconds=d)
+    fresh = aa.initial()
+    after, _, _, ref = aa.update_counts(
+        counts,
+        fresh,
+        aa.initial(),
+        canary=(12, 1000),
+        primary=(45, 4000),
+        baseline=(9, 1000),
+        seconds=d,
+    )
+    assert ref == "primary"
+    v = after.info - counts.info
+    phi = (after.info_inflated - counts.info_inflated) / v
+    expected = aa.inflation(fresh, info=v, seconds=d, also=aa.initial(), elapsed=30 * d)[0]
+    assert phi == pytest.approx(expected)
+    assert phi > 2 * aa.inflation(fresh, info=v, seconds=d, also=aa.initial())[0]
