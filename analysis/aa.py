@@ -443,8 +443,9 @@ def inflation(
         ``state.intervals · d_t`` (the analysis' intervals have one length). It caps the
         exposure: a noise episode of any length has touched at most ``elapsed + d_t`` seconds
         of the canary's evidence, so a scale ``L`` counts with
-        ``W_L = (V_t / d_t) · min(max(L, d_t), elapsed + d_t)`` (see the module docstring).
-    """
+        ``W_L = (V_t / d_t) · min(max(L, d_t), (elapsed + d_t) · H_K)``, ``H_K`` the harmonic
+        number of the block's ``K`` intervals, which keeps the bound anytime-valid (see the
+        module docstring)."""
     d = max(float(seconds), 1e-9)
     v = np.broadcast_to(np.asarray(info, dtype=np.float64), (state.series,))
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
