@@ -41,22 +41,40 @@ of ``U_b ~ N(0, W_b (1 + κ W_b))`` at every level of a fixed grid ``κ_max · 2
 block being filled counts too (its intervals are all earlier ones, and unlike the canary's own
 scores the A/A's are not confounded by a regression, so no scale needs to wait for a first
 completed block). The prior puts ``null_mass`` on ``κ = 0`` and spreads the rest evenly over the
-grid. Interval ``t`` of the canary's comparison, with information ``V_t`` over ``d_t`` seconds, is
-tempered by ``η_t = 1 / φ_t``::
+grid. Interval ``t`` of the canary's comparison, with information ``V_t`` over ``d_t`` seconds
+and ``e_t`` seconds of the comparison before it, is tempered by ``η_t = 1 / φ_t``::
 
-    φ_t = 1 + c · max_L max(E[κ_L] W_L, g_L · (Q_q(κ_L) W_L − τ)),
-    W_L = (V_t / d_t) · max(L, d_t)
+    φ_t = 1 + c · max_L max(E[κ_L] W_L, g_L · (min(Q_q(κ_L), κ₀) W_L − τ)),
+    W_L = (V_t / d_t) · min(max(L, d_t), (e_t + d_t) · H_K),   K = ⌈max(L, d_t) / d_t⌉
 
 so the scale at which the noise adds most to the canary's comparison sets it: the amount (``κ``)
 and the correlation length (the scale) both come from the A/A data. ``g_L`` (the *guard*) is 1
 while scale ``L`` has fewer than ``guard`` completed blocks, 0 after: the first blocks of long
 noise are a few draws of it, and a small draw must not read as "quiet"; later the posterior mean
-alone counts. The error-rate judge pools a second series into the same posterior
+alone counts. Two limits keep the judge from going blind early (at 3-s intervals a 300-s block
+holds 100 intervals' information; counted in full from the first interval with the prior's
+``κ_max``, ``φ`` was about 300 and a 60x regression went unseen for minutes):
+
+* *exposure*: a noise episode can only have touched the evidence gathered so far, ``e_t + d_t``
+  seconds. The factor ``H_K = Σ_{i≤K} 1/i`` keeps that anytime-valid: with a shared noise draw
+  ``ν ~ N(0, κ)`` per block the tempered e-process stays a Gaussian supermartingale while a
+  block's tempered information ``Σ_j η_j V_j`` stays below ``1/κ`` (tempering by the whole
+  block achieves it); with ``η_j ≈ 1 / (κ V j H_K)`` for the ``j``-th interval any run of
+  ``k ≤ K`` intervals has at most ``H_k / (κ H_K) ≤ 1/κ``. The plain cap (without ``H_K``)
+  overstated the early evidence by up to ``ln K`` (measured: more false rollbacks);
+* *the guarded quantile assumes no more than the two-arm judge does*: at most ``κ₀``
+  (:data:`GUARD_KAPPA`, :data:`analysis.dispersion.DEFAULT_PRIOR`). With ``κ_max`` and
+  ``c = 2`` no single block could establish even a 10x regression (a block's evidence for an
+  effect ``δ`` is at most about ``δ² / (2 c Q)``); more noise than ``κ₀`` must be measured
+  (the posterior mean counts from the first interval).
+
+The error-rate judge pools a second series into the same posterior
 (:func:`update_counts`: the canary comparison's own scores at its predictable estimate), so each
 noise block gives two draws of the arms' noise instead of one. Only intervals before ``t``
 enter the estimate, so ``φ_t`` is fixed before interval ``t`` is seen (predictable): the tempered
 e-process stays a supermartingale under the binomial model exactly, and under the noise model in
-the Gaussian approximation when ``φ_t ≥ 1 + g(L) W_L`` for the block it is in. That last part is
+the Gaussian approximation while every noise block's tempered information stays below
+``1 / g(L)`` (above). That last part is
 an approximation, measured (``benchmarks/baseline_quality.py``), not a guarantee.
 
 Assumptions: the canary's and the baseline's noise have the same law; the noise is stationary
@@ -78,6 +96,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from analysis import dispersion as dp
 from analysis import sequential as sq
 from analysis.latency import LatencyState, latency_update
 from analysis.sequential import DEFAULT_SECONDS, CountState
@@ -100,6 +119,11 @@ DEFAULT_SAFETY = 2.0
 """``c``: factor on the estimated excess variance (blocks not aligned with the noise)."""
 DEFAULT_GUARD = 3.0
 """Completed blocks after which a scale's upper quantile stops counting."""
+
+GUARD_KAPPA = dp.DEFAULT_PRIOR
+"""Largest ``κ`` the guarded quantile may assume: the two-arm judge's prior top ``κ₀``
+(:data:`analysis.dispersion.DEFAULT_PRIOR`), so that until the A/A data can be trusted the
+baseline judge's caution is the two-arm judge's, not the wider grid's."""
 
 _PARAMS = 7  # kappa_max, levels, null_mass, quantile, slack, safety, guard
 
@@ -383,8 +407,24 @@ def posterior(state: AAState, *, also: AAState | None = None) -> tuple[FloatArra
     return _summary(state, row)
 
 
+_EULER = 0.5772156649015329
+
+
+def _harmonic(k: FloatArray) -> FloatArray:
+    """``H_k = Σ_{i=1}^{k} 1 / i`` for ``k >= 1``, from above (``ln k + γ + 1 / (2k)``: at
+    most ``1 / (12 k²)`` more than the exact sum, 1.077 for ``k = 1``)."""
+    kk = np.maximum(k, 1.0)
+    out: FloatArray = np.log(kk) + _EULER + 0.5 / kk
+    return out
+
+
 def inflation(
-    state: AAState, *, info: npt.ArrayLike, seconds: float, also: AAState | None = None
+    state: AAState,
+    *,
+    info: npt.ArrayLike,
+    seconds: float,
+    also: AAState | None = None,
+    elapsed: float | None = None,
 ) -> FloatArray:
     """``φ_t ≥ 1`` per series: the variance inflation for the canary's next interval.
 
@@ -396,16 +436,33 @@ def inflation(
         The canary comparison's information ``V_t`` for this interval (known before its score).
     seconds : float > 0
         The interval's duration ``d_t``.
-    """
+    also : AAState, optional
+        A second series pooled into the posterior (:func:`posterior`).
+    elapsed : float >= 0, optional
+        Seconds of the canary comparison before this interval (its evidence so far); default
+        ``state.intervals · d_t`` (the analysis' intervals have one length). It caps the
+        exposure: a noise episode of any length has touched at most ``elapsed + d_t`` seconds
+        of the canary's evidence, so a scale ``L`` counts with
+        ``W_L = (V_t / d_t) · min(max(L, d_t), (elapsed + d_t) · H_K)``, ``H_K`` the harmonic
+        number of the block's ``K`` intervals, which keeps the bound anytime-valid (see the
+        module docstring)."""
     d = max(float(seconds), 1e-9)
     v = np.broadcast_to(np.asarray(info, dtype=np.float64), (state.series,))
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     upper, mean = posterior(state, also=also)
-    w = (v / d)[:, None] * np.maximum(_lengths(state), d)[None, :]
+    past = state.intervals * d if elapsed is None else float(elapsed)
+    past = past if math.isfinite(past) and past > 0 else 0.0
+    span = np.maximum(_lengths(state), d)
+    exposure = np.minimum(span, (past + d) * _harmonic(np.ceil(span / d - 1e-9)))
+    w = (v / d)[:, None] * exposure[None, :]
     guarded = state.blocks < state.guard
     if also is not None:
         guarded = guarded & (also.blocks < state.guard)
-    quantile_term = np.where(guarded, upper * w - state.slack, 0.0)
+    # While guarded, the quantile stands for what the A/A data cannot yet rule out: it may
+    # assume no more noise than the two-arm judge's own prior does (kappa_0); more needs
+    # evidence (the posterior mean, which counts from the first interval on).
+    cautious = np.minimum(upper, GUARD_KAPPA)
+    quantile_term = np.where(guarded, cautious * w - state.slack, 0.0)
     worst = np.maximum(mean * w, quantile_term).max(axis=-1)
     out: FloatArray = 1.0 + state.safety * np.maximum(worst, 0.0)
     return out
@@ -610,7 +667,10 @@ def update_counts(
     score, info, spread = own_scores(counts, (c, nc), (s, ns))
 
     def inflate(v: float) -> float:
-        return float(inflation(state, info=v, seconds=seconds, also=own)[0])
+        # The canary comparison's own elapsed time: a baseline that appeared mid-analysis
+        # must not shrink the exposure of the evidence gathered before it.
+        past = counts.intervals * seconds
+        return float(inflation(state, info=v, seconds=seconds, also=own, elapsed=past)[0])
 
     counts = sq.update(counts, c, nc, s, ns, alpha=alpha, seconds=seconds, inflate=inflate)
     state = update(
@@ -671,8 +731,11 @@ def update_latency(
         return latency_update(latency, c, reference, interval_seconds=seconds), state, ref
     current = state if state is not None and state.series == j else initial(series=j)
 
+    # The latency comparison's own elapsed time (its intervals so far): see update_counts.
+    past = float(np.max(latency.intervals, initial=0)) * seconds
+
     def inflate(info: FloatArray) -> FloatArray:
-        return inflation(current, info=info, seconds=seconds)
+        return inflation(current, info=info, seconds=seconds, elapsed=past)
 
     latency = latency_update(latency, c, reference, interval_seconds=seconds, inflate=inflate)
     current = update(

@@ -43,6 +43,43 @@ def test_without_data_the_posterior_is_the_prior() -> None:
     assert aa.posterior(st)[0][0, 0] == pytest.approx(0.125)
 
 
+def test_exposure_caps_the_scales_by_the_time_elapsed() -> None:
+    # Closed form at the prior (no data): q = 0.97 from the top, each of the 12 levels holds
+    # 0.5 / 12 >= 3%, so Q = kappa_max = 0.5, which the guard caps at the two-arm judge's
+    # kappa_0 = 0.2 (no block completed yet); the mean is 0.5 * sum(0.5 * 2^-j) / 12.
+    st = aa.initial()
+    q = 0.2
+    mean = 0.5 * sum(0.5 * 2.0**-j for j in range(12)) / 12
+    v, d = 2.0, 10.0
+    # H_k (exact sums) for the blocks' interval counts: 6 (60 s), 12 (120 s), 30 (300 s).
+    harmonic = {k: sum(1.0 / i for i in range(1, k + 1)) for k in (6, 12, 30)}
+
+    def closed(elapsed: float) -> float:
+        worst = max(q * v - 3.0, mean * v, 0.0)  # the interval itself
+        for length, k in ((60.0, 6), (120.0, 12), (300.0, 30)):
+            w = v / d * min(length, (elapsed + d) * harmonic[k])
+            worst = max(worst, q * w - 3.0, mean * w)
+        return 1.0 + 2.0 * worst
+
+    # The approximation of H_k is at most 1 / (12 k^2) above the exact sum.
+    def check(got: float, elapsed: float) -> None:
+        assert got == pytest.approx(closed(elapsed), rel=2e-3)
+
+    # A fresh analysis: a noise episode has touched only this interval, weighted by H_k.
+    check(aa.inflation(st, info=v, seconds=d)[0], 0.0)
+    assert aa.inflation(st, info=v, seconds=d)[0] < closed(290.0) / 4
+    check(aa.inflation(st, info=v, seconds=d, elapsed=40.0)[0], 40.0)
+    # Long past the longest scale: the whole 300-s block (the cap no longer binds).
+    assert aa.inflation(st, info=v, seconds=d, elapsed=1000.0)[0] == pytest.approx(
+        1.0 + 2.0 * (q * v / d * 300.0 - 3.0)
+    )
+    # The default elapsed time is the state's intervals times their length.
+    later = st
+    for _ in range(4):
+        later = aa.update_scores(later, score=0.0, info=0.0, seconds=d)
+    check(aa.inflation(later, info=v, seconds=d)[0], 40.0)
+
+
 def test_no_information_means_no_inflation_and_no_evidence() -> None:
     st = aa.initial()
     assert aa.inflation(st, info=0.0, seconds=10)[0] == 1.0
@@ -235,3 +272,28 @@ def test_a_bad_canary_is_caught_when_the_baseline_is_quiet() -> None:
                 caught += 1
                 break
     assert caught == 40  # 3x at 20 rps of canary traffic for 30 minutes
+
+
+def test_a_baseline_that_appears_later_counts_the_comparison_s_elapsed_time() -> None:
+    # The exposure is the canary comparison's own elapsed time, not the A/A state's: evidence
+    # gathered before the baseline appeared is as exposed to a noise episode as any.
+    d = 10.0
+    counts = sq.initial()
+    for _ in range(30):
+        counts = sq.update(counts, 12, 1000, 45, 4000, seconds=d)
+    fresh = aa.initial()
+    after, _, _, ref = aa.update_counts(
+        counts,
+        fresh,
+        aa.initial(),
+        canary=(12, 1000),
+        primary=(45, 4000),
+        baseline=(9, 1000),
+        seconds=d,
+    )
+    assert ref == "primary"
+    v = after.info - counts.info
+    phi = (after.info_inflated - counts.info_inflated) / v
+    expected = aa.inflation(fresh, info=v, seconds=d, also=aa.initial(), elapsed=30 * d)[0]
+    assert phi == pytest.approx(expected)
+    assert phi > 2 * aa.inflation(fresh, info=v, seconds=d, also=aa.initial())[0]

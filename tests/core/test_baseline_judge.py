@@ -302,3 +302,24 @@ def test_analyze_names_the_bad_baseline_field(baseline: object, message: str) ->
     out, err = io.StringIO(), io.StringIO()
     assert analyze.run(json.dumps(doc), out, err) == 1
     assert message in err.getvalue()
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0, 60.0])
+def test_a_gross_regression_is_caught_at_short_intervals_too(seconds: float) -> None:
+    # Regression (issue 12, found at integration): the prior's upper quantile at the 300-s scale
+    # was counted with a full block's information (up to 100 intervals of 3 s) before the
+    # analysis had lasted 300 s, giving phi in the hundreds: a canary failing 30% against the
+    # primary's 0.5% (60x) over 9 intervals was "inconclusive" at 3-s and 10-s intervals.
+    analysis = AnalysisSpec()
+    record = IntervalRecord(weight=10, canary=arm(90, 27), stable=arm(720, 4), baseline=arm(90, 1))
+    history = {m.name: [record] * 9 for m in analysis.metrics}
+    assert replay(analysis, history, seconds=seconds).decision == "rollback"
+    # No later than the two-arm judge: both at the first or second interval.
+    two_arm = record.model_copy(update={"baseline": None})
+    for n in (1, 2):
+        with_b = replay(analysis, {m.name: [record] * n for m in analysis.metrics}, seconds=seconds)
+        without = replay(
+            analysis, {m.name: [two_arm] * n for m in analysis.metrics}, seconds=seconds
+        )
+        if without.decision == "rollback":
+            assert with_b.decision == "rollback"
