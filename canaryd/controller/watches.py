@@ -210,6 +210,10 @@ def interval_of(raw: JSON) -> float:
         return DEFAULT_INTERVAL
 
 
+def _version(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
 def _key(obj: JSON) -> Key:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace", "default")), str(meta.get("name", "")))
@@ -324,14 +328,32 @@ class DeploymentTrigger:
 
     def __init__(self, tracker: RolloutTracker) -> None:
         self.tracker = tracker
+        self._lock = threading.Lock()
+        self._seen: dict[Key, str] | None = None
+        """resourceVersion of each Deployment as last listed or watched; None before the first
+        list (bounded by the Deployments that exist: a deletion or re-list drops the rest)."""
 
     def on_list(self, items: list[JSON]) -> None:
-        # A (re-)list may hide a missed change, but shows none: idle Rollouts spread.
-        for item in items:
-            self._trigger(_key(item), maybe=True)
+        # A re-list (after 410, or a watch that broke) carries what the watch missed: a
+        # Deployment whose version moved meanwhile may be a new release, so its Rollouts tick at
+        # once; the others show nothing new and idle ones spread. The first list is start-up,
+        # ordered by the scheduler's start-up hints.
+        seen = {_key(item): _version(item) for item in items}
+        with self._lock:
+            before, self._seen = self._seen, seen
+        for key, version in seen.items():
+            changed = before is not None and before.get(key) != version
+            self._trigger(key, maybe=not changed)
 
     def on_event(self, kind: str, obj: JSON) -> None:
-        self._trigger(_key(obj))
+        key = _key(obj)
+        with self._lock:
+            if self._seen is not None:
+                if kind == "DELETED":
+                    self._seen.pop(key, None)
+                else:
+                    self._seen[key] = _version(obj)
+        self._trigger(key)
 
     def _trigger(self, key: Key, *, maybe: bool = False) -> None:
         for rollout in self.tracker.rollouts_for_deployment(key):
