@@ -111,6 +111,9 @@ class TickResult:
     due_at: datetime | None = None
     """When the next analysis interval ends (``lastAnalysisTime + interval``) while an analysis
     runs: the scheduler ticks exactly then (:func:`canaryd.core.machine.next_analysis_at`)."""
+    fenced: bool = False
+    """The tick stopped because this process no longer leads: its work is the next leader's,
+    or this process's once it leads again (the scheduler keeps it deferred)."""
 
 
 @dataclass
@@ -192,7 +195,7 @@ class Reconciler:
             result, current = self._tick(namespace, name)
         except (LeadershipLostError, FencedError) as exc:
             log.warning("tick %s/%s stopped: %s", namespace, name, exc)
-            result = TickResult(error=str(exc))
+            result = TickResult(error=str(exc), fenced=True)
         except PermanentError as exc:
             log.warning("tick %s/%s failed permanently: %s", namespace, name, exc)
             result = TickResult(error=str(exc), permanent=True)

@@ -136,6 +136,10 @@ class _Job:
     """When the next tick was asked for (scheduler lag is measured from it)."""
     deferred: bool = False
     """A tick was wanted while this process did not lead: run it once leading."""
+    triggered: bool = False
+    """The next run was asked for by a trigger (a watched change), not by the schedule: a run
+    that then finds this process not leading is deferred even for an idle Rollout (a release
+    seen just as leadership wavered must not wait for the idle resync)."""
 
 
 class Scheduler:
@@ -253,6 +257,8 @@ class Scheduler:
             elif not self.is_leader() and delay <= 0:
                 job.deferred = True  # kept for when this process leads
                 return
+            if not maybe:
+                job.triggered = True
             if key in self._running and delay <= 0:
                 self._dirty.add(key)
                 return
@@ -318,8 +324,9 @@ class Scheduler:
         if not self.is_leader():
             with self._lock:
                 job = self._jobs.get(key)
-                if job is not None and not job.hint.idle:
-                    # An active Rollout's tick came before the Lease was won: keep it.
+                if job is not None and (not job.hint.idle or job.triggered):
+                    # An active Rollout's tick, or one a change asked for, came while this
+                    # process did not lead: keep it for when it leads.
                     job.deferred = True
             return
         with self._idle:
@@ -338,6 +345,7 @@ class Scheduler:
             if job is None:
                 return
             lag = max(0.0, (now - job.wanted).total_seconds())
+            job.triggered = False
             self._running.add(key)
             self._started[key] = time.monotonic()
             self._dirty.discard(key)
@@ -378,6 +386,12 @@ class Scheduler:
         if result.deleted:
             self.remove(key)
             return False
+        if result.fenced:
+            # Stopped mid-way by a lost Lease: redone first thing once this process leads.
+            with self._lock:
+                job = self._jobs.get(key)
+                if job is not None:
+                    job.deferred = True
         now = self._clock()
         idle = result.phase in IDLE_PHASES
         with self._lock:

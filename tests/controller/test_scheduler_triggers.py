@@ -50,3 +50,33 @@ def test_a_trigger_between_the_tick_and_its_retiming_is_not_lost() -> None:
         assert len(ticks.times) == 2  # and then idle: once per resync only
     finally:
         scheduler.shutdown(wait=True)
+
+
+def test_a_triggered_tick_that_finds_the_lease_lost_is_kept_for_the_next_term() -> None:
+    """A release seen while leading, whose tick runs just as the Lease wavers (a renewal past
+    its deadline, a takeover), is an idle Rollout's only chance before the idle resync: it is
+    deferred and runs first thing in the next term, not spread or dropped."""
+    ticks = IdleTicks()
+    leading = threading.Event()
+    leading.set()
+    scheduler = Scheduler(
+        cast(Reconciler, ticks),
+        is_leader=leading.is_set,
+        workers=2,
+        idle_resync_seconds=60.0,
+        startup_spread_seconds=30.0,
+    )
+    scheduler.start()
+    try:
+        scheduler.ensure(KEY, 60.0, StartHint(phase=""))  # never reconciled: ticks at once
+        wait_for("the first tick", lambda: len(ticks.times) >= 1, timeout=5)
+        time.sleep(0.2)  # re-timed as idle (Succeeded): next tick at the 60-s resync
+        scheduler.trigger(KEY, delay=0.3)  # a watched change, ticked shortly after
+        leading.clear()  # ...by when the Lease has lapsed
+        time.sleep(0.8)
+        assert len(ticks.times) == 1  # nothing runs while not leading
+        leading.set()
+        scheduler.start_leading()  # the next term
+        wait_for("the kept tick", lambda: len(ticks.times) >= 2, timeout=3)
+    finally:
+        scheduler.shutdown(wait=True)
