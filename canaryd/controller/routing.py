@@ -12,8 +12,7 @@ from canaryd.adapters.gateway import GatewayRouter
 from canaryd.adapters.istio import IstioRouter
 from canaryd.adapters.transport import KubeApi
 from canaryd.api.models import Rollout, RouterKind
-from canaryd.core.ports import PermanentError, TrafficRouter
-from canaryd.core.types import TrafficState
+from canaryd.core.ports import ByMode, PermanentError, TrafficRouter
 
 
 def make_router(
@@ -35,7 +34,7 @@ def make_router(
     return GatewayRouter(api, field_manager=field_manager, cache=cache)
 
 
-class RouterByKind:
+class RouterByKind(ByMode):
     """A TrafficRouter that delegates each call to the router of the Rollout's
     ``spec.router`` (see :attr:`canaryd.api.models.RolloutSpec.router_kind`)."""
 
@@ -52,6 +51,9 @@ class RouterByKind:
     ) -> RouterByKind:
         return cls({RouterKind(k): make_router(k, api, cache=cache) for k in kinds})
 
+    def mode(self, rollout: Rollout) -> TrafficRouter:
+        return self.of(rollout)
+
     def of(self, rollout: Rollout) -> TrafficRouter:
         kind = rollout.spec.router_kind
         router = self.routers.get(kind)
@@ -61,29 +63,3 @@ class RouterByKind:
                 f"{kind.value!r} is not enabled in this controller"
             )
         return router
-
-    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
-        self.of(rollout).reconcile(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
-        )
-
-    def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        return self.of(rollout).get_weights(rollout)
-
-    def set_weights(
-        self,
-        rollout: Rollout,
-        *,
-        canary_weight: int,
-        baseline_weight: int = 0,
-        mirror_percent: int = 0,
-    ) -> None:
-        self.of(rollout).set_weights(
-            rollout,
-            canary_weight=canary_weight,
-            baseline_weight=baseline_weight,
-            mirror_percent=mirror_percent,
-        )
-
-    def finalize(self, rollout: Rollout) -> None:
-        self.of(rollout).finalize(rollout)

@@ -178,3 +178,37 @@ class EventRecorder(Protocol):
     def record(self, rollout: Rollout, *, type: str, reason: str, message: str) -> None:
         """Best effort: a failure to write an Event never fails the tick."""
         ...
+
+
+class ByMode:
+    """A :class:`TrafficRouter` that hands every call to the router :meth:`mode` picks for the
+    Rollout (the Istio and Gateway API routers by traffic mode, the controller's by kind)."""
+
+    def mode(self, rollout: Rollout) -> TrafficRouter:
+        raise NotImplementedError
+
+    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
+        self.mode(rollout).reconcile(
+            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
+        )
+
+    def get_weights(self, rollout: Rollout) -> TrafficState | None:
+        return self.mode(rollout).get_weights(rollout)
+
+    def set_weights(
+        self,
+        rollout: Rollout,
+        *,
+        canary_weight: int,
+        baseline_weight: int = 0,
+        mirror_percent: int = 0,
+    ) -> None:
+        self.mode(rollout).set_weights(
+            rollout,
+            canary_weight=canary_weight,
+            baseline_weight=baseline_weight,
+            mirror_percent=mirror_percent,
+        )
+
+    def finalize(self, rollout: Rollout) -> None:
+        self.mode(rollout).finalize(rollout)

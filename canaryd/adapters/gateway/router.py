@@ -31,7 +31,7 @@ from canaryd.adapters.cache import SERVICES, Cache, Kind, Reader, reader_of
 from canaryd.adapters.gateway import routes
 from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
 from canaryd.api.models import HTTPRouteRef, Rollout
-from canaryd.core.ports import PermanentError, TemporaryError, TrafficRouter
+from canaryd.core.ports import ByMode, PermanentError, TemporaryError, TrafficRouter
 from canaryd.core.types import TrafficState
 
 CONFLICT_ATTEMPTS = 5
@@ -349,7 +349,7 @@ def _changed(route: JSON, updated: JSON) -> JSON | None:
     return None if spec == route.get("spec") else dict(spec)
 
 
-class GatewayRouter:
+class GatewayRouter(ByMode):
     """Routes traffic between primary and canary with Gateway API ``HTTPRoute``
     (``gateway.networking.k8s.io/v1``); picks :class:`RefRouter` or :class:`GeneratedRouter`
     by the Rollout's spec."""
@@ -368,29 +368,3 @@ class GatewayRouter:
 
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.http_route_ref is not None else self.generated
-
-    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
-        self.mode(rollout).reconcile(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
-        )
-
-    def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        return self.mode(rollout).get_weights(rollout)
-
-    def set_weights(
-        self,
-        rollout: Rollout,
-        *,
-        canary_weight: int,
-        baseline_weight: int = 0,
-        mirror_percent: int = 0,
-    ) -> None:
-        self.mode(rollout).set_weights(
-            rollout,
-            canary_weight=canary_weight,
-            baseline_weight=baseline_weight,
-            mirror_percent=mirror_percent,
-        )
-
-    def finalize(self, rollout: Rollout) -> None:
-        self.mode(rollout).finalize(rollout)

@@ -32,7 +32,7 @@ from canaryd.adapters.cache import SERVICES, Cache, Kind, Reader, reader_of
 from canaryd.adapters.istio import routes
 from canaryd.adapters.transport import JSON, ConflictError, KubeApi, NotFoundError
 from canaryd.api.models import Rollout, VirtualServiceRef
-from canaryd.core.ports import PermanentError, TemporaryError, TrafficRouter
+from canaryd.core.ports import ByMode, PermanentError, TemporaryError, TrafficRouter
 from canaryd.core.types import TrafficState
 
 CONFLICT_ATTEMPTS = 5
@@ -331,7 +331,7 @@ def _changed(vs: JSON, updated: JSON) -> JSON | None:
     return None if spec == vs.get("spec") else dict(spec)
 
 
-class IstioRouter:
+class IstioRouter(ByMode):
     """Routes traffic between primary and canary with Istio ``networking.istio.io/v1``; picks
     :class:`RefRouter` or :class:`HostRouter` by the Rollout's spec."""
 
@@ -344,29 +344,3 @@ class IstioRouter:
 
     def mode(self, rollout: Rollout) -> TrafficRouter:
         return self.ref if rollout.spec.virtual_service_ref is not None else self.host
-
-    def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
-        self.mode(rollout).reconcile(
-            rollout, canary_weight=canary_weight, baseline_weight=baseline_weight
-        )
-
-    def get_weights(self, rollout: Rollout) -> TrafficState | None:
-        return self.mode(rollout).get_weights(rollout)
-
-    def set_weights(
-        self,
-        rollout: Rollout,
-        *,
-        canary_weight: int,
-        baseline_weight: int = 0,
-        mirror_percent: int = 0,
-    ) -> None:
-        self.mode(rollout).set_weights(
-            rollout,
-            canary_weight=canary_weight,
-            baseline_weight=baseline_weight,
-            mirror_percent=mirror_percent,
-        )
-
-    def finalize(self, rollout: Rollout) -> None:
-        self.mode(rollout).finalize(rollout)
