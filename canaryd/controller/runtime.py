@@ -113,7 +113,12 @@ class Controller:
         self.trackers: list[RolloutTracker] = []
         scopes: tuple[str | None, ...] = config.namespaces or (None,)
         for ns in scopes:
-            tracker = RolloutTracker(self.scheduler, namespace=ns, on_forget=self._forget)
+            tracker = RolloutTracker(
+                self.scheduler,
+                namespace=ns,
+                on_forget=self._forget,
+                deployments=store_of(cache, DEPLOYMENTS, ns),
+            )
             self.trackers.append(tracker)
             self.reflectors.append(
                 rollout_reflector(

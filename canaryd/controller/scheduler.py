@@ -97,7 +97,8 @@ class StartHint:
     """``status.analysis.lastAnalysisTime + interval`` while an analysis runs."""
 
     pending: bool = False
-    """Undelivered notices in ``status.outbox``: work to do in any phase."""
+    """Work to do in any phase: undelivered notices in ``status.outbox``, or a release that
+    the status has not recorded yet (``RolloutTracker.release_pending`` in the watches)."""
 
     @property
     def idle(self) -> bool:

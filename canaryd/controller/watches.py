@@ -33,6 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 
 from canaryd.adapters.cache import Cache, Kind, Store
@@ -45,6 +46,7 @@ from canaryd.adapters.kube import (
     paths,
     primary_name,
 )
+from canaryd.adapters.kube.workloads import revision_of
 from canaryd.adapters.transport import JSON
 from canaryd.api.models import ScheduleSpec, parse_duration
 from canaryd.controller.manual import ACTION_ANNOTATION
@@ -214,6 +216,14 @@ def _version(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _recorded_revisions(obj: JSON) -> frozenset[str]:
+    status = obj.get("status")
+    if not isinstance(status, dict):
+        return frozenset()
+    found = (status.get("canaryRevision"), status.get("stableRevision"))
+    return frozenset(r for r in found if isinstance(r, str) and r)
+
+
 def _key(obj: JSON) -> Key:
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace", "default")), str(meta.get("name", "")))
@@ -228,13 +238,20 @@ class RolloutTracker:
         *,
         namespace: str | None,
         on_forget: Callable[[Key], None] | None = None,
+        deployments: Store | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.namespace = namespace
         self.on_forget = on_forget
         """Called when a Rollout is gone (deleted, or missing from a re-list)."""
+        self.deployments = deployments
+        """The Deployment cache, to tell a release made while no process watched (see
+        :meth:`release_pending`); None without a cache."""
         self._lock = threading.Lock()
         self._fingerprints: dict[Key, tuple[object, ...]] = {}
+        self._recorded: dict[Key, tuple[Key, frozenset[str]]] = {}
+        """Each Rollout's target Deployment and the revisions its status records (canary and
+        stable)."""
         self._by_deployment: dict[Key, set[Key]] = {}
         self._targets: dict[Key, set[Key]] = {}
 
@@ -244,6 +261,23 @@ class RolloutTracker:
     def rollouts_for_deployment(self, key: Key) -> set[Key]:
         with self._lock:
             return set(self._by_deployment.get(key, set()))
+
+    def release_pending(self, key: Key) -> bool:
+        """The target Deployment, as the cache holds it, runs a template that the Rollout's
+        status records neither as its canary nor as its stable revision: a release nobody has
+        acted on yet, typically one made while no process watched (a restart, a failover, a
+        watch that broke). Such an idle-looking Rollout has work: its tick must not wait for
+        the start-up spread, which a controller restarted again and again would re-draw each
+        time (a release then waited for minutes: the chaos suite's kills showed it)."""
+        if self.deployments is None:
+            return False
+        with self._lock:
+            recorded = self._recorded.get(key)
+        if recorded is None or not recorded[1]:
+            return False  # never reconciled: ticked at once anyway
+        target, revisions = recorded
+        deployment = self.deployments.get(*target)
+        return deployment is not None and revision_of(deployment) not in revisions
 
     def on_list(self, items: list[JSON]) -> None:
         present = {_key(item) for item in items}
@@ -309,7 +343,14 @@ class RolloutTracker:
             for dep in deployments:
                 self._by_deployment.setdefault(dep, set()).add(key)
             self._targets[key] = deployments
-        added = self.scheduler.ensure(key, interval_of(obj), start_hint(obj))
+            if target:
+                self._recorded[key] = ((key[0], str(target)), _recorded_revisions(obj))
+            else:
+                self._recorded.pop(key, None)
+        hint = start_hint(obj)
+        if hint.idle and self.release_pending(key):
+            hint = replace(hint, pending=True)
+        added = self.scheduler.ensure(key, interval_of(obj), hint)
         if not added and (changed or force):
             # After a re-list (force) nothing is known to have changed: idle ones spread.
             self.scheduler.trigger(key, maybe=not changed)
@@ -317,6 +358,7 @@ class RolloutTracker:
     def _forget(self, key: Key) -> None:
         with self._lock:
             self._fingerprints.pop(key, None)
+            self._recorded.pop(key, None)
             self._unindex(key, self._targets.pop(key, set()))
         self.scheduler.remove(key)
         if self.on_forget is not None:
@@ -357,7 +399,10 @@ class DeploymentTrigger:
 
     def _trigger(self, key: Key, *, maybe: bool = False) -> None:
         for rollout in self.tracker.rollouts_for_deployment(key):
-            self.tracker.scheduler.trigger(rollout, maybe=maybe)
+            # A list (the first, at start-up, included) that shows a release not yet acted on
+            # is a change, whatever the resourceVersions say.
+            pending = maybe and self.tracker.release_pending(rollout)
+            self.tracker.scheduler.trigger(rollout, maybe=maybe and not pending)
 
 
 def rollout_reflector(

@@ -157,3 +157,23 @@ def test_deleted_rollout_drops_its_job_and_metrics(cluster: Cluster) -> None:
     cluster.api.delete("/apis/canaryd.io/v1alpha1/namespaces/default/rollouts/podinfo")
     wait_for("job removed", lambda: not parts.controller.scheduler.keys(), timeout=10)
     wait_for("metrics dropped", lambda: not exported(), timeout=10)
+
+
+def test_a_release_made_while_no_controller_runs_starts_at_once(cluster: Cluster) -> None:
+    """A Rollout that looks idle (Initialized, Succeeded, Failed) but whose Deployment changed
+    while no controller watched has work: its first tick is not spread over the start-up window
+    (600 s here). Before, a controller killed again and again re-drew that spread at each start,
+    and the chaos suite's releases made between kills waited past their deadlines."""
+    slow_start = {"idle_resync_seconds": 600.0, "startup_spread_seconds": 600.0}
+    first = cluster.start_controller("canaryd-a", **slow_start)
+    cluster.deploy("podinfo", "podinfo:1.0")
+    cluster.create_rollout("podinfo", "podinfo", schedule=LONG)
+    wait_for("Initialized", phase_is(cluster, "podinfo", "Initialized"), timeout=20)
+    cluster.stop_controller(first)
+
+    cluster.set_image("podinfo", "podinfo:2.0")  # nobody watches
+    cluster.start_controller("canaryd-b", **slow_start)
+    started = wait_for(
+        "the release started", lambda: cluster.status("podinfo").get("canaryWeight"), timeout=15
+    )
+    assert started == 5

@@ -6,6 +6,9 @@ waited for the idle resync (60 s)."""
 
 from __future__ import annotations
 
+from canaryd.adapters.cache import DEPLOYMENTS, Store
+from canaryd.adapters.kube.workloads import revision_of
+from canaryd.controller.scheduler import StartHint
 from canaryd.controller.watches import DeploymentTrigger, RolloutTracker
 
 NS = "default"
@@ -16,8 +19,11 @@ class _Jobs:
 
     def __init__(self) -> None:
         self.triggers: list[tuple[tuple[str, str], bool]] = []
+        self.hints: dict[tuple[str, str], StartHint] = {}
 
-    def ensure(self, key: tuple[str, str], interval: float, hint: object = None) -> bool:
+    def ensure(self, key: tuple[str, str], interval: float, hint: StartHint | None = None) -> bool:
+        if hint is not None:
+            self.hints[key] = hint
         return True
 
     def trigger(self, key: tuple[str, str], *, delay: float = 0.0, maybe: bool = False) -> None:
@@ -56,3 +62,73 @@ def test_a_change_seen_only_in_a_relist_ticks_its_rollout_at_once() -> None:
     trigger.on_list([_deployment("a", "15"), _deployment("b", "12")])
     assert ((NS, "a"), False) in jobs.triggers, jobs.triggers
     assert ((NS, "b"), True) in jobs.triggers, jobs.triggers  # unchanged: may spread
+
+
+def _template(image: str) -> dict[str, object]:
+    return {"spec": {"containers": [{"name": "app", "image": image}]}}
+
+
+def _deployed(name: str, image: str, rv: str = "1") -> dict[str, object]:
+    return {**_deployment(name, rv), "spec": {"template": _template(image)}}
+
+
+def _finished(name: str, revision: str, phase: str = "Failed") -> dict[str, object]:
+    return {
+        **_rollout(name),
+        "status": {"phase": phase, "canaryRevision": revision, "stableRevision": "0000"},
+    }
+
+
+def test_a_release_made_while_nobody_watched_is_work_in_either_list_order() -> None:
+    """At start-up the Rollouts and the Deployments are listed by two threads in either order.
+    A Rollout whose status records neither the canary nor the stable revision its Deployment
+    now runs has a release waiting: ticked at once, not spread like an idle one."""
+    released, same = _deployed("a", "app:2"), _deployed("b", "app:1")
+    old = revision_of(_deployed("a", "app:1"))
+    rollouts = [_finished("a", old), _finished("b", revision_of(same))]
+
+    # Deployments first: the Rollouts' start hints say there is work.
+    store = Store(DEPLOYMENTS, NS)
+    store.replace([released, same], "5")
+    jobs = _Jobs()
+    tracker = RolloutTracker(jobs, namespace=NS, deployments=store)  # type: ignore[arg-type]
+    tracker.on_list(rollouts)
+    assert not jobs.hints[(NS, "a")].idle
+    assert jobs.hints[(NS, "b")].idle
+
+    # Rollouts first: the Deployment list triggers "a" at once, and "b" may spread.
+    store = Store(DEPLOYMENTS, NS)
+    jobs = _Jobs()
+    tracker = RolloutTracker(jobs, namespace=NS, deployments=store)  # type: ignore[arg-type]
+    tracker.on_list(rollouts)
+    assert jobs.hints[(NS, "a")].idle  # nothing known of the Deployment yet
+    jobs.triggers.clear()
+    store.replace([released, same], "5")  # the reflector fills the store before its handlers
+    DeploymentTrigger(tracker).on_list([released, same])
+    assert ((NS, "a"), False) in jobs.triggers, jobs.triggers
+    assert ((NS, "b"), True) in jobs.triggers, jobs.triggers
+
+
+def test_a_rolled_back_or_promoted_revision_is_not_a_new_release() -> None:
+    """After a rollback the target keeps the failed template (the canary revision); after a
+    promotion it runs the stable one: neither is work."""
+    failed, promoted = _deployed("a", "app:2-bad"), _deployed("b", "app:3")
+    store = Store(DEPLOYMENTS, NS)
+    store.replace([failed, promoted], "5")
+    jobs = _Jobs()
+    tracker = RolloutTracker(jobs, namespace=NS, deployments=store)  # type: ignore[arg-type]
+    tracker.on_list(
+        [
+            _finished("a", revision_of(failed)),
+            {
+                **_rollout("b"),
+                "status": {
+                    "phase": "Succeeded",
+                    "canaryRevision": revision_of(promoted),
+                    "stableRevision": revision_of(promoted),
+                },
+            },
+        ]
+    )
+    assert jobs.hints[(NS, "a")].idle and jobs.hints[(NS, "b")].idle
+    assert not tracker.release_pending((NS, "a")) and not tracker.release_pending((NS, "b"))

@@ -112,6 +112,15 @@ def pods_failure(pods: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def revision_of(deployment: Mapping[str, Any]) -> str:
+    """The revision a Deployment's pod template is: canaryd's annotation where canaryd wrote the
+    Deployment (the primary, the baseline), else the template's hash."""
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    written = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+    return str(written or template_hash(spec.get("template") or {}))
+
+
 def workload_state(
     deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
 ) -> WorkloadState:
@@ -120,10 +129,9 @@ def workload_state(
     spec = deployment.get("spec", {})
     status = deployment.get("status", {})
     template = spec.get("template", {})
-    revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION) or template_hash(template)
     return WorkloadState(
         name=str(meta.get("name", "")),
-        template_hash=str(revision),
+        template_hash=revision_of(deployment),
         image=_image(template),
         replicas=_int(spec.get("replicas", 1)),
         ready_replicas=_int(status.get("readyReplicas")),
