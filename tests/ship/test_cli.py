@@ -224,16 +224,29 @@ def test_status_json(custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture
 
 
 def test_status_of_a_missing_rollout_is_an_api_error(
-    custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+    custom: Any, emu: Emulator, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli(kubeconfig, "status", "nope", "-n", "shop") == EXIT_API_ERROR
     assert "error: 404" in capsys.readouterr().err
 
 
-def change_later(steps: list[tuple[float, Callable[[], None]]]) -> threading.Thread:
-    """Run each change after its delay, in a thread (the controller's part in these tests)."""
+def change_later(emu: Emulator, steps: list[tuple[float, Callable[[], None]]]) -> threading.Thread:
+    """Run each change after its delay, in a thread (the controller's part in these tests).
+
+    The delays count from the CLI's first read of the Rollout (seen in the emulator's audit),
+    not from the call: on a loaded machine the CLI may start later than a fixed delay, and a
+    change made before its first read would never be seen as a change."""
+    emu.clear_audit()
+
+    def cli_has_read() -> bool:
+        return any(
+            r.resource == "rollouts" and r.verb in ("get", "list", "watch") for r in emu.audit
+        )
 
     def run() -> None:
+        deadline = time.monotonic() + 30
+        while not cli_has_read() and time.monotonic() < deadline:
+            time.sleep(0.02)
         for delay, change in steps:
             time.sleep(delay)
             change()
@@ -245,7 +258,12 @@ def change_later(steps: list[tuple[float, Callable[[], None]]]) -> threading.Thr
 
 @pytest.mark.parametrize(("final", "code"), [("Succeeded", 0), ("Failed", EXIT_FAILED)])
 def test_status_watch_follows_to_the_end(
-    custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str], final: str, code: int
+    custom: Any,
+    emu: Emulator,
+    kubeconfig: str,
+    capsys: pytest.CaptureFixture[str],
+    final: str,
+    code: int,
 ) -> None:
     make_rollout(custom, "web")
     set_status(
@@ -258,10 +276,11 @@ def test_status_watch_follows_to_the_end(
         "verdict": "Pass" if code == 0 else "Fail",
     }
     thread = change_later(
+        emu,
         [
             (0.3, lambda: set_status(custom, "web", PROGRESSING)),
             (0.3, lambda: set_status(custom, "web", done)),
-        ]
+        ],
     )
     started = time.monotonic()
     assert cli(kubeconfig, "status", "web", "-n", "shop", "--watch", "--timeout", "20") == code
@@ -282,10 +301,14 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_status_watch_redraws_in_place_on_a_terminal(custom: Any, kubeconfig: str) -> None:
+def test_status_watch_redraws_in_place_on_a_terminal(
+    custom: Any, emu: Emulator, kubeconfig: str
+) -> None:
     make_rollout(custom, "web")
     set_status(custom, "web", PROGRESSING)
-    change_later([(0.3, lambda: set_status(custom, "web", {**PROGRESSING, "phase": "Succeeded"}))])
+    change_later(
+        emu, [(0.3, lambda: set_status(custom, "web", {**PROGRESSING, "phase": "Succeeded"}))]
+    )
     args = build_parser().parse_args(
         ["status", "web", "-n", "shop", "-w", "--timeout", "20", "--kubeconfig", kubeconfig]
     )
@@ -309,7 +332,7 @@ def test_status_watch_times_out(
 
 
 def test_status_watch_waits_for_the_controller_to_see_the_new_spec(
-    custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+    custom: Any, emu: Emulator, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Right after a spec change the old Succeeded must not end the wait."""
     make_rollout(custom, "web")
@@ -319,7 +342,7 @@ def test_status_watch_waits_for_the_controller_to_see_the_new_spec(
     )
     assert read(custom, "web")["metadata"]["generation"] == 2
     failed = {**PROGRESSING, "phase": "Failed", "observedGeneration": 2}
-    change_later([(0.5, lambda: set_status(custom, "web", failed))])
+    change_later(emu, [(0.5, lambda: set_status(custom, "web", failed))])
     assert cli(kubeconfig, "status", "web", "-n", "shop", "-w", "--timeout", "20") == EXIT_FAILED
 
 
@@ -337,7 +360,7 @@ def test_status_watch_survives_compacted_history(
         emu.compact()
         set_status(custom, "web", {**PROGRESSING, "phase": "Succeeded"})
 
-    change_later([(0.5, compact_then_succeed)])
+    change_later(emu, [(0.5, compact_then_succeed)])
     assert cli(kubeconfig, "status", "web", "-n", "shop", "-w", "--timeout", "20") == 0
 
 
@@ -363,10 +386,10 @@ def test_actions_write_a_unique_annotation(
 
 
 def test_action_wait_returns_once_consumed(
-    custom: Any, kubeconfig: str, capsys: pytest.CaptureFixture[str]
+    custom: Any, emu: Emulator, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_rollout(custom, "web")
-    change_later([(0.4, lambda: set_status(custom, "web", {"consumedAction": "promote:x1"}))])
+    change_later(emu, [(0.4, lambda: set_status(custom, "web", {"consumedAction": "promote:x1"}))])
     assert cli(kubeconfig, "promote", "web", "-n", "shop", "--id", "x1", "--wait", "10") == 0
     assert "action x1 consumed" in capsys.readouterr().out
     assert cli(kubeconfig, "abort", "web", "-n", "shop", "--wait", "0.6") == EXIT_TIMEOUT
@@ -451,11 +474,13 @@ def test_zsh_completion_wraps_the_bash_function(capsys: pytest.CaptureFixture[st
     assert script.rstrip().endswith("complete -o default -F _canaryd_complete canaryd")
 
 
-def test_status_watch_as_a_subprocess(custom: Any, kubeconfig: str) -> None:
+def test_status_watch_as_a_subprocess(custom: Any, emu: Emulator, kubeconfig: str) -> None:
     """What a CI pipeline does: wait on the rollout, read the exit code."""
     make_rollout(custom, "web")
     set_status(custom, "web", PROGRESSING)
-    change_later([(1.5, lambda: set_status(custom, "web", {**PROGRESSING, "phase": "Failed"}))])
+    change_later(
+        emu, [(1.5, lambda: set_status(custom, "web", {**PROGRESSING, "phase": "Failed"}))]
+    )
     result = subprocess.run(
         [
             sys.executable,
