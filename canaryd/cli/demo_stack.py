@@ -161,10 +161,11 @@ class DemoEnv:
         requests, errors = self.sim.metrics.totals(self.namespace, workload or self.name)
         return ServedCounts(requests=float(requests), errors=float(errors))
 
-    def settle_slack(self, show: Callable[[], None], *, timeout: float = 3.0) -> None:
+    def settle_slack(self, show: Callable[[], None], *, timeout: float = 15.0) -> None:
         """Let the last notices arrive: they leave after the status write that ends a rollout
-        (the controller's outbox), so they may trail the phase we saw by a moment. Waits until
-        the notifier's queue is empty and nothing arrived for a short quiet period."""
+        (the controller's outbox), so they may trail the phase we saw by seconds on a loaded
+        machine. Waits until the Rollout's outbox is empty (every notice decided so far was
+        delivered), the notifier's queue too, and nothing arrived for a short quiet period."""
         deadline = time.monotonic() + timeout
         seen = len(self.slack.messages)
         quiet_since = time.monotonic()
@@ -173,7 +174,9 @@ class DemoEnv:
             if len(self.slack.messages) != seen:
                 seen = len(self.slack.messages)
                 quiet_since = time.monotonic()
-            if self.notifier_pending() == 0 and time.monotonic() - quiet_since > 0.8:
+            rollout = self.read_rollout()
+            delivered = rollout is not None and not rollout.status.outbox
+            if delivered and self.notifier_pending() == 0 and time.monotonic() - quiet_since > 0.8:
                 break
             time.sleep(0.1)
         show()

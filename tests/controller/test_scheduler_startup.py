@@ -131,6 +131,9 @@ def test_a_relist_spreads_idle_rollouts_and_ticks_active_ones_at_once() -> None:
         for name, phase in phases.items():
             scheduler.ensure((NS, name), 60.0, StartHint(phase=phase))
         wait_for("first ticks", lambda: len(ticks.first()) == len(phases), timeout=10)
+        # ...and re-timed (a tick counts as running until its next run is set; a re-list that
+        # finds a tick running leaves it to that tick, which read the state just now).
+        wait_for("re-timed", lambda: not scheduler._running, timeout=5)
         with ticks.lock:
             ticks.order.clear()
         relisted = time.monotonic()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from canaryd.adapters.transport import ConflictError
 from canaryd.api.models import Phase, RolloutStatus
 from canaryd.controller.alerting import ProviderRef
 from canaryd.controller.outbox import Outbox
@@ -206,6 +207,31 @@ def test_a_stale_read_makes_the_status_write_fail_and_nothing_is_sent() -> None:
     result = rig.tick()
     assert result.error is not None and "409" in result.error
     assert len(rig.notifier.sent) == sent  # the Started notice waits for its status
+
+
+def test_a_conflicting_status_write_is_redone_from_a_fresh_read_in_the_same_tick() -> None:
+    """A 409 on the status write is optimistic concurrency, not a failing server: the tick is
+    redone at once from a fresh read (a backoff after each one left a canary unjudged past its
+    interval when 30% of writes conflicted). Persistent conflicts still fail the tick (above)."""
+    rig = Rig()
+    rig.tick()
+    rig.tick()
+    rig.cluster.deployments["podinfo"].template_hash = "rev2"  # a release
+    write = rig.cluster.write_status
+    conflicts = [ConflictError("409 injected"), ConflictError("409 injected")]
+
+    def conflicting(raw: Any, status: RolloutStatus) -> Any:
+        if conflicts:
+            raise conflicts.pop()
+        return write(raw, status)
+
+    rig.cluster.write_status = conflicting  # type: ignore[method-assign]
+    result = rig.tick()
+    assert not conflicts  # both were met...
+    assert result.error is None and result.wrote_status  # ...and the same tick went on
+    assert rig.status.canary_revision == "rev2"
+    assert rig.status.phase == Phase.PROGRESSING
+    rig.check_invariants()
 
 
 def invalid(rig: Rig) -> None:
