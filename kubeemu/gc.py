@@ -1,6 +1,7 @@
 """The garbage collector and the namespace controller (kube-controller-manager's
 ``pkg/controller/garbagecollector`` and ``pkg/controller/namespace``), run in a background
-thread after every deletion:
+thread after every deletion and every write of a dependent (an object with
+``ownerReferences``), as the graph builder reacts to events, not periodically:
 
 * a dependent all of whose ``ownerReferences`` point at objects that no longer exist (by
   uid) is deleted in the background; references to absent owners are dropped from a
@@ -30,6 +31,9 @@ from kubeemu.registry import ResourceType
 from kubeemu.store import Obj, Store, WatchEvent, clone, now_rfc3339
 
 _MAX_PASSES = 50
+_COALESCE_SECONDS = 0.05
+_SAFETY_PASS_SECONDS = 30.0
+"""A full pass even when nothing woke the collector (a missed wake-up is not forever)."""
 
 
 class GarbageCollector:
@@ -41,8 +45,14 @@ class GarbageCollector:
         store.add_listener(self._on_event)
 
     def _on_event(self, ev: WatchEvent) -> None:
-        # Under the store lock: only note that a deletion happened or began.
-        if ev.type == "DELETED" or ev.obj["metadata"].get("deletionTimestamp"):
+        # Under the store lock: only note that there may be work. As kube's graph builder, the
+        # collector looks only when something happened that can make garbage: a deletion
+        # happened or began, or a dependent (an object with ownerReferences) was written,
+        # whose owner may be absent. A status write, an Event or an owner's update is nothing
+        # to collect (a periodic full pass cost an emulator serving 3,000 Rollouts three
+        # quarters of its CPU, under the store lock).
+        meta = ev.obj["metadata"]
+        if ev.type == "DELETED" or meta.get("deletionTimestamp") or meta.get("ownerReferences"):
             self._wake.set()
 
     def start(self) -> None:
@@ -58,7 +68,7 @@ class GarbageCollector:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=_SAFETY_PASS_SECONDS)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -66,6 +76,9 @@ class GarbageCollector:
                 self.collect()
             except Exception:  # keep collecting on the next deletion
                 traceback.print_exc()
+            # Writes during a burst (a Deployment's ReplicaSets and pods) make one pass, not
+            # one each: the collector is asynchronous in kube too.
+            self._stop.wait(_COALESCE_SECONDS)
 
     def collect(self) -> int:
         """Run passes until nothing changes; returns the number of writes."""
