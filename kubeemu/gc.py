@@ -31,7 +31,7 @@ from kubeemu.registry import ResourceType
 from kubeemu.store import Obj, Store, WatchEvent, clone, now_rfc3339
 
 _MAX_PASSES = 50
-_COALESCE_SECONDS = 0.05
+_DEPENDENT_DELAY_SECONDS = 1.0
 _SAFETY_PASS_SECONDS = 30.0
 """A full pass even when nothing woke the collector (a missed wake-up is not forever)."""
 
@@ -40,6 +40,7 @@ class GarbageCollector:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._wake = threading.Event()
+        self._deletion = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         store.add_listener(self._on_event)
@@ -52,7 +53,10 @@ class GarbageCollector:
         # to collect (a periodic full pass cost an emulator serving 3,000 Rollouts three
         # quarters of its CPU, under the store lock).
         meta = ev.obj["metadata"]
-        if ev.type == "DELETED" or meta.get("deletionTimestamp") or meta.get("ownerReferences"):
+        if ev.type == "DELETED" or meta.get("deletionTimestamp"):
+            self._deletion.set()
+            self._wake.set()
+        elif meta.get("ownerReferences"):
             self._wake.set()
 
     def start(self) -> None:
@@ -62,6 +66,7 @@ class GarbageCollector:
 
     def stop(self) -> None:
         self._stop.set()
+        self._deletion.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -69,16 +74,19 @@ class GarbageCollector:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(timeout=_SAFETY_PASS_SECONDS)
+            if not self._deletion.is_set():
+                # Only dependents were written (a Deployment's ReplicaSets and pods): collect
+                # within a second, in one pass with whatever else comes meanwhile (kube's
+                # collector is asynchronous too). A deletion is acted on at once.
+                self._deletion.wait(_DEPENDENT_DELAY_SECONDS)
             self._wake.clear()
+            self._deletion.clear()
             if self._stop.is_set():
                 return
             try:
                 self.collect()
             except Exception:  # keep collecting on the next deletion
                 traceback.print_exc()
-            # Writes during a burst (a Deployment's ReplicaSets and pods) make one pass, not
-            # one each: the collector is asynchronous in kube too.
-            self._stop.wait(_COALESCE_SECONDS)
 
     def collect(self) -> int:
         """Run passes until nothing changes; returns the number of writes."""

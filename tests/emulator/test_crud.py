@@ -4,6 +4,7 @@ creationTimestamp, generation, PUT/PATCH conflicts, the three patch types, delet
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -277,8 +278,17 @@ def test_cluster_scoped_namespace_crud_and_cascade(core: client.CoreV1Api) -> No
     core.create_namespaced_secret("team", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
     assert core.read_namespaced_secret("s", "team").data == {"k": "dg=="}
     core.delete_namespace("team")
-    with pytest.raises(ApiException):
-        core.read_namespace("team")
+    # Asynchronous, as in kube: Terminating, its content deleted, then gone (kubectl waits).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace("team")
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("namespace team still there after 10 s")
     assert core.list_secret_for_all_namespaces().items == []
 
 
