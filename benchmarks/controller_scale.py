@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from array import array
 from collections import Counter
 from collections.abc import Sequence
@@ -161,6 +162,10 @@ class ControllerSpec:
 
 def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     logging.basicConfig(level=logging.ERROR)
+    trace_to = os.environ.get("CANARYD_SCALE_TRACEMALLOC")  # a file: where memory is held
+    if trace_to:
+        tracemalloc.start(1)
+    baseline: list[tracemalloc.Snapshot] = []
     if spec.nice is not None:
         os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
     metrics = BenchMetrics(spec.interval)
@@ -232,6 +237,8 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
+                    if trace_to and not baseline:  # the start of the steady state
+                        baseline.append(tracemalloc.take_snapshot())
             conn.send(out)
         elif cmd == "mark":
             with metrics._lock:
@@ -239,9 +246,19 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                 metrics.first_after_mark.clear()
             conn.send("marked")
         elif cmd == "stop":
+            if trace_to and baseline:
+                _dump_memory(f"{trace_to}.{spec.identity}", baseline[0])
             parts.stop()
             conn.send("stopped")
             return
+
+
+def _dump_memory(path: str, baseline: tracemalloc.Snapshot) -> None:
+    """Where memory grew since the steady state began, by line, the 40 largest (diagnosis of
+    RSS growth: ``CANARYD_SCALE_TRACEMALLOC=<file prefix>``)."""
+    grown = tracemalloc.take_snapshot().compare_to(baseline, "lineno")
+    with open(path, "w") as out:
+        out.writelines(f"{stat}\n" for stat in grown[:40])
 
 
 @dataclass
