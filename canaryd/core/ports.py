@@ -10,6 +10,7 @@ backoff, never sooner than its ``delay``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -180,12 +181,13 @@ class EventRecorder(Protocol):
         ...
 
 
-class ByMode:
+class ByMode(ABC):
     """A :class:`TrafficRouter` that hands every call to the router :meth:`mode` picks for the
     Rollout (the Istio and Gateway API routers by traffic mode, the controller's by kind)."""
 
+    @abstractmethod
     def mode(self, rollout: Rollout) -> TrafficRouter:
-        raise NotImplementedError
+        """The router that serves ``rollout``."""
 
     def reconcile(self, rollout: Rollout, *, canary_weight: int, baseline_weight: int = 0) -> None:
         self.mode(rollout).reconcile(

@@ -277,9 +277,7 @@ class Workloads:
             annotations[LAST_GOOD_TEMPLATE_ANNOTATION] = json.dumps(
                 primary.get("spec", {}).get("template", {}), sort_keys=True
             )
-            annotations[LAST_GOOD_REVISION_ANNOTATION] = str(
-                running or template_hash(primary.get("spec", {}).get("template", {}))
-            )
+            annotations[LAST_GOOD_REVISION_ANNOTATION] = revision_of(primary)
         annotations[REVISION_ANNOTATION] = revision
         meta["annotations"] = annotations
         updated["spec"]["template"] = _primary_template(source, primary_name(target))
@@ -424,8 +422,7 @@ def stable_template(primary: Mapping[str, Any], revision: str) -> JSON | None:
     neither is (the baseline must run the stable version, never a half-promoted one)."""
     annotations = primary.get("metadata", {}).get("annotations") or {}
     template = primary.get("spec", {}).get("template", {})
-    running = annotations.get(REVISION_ANNOTATION) or template_hash(template)
-    if running == revision:
+    if revision_of(primary) == revision:
         return copy.deepcopy(dict(template))
     kept = annotations.get(LAST_GOOD_TEMPLATE_ANNOTATION)
     if kept and annotations.get(LAST_GOOD_REVISION_ANNOTATION) == revision:
