@@ -372,6 +372,34 @@ def test_batched_timelines_equal_one_by_one():
         assert passed[i] == (-1 if r.pass_at is None else r.pass_at)
 
 
+def test_one_timeline_numbers_equal_the_batched_ones():
+    """The controller's path (one timeline: per-timeline numbers as plain floats) and the
+    benchmarks' (arrays over timelines) are different code for the same statistics: every
+    number of the state agrees, through missing bounds, intervals without traffic and a
+    regression, and the decisions are the same."""
+    rng = np.random.default_rng(21)
+    cc, sc = _timelines(rng, 4, 60, 300, 10, lognormal_cdf(60), lognormal_cdf(50))
+    cc[1, 5:9] = 0.0  # the canary without requests
+    sc[2, 3:5] = 0.0  # stable without requests
+    cc[3, 7, 2] = np.nan  # a bound missing
+    batched = initial_state(LE, tolerance=0.0, batch=(4,))
+    singles = [initial_state(LE, tolerance=0.0) for _ in range(4)]
+    for t in range(cc.shape[1]):
+        batched = latency_update(batched, cc[:, t], sc[:, t], interval_seconds=10)
+        singles = [
+            latency_update(st, cc[i, t], sc[i, t], interval_seconds=10)
+            for i, st in enumerate(singles)
+        ]
+    for i, st in enumerate(singles):
+        for name in ("log_fail", "log_pass", "mh_num", "mh_den", "info", "phi_num"):
+            np.testing.assert_allclose(getattr(st, name), getattr(batched, name)[i], rtol=1e-12)
+        np.testing.assert_allclose(stack(st.noise), stack(batched.noise)[i], rtol=1e-12, atol=1e-12)
+        assert int(st.fail_at) == int(batched.fail_at[i])
+        assert int(st.pass_at) == int(batched.pass_at[i])
+        assert float(st.max_log_e) == pytest.approx(float(batched.max_log_e[i]), rel=1e-12)
+    assert int(batched.fail_at.max()) >= 0  # the regression was caught somewhere
+
+
 def test_malformed_state_is_rejected_with_a_clear_error():
     good = initial_state(LE).to_floats()
     for bad in (good[:-1], [*good, 1.0], [9.0, *good[1:]], [*good[:-1], math.nan]):
