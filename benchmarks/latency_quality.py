@@ -3,6 +3,9 @@
     nice -n 10 python benchmarks/latency_quality.py            # full run (one core, ~10 min)
     python benchmarks/latency_quality.py --quick               # fewer runs per scenario
     python benchmarks/latency_quality.py --only "1000rps"      # scenarios whose name contains
+    git show REV:analysis/latency.py > /tmp/latency_before.py  # cost side by side with REV:
+    python benchmarks/latency_quality.py --cost-only --cost-reps 5 \
+        --cost-baseline /tmp/latency_before.py
 
 Simulated timelines (fixed seeds, new draws per scenario): 30 minutes, weights 5% → 50% in ten
 steps of three minutes, intervals of 10 s or 60 s, total traffic 10/100/1000 rps (Poisson per
@@ -28,11 +31,14 @@ latency metric-interval of the controller's incremental update at growing interv
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +47,8 @@ from scipy.special import ndtr
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.latency import NOISE_SIGMA, initial_state, latency_test_many, latency_update
+from analysis import latency
+from analysis.latency import NOISE_SIGMA, latency_test_many
 from benchmarks.traffic import BOUNDS
 from canaryd.api.models import AnalysisSpec
 
@@ -236,24 +243,64 @@ def fmt(row: Row) -> str:
     )
 
 
-def cost_per_interval(intervals: int = 3000, tolerance: float = 0.25) -> list[tuple[int, float]]:
+def cost_per_interval(
+    intervals: int = 3000, tolerance: float = 0.25, module: ModuleType | None = None
+) -> list[tuple[int, float]]:
     """CPU milliseconds per latency metric-interval of :func:`latency_update` (one timeline,
-    the controller's statistics) by interval index, in windows of 500 intervals."""
+    the controller's statistics) by interval index, in windows of 500 intervals; ``module``:
+    another implementation with the same API (an older ``analysis/latency.py``)."""
+    mod = module if module is not None else latency
     s = Scenario(1000.0, 10.0, noise=0.1)
     rng_runs = math.ceil(intervals / (MINUTES * 6))
     cc, sc = simulate(s, runs=rng_runs, seed=7)
     c_rows = cc.reshape(-1, cc.shape[-1])[:intervals]
     s_rows = sc.reshape(-1, sc.shape[-1])[:intervals]
-    state = initial_state(BOUNDS, tolerance=tolerance)
+    state = mod.initial_state(BOUNDS, tolerance=tolerance)
     out = []
     window = 500
     for start in range(0, intervals, window):
         # CPU time of this process: the machine is shared, wall time counts others' work too.
         t0 = time.process_time()
         for i in range(start, min(start + window, intervals)):
-            state = latency_update(state, c_rows[i], s_rows[i], interval_seconds=10.0)
+            state = mod.latency_update(state, c_rows[i], s_rows[i], interval_seconds=10.0)
         out.append((start, (time.process_time() - t0) * 1000 / window))
     return out
+
+
+def load_module(path: str) -> ModuleType:
+    """An older ``analysis/latency.py`` (e.g. from ``git show REV:analysis/latency.py``) as a
+    module of its own, for a side-by-side cost measurement."""
+    spec = importlib.util.spec_from_file_location("latency_baseline", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def report_cost(tolerance: float, reps: int, baseline: str) -> None:
+    """The cost, ``reps`` times, interleaved with the baseline's when one is given (the same
+    machine state for both), with the load average."""
+    other = load_module(baseline) if baseline else None
+    runs: dict[str, list[list[float]]] = {"this tree": [], "baseline": []}
+    for _ in range(reps):
+        load = os.getloadavg()[0]
+        costs = cost_per_interval(tolerance=tolerance)
+        runs["this tree"].append([ms for _, ms in costs])
+        line = ", ".join(f"{i}: {ms:.3f}" for i, ms in costs)
+        if other is not None:
+            base = cost_per_interval(tolerance=tolerance, module=other)
+            runs["baseline"].append([ms for _, ms in base])
+            line += " | baseline " + ", ".join(f"{i}: {ms:.3f}" for i, ms in base)
+        print(f"load average {load:.1f}: ms by interval index {line}", flush=True)
+    for name, values in runs.items():
+        if values:
+            v = np.array(values)
+            print(
+                f"{name}: median {np.median(v):.3f} ms, range {v.min():.3f}-{v.max():.3f} "
+                f"({reps} x 3000 intervals)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise-sigma", type=float, default=NOISE_SIGMA, help="prior per-arm latency noise σ"
     )
+    parser.add_argument("--cost-only", action="store_true", help="only the cost per interval")
+    parser.add_argument("--cost-reps", type=int, default=1, help="repetitions of the cost")
+    parser.add_argument(
+        "--cost-baseline",
+        default="",
+        help="an older analysis/latency.py to measure side by side (git show REV:path > file)",
+    )
     args = parser.parse_args(argv)
     tolerance = args.tolerance if args.tolerance is not None else _default_tolerance()
     good_runs, bad_runs = (100, 50) if args.quick else (args.good_runs, args.bad_runs)
@@ -276,19 +330,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{good_runs} runs per good scenario, {bad_runs} per bad one, 30 min, weights 5%→50%"
     )
     print()
-    print("| scenario | rollbacks [95% Wilson] | runs | median minute |")
-    print("|---|---|---|---|")
-    for k, s in enumerate(scenarios()):
-        if args.only and args.only not in s.label():
-            continue
-        runs = good_runs if s.good else bad_runs
-        print(fmt(evaluate(s, runs, args.seed + k, tolerance, args.noise_sigma)), flush=True)
-    print()
-    costs = cost_per_interval(tolerance=tolerance)
+    if not args.cost_only:
+        print("| scenario | rollbacks [95% Wilson] | runs | median minute |")
+        print("|---|---|---|---|")
+        for k, s in enumerate(scenarios()):
+            if args.only and args.only not in s.label():
+                continue
+            runs = good_runs if s.good else bad_runs
+            print(fmt(evaluate(s, runs, args.seed + k, tolerance, args.noise_sigma)), flush=True)
+        print()
     print(
         "CPU cost of one latency metric-interval (analysis.latency.latency_update, 20 Istio "
-        "bounds), by interval index: " + ", ".join(f"{i}: {ms:.3f} ms" for i, ms in costs)
+        "bounds, process time), by interval index:"
     )
+    report_cost(tolerance, max(args.cost_reps, 1), args.cost_baseline)
     print(f"wall time {time.perf_counter() - started:.0f} s")
     return 0
 
