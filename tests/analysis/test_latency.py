@@ -29,6 +29,8 @@ from analysis.dispersion_batch import (
 )
 from analysis.latency import (
     DEFAULT_OFFSETS,
+    NOISE_SAFETY,
+    NOISE_SLACK,
     LatencyState,
     _bound_prior,
     _log_bounds,
@@ -217,6 +219,40 @@ def test_correlated_latency_noise_needs_the_tempering():
     tempered, _ = latency_test_many(LE, cc, sc, interval_seconds=10)
     assert np.mean(plain >= 0) > 0.25  # measured 41% at alpha 1%
     assert np.mean(tempered >= 0) <= 0.02
+
+
+def test_first_judged_interval_is_tempered_by_the_prior_quantile_less_the_latency_slack():
+    """Before any noise block is complete, a bound's inflation comes from its prior alone:
+    ``1 + c · max(E[κ] W, Q99%(κ) W − τ)``, the prior putting half its mass on no noise and
+    the rest evenly on ``κ₀ 2^-j`` (``j < 8``): mean ``κ₀ · 0.0625 · Σ 2^-j``, 99% quantile
+    ``κ₀`` (each level holds 6.25%). ``W`` is predicted from interval 0's pooled slow share and
+    interval 1's request counts. At the tail bounds ``κ₀ W`` is near 1: the shared slack of 1
+    would leave them the mean alone, the latency judge's slack does not."""
+    rng = np.random.default_rng(31)
+    c0, s0 = lognormal_hist(rng, 3000, 50), lognormal_hist(rng, 57000, 50)
+    c1, s1 = lognormal_hist(rng, 3000, 50), lognormal_hist(rng, 57000, 50)
+    chosen = latency_update(initial_state(LE, tolerance=0.0), c0, s0, interval_seconds=60)
+    state = latency_update(chosen, c1, s1, interval_seconds=60)
+    # Each bound's κ₀, computed (and used) in interval 1 from stable's interval 0.
+    assert state.bound_prior[-1] == s0[-1]
+    prior = state.bound_prior[:-1]
+    judged = latency_result(state)
+    pooled = c0 + s0
+    share = 1.0 - pooled[:-1] / pooled[-1]
+    rho = c1[-1] / (c1[-1] + s1[-1])
+    w = (c1[-1] + s1[-1]) * share * rho * (1.0 - rho)
+    mean = prior * 0.0625 * sum(2.0**-j for j in range(8))
+    expected = 1.0 + NOISE_SAFETY * np.maximum(np.maximum(mean * w, prior * w - NOISE_SLACK), 0)
+    shared_slack = 1.0 + NOISE_SAFETY * np.maximum(np.maximum(mean * w, prior * w - 1.0), 0)
+    slow = (c1[-1] - c1[:-1]) + (s1[-1] - s1[:-1])
+    checked = 0
+    for j, b in enumerate(judged.bounds):
+        if slow[j] > 0:
+            assert b.dispersion == pytest.approx(expected[j], rel=1e-9), b.le
+            checked += 1
+    assert checked >= 5
+    tail = [j for j, le in enumerate(LE[:-1]) if le in (250.0, 500.0) and slow[j] > 0]
+    assert tail and all(expected[j] > 1.2 * shared_slack[j] for j in tail)
 
 
 def test_tail_only_regression_is_caught_and_reported_as_the_tail():
