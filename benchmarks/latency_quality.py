@@ -244,26 +244,35 @@ def fmt(row: Row) -> str:
 
 
 def cost_per_interval(
-    intervals: int = 3000, tolerance: float = 0.25, module: ModuleType | None = None
-) -> list[tuple[int, float]]:
+    intervals: int = 3000,
+    tolerance: float = 0.25,
+    modules: tuple[ModuleType, ...] = (latency,),
+    window: int = 50,
+) -> list[list[tuple[int, float]]]:
     """CPU milliseconds per latency metric-interval of :func:`latency_update` (one timeline,
-    the controller's statistics) by interval index, in windows of 500 intervals; ``module``:
-    another implementation with the same API (an older ``analysis/latency.py``)."""
-    mod = module if module is not None else latency
+    the controller's statistics) by interval index, per window of ``window`` intervals, for
+    each of ``modules`` (implementations with the same API, e.g. an older
+    ``analysis/latency.py``). The modules advance in lockstep, window by window, in alternating
+    order: on a shared machine the load changes by the second, so each window of one module is
+    measured next to the same window of the others."""
     s = Scenario(1000.0, 10.0, noise=0.1)
     rng_runs = math.ceil(intervals / (MINUTES * 6))
     cc, sc = simulate(s, runs=rng_runs, seed=7)
     c_rows = cc.reshape(-1, cc.shape[-1])[:intervals]
     s_rows = sc.reshape(-1, sc.shape[-1])[:intervals]
-    state = mod.initial_state(BOUNDS, tolerance=tolerance)
-    out = []
-    window = 500
-    for start in range(0, intervals, window):
-        # CPU time of this process: the machine is shared, wall time counts others' work too.
-        t0 = time.process_time()
-        for i in range(start, min(start + window, intervals)):
-            state = mod.latency_update(state, c_rows[i], s_rows[i], interval_seconds=10.0)
-        out.append((start, (time.process_time() - t0) * 1000 / window))
+    states = [mod.initial_state(BOUNDS, tolerance=tolerance) for mod in modules]
+    out: list[list[tuple[int, float]]] = [[] for _ in modules]
+    for n, start in enumerate(range(0, intervals, window)):
+        stop = min(start + window, intervals)
+        order = range(len(modules)) if n % 2 == 0 else reversed(range(len(modules)))
+        for m in order:
+            mod, state = modules[m], states[m]
+            # CPU time of this process: the machine is shared, wall time counts others' work.
+            t0 = time.process_time()
+            for i in range(start, stop):
+                state = mod.latency_update(state, c_rows[i], s_rows[i], interval_seconds=10.0)
+            out[m].append((start, (time.process_time() - t0) * 1000 / (stop - start)))
+            states[m] = state
     return out
 
 
@@ -280,27 +289,28 @@ def load_module(path: str) -> ModuleType:
 
 
 def report_cost(tolerance: float, reps: int, baseline: str) -> None:
-    """The cost, ``reps`` times, interleaved with the baseline's when one is given (the same
-    machine state for both), with the load average."""
-    other = load_module(baseline) if baseline else None
-    runs: dict[str, list[list[float]]] = {"this tree": [], "baseline": []}
+    """The cost over 3000 intervals, ``reps`` times, interleaved with the baseline's when one
+    is given: per 500 intervals the median of the 50-interval windows (flat in the index?),
+    overall the median and the smallest window (the least disturbed by other processes)."""
+    modules = (latency, load_module(baseline)) if baseline else (latency,)
+    names = ("this tree", "baseline")[: len(modules)]
+    windows: list[list[tuple[int, float]]] = [[] for _ in modules]
+    loads = []
     for _ in range(reps):
-        load = os.getloadavg()[0]
-        costs = cost_per_interval(tolerance=tolerance)
-        runs["this tree"].append([ms for _, ms in costs])
-        line = ", ".join(f"{i}: {ms:.3f}" for i, ms in costs)
-        if other is not None:
-            base = cost_per_interval(tolerance=tolerance, module=other)
-            runs["baseline"].append([ms for _, ms in base])
-            line += " | baseline " + ", ".join(f"{i}: {ms:.3f}" for i, ms in base)
-        print(f"load average {load:.1f}: ms by interval index {line}", flush=True)
-    for name, values in runs.items():
-        if values:
-            v = np.array(values)
-            print(
-                f"{name}: median {np.median(v):.3f} ms, range {v.min():.3f}-{v.max():.3f} "
-                f"({reps} x 3000 intervals)"
-            )
+        loads.append(os.getloadavg()[0])
+        for m, costs in enumerate(cost_per_interval(tolerance=tolerance, modules=modules)):
+            windows[m].extend(costs)
+    print(f"{reps} x 3000 intervals, load average {min(loads):.1f}-{max(loads):.1f}")
+    for name, costs in zip(names, windows, strict=True):
+        by_block: dict[int, list[float]] = {}
+        for start, ms in costs:
+            by_block.setdefault(start // 500 * 500, []).append(ms)
+        ms_all = np.array([ms for _, ms in costs])
+        blocks = ", ".join(f"{b}: {np.median(v):.3f}" for b, v in sorted(by_block.items()))
+        print(
+            f"{name}: median {np.median(ms_all):.3f} ms, smallest window {ms_all.min():.3f} ms; "
+            f"median by interval index {blocks}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
