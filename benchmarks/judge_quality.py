@@ -92,6 +92,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     b60("B60 100rps x1.5", multiplier=1.5),
     a10("A10 1000rps σ0.3/60s x1.5", rps=1000, dispersion=0.3, multiplier=1.5),
     a10("A10 10rps x4", rps=10, multiplier=4.0),
+    # Last, so that every earlier scenario keeps its seed: between 100 and 1000 rps, where the
+    # noise is large enough to matter and too small to be learnt in a few blocks.
+    a10("A10 300rps σ0.3/60s x1", rps=300, dispersion=0.3),
 )
 
 Judge = Callable[[Traffic, int, Scenario], int | None]

@@ -164,6 +164,28 @@ def test_a_status_written_by_the_previous_version_still_loads_and_resumes():
     assert v.metrics[0].state is not None and len(v.metrics[0].history) == 10
 
 
+def test_a_status_with_the_former_dispersion_scales_resumes_with_them():
+    """tests/core/data/status-v2.json was written after 8 of these intervals by canaryd before
+    the error-rate judge's dispersion scales became :data:`analysis.sequential.DISPERSION_SCALES`
+    (its state encodes 60, 120 and 300 s): it loads, and resuming keeps those scales, so the
+    analysis ends where that version ended (e-value 6005.856447385539 after 15 intervals,
+    printed by that version), not where a fresh judge with today's scales would."""
+    status = RolloutStatus.model_validate(json.loads((DATA / "status-v2.json").read_text()))
+    old = status.analysis.metrics[0]
+    assert old.state is not None and len(old.history) == 8
+    analysis = AnalysisSpec(metrics=ERRORS_ONLY)
+    ticks = bad_ticks(15, seed=1)
+    evidence = list(status.analysis.metrics)
+    for rec in ticks[8:]:
+        v = judge(analysis, evidence, [MetricReading("error-rate", record=rec)])
+        evidence = list(v.metrics)
+    assert "restarted" not in v.metrics[0].reason
+    assert v.outcome == Outcome.FAIL
+    assert v.metrics[0].e_value == pytest.approx(6005.856447385539, rel=1e-9)
+    fresh = run(analysis, ticks)[-1]
+    assert fresh.metrics[0].e_value != pytest.approx(6005.856447385539, rel=1e-6)
+
+
 def test_evidence_size_is_fixed_however_long_the_analysis_runs():
     analysis = AnalysisSpec(metrics=ERRORS_ONLY)
     rng = np.random.default_rng(7)
