@@ -68,14 +68,18 @@ holds 100 intervals' information; counted in full from the first interval with t
   effect ``δ`` is at most about ``δ² / (2 c Q)``); more noise than ``κ₀`` must be measured
   (the posterior mean counts from the first interval).
 
-The error-rate judge pools a second series into the same posterior
-(:func:`update_counts`: the canary comparison's own scores at its predictable estimate), so each
-noise block gives two draws of the arms' noise instead of one. Only intervals before ``t``
-enter the estimate, so ``φ_t`` is fixed before interval ``t`` is seen (predictable): the tempered
-e-process stays a supermartingale under the binomial model exactly, and under the noise model in
-the Gaussian approximation while every noise block's tempered information stays below
-``1 / g(L)`` (above). That last part is
-an approximation, measured (``benchmarks/baseline_quality.py``), not a guarantee.
+The error-rate judge (:func:`update_counts`) compares the canary with the primary and the
+baseline pooled, scales the excess ``φ − 1`` by ``1 + a²`` (``a``: the baseline's share of
+the pool; the most by which the pooled comparison's noise can exceed the A/A's), takes ``W_L``
+from :func:`predictable_info`, reads the posterior mean under 90% and the guarded quantile under
+no prior mass on ``κ = 0`` (:data:`MEAN_NULL_MASS`, :data:`QUANTILE_NULL_MASS`), and pools a
+second series into the same posterior (the canary-versus-primary scores at the comparison's
+predictable estimate), so each noise block gives two draws of the arms' noise instead of one.
+Only intervals before ``t`` enter the estimate, so ``φ_t`` is fixed before interval ``t`` is
+seen (predictable): the tempered e-process stays a supermartingale under the binomial model
+exactly, and under the noise model in the Gaussian approximation while every noise block's
+tempered information stays below ``1 / g(L)`` (above). That last part is an approximation,
+measured (``benchmarks/baseline_quality.py``), not a guarantee.
 
 Assumptions: the canary's and the baseline's noise have the same law; the noise is stationary
 over the analysis; a systematic baseline-versus-primary difference is read as noise as long as
