@@ -68,14 +68,18 @@ holds 100 intervals' information; counted in full from the first interval with t
   effect ``δ`` is at most about ``δ² / (2 c Q)``); more noise than ``κ₀`` must be measured
   (the posterior mean counts from the first interval).
 
-The error-rate judge pools a second series into the same posterior
-(:func:`update_counts`: the canary comparison's own scores at its predictable estimate), so each
-noise block gives two draws of the arms' noise instead of one. Only intervals before ``t``
-enter the estimate, so ``φ_t`` is fixed before interval ``t`` is seen (predictable): the tempered
-e-process stays a supermartingale under the binomial model exactly, and under the noise model in
-the Gaussian approximation while every noise block's tempered information stays below
-``1 / g(L)`` (above). That last part is
-an approximation, measured (``benchmarks/baseline_quality.py``), not a guarantee.
+The error-rate judge (:func:`update_counts`) compares the canary with the primary and the
+baseline pooled, scales the excess ``φ − 1`` by ``1 + a²`` (``a``: the baseline's share of
+the pool; the most by which the pooled comparison's noise can exceed the A/A's), takes ``W_L``
+from :func:`predictable_info`, reads the posterior mean under 90% and the guarded quantile under
+no prior mass on ``κ = 0`` (:data:`MEAN_NULL_MASS`, :data:`QUANTILE_NULL_MASS`), and pools a
+second series into the same posterior (the canary-versus-primary scores at the comparison's
+predictable estimate), so each noise block gives two draws of the arms' noise instead of one.
+Only intervals before ``t`` enter the estimate, so ``φ_t`` is fixed before interval ``t`` is
+seen (predictable): the tempered e-process stays a supermartingale under the binomial model
+exactly, and under the noise model in the Gaussian approximation while every noise block's
+tempered information stays below ``1 / g(L)`` (above). That last part is an approximation,
+measured (``benchmarks/baseline_quality.py``), not a guarantee.
 
 Assumptions: the canary's and the baseline's noise have the same law; the noise is stationary
 over the analysis; a systematic baseline-versus-primary difference is read as noise as long as
@@ -119,6 +123,22 @@ DEFAULT_SAFETY = 2.0
 """``c``: factor on the estimated excess variance (blocks not aligned with the noise)."""
 DEFAULT_GUARD = 3.0
 """Completed blocks after which a scale's upper quantile stops counting."""
+
+MEAN_NULL_MASS = 0.9
+"""Prior probability of no extra noise behind the error-rate judge's posterior *mean*
+(:func:`update_counts`). At low traffic the A/A data cannot tell a quiet mesh from small noise
+for many minutes, so the mean is then the prior's: with 50% on "no noise" it taxed every quiet
+rollout (1.5x at 100 rps caught in 81-86% of runs within 30 minutes, against 92-96% with 90%,
+development seeds). Protection against a noisy mesh whose first draws look quiet is the guarded
+quantile's job (:data:`QUANTILE_NULL_MASS`), not the mean's."""
+QUANTILE_NULL_MASS = 0.0
+"""Prior probability of no extra noise behind the error-rate judge's guarded *quantile*: none.
+With the state's 50% on ``κ = 0`` one quiet block pushed every level's posterior mass below
+``1 − q`` and the quantile fell to the grid's bottom, though a few quiet draws of 5-minute noise
+are what a quiet mesh looks like too (the false rollbacks at 300 rps under 5-minute noise came
+from runs whose A/A posterior read 0.005 against a true 0.18). Without the point mass a quiet
+block lowers each level only by its likelihood ratio, so the quantile falls as fast as the
+data rule noise out: fast at high traffic, slowly at low."""
 
 GUARD_KAPPA = dp.DEFAULT_PRIOR
 """Largest ``κ`` the guarded quantile may assume: the two-arm judge's prior top ``κ₀``
@@ -407,6 +427,16 @@ def posterior(state: AAState, *, also: AAState | None = None) -> tuple[FloatArra
     return _summary(state, row)
 
 
+def _posterior_at(
+    state: AAState, also: AAState | None, null_mass: float
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`posterior` under a prior with ``null_mass`` on ``κ = 0`` instead of the state's."""
+    if not 0.0 <= null_mass < 1.0:
+        raise ValueError(f"null_mass out of range: {null_mass!r}")
+    other = None if also is None else replace(also, null_mass=null_mass)
+    return posterior(replace(state, null_mass=null_mass), also=other)
+
+
 _EULER = 0.5772156649015329
 
 
@@ -425,6 +455,8 @@ def inflation(
     seconds: float,
     also: AAState | None = None,
     elapsed: float | None = None,
+    mean_null_mass: float | None = None,
+    quantile_null_mass: float | None = None,
 ) -> FloatArray:
     """``φ_t ≥ 1`` per series: the variance inflation for the canary's next interval.
 
@@ -445,11 +477,20 @@ def inflation(
         of the canary's evidence, so a scale ``L`` counts with
         ``W_L = (V_t / d_t) · min(max(L, d_t), (elapsed + d_t) · H_K)``, ``H_K`` the harmonic
         number of the block's ``K`` intervals, which keeps the bound anytime-valid (see the
-        module docstring)."""
+        module docstring).
+    mean_null_mass : float in [0, 1), optional
+        Prior probability of ``κ = 0`` behind the posterior mean (default: the state's
+        ``null_mass``).
+    quantile_null_mass : float in [0, 1), optional
+        The same behind the guarded quantile (default: the state's ``null_mass``)."""
     d = max(float(seconds), 1e-9)
     v = np.broadcast_to(np.asarray(info, dtype=np.float64), (state.series,))
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     upper, mean = posterior(state, also=also)
+    if mean_null_mass is not None:
+        mean = _posterior_at(state, also, mean_null_mass)[1]
+    if quantile_null_mass is not None:
+        upper = _posterior_at(state, also, quantile_null_mass)[0]
     past = state.intervals * d if elapsed is None else float(elapsed)
     past = past if math.isfinite(past) and past > 0 else 0.0
     span = np.maximum(_lengths(state), d)
@@ -623,6 +664,28 @@ def own_scores(
     return c - e * theta, e * theta * (1.0 - theta), 1.0 / (counts.info + 1.0)
 
 
+def predictable_info(
+    counts: CountState, *, events: float, canary_total: float, reference_total: float
+) -> float:
+    """The canary comparison's expected information for an interval, ``E θ̂ (1 − θ̂)`` with the
+    interval's events ``E`` replaced by its requests times the event rate so far (this
+    interval's events included): what sets the block information ``W_L`` of the tempering.
+
+    The interval's own ``V_t`` (its events) is a noisy stand-in for a block's information: at
+    100 rps an interval holds about 5 events, and tempering by ``V_t`` scaled to 300 s gives
+    the intervals with more events, under a regression the canary's, the least weight. The
+    rate is the events over the requests of both arms so far, so it depends on the interval's
+    total, never on its split (predictable, as ``V_t``)."""
+    nc, ns = float(canary_total), float(reference_total)
+    if nc <= 0 or ns <= 0:
+        return 0.0
+    seen = counts.canary_events + counts.stable_events + float(events)
+    served = counts.canary_total + counts.stable_total + nc + ns
+    z = math.log(nc / ns) + sq.mh_delta(counts)
+    theta = 1.0 / (1.0 + math.exp(-z))
+    return seen / served * (nc + ns) * theta * (1.0 - theta)
+
+
 def update_counts(
     counts: CountState,
     state: AAState,
@@ -636,14 +699,21 @@ def update_counts(
 ) -> tuple[CountState, AAState, AAState, str]:
     """One interval of the error-rate judge with a baseline arm (O(grid) work).
 
-    The canary is compared with the primary (:func:`analysis.sequential.update`, the same test
-    as without a baseline), its evidence tempered by :func:`inflation` of the intervals before
-    this one, whose posterior counts two series with one noise level: the A/A scores
-    (``state``) and the canary comparison's own scores centred at its predictable estimate
-    (``own``: each noise block gives two draws of the arms' noise instead of one). Then both
-    states take this interval's scores. In an interval where the primary served nothing (a
-    three-way split at a canary weight of 50% or more leaves it none) the canary is compared
-    with the baseline instead: the same version, so the same null.
+    The canary is compared with the stable version's two arms together, the primary and the
+    baseline pooled (:func:`analysis.sequential.update`, the same test as without a baseline,
+    against the same ``100 − w`` of the traffic: the baseline's share is not lost to the
+    test), its evidence tempered by :func:`inflation` of the intervals before this one, whose
+    posterior counts two series with one noise level: the A/A scores (``state``) and the
+    canary-versus-primary scores centred at the comparison's predictable estimate (``own``:
+    each noise block gives two draws of the arms' noise instead of one). The inflation's
+    excess is scaled by ``1 + a²`` (``a``: the baseline's share of the pooled requests), the
+    most by which the pooled comparison's noise can exceed the A/A's when the canary's noise
+    is the baseline's; the block information is :func:`predictable_info`; the guarded
+    quantile's prior has no point mass on "no noise" (:data:`QUANTILE_NULL_MASS`), the mean's
+    90% (:data:`MEAN_NULL_MASS`). Then both states take this interval's scores. In an interval
+    where the primary served nothing (a three-way split at a canary weight of 50% or more
+    leaves it none) the pool is the baseline alone (``a = 1``): the same version, so the same
+    null.
 
     Parameters
     ----------
@@ -659,18 +729,35 @@ def update_counts(
     Returns
     -------
     (CountState, AAState, AAState, str)
-        The states after the interval and the arm the canary was compared with
-        (``"primary"`` or ``"baseline"``).
+        The states after the interval and what the canary was compared with: ``"primary"``
+        (the primary and the baseline pooled) or ``"baseline"`` (the primary served nothing).
     """
     (c, nc), (p, n_p), (b, nb) = ((min(e, n), n) for e, n in (canary, primary, baseline))
-    ref, (s, ns) = ("primary", (p, n_p)) if n_p > 0 else ("baseline", (b, nb))
-    score, info, spread = own_scores(counts, (c, nc), (s, ns))
+    # The reference: both arms of the stable version together (the primary's large sample and
+    # the baseline's); the own scores are the canary against the primary alone, whose noise
+    # is the A/A's (sigma_c^2 + sigma_p^2) when the canary's is the baseline's.
+    ref = "primary" if n_p > 0 else "baseline"
+    s, ns = p + b, n_p + nb
+    share = nb / ns if ns > 0 else 0.0
+    score, info, spread = own_scores(counts, (c, nc), (p, n_p) if n_p > 0 else (b, nb))
 
     def inflate(v: float) -> float:
         # The canary comparison's own elapsed time: a baseline that appeared mid-analysis
         # must not shrink the exposure of the evidence gathered before it.
         past = counts.intervals * seconds
-        return float(inflation(state, info=v, seconds=seconds, also=own, elapsed=past)[0])
+        phi = inflation(
+            state,
+            info=predictable_info(counts, events=c + s, canary_total=nc, reference_total=ns),
+            seconds=seconds,
+            also=own,
+            elapsed=past,
+            mean_null_mass=MEAN_NULL_MASS,
+            quantile_null_mass=QUANTILE_NULL_MASS,
+        )[0]
+        # Against the pooled arms the noise is sigma_c^2 + a^2 sigma_b^2 + (1 - a)^2 sigma_p^2
+        # (a: the baseline's share), at most (1 + a^2) times the A/A's sigma_b^2 + sigma_p^2
+        # whatever the primary's own noise (the worst case: a quiet primary).
+        return 1.0 + (1.0 + share * share) * (float(phi) - 1.0)
 
     counts = sq.update(counts, c, nc, s, ns, alpha=alpha, seconds=seconds, inflate=inflate)
     state = update(

@@ -18,8 +18,9 @@ Judges, every one on the same traffic of its kind:
   scenario (no baseline deployed, the primary gets ``100 − w``): the reference, and what the
   baseline's traffic share costs;
 * ``two-arm on 3 arms``: today's judge on the three-arm traffic, ignoring the baseline;
-* ``baseline (A/A)``: the canary vs the primary, tempered by the baseline-versus-primary A/A
-  noise estimate (:func:`analysis.aa.update_counts`, what the controller runs).
+* ``baseline (A/A)``: the canary vs the primary and the baseline pooled, tempered by the
+  baseline-versus-primary A/A noise estimate (:func:`analysis.aa.update_counts`, what the
+  controller runs).
 
 Per scenario and judge: FR (good canary) or detection (bad) with 95% Wilson intervals, the
 median minutes, canary requests and their ratio to Wald's bound E1[N] (α = 0.01, power 0.95,

@@ -223,7 +223,98 @@ def test_compared_with_the_baseline_when_the_primary_is_empty() -> None:
         counts, st, own, canary=(5, 500), primary=(20, 4000), baseline=(3, 500), seconds=10
     )
     assert ref == "primary"
-    assert counts.stable_events == 23
+    # With the primary serving, the reference is the stable version's two arms pooled.
+    assert counts.stable_events == 3 + 23 and counts.stable_total == 500 + 4500
+
+
+def test_the_mean_s_and_the_quantile_s_priors_in_closed_form() -> None:
+    # No data: every scale guarded. The mean under a prior with null mass m is
+    # (1 - m) * sum(grid) / 12. The 97% quantile from the top: with null mass m each level
+    # holds (1 - m) / 12; at m = 0.99 that is < 3% for every level, so the quantile is 0;
+    # at m = 0 each holds 8.3% >= 3%, so the top level (0.5, capped at kappa_0 = 0.2).
+    grid = [0.5 * 2.0**-j for j in range(12)]
+    v, d = 1.0, 10.0
+    harmonic = {k: sum(1.0 / i for i in range(1, k + 1)) for k in (6, 12, 30)}
+    elapsed = 1000.0  # every scale counts in full
+
+    def closed(mean: float, q: float) -> float:
+        worst = max(q * v - 3.0, mean * v, 0.0)
+        for length, k in ((60.0, 6), (120.0, 12), (300.0, 30)):
+            w = v / d * min(length, (elapsed + d) * harmonic[k])
+            worst = max(worst, q * w - 3.0, mean * w)
+        return 1.0 + 2.0 * worst
+
+    st = aa.initial()
+    for m in (0.5, 0.9):
+        got = aa.inflation(st, info=v, seconds=d, elapsed=elapsed, mean_null_mass=m)[0]
+        assert got == pytest.approx(closed((1 - m) * sum(grid) / 12, 0.2))
+    quiet = aa.initial(null_mass=0.99)
+    mean = 0.01 * sum(grid) / 12
+    assert aa.inflation(quiet, info=v, seconds=d, elapsed=elapsed)[0] == pytest.approx(
+        closed(mean, 0.0)
+    )
+    got = aa.inflation(quiet, info=v, seconds=d, elapsed=elapsed, quantile_null_mass=0.0)[0]
+    assert got == pytest.approx(closed(mean, 0.2))
+    with pytest.raises(ValueError, match="null_mass"):
+        aa.inflation(st, info=v, seconds=d, quantile_null_mass=1.0)
+
+
+def test_without_a_point_mass_one_quiet_block_does_not_clear_the_quantile() -> None:
+    # One completed quiet 300-s block (score 0, information 50): with half the prior on 0 the
+    # top levels' posterior mass falls below 3% (the quantile drops); without it the quantile
+    # stays where the likelihood ratios put it (closed form from the normal block law).
+    st = aa.update_scores(aa.initial(scales=(300.0,)), score=0.0, info=50.0, seconds=300)
+    grid = np.array([0.5 * 2.0**-j for j in range(12)] + [0.0])
+    lik = np.exp(-0.5 * np.log(50 * (1 + grid * 50)))
+
+    def quantile(null_mass: float) -> float:
+        prior = np.array([(1 - null_mass) / 12] * 12 + [null_mass])
+        post = prior * lik / (prior * lik).sum()
+        return float(grid[np.argmax(np.cumsum(post) >= 0.03 - 1e-12)])
+
+    for m in (0.5, 0.0):
+        upper = aa._posterior_at(st, None, m)[0]
+        assert upper[0, 1] == pytest.approx(quantile(m))
+    assert quantile(0.0) > quantile(0.5)
+
+
+def test_predictable_information_uses_the_rate_so_far_not_the_interval_s_events() -> None:
+    counts = sq.initial()
+    for _ in range(10):
+        counts = sq.update(counts, 5, 1000, 20, 4000, seconds=10)
+    # Rate so far 250 / 50000 plus the interval's 40 events over 5000 requests; theta at the
+    # requests' split (the Mantel-Haenszel estimate is 0 here: the canary's rate is the
+    # reference's).
+    theta = 1000 / 5000
+    rate = (250 + 40) / (50000 + 5000)
+    got = aa.predictable_info(counts, events=40, canary_total=1000, reference_total=4000)
+    assert got == pytest.approx(rate * 5000 * theta * (1 - theta), rel=1e-9)
+    assert aa.predictable_info(counts, events=5, canary_total=0, reference_total=4000) == 0.0
+
+
+def test_the_pooled_comparison_is_tempered_by_one_plus_the_baseline_share_squared() -> None:
+    # The pooled reference's noise can exceed the A/A's by at most 1 + a^2 (a quiet primary):
+    # the excess inflation of update_counts is the A/A inflation's times 1 + a^2.
+    counts = sq.initial()
+    for _ in range(30):
+        counts = sq.update(counts, 12, 1000, 45, 4000, seconds=10)
+    st, own = aa.initial(), aa.initial()
+    for nb, n_p in ((1000, 3000), (2000, 2000)):
+        after, _, _, _ = aa.update_counts(
+            counts, st, own, canary=(12, 1000), primary=(9 * n_p / 1000, n_p),
+            baseline=(9 * nb / 1000, nb), seconds=10,
+        )  # fmt: skip
+        v = after.info - counts.info
+        phi = (after.info_inflated - counts.info_inflated) / v
+        pred = aa.predictable_info(
+            counts, events=12 + 9 * 4, canary_total=1000, reference_total=4000
+        )
+        base = aa.inflation(
+            st, info=pred, seconds=10, also=own, elapsed=300,
+            mean_null_mass=aa.MEAN_NULL_MASS, quantile_null_mass=aa.QUANTILE_NULL_MASS,
+        )[0]  # fmt: skip
+        a = nb / 4000
+        assert phi == pytest.approx(1 + (1 + a * a) * (base - 1))
 
 
 def test_false_rollbacks_stay_below_alpha_without_noise() -> None:
@@ -292,8 +383,14 @@ def test_a_baseline_that_appears_later_counts_the_comparison_s_elapsed_time() ->
         seconds=d,
     )
     assert ref == "primary"
-    v = after.info - counts.info
-    phi = (after.info_inflated - counts.info_inflated) / v
-    expected = aa.inflation(fresh, info=v, seconds=d, also=aa.initial(), elapsed=30 * d)[0]
-    assert phi == pytest.approx(expected)
-    assert phi > 2 * aa.inflation(fresh, info=v, seconds=d, also=aa.initial())[0]
+    v = aa.predictable_info(counts, events=12 + 45 + 9, canary_total=1000, reference_total=5000)
+    phi = (after.info_inflated - counts.info_inflated) / (after.info - counts.info)
+    settings = {"mean_null_mass": aa.MEAN_NULL_MASS, "quantile_null_mass": aa.QUANTILE_NULL_MASS}
+    a2 = (1000 / 5000) ** 2  # the baseline's share of the pooled reference, squared
+
+    def tempered(**kw: float) -> float:
+        raw = aa.inflation(fresh, info=v, seconds=d, also=aa.initial(), **settings, **kw)[0]
+        return float(1 + (1 + a2) * (raw - 1))
+
+    assert phi == pytest.approx(tempered(elapsed=30 * d))
+    assert phi > 2 * tempered()

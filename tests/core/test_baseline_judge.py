@@ -183,7 +183,7 @@ def test_compared_with_the_baseline_when_the_primary_serves_nothing() -> None:
     ev = evidence[0]
     assert ev.compared_with == "baseline"
     assert ev.canary_requests == 25_000 and ev.stable_requests == 25_000
-    assert "the baseline in 5 intervals without primary" in ev.reason
+    assert "the baseline alone in 5 intervals" in ev.reason
 
 
 def test_a_baseline_that_appears_later_keeps_the_evidence() -> None:

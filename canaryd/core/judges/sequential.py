@@ -229,9 +229,11 @@ def _baseline_reason(judged: Judged, noise: BaselineNoise | None) -> str:
     if noise is None:
         return ""
     shift = f", baseline vs primary {pct(noise.shift)}" if noise.shift is not None else ""
-    where = "the primary"
+    # The error-rate judge compares the canary with the stable version's arms pooled
+    # (analysis.aa.update_counts): the baseline alone where the primary served nothing.
+    where = "the primary and the baseline"
     if judged.baseline_reference:
-        where += f" (the baseline in {int(judged.baseline_reference)} intervals without primary)"
+        where += f" (the baseline alone in {int(judged.baseline_reference)} intervals)"
     return (
         f"; vs {where}, A/A noise kappa {noise.kappa:.3g} over {noise.block_seconds:.0f} s{shift}"
     )
