@@ -39,16 +39,27 @@ each grid level (``κ₀, κ₀/2, …, 0``), each row one number per scale."""
 _STEPS = np.array([*(2.0**-j for j in range(GRID_POINTS)), 0.0])
 
 
+_Key = tuple[float, tuple[int, ...], bytes] | tuple[float, None, None]
+"""Intervals' duration ``max(d, 1e-9)`` and the priors' shape and bytes (None: the shared)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Cache:
-    """What the last update computed for the next interval: the grid for intervals of
-    ``seconds`` and priors ``prior`` (a copy; None: the shared one), and the log-likelihood per
-    grid point with the open blocks counted (None: not computed for this state)."""
+    """What the last update computed for the next interval: the grid for ``key``, the
+    log-likelihood per grid point with the open blocks counted, and the duration for which no
+    scale is silent any more (every silent scale of every series has a completed block; -1
+    while one has not)."""
 
-    seconds: float
-    prior: FloatArray | None
+    key: _Key
     grid: FloatArray
-    pending: FloatArray | None
+    pending: FloatArray
+    heard: float
+
+
+def _key(d: float, prior: FloatArray | None) -> _Key:
+    # The bytes, not the array: a caller may change its array in place; comparing bytes is one
+    # call where comparing values is three.
+    return (d, None, None) if prior is None else (d, prior.shape, prior.tobytes())
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,28 +197,17 @@ _SCALES: dict[
 ] = {}
 
 
-def _grid(st: DispersionArrays, d: float, prior: FloatArray | None) -> FloatArray:
+def _grid(st: DispersionArrays, d: float, prior: FloatArray | None, key: _Key) -> FloatArray:
     """Noise levels per grid point, series and scale, ``(K, *series, M)`` (size 1 along the
     series with the shared prior): the top ``κ₀ · min(1, T₀ / L)`` times ``2^-j``, and 0.
     Taken from the arrays' cache when it was computed for the same ``d`` and priors."""
     cache = st.cache
-    if cache is not None and _same_key(cache, d, prior):
+    if cache is not None and cache.key == key:
         return cache.grid
     factor, _, _ = _per_scale(st, d)
     top: FloatArray = np.asarray(st.prior * factor if prior is None else prior[..., None] * factor)
     out: FloatArray = _steps(st.open_info.ndim) * top
     return out
-
-
-def _same_key(cache: _Cache, d: float, prior: FloatArray | None) -> bool:
-    """Whether ``cache`` was computed for intervals of ``d`` seconds and these priors."""
-    if cache.seconds != d:
-        return False
-    if prior is None or cache.prior is None:
-        return prior is None and cache.prior is None
-    return prior is cache.prior or (
-        prior.shape == cache.prior.shape and bool((prior == cache.prior).all())
-    )
 
 
 def _steps(ndim: int) -> FloatArray:
@@ -247,14 +247,19 @@ def _summary(
     post = loglik + _log_prior(st.null_mass, loglik.ndim - 1)
     post -= post.max(axis=0)
     weights = np.exp(post, out=post)  # exp(−inf) is 0: a level without prior mass
-    # Sequential sums (along the first axis numpy adds row after row), as the scalar module.
-    cum = np.add.accumulate(weights, axis=0)
+    # One product gives the cumulative sums along the grid (the last one the total) and the
+    # sum of 2^-j times the weights; the mean is the top level times that over the total.
+    sums = _SUMS @ weights.reshape(_K, -1)
+    cum = sums[:_K].reshape(weights.shape)
     total = cum[-1]
-    weights *= grid
-    mean: FloatArray = weights.sum(axis=0) / total
+    mean: FloatArray = grid[0] * sums[_K].reshape(total.shape) / total
     # The largest level whose upper tail reaches 1 − q (the grid decreases, the tail grows).
     upper: FloatArray = (grid * (cum >= (1.0 - st.quantile) * total)).max(axis=0)
     return upper, mean
+
+
+_SUMS = np.vstack((np.tril(np.ones((_K, _K))), _STEPS[None, :]))
+"""Rows ``0 … K-1``: the cumulative sum up to each grid point; row ``K``: ``Σ 2^-j w_j``."""
 
 
 def posterior_arrays(
@@ -267,15 +272,17 @@ def posterior_arrays(
     the open blocks counted is already there (the update computed it for every scale); else it
     is computed from the open blocks."""
     d = max(float(seconds), 1e-9)
-    _, _, silent = _per_scale(st, d)
     cache = st.cache
-    if cache is not None and cache.pending is not None and _same_key(cache, d, prior):
+    key = _key(d, prior)
+    if cache is not None and cache.key == key:
         loglik, grid = cache.pending, cache.grid
     else:
-        grid = _grid(st, d, prior)
+        grid = _grid(st, d, prior, key)
         loglik = st.loglik + _open_term(grid, st.open_info, st.open_score, st.open_spread)
     upper, mean = _summary(st, loglik, grid)
-    quiet = silent & (st.blocks == 0)
+    if cache is not None and cache.heard == d:
+        return upper, mean
+    quiet = _per_scale(st, d)[2] & (st.blocks == 0)
     if quiet.any():
         return np.where(quiet, 0.0, upper), np.where(quiet, 0.0, mean)
     return upper, mean
@@ -377,19 +384,21 @@ def advance_arrays(
     close = o_s >= _lengths(st)
     counted = close & (o_w > 0)
     d = max(float(seconds), 1e-9)  # the grid depends on max(seconds, 1e-9) only
-    grid = _grid(st, d, prior)
+    key = _key(d, prior)
+    grid = _grid(st, d, prior, key)
     # With the open block: the next posterior where it stays open, the new log-likelihood
     # (normalised, only differences matter) where it completes.
     with_open = st.loglik + _open_term(grid, o_w, o_u, o_v)
-    done = with_open - with_open.max(axis=0)
-    loglik = np.where(counted, done, st.loglik)
-    # A completed block's scale starts empty (its term is exactly 0); one completed without
-    # information kept its log-likelihood, which with_open equals there (a term of 0).
-    pending = np.where(counted, done, with_open)
-    cache = st.cache
-    if cache is None or not _same_key(cache, d, prior):
-        key = None if prior is None else prior.copy()  # the caller may reuse its array
-        cache = _Cache(d, key, grid, None)
+    # Less its maximum where a block completed, less 0 (exactly itself) elsewhere: a completed
+    # block's scale starts empty (its term is exactly 0); one completed without information
+    # kept its log-likelihood, which with_open equals there (a term of 0).
+    pending = with_open - np.where(counted, with_open.max(axis=0), 0.0)
+    loglik = np.where(counted, pending, st.loglik)
+    blocks = st.blocks + counted
+    # Blocks only add up: once every silent scale has one, none is silent again at this d.
+    heard = st.cache.heard if st.cache is not None else -1.0
+    if heard != d:
+        heard = -1.0 if (_per_scale(st, d)[2] & (blocks == 0)).any() else d
     keep = ~close
     return DispersionArrays(
         st.scales,
@@ -403,9 +412,9 @@ def advance_arrays(
         o_w * keep,
         o_s * keep,
         o_v * keep,
-        st.blocks + counted,
+        blocks,
         loglik,
-        _Cache(cache.seconds, cache.prior, cache.grid, pending),
+        _Cache(key, grid, pending, heard),
     )
 
 
