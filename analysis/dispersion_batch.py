@@ -8,7 +8,7 @@ The latency judge keeps one series per bucket bound, and its benchmark runs hund
 timelines side by side, so the per-series Python loop of :func:`analysis.dispersion.update`
 would cost more than the rest of the judge; here every per-scale field is an array with the
 series in the leading dimensions and the scales last (interval first), and the log-likelihoods
-have the grid after the scales.
+have the grid first (see :class:`DispersionArrays`).
 
 One extension: ``prior`` (one ``κ₀`` per series) in :func:`kappa_arrays`,
 :func:`inflation_fast` and :func:`advance_arrays` scales each series' grid, for judges whose
@@ -21,7 +21,7 @@ its scalar twin.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,11 +39,35 @@ each grid level (``κ₀, κ₀/2, …, 0``), each row one number per scale."""
 _STEPS = np.array([*(2.0**-j for j in range(GRID_POINTS)), 0.0])
 
 
+_Key = tuple[float, tuple[int, ...], bytes] | tuple[float, None, None]
+"""Intervals' duration ``max(d, 1e-9)`` and the priors' shape and bytes (None: the shared)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cache:
+    """What the last update computed for the next interval: the grid for ``key``, the
+    log-likelihood per grid point with the open blocks counted, and the duration for which no
+    scale is silent any more (every silent scale of every series has a completed block; -1
+    while one has not)."""
+
+    key: _Key
+    grid: FloatArray
+    pending: FloatArray
+    heard: float
+
+
+def _key(d: float, prior: FloatArray | None) -> _Key:
+    # The bytes, not the array: a caller may change its array in place; comparing bytes is one
+    # call where comparing values is three.
+    return (d, None, None) if prior is None else (d, prior.shape, prior.tobytes())
+
+
 @dataclass(frozen=True, slots=True)
 class DispersionArrays:
     """Many :class:`~analysis.dispersion.DispersionState` with shared settings; each per-scale
-    field of shape ``(*series, 1 + len(scales))``, ``loglik`` of ``(*series, 1 + len(scales),
-    GRID_POINTS + 1)``."""
+    field of shape ``(*series, 1 + len(scales))``, ``loglik`` of ``(GRID_POINTS + 1, *series,
+    1 + len(scales))`` (the grid first: sums and maxima over it are then row after row of
+    whole arrays, not many rows of 9 numbers)."""
 
     scales: tuple[float, ...]
     prior: float
@@ -58,6 +82,9 @@ class DispersionArrays:
     open_spread: FloatArray
     blocks: FloatArray
     loglik: FloatArray
+    cache: _Cache | None = field(default=None, compare=False, repr=False)
+    """Kept by :func:`advance_arrays` for the next :func:`posterior_arrays` (not state: the
+    numbers are the same without it, :func:`stack` leaves it out)."""
 
     @property
     def lengths(self) -> FloatArray:
@@ -84,7 +111,9 @@ class DispersionArrays:
             open_seconds=col("open_seconds"),
             open_spread=col("open_spread"),
             blocks=col("blocks"),
-            loglik=tuple(tuple(float(x) for x in row) for row in self.loglik[index]),
+            loglik=tuple(
+                tuple(float(x) for x in row) for row in np.moveaxis(self.loglik, 0, -1)[index]
+            ),
         )
 
 
@@ -135,14 +164,14 @@ def from_stacked(settings: DispersionState, stacked: npt.ArrayLike) -> Dispersio
         open_seconds=arr[..., 2, :].copy(),
         open_spread=arr[..., 3, :].copy(),
         blocks=arr[..., 4, :].copy(),
-        loglik=np.swapaxes(arr[..., len(_FIELDS) :, :], -1, -2).copy(),
+        loglik=np.moveaxis(arr[..., len(_FIELDS) :, :], -2, 0).copy(),
     )
 
 
 def stack(arrays: DispersionArrays) -> FloatArray:
     """Every field as one array ``(*series, ROWS, M)`` (for serialization)."""
     fields = np.stack([getattr(arrays, f) for f in _FIELDS], axis=-2)
-    out: FloatArray = np.concatenate((fields, np.swapaxes(arrays.loglik, -1, -2)), axis=-2)
+    out: FloatArray = np.concatenate((fields, np.moveaxis(arrays.loglik, 0, -2)), axis=-2)
     return out
 
 
@@ -168,54 +197,107 @@ _SCALES: dict[
 ] = {}
 
 
-def _grid(st: DispersionArrays, seconds: float, prior: FloatArray | None) -> FloatArray:
-    """Noise levels per series, scale and grid point, ``(*series, M, K)``."""
-    factor, _, _ = _per_scale(st, seconds)
-    top = st.prior * factor if prior is None else prior[..., None] * factor
-    out: FloatArray = np.asarray(top)[..., None] * _STEPS
+def _grid(st: DispersionArrays, d: float, prior: FloatArray | None, key: _Key) -> FloatArray:
+    """Noise levels per grid point, series and scale, ``(K, *series, M)`` (size 1 along the
+    series with the shared prior): the top ``κ₀ · min(1, T₀ / L)`` times ``2^-j``, and 0.
+    Taken from the arrays' cache when it was computed for the same ``d`` and priors."""
+    cache = st.cache
+    if cache is not None and cache.key == key:
+        return cache.grid
+    factor, _, _ = _per_scale(st, d)
+    top: FloatArray = np.asarray(st.prior * factor if prior is None else prior[..., None] * factor)
+    out: FloatArray = _steps(st.open_info.ndim) * top
     return out
+
+
+def _steps(ndim: int) -> FloatArray:
+    """``2^-j`` and 0 per grid point, shaped to broadcast over ``ndim`` more axes."""
+    hit = _STEPS_BY_NDIM.get(ndim)
+    if hit is None:
+        hit = _STEPS_BY_NDIM[ndim] = _STEPS.reshape((_K,) + (1,) * ndim)
+    return hit
+
+
+_STEPS_BY_NDIM: dict[int, FloatArray] = {}
+
+
+def _open_term(
+    grid: FloatArray, info: FloatArray, score: FloatArray, spread: FloatArray
+) -> FloatArray:
+    """Log-likelihood of a block of ``score``, ``info`` and ``spread`` (per series and scale)
+    at each noise level, ``(K, *series, M)``: ``U ~ N(0, W (1 + κ W) + B)``.
+
+    Where the block holds no information its score and spread are 0 too (both only grow with
+    information), so adding 1 to the variance there makes its term exactly 0 (log 1, 0 / 1):
+    no masks needed."""
+    base = info + (info <= 0) + spread * spread
+    var = grid * (info * info)
+    var += base
+    out: FloatArray = np.log(var)
+    out += (score * score) / var
+    out *= -0.5
+    return out
+
+
+def _summary(
+    st: DispersionArrays, loglik: FloatArray, grid: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """(upper ``q``-quantile, mean) of the posterior on ``grid`` from the log-likelihood per
+    grid point ``(K, *series, M)`` (the prior's weights added here)."""
+    post = loglik + _log_prior(st.null_mass, loglik.ndim - 1)
+    post -= post.max(axis=0)
+    weights = np.exp(post, out=post)  # exp(−inf) is 0: a level without prior mass
+    # One product gives the cumulative sums along the grid (the last one the total) and the
+    # sum of 2^-j times the weights; the mean is the top level times that over the total.
+    sums = _SUMS @ weights.reshape(_K, -1)
+    cum = sums[:_K].reshape(weights.shape)
+    total = cum[-1]
+    mean: FloatArray = grid[0] * sums[_K].reshape(total.shape) / total
+    # The largest level whose upper tail reaches 1 − q (the grid decreases, the tail grows).
+    upper: FloatArray = (grid * (cum >= (1.0 - st.quantile) * total)).max(axis=0)
+    return upper, mean
+
+
+_SUMS = np.vstack((np.tril(np.ones((_K, _K))), _STEPS[None, :]))
+"""Rows ``0 … K-1``: the cumulative sum up to each grid point; row ``K``: ``Σ 2^-j w_j``."""
 
 
 def posterior_arrays(
     st: DispersionArrays, seconds: float, *, prior: FloatArray | None = None
 ) -> tuple[FloatArray, FloatArray]:
     """(upper ``q``-quantile, mean) of ``κ`` per series and scale, as
-    :meth:`DispersionState.posterior` (the block being filled counted; a silent scale 0)."""
-    factor, _, silent = _per_scale(st, seconds)
-    # Noise levels per series, scale and grid point: top · 2^-j (as _grid).
-    top: FloatArray = np.asarray(st.prior * factor if prior is None else prior[..., None] * factor)
-    grid = top[..., None] * _STEPS
-    row = st.loglik
-    w = st.open_info[..., None]
-    # The block being filled counts where it holds information. Where it holds none, its
-    # score and spread are 0 too (both only grow with information), so adding 1 to the
-    # variance there makes its term exactly 0 (log 1, 0 / 2): no masks needed.
-    var = w * (1.0 + grid * w) + (st.open_spread**2)[..., None] + (w <= 0)
-    row = row + (-0.5 * np.log(var) - (st.open_score**2)[..., None] / (2.0 * var))
-    post = _log_prior(st.null_mass) + row
-    best = post.max(axis=-1, keepdims=True)
-    weights = np.exp(post - best)  # exp(−inf) is 0: a level without prior mass
-    # Sequential sums (cumsum), as the scalar module adds them.
-    cum = np.cumsum(weights, axis=-1)
-    total = cum[..., -1]
-    mean = np.cumsum(grid * weights, axis=-1)[..., -1] / total
-    # The first level whose upper tail reaches 1 − q (the tail only grows along the grid).
-    idx = np.minimum((cum < (1.0 - st.quantile) * total[..., None]).sum(axis=-1), _K - 1)
-    upper = top * _STEPS[idx]
-    quiet = silent & (st.blocks == 0)
+    :meth:`DispersionState.posterior` (the block being filled counted; a silent scale 0).
+
+    After :func:`advance_arrays` with the same ``seconds`` and priors the log-likelihood with
+    the open blocks counted is already there (the update computed it for every scale); else it
+    is computed from the open blocks."""
+    d = max(float(seconds), 1e-9)
+    cache = st.cache
+    key = _key(d, prior)
+    if cache is not None and cache.key == key:
+        loglik, grid = cache.pending, cache.grid
+    else:
+        grid = _grid(st, d, prior, key)
+        loglik = st.loglik + _open_term(grid, st.open_info, st.open_score, st.open_spread)
+    upper, mean = _summary(st, loglik, grid)
+    if cache is not None and cache.heard == d:
+        return upper, mean
+    quiet = _per_scale(st, d)[2] & (st.blocks == 0)
     if quiet.any():
         return np.where(quiet, 0.0, upper), np.where(quiet, 0.0, mean)
     return upper, mean
 
 
-_LOG_PRIOR: dict[float, FloatArray] = {}
+_LOG_PRIOR: dict[tuple[float, int], FloatArray] = {}
 
 
-def _log_prior(null_mass: float) -> FloatArray:
-    """Log prior weight per grid level (``κ₀ · 2^-j``, then 0), cached per null mass."""
-    hit = _LOG_PRIOR.get(null_mass)
+def _log_prior(null_mass: float, ndim: int) -> FloatArray:
+    """Log prior weight per grid level (``κ₀ · 2^-j``, then 0), shaped ``(K, 1, …)`` to
+    broadcast over ``ndim`` axes, cached."""
+    hit = _LOG_PRIOR.get((null_mass, ndim))
     if hit is None:
-        hit = _LOG_PRIOR[null_mass] = np.array(dispersion._log_prior(null_mass))
+        flat = np.array(dispersion._log_prior(null_mass))
+        hit = _LOG_PRIOR[(null_mass, ndim)] = flat.reshape((_K,) + (1,) * ndim)
     return hit
 
 
@@ -284,7 +366,12 @@ def advance_arrays(
     prior: FloatArray | None = None,
 ) -> DispersionArrays:
     """:func:`update_arrays` without the input checks (for callers whose values are finite and
-    >= 0 by construction)."""
+    >= 0 by construction).
+
+    Every scale's open block, with this interval added, is scored at every noise level: a
+    completed block adds that to its scale's log-likelihood, and the next interval's posterior
+    (:func:`posterior_arrays`, the inflation) needs exactly these sums for the others, so they
+    are kept for it (one grid computation per interval instead of two)."""
     u = np.where(info > 0, score, 0.0)[..., None]
     w = info[..., None]
     o_u = st.open_score + u
@@ -296,16 +383,22 @@ def advance_arrays(
         o_v = st.open_spread + (info * np.sqrt(estimate_variance))[..., None]
     close = o_s >= _lengths(st)
     counted = close & (o_w > 0)
-    loglik = st.loglik
-    if counted.any():
-        grid = _grid(st, seconds, prior)
-        wk = o_w[..., None]
-        mask = counted[..., None]
-        # Rows that do not complete a block get variance 1 and score 0, so a term of exactly
-        # 0: they stay as they are (every row's maximum is 0, the normalisation keeps them).
-        var = (wk * (1.0 + grid * wk) + (o_v**2)[..., None]) * mask + ~mask
-        row = loglik - 0.5 * np.log(var) - ((o_u * counted) ** 2)[..., None] / (2.0 * var)
-        loglik = row - row.max(axis=-1, keepdims=True)  # only differences matter
+    d = max(float(seconds), 1e-9)  # the grid depends on max(seconds, 1e-9) only
+    key = _key(d, prior)
+    grid = _grid(st, d, prior, key)
+    # With the open block: the next posterior where it stays open, the new log-likelihood
+    # (normalised, only differences matter) where it completes.
+    with_open = st.loglik + _open_term(grid, o_w, o_u, o_v)
+    # Less its maximum where a block completed, less 0 (exactly itself) elsewhere: a completed
+    # block's scale starts empty (its term is exactly 0); one completed without information
+    # kept its log-likelihood, which with_open equals there (a term of 0).
+    pending = with_open - np.where(counted, with_open.max(axis=0), 0.0)
+    loglik = np.where(counted, pending, st.loglik)
+    blocks = st.blocks + counted
+    # Blocks only add up: once every silent scale has one, none is silent again at this d.
+    heard = st.cache.heard if st.cache is not None else -1.0
+    if heard != d:
+        heard = -1.0 if (_per_scale(st, d)[2] & (blocks == 0)).any() else d
     keep = ~close
     return DispersionArrays(
         st.scales,
@@ -319,8 +412,9 @@ def advance_arrays(
         o_w * keep,
         o_s * keep,
         o_v * keep,
-        st.blocks + counted,
+        blocks,
         loglik,
+        _Cache(key, grid, pending, heard),
     )
 
 

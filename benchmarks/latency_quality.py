@@ -4,8 +4,10 @@
     python benchmarks/latency_quality.py --quick               # fewer runs per scenario
     python benchmarks/latency_quality.py --only "1000rps"      # scenarios whose name contains
     git show REV:analysis/latency.py > /tmp/latency_before.py  # cost side by side with REV:
+    git show REV:analysis/dispersion_batch.py > /tmp/dispersion_batch_before.py
     python benchmarks/latency_quality.py --cost-only --cost-reps 5 \
-        --cost-baseline /tmp/latency_before.py
+        --cost-baseline /tmp/latency_before.py \
+        --cost-baseline-dispersion /tmp/dispersion_batch_before.py
 
 Simulated timelines (fixed seeds, new draws per scenario): 30 minutes, weights 5% → 50% in ten
 steps of three minutes, intervals of 10 s or 60 s, total traffic 10/100/1000 rps (Poisson per
@@ -276,10 +278,26 @@ def cost_per_interval(
     return out
 
 
-def load_module(path: str) -> ModuleType:
+def load_module(path: str, dispersion_batch: str = "") -> ModuleType:
     """An older ``analysis/latency.py`` (e.g. from ``git show REV:analysis/latency.py``) as a
-    module of its own, for a side-by-side cost measurement."""
-    spec = importlib.util.spec_from_file_location("latency_baseline", path)
+    module of its own, for a side-by-side cost measurement; with ``dispersion_batch`` (an
+    older ``analysis/dispersion_batch.py``) it imports that one instead of this tree's, so the
+    baseline is the whole older code."""
+    saved = sys.modules.get("analysis.dispersion_batch")
+    if dispersion_batch:
+        # The baseline's `from analysis.dispersion_batch import ...` binds the older functions.
+        sys.modules["analysis.dispersion_batch"] = _load(
+            "dispersion_batch_baseline", dispersion_batch
+        )
+    try:
+        return _load("latency_baseline", path)
+    finally:
+        if saved is not None:
+            sys.modules["analysis.dispersion_batch"] = saved
+
+
+def _load(name: str, path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ValueError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -288,11 +306,11 @@ def load_module(path: str) -> ModuleType:
     return module
 
 
-def report_cost(tolerance: float, reps: int, baseline: str) -> None:
+def report_cost(tolerance: float, reps: int, baseline: str, baseline_dispersion: str = "") -> None:
     """The cost over 3000 intervals, ``reps`` times, interleaved with the baseline's when one
     is given: per 500 intervals the median of the 50-interval windows (flat in the index?),
     overall the median and the smallest window (the least disturbed by other processes)."""
-    modules = (latency, load_module(baseline)) if baseline else (latency,)
+    modules = (latency, load_module(baseline, baseline_dispersion)) if baseline else (latency,)
     names = ("this tree", "baseline")[: len(modules)]
     windows: list[list[tuple[int, float]]] = [[] for _ in modules]
     loads = []
@@ -331,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="an older analysis/latency.py to measure side by side (git show REV:path > file)",
     )
+    parser.add_argument(
+        "--cost-baseline-dispersion",
+        default="",
+        help="the older analysis/dispersion_batch.py the baseline imports (default: this tree's)",
+    )
     args = parser.parse_args(argv)
     tolerance = args.tolerance if args.tolerance is not None else _default_tolerance()
     good_runs, bad_runs = (100, 50) if args.quick else (args.good_runs, args.bad_runs)
@@ -353,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         "CPU cost of one latency metric-interval (analysis.latency.latency_update, 20 Istio "
         "bounds, process time), by interval index:"
     )
-    report_cost(tolerance, max(args.cost_reps, 1), args.cost_baseline)
+    report_cost(
+        tolerance, max(args.cost_reps, 1), args.cost_baseline, args.cost_baseline_dispersion
+    )
     print(f"wall time {time.perf_counter() - started:.0f} s")
     return 0
 

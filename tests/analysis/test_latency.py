@@ -10,6 +10,7 @@ exact round trip, and input validation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -546,6 +547,42 @@ def test_dispersion_arrays_with_a_prior_per_series_equal_scalar_states():
         arrays = update_arrays(arrays, score=score, info=info, seconds=10.0, prior=priors)
         scalars = [
             dispersion.update(st, score=float(score[i]), info=float(info[i]), seconds=10.0)
+            for i, st in enumerate(scalars)
+        ]
+    for i in range(3):
+        got = arrays.state((i,), prior=float(priors[i])).to_floats()
+        assert got == pytest.approx(scalars[i].to_floats(), abs=1e-9)
+
+
+def test_dispersion_arrays_follow_priors_and_durations_that_change_between_intervals():
+    """The update keeps the grid and the next posterior for the next interval; when the next
+    interval comes with other priors (the latency judge refreshes them) or another duration,
+    or the caller changed its prior array in place, the inflation is still each series' scalar
+    estimate with the priors of that interval."""
+    rng = np.random.default_rng(29)
+    priors = np.array([0.05, 0.3, 2.0])
+    arrays = initial_arrays((3,), prior=0.05)
+    scalars = [dispersion.initial(prior=float(p)) for p in priors]
+    for t in range(60):
+        if t % 7 == 3:
+            priors *= rng.uniform(0.5, 2.0, size=3)  # in place: the same array object
+        if t % 11 == 5:
+            priors = rng.uniform(0.01, 3.0, size=3)
+        seconds = 30.0 if t % 9 == 4 else 10.0
+        scalars = [dataclasses.replace(st, prior=float(p)) for st, p in zip(scalars, priors)]
+        info = rng.uniform(0, 50, size=3) * (t % 13 != 6)  # and intervals without information
+        score = rng.normal(0, 1 + np.sqrt(info))
+        phi = inflation_fast(arrays, info=info, seconds=seconds, prior=priors)
+        upper, mean = posterior_arrays(arrays, seconds, prior=priors)
+        for i in range(3):
+            want = dispersion.inflation(scalars[i], info=float(info[i]), seconds=seconds)
+            assert phi[i] == pytest.approx(want, rel=1e-12), (t, i)
+            post = scalars[i].posterior(seconds)
+            assert upper[i] == pytest.approx([q for q, _ in post], rel=1e-12, abs=1e-300)
+            assert mean[i] == pytest.approx([m for _, m in post], rel=1e-12, abs=1e-300)
+        arrays = update_arrays(arrays, score=score, info=info, seconds=seconds, prior=priors)
+        scalars = [
+            dispersion.update(st, score=float(score[i]), info=float(info[i]), seconds=seconds)
             for i, st in enumerate(scalars)
         ]
     for i in range(3):
