@@ -394,3 +394,56 @@ def test_a_baseline_that_appears_later_counts_the_comparison_s_elapsed_time() ->
 
     assert phi == pytest.approx(tempered(elapsed=30 * d))
     assert phi > 2 * tempered()
+
+
+def test_the_error_rate_judge_s_quantile_protects_for_the_whole_analysis() -> None:
+    # Six completed quiet 60-s blocks of little information: past the state's guard (3), so
+    # the latency judge's inflation keeps only the posterior mean; the error-rate judge
+    # (update_counts) keeps the guarded quantile (capped at kappa_0) for the whole analysis.
+    def quiet(guard: float = aa.DEFAULT_GUARD) -> aa.AAState:
+        st = aa.initial(scales=(60.0,), guard=guard)
+        for _ in range(6):
+            st = aa.update_scores(st, score=0.0, info=2.0, seconds=60)
+        return st
+
+    st, own = quiet(), quiet()
+    assert float(st.blocks.min()) >= 6 > aa.DEFAULT_GUARD
+    kw = {"info": 100.0, "seconds": 10.0, "also": own, "elapsed": 1000.0}
+    mean_only = aa.inflation(st, **kw)[0]
+    whole = aa.inflation(st, **kw, guard=math.inf)[0]
+    # The override is the state's own guard set past every block count.
+    assert whole == pytest.approx(aa.inflation(quiet(1e9), **{**kw, "also": quiet(1e9)})[0])
+    # phi = 1 + 2 max_L max(E[k_L] W_L, min(Q97(k_L), kappa_0) W_L - 3) over the interval's
+    # own scale (W = 100) and the 60-s one (W = 100 / 10 * 60 = 600): the quantile's term.
+    upper, mean = aa._posterior_at(st, own, st.null_mass)
+    terms = [
+        max(float(mean[0, i]) * w, min(float(upper[0, i]), aa.GUARD_KAPPA) * w - 3.0)
+        for i, w in ((0, 100.0), (1, 600.0))
+    ]
+    assert whole == pytest.approx(1 + 2 * max(terms))
+    assert mean_only == pytest.approx(
+        1 + 2 * max(float(mean[0, i]) * w for i, w in ((0, 100.0), (1, 600.0)))
+    )
+    assert whole > 5 * mean_only
+
+    counts = sq.initial()
+    for _ in range(30):
+        counts = sq.update(counts, 12, 1000, 45, 4000, seconds=10)
+    after, _, _, _ = aa.update_counts(
+        counts, st, own, canary=(12, 1000), primary=(27, 3000), baseline=(9, 1000), seconds=10
+    )
+    v = after.info - counts.info
+    phi = (after.info_inflated - counts.info_inflated) / v
+    pred = aa.predictable_info(counts, events=12 + 36, canary_total=1000, reference_total=4000)
+
+    def expected(guard: float | None) -> float:
+        base = aa.inflation(
+            st, info=pred, seconds=10, also=own, elapsed=300,
+            mean_null_mass=aa.MEAN_NULL_MASS, quantile_null_mass=aa.QUANTILE_NULL_MASS,
+            guard=guard,
+        )[0]  # fmt: skip
+        return 1 + (1 + 0.25**2) * (float(base) - 1)
+
+    assert math.isinf(aa.COUNTS_GUARD)
+    assert phi == pytest.approx(expected(math.inf))
+    assert phi > 2 * expected(None)
