@@ -72,7 +72,8 @@ The error-rate judge (:func:`update_counts`) compares the canary with the primar
 baseline pooled, scales the excess ``φ − 1`` by ``1 + a²`` (``a``: the baseline's share of
 the pool; the most by which the pooled comparison's noise can exceed the A/A's), takes ``W_L``
 from :func:`predictable_info`, reads the posterior mean under 90% and the guarded quantile under
-no prior mass on ``κ = 0`` (:data:`MEAN_NULL_MASS`, :data:`QUANTILE_NULL_MASS`), and pools a
+no prior mass on ``κ = 0`` (:data:`MEAN_NULL_MASS`, :data:`QUANTILE_NULL_MASS`), keeps that
+quantile guarded for the whole analysis (:data:`COUNTS_GUARD`), and pools a
 second series into the same posterior (the canary-versus-primary scores at the comparison's
 predictable estimate), so each noise block gives two draws of the arms' noise instead of one.
 Only intervals before ``t`` enter the estimate, so ``φ_t`` is fixed before interval ``t`` is
@@ -726,11 +727,11 @@ def update_counts(
     excess is scaled by ``1 + a²`` (``a``: the baseline's share of the pooled requests), the
     most by which the pooled comparison's noise can exceed the A/A's when the canary's noise
     is the baseline's; the block information is :func:`predictable_info`; the guarded
-    quantile's prior has no point mass on "no noise" (:data:`QUANTILE_NULL_MASS`), the mean's
-    90% (:data:`MEAN_NULL_MASS`). Then both states take this interval's scores. In an interval
-    where the primary served nothing (a three-way split at a canary weight of 50% or more
-    leaves it none) the pool is the baseline alone (``a = 1``): the same version, so the same
-    null.
+    quantile's prior has no point mass on "no noise" (:data:`QUANTILE_NULL_MASS`) and it counts
+    for the whole analysis (:data:`COUNTS_GUARD`), the mean's 90% (:data:`MEAN_NULL_MASS`).
+    Then both states take this interval's scores. In an interval where the primary served
+    nothing (a three-way split at a canary weight of 50% or more leaves it none) the pool is
+    the baseline alone (``a = 1``): the same version, so the same null.
 
     Parameters
     ----------
