@@ -35,9 +35,11 @@ Run: ``nice -n 10 python -m benchmarks.controller_scale --rollouts 1000 --minute
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import multiprocessing as mp
 import os
+import pstats
 import signal
 import sys
 import tempfile
@@ -166,6 +168,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     if trace_to:
         tracemalloc.start(1)
     baseline: list[tracemalloc.Snapshot] = []
+    profiling: list[bool] = []
     if spec.nice is not None:
         os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
     metrics = BenchMetrics(spec.interval)
@@ -183,6 +186,10 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     )
     parts = assemble(client, options, metrics_for=lambda _r: metrics)
     scheduler = parts.controller.scheduler
+    profile_to = os.environ.get("CANARYD_SCALE_PROFILE")  # a file: where a tick's CPU goes
+    profiles: dict[int, cProfile.Profile] = {}
+    if profile_to:
+        _profile_ticks(scheduler, profiles)
     lock = threading.Lock()
     lags = array("d")
     durations = array("d")
@@ -237,6 +244,9 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
+                    if profile_to and not profiling:  # the start of the steady state
+                        profiles.clear()  # each thread starts a new profile with its next tick
+                        profiling.append(True)
                     if trace_to and not baseline:  # the start of the steady state
                         baseline.append(tracemalloc.take_snapshot())
             conn.send(out)
@@ -248,9 +258,38 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
         elif cmd == "stop":
             if trace_to and baseline:
                 _dump_memory(f"{trace_to}.{spec.identity}", baseline[0])
+            if profile_to and profiles:
+                _dump_profile(f"{profile_to}.{spec.identity}", list(profiles.values()))
             parts.stop()
             conn.send("stopped")
             return
+
+
+def _profile_ticks(scheduler: Any, profiles: dict[int, cProfile.Profile]) -> None:
+    """Run every tick under a per-thread cProfile timed by the thread's CPU clock (diagnosis of
+    CPU per tick: ``CANARYD_SCALE_PROFILE=<file prefix>``; the profiler's own overhead inflates
+    the total, the shares are what it is for)."""
+    reconciler = scheduler.reconciler
+    tick = reconciler.tick
+
+    def profiled(namespace: str, name: str) -> Any:
+        prof = profiles.get(threading.get_ident())
+        if prof is None:
+            prof = profiles[threading.get_ident()] = cProfile.Profile(time.thread_time)
+        prof.enable()
+        try:
+            return tick(namespace, name)
+        finally:
+            prof.disable()
+
+    reconciler.tick = profiled
+
+
+def _dump_profile(path: str, profiles: list[cProfile.Profile]) -> None:
+    stats = pstats.Stats(profiles[0])
+    for prof in profiles[1:]:
+        stats.add(prof)
+    stats.dump_stats(path)
 
 
 def _dump_memory(path: str, baseline: tracemalloc.Snapshot) -> None:
