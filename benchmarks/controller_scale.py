@@ -64,6 +64,7 @@ from canaryd.adapters.transport import RateLimit  # noqa: E402
 from canaryd.api.models import parse_duration  # noqa: E402
 from canaryd.controller.assemble import Options, assemble  # noqa: E402
 from canaryd.controller.runtime import ControllerConfig  # noqa: E402
+from canaryd.controller.scheduler import skipped_runs  # noqa: E402
 from canaryd.core.types import MetricQuery, MetricReading  # noqa: E402
 from kubeemu import Emulator  # noqa: E402
 from tests.support.scripted_metrics import Profile, ScriptedMetrics  # noqa: E402
@@ -164,6 +165,9 @@ class ControllerSpec:
 
 def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     logging.basicConfig(level=logging.ERROR)
+    # apscheduler's "skipped: maximum number of running instances" warnings reach the
+    # scheduler's filter, which counts them (skipped_runs) and drops them.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
     trace_to = os.environ.get("CANARYD_SCALE_TRACEMALLOC")  # a file: where memory is held
     if trace_to:
         tracemalloc.start(1)
@@ -241,6 +245,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "first_after_mark": dict(metrics.first_after_mark),
                     "leading": list(leading),
                     "throttled": parts.api.limiter.throttled if parts.api.limiter else 0,
+                    "skipped": skipped_runs(),
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
@@ -496,6 +501,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "late_p99": pct(snap["lateness"], 0.99),
             "errors": snap["errors"] - before[name]["errors"],
             "throttled": snap["throttled"] - before[name]["throttled"],
+            "skipped": snap["skipped"] - before[name]["skipped"],
             "rss_start": rss[0],
             "rss_end": rss[-1],
             "rss_max": max(rss),
@@ -533,7 +539,7 @@ def takeover(
         run.controllers[leader].ask("mark", killed_at)
     proc = run.controllers[standby]
     deadline = time.monotonic() + run.interval * 3 + 60
-    snap = proc.ask("snapshot")
+    snap = first = proc.ask("snapshot")
     while time.monotonic() < deadline:
         snap = proc.ask("snapshot")
         if len(snap["first_after_mark"]) >= len(names):
@@ -558,6 +564,7 @@ def takeover(
         "lag_p99": pct(snap["lags"], 0.99),
         "lag_max": max(snap["lags"], default=0.0),
         "ticks": len(snap["lags"]),
+        "skipped": snap["skipped"] - first["skipped"],
     }
 
 
@@ -587,7 +594,8 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
         verbs = ", ".join(f"{k}: {v}" for k, v in r["by_verb"])
         print(
             f"- {name}: {verbs}; watch requests: {r['watches']}; tick errors: {r['errors']}; "
-            f"throttled requests: {r['throttled']}"
+            f"throttled requests: {r['throttled']}; runs skipped while the Rollout's previous "
+            f"run was in flight: {r['skipped']}"
         )
         print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
             f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip
@@ -620,6 +628,11 @@ def print_takeover(rows: Sequence[dict[str, Any]]) -> None:
         "\nLate = a Rollout's first judgement after the kill minus the later of its interval's "
         "end and the moment the new leader took over (the Lease wait is the column before)."
     )
+    for r in rows:
+        print(
+            f"- {r['kind']}: runs skipped by the new leader's apscheduler while the Rollout's "
+            f"previous run was in flight: {r['skipped']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

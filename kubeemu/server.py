@@ -84,8 +84,7 @@ class ServerState:
             c.dropped = True
             with contextlib.suppress(OSError):
                 c.sock.shutdown(socket.SHUT_RDWR)
-        with self.store.changed:
-            self.store.changed.notify_all()
+        self.store.wake_watches()
         return len(conns)
 
 
@@ -563,17 +562,18 @@ class Handler(BaseHTTPRequestHandler):
                 if batch:
                     self._write_chunk(batch)
             next_bookmark = self._next_bookmark(time.monotonic(), deadline)
+            changed = store.kind_changed(key)
             while not conn.dropped and not state.stopping:
                 now = time.monotonic()
                 if now >= deadline:
                     break
-                with store.changed:
+                with changed:
                     events = store.events_after(cursor)
                     if events is not None and not events:
                         wait = deadline - now
                         if bookmarks and next_bookmark is not None:
                             wait = min(wait, next_bookmark - now)
-                        store.changed.wait(timeout=max(0.0, min(wait, 1.0)))
+                        changed.wait(timeout=max(0.0, min(wait, 1.0)))
                         events = store.events_after(cursor)
                 if events is None:
                     err = gone(f"too old resource version: {cursor} ({store.compacted_rv + 1})")
