@@ -35,9 +35,11 @@ Run: ``nice -n 10 python -m benchmarks.controller_scale --rollouts 1000 --minute
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import multiprocessing as mp
 import os
+import pstats
 import signal
 import sys
 import tempfile
@@ -62,6 +64,7 @@ from canaryd.adapters.transport import RateLimit  # noqa: E402
 from canaryd.api.models import parse_duration  # noqa: E402
 from canaryd.controller.assemble import Options, assemble  # noqa: E402
 from canaryd.controller.runtime import ControllerConfig  # noqa: E402
+from canaryd.controller.scheduler import skipped_runs  # noqa: E402
 from canaryd.core.types import MetricQuery, MetricReading  # noqa: E402
 from kubeemu import Emulator  # noqa: E402
 from tests.support.scripted_metrics import Profile, ScriptedMetrics  # noqa: E402
@@ -162,10 +165,14 @@ class ControllerSpec:
 
 def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     logging.basicConfig(level=logging.ERROR)
+    # apscheduler's "skipped: maximum number of running instances" warnings reach the
+    # scheduler's filter, which counts them (skipped_runs) and drops them.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
     trace_to = os.environ.get("CANARYD_SCALE_TRACEMALLOC")  # a file: where memory is held
     if trace_to:
         tracemalloc.start(1)
     baseline: list[tracemalloc.Snapshot] = []
+    profiling: list[bool] = []
     if spec.nice is not None:
         os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
     metrics = BenchMetrics(spec.interval)
@@ -183,6 +190,10 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     )
     parts = assemble(client, options, metrics_for=lambda _r: metrics)
     scheduler = parts.controller.scheduler
+    profile_to = os.environ.get("CANARYD_SCALE_PROFILE")  # a file: where a tick's CPU goes
+    profiles: dict[int, cProfile.Profile] = {}
+    if profile_to:
+        _profile_ticks(scheduler, profiles)
     lock = threading.Lock()
     lags = array("d")
     durations = array("d")
@@ -234,9 +245,13 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "first_after_mark": dict(metrics.first_after_mark),
                     "leading": list(leading),
                     "throttled": parts.api.limiter.throttled if parts.api.limiter else 0,
+                    "skipped": skipped_runs(),
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
+                    if profile_to and not profiling:  # the start of the steady state
+                        profiles.clear()  # each thread starts a new profile with its next tick
+                        profiling.append(True)
                     if trace_to and not baseline:  # the start of the steady state
                         baseline.append(tracemalloc.take_snapshot())
             conn.send(out)
@@ -248,9 +263,38 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
         elif cmd == "stop":
             if trace_to and baseline:
                 _dump_memory(f"{trace_to}.{spec.identity}", baseline[0])
+            if profile_to and profiles:
+                _dump_profile(f"{profile_to}.{spec.identity}", list(profiles.values()))
             parts.stop()
             conn.send("stopped")
             return
+
+
+def _profile_ticks(scheduler: Any, profiles: dict[int, cProfile.Profile]) -> None:
+    """Run every tick under a per-thread cProfile timed by the thread's CPU clock (diagnosis of
+    CPU per tick: ``CANARYD_SCALE_PROFILE=<file prefix>``; the profiler's own overhead inflates
+    the total, the shares are what it is for)."""
+    reconciler = scheduler.reconciler
+    tick = reconciler.tick
+
+    def profiled(namespace: str, name: str) -> Any:
+        prof = profiles.get(threading.get_ident())
+        if prof is None:
+            prof = profiles[threading.get_ident()] = cProfile.Profile(time.thread_time)
+        prof.enable()
+        try:
+            return tick(namespace, name)
+        finally:
+            prof.disable()
+
+    reconciler.tick = profiled
+
+
+def _dump_profile(path: str, profiles: list[cProfile.Profile]) -> None:
+    stats = pstats.Stats(profiles[0])
+    for prof in profiles[1:]:
+        stats.add(prof)
+    stats.dump_stats(path)
 
 
 def _dump_memory(path: str, baseline: tracemalloc.Snapshot) -> None:
@@ -457,6 +501,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "late_p99": pct(snap["lateness"], 0.99),
             "errors": snap["errors"] - before[name]["errors"],
             "throttled": snap["throttled"] - before[name]["throttled"],
+            "skipped": snap["skipped"] - before[name]["skipped"],
             "rss_start": rss[0],
             "rss_end": rss[-1],
             "rss_max": max(rss),
@@ -494,7 +539,7 @@ def takeover(
         run.controllers[leader].ask("mark", killed_at)
     proc = run.controllers[standby]
     deadline = time.monotonic() + run.interval * 3 + 60
-    snap = proc.ask("snapshot")
+    snap = first = proc.ask("snapshot")
     while time.monotonic() < deadline:
         snap = proc.ask("snapshot")
         if len(snap["first_after_mark"]) >= len(names):
@@ -519,6 +564,7 @@ def takeover(
         "lag_p99": pct(snap["lags"], 0.99),
         "lag_max": max(snap["lags"], default=0.0),
         "ticks": len(snap["lags"]),
+        "skipped": snap["skipped"] - first["skipped"],
     }
 
 
@@ -548,7 +594,8 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
         verbs = ", ".join(f"{k}: {v}" for k, v in r["by_verb"])
         print(
             f"- {name}: {verbs}; watch requests: {r['watches']}; tick errors: {r['errors']}; "
-            f"throttled requests: {r['throttled']}"
+            f"throttled requests: {r['throttled']}; runs skipped while the Rollout's previous "
+            f"run was in flight: {r['skipped']}"
         )
         print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
             f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip
@@ -581,6 +628,11 @@ def print_takeover(rows: Sequence[dict[str, Any]]) -> None:
         "\nLate = a Rollout's first judgement after the kill minus the later of its interval's "
         "end and the moment the new leader took over (the Lease wait is the column before)."
     )
+    for r in rows:
+        print(
+            f"- {r['kind']}: runs skipped by the new leader's apscheduler while the Rollout's "
+            f"previous run was in flight: {r['skipped']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 
 import jsonschema
 
+from kubeemu.validity import Check, compile_check
+
 _ROOT_KEPT = ("apiVersion", "kind", "metadata")
 
 
@@ -28,6 +30,9 @@ class SchemaBundle:
 
     raw: dict[str, Any]
     validator: Any
+    valid: Check | None = None
+    """A fast yes/no check with the validator's meaning (:mod:`kubeemu.validity`); None when
+    the schema has references (checked by the validator alone)."""
 
     def prune(self, obj: dict[str, Any]) -> None:
         """Drop fields the schema does not declare, in place (root metadata kept)."""
@@ -48,6 +53,8 @@ class SchemaBundle:
         """Validation failures as (cause reason, field path, apiserver-style message)."""
         out: list[tuple[str, str, str]] = []
         body = {k: v for k, v in obj.items() if k != "metadata"}
+        if self.valid is not None and self.valid(body):
+            return out  # the validator would find nothing: its walk is only run for errors
         for err in sorted(
             self.validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))
         ):
@@ -167,11 +174,15 @@ def re2_to_python(pattern: str) -> str:
 _RE2_CACHE: dict[str, re.Pattern[str]] = {}
 
 
-def _re2_search(pattern: str, text: str) -> bool:
+def _re2(pattern: str) -> re.Pattern[str]:
     compiled = _RE2_CACHE.get(pattern)
     if compiled is None:
         compiled = _RE2_CACHE[pattern] = re.compile(re2_to_python(pattern))
-    return compiled.search(text) is not None
+    return compiled
+
+
+def _re2_search(pattern: str, text: str) -> bool:
+    return _re2(pattern).search(text) is not None
 
 
 def _pattern_keyword(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
@@ -197,7 +208,10 @@ def compile_schema(raw: dict[str, Any]) -> SchemaBundle:
     props = dict(translated.get("properties") or {})
     props.pop("metadata", None)
     translated["properties"] = props
-    bundle = SchemaBundle(raw=raw, validator=_Validator(translated))
+    valid = None
+    if "$ref" not in json.dumps(translated):  # a node's own validator would not resolve it
+        valid = compile_check(translated, node_validator=_Validator, pattern=_re2)
+    bundle = SchemaBundle(raw=raw, validator=_Validator(translated), valid=valid)
     with _CACHE_LOCK:
         _CACHE[key] = bundle
     return bundle

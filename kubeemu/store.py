@@ -118,6 +118,8 @@ class Store:
         self.registry = registry
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
+        """Notified after every write (what :meth:`wait_for_revision` waits on)."""
+        self._kind_changed: dict[tuple[str, str], threading.Condition] = {}
         self._rv = 0
         self._objects: dict[tuple[str, str], dict[Key, Obj]] = {}
         self._history: list[WatchEvent] = []
@@ -153,6 +155,26 @@ class Store:
         for fn in self._listeners:
             fn(ev)
         self.changed.notify_all()
+        watching = self._kind_changed.get(rt.store_key)
+        if watching is not None:
+            watching.notify_all()
+
+    def kind_changed(self, store_key: tuple[str, str]) -> threading.Condition:
+        """The condition a watch of one kind waits on: notified by that kind's changes only,
+        as kube-apiserver's watch cache dispatches an event to the watchers of its resource
+        (one condition for all made every watch thread wake, and look, at every write)."""
+        with self.lock:
+            cond = self._kind_changed.get(store_key)
+            if cond is None:
+                cond = self._kind_changed[store_key] = threading.Condition(self.lock)
+            return cond
+
+    def wake_watches(self) -> None:
+        """Wake every waiting watch (to see that it was dropped or the server stops)."""
+        with self.lock:
+            self.changed.notify_all()
+            for cond in self._kind_changed.values():
+                cond.notify_all()
 
     def _trim(self, keep: int) -> None:
         drop = len(self._history) - keep

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 import urllib3
 from kubernetes import client as _client
 from kubernetes import config as _config
@@ -170,6 +171,12 @@ def load_api_client(
         )
     # Enough connections for the scheduler's worker threads plus the watches.
     configuration.connection_pool_maxsize = 32
+    # The proxy the environment names for this host, resolved once, as the connection pool
+    # built below uses it for good. Left "from the environment", the client resolves it again
+    # each time ``host`` is assigned, and the token refresh hook of both config loaders assigns
+    # it before every request: a scan of os.environ (getproxies) that took a third of a tick's
+    # CPU, for a value the pool never reads again.
+    configuration.proxy = configuration.proxy
     return ApiClient(configuration)
 
 
@@ -317,14 +324,13 @@ class KubeApi:
 
     def _serialize(
         self, method: str, path: str, query: Sequence[tuple[str, str]], body: object, ctype: str
-    ) -> tuple[str, dict[str, str], object, object]:
+    ) -> tuple[str, dict[str, str]]:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = ctype
-        # The body is already plain JSON (dicts, lists, str, numbers): the client's
-        # sanitize_for_serialization would only walk it once more, recursively (a large share
-        # of a tick's CPU on a big status); the REST layer json-encodes it as it is.
-        _method, url, header_params, _none, post = self.api_client.param_serialize(
+        # The client builds the URL and the headers (authentication included: its refresh hook
+        # runs here); the body is already plain JSON, encoded by :func:`encode`.
+        _method, url, header_params, _none, _post = self.api_client.param_serialize(
             method=method,
             resource_path=path,
             query_params=list(query) or None,
@@ -332,7 +338,7 @@ class KubeApi:
             body=None,
             auth_settings=["BearerToken"],
         )
-        return url, header_params, body, post
+        return url, header_params
 
     def _once(
         self,
@@ -342,18 +348,30 @@ class KubeApi:
         body: object,
         content_type: str,
     ) -> JSON:
-        url, header_params, body_out, post = self._serialize(
-            method, path, query, body, content_type
-        )
-        response = self.api_client.call_api(
-            method, url, header_params, body_out, post, _request_timeout=self.timeout
-        )
-        data: object = response.read()  # type: ignore[no-untyped-call]
+        url, header_params = self._serialize(method, path, query, body, content_type)
+        if body is None:
+            response: Any = self.api_client.call_api(
+                method, url, header_params, None, None, _request_timeout=self.timeout
+            )
+        else:
+            # Sent through the client's own connection pool with the body encoded here: the
+            # REST layer would encode it with the json module, whose float formatting made a
+            # status write's encoding (hundreds of judge-state numbers) a tenth of a tick.
+            connect, read = self.timeout
+            response = self.api_client.rest_client.pool_manager.request(
+                method,
+                url,
+                body=encode(body),
+                headers=header_params,
+                timeout=urllib3.Timeout(connect=connect, read=read),
+                preload_content=False,
+            )
+        data: object = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(status=response.status, reason=response.reason, body=_text(data))
         if not data:
             return {}
-        decoded = json.loads(cast(bytes, data))
+        decoded = decode(cast(bytes, data))
         if not isinstance(decoded, dict):
             raise PermanentError(f"{method} {path}: expected a JSON object")
         return cast(JSON, decoded)
@@ -430,10 +448,10 @@ class KubeApi:
         if field_selector:
             query.append(("fieldSelector", field_selector))
         what = f"watch {path}"
-        url, headers, body, post = self._serialize("GET", path, query, None, "application/json")
+        url, headers = self._serialize("GET", path, query, None, "application/json")
         try:
             response = self.api_client.call_api(
-                "GET", url, headers, body, post, _request_timeout=(3.0, timeout_seconds + 10.0)
+                "GET", url, headers, None, None, _request_timeout=(3.0, timeout_seconds + 10.0)
             )
         except ApiException as exc:
             raise map_api_exception(exc, what) from exc
@@ -461,9 +479,38 @@ class KubeApi:
             raw.release_conn()
 
 
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+"""orjson takes only what the json module takes as it is (no datetimes, dataclasses or
+subclasses of its own accord)."""
+
+
+def encode(body: object) -> bytes:
+    """``body`` as JSON: orjson, several times faster than the json module, with the same
+    values; whatever orjson refuses (a key that is not a string, an integer past 64 bits, a
+    subclass) goes through the json module, which encodes it or raises TypeError as before."""
+    try:
+        return orjson.dumps(body, option=_STRICT)
+    except TypeError:
+        return json.dumps(body).encode()
+
+
+def decode(data: bytes) -> Any:
+    """JSON bytes decoded (orjson; the json module for what orjson refuses, such as another
+    encoding than UTF-8). An integer past 64 bits is read as a float, as the API server itself
+    holds numbers (int64 or float64). Raises ValueError when it is no JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def _event(line: bytes, what: str) -> tuple[str, JSON]:
     try:
-        event = json.loads(line)
+        event = decode(line)
     except ValueError as exc:
         raise TemporaryError(f"{what}: undecodable event: {exc}") from exc
     kind = str(event.get("type", ""))

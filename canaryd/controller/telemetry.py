@@ -156,7 +156,11 @@ class Telemetry:
     # ---- Rollout status -> gauges -------------------------------------------------------
 
     def observe(self, rollout: Rollout) -> None:
-        """Project ``rollout``'s status onto the gauges; a Rollout being deleted is forgotten."""
+        """Project ``rollout``'s status onto the gauges; a Rollout being deleted is forgotten.
+
+        Called after every tick, mostly with the values already exported: a series is set only
+        when its value changed (the same exposition; 50 label look-ups per tick were a sixth
+        of a tick's CPU)."""
         key = (rollout.metadata.namespace, rollout.metadata.name)
         if rollout.metadata.deletion_timestamp is not None:
             self.forget(*key)
@@ -172,8 +176,10 @@ class Telemetry:
             if seen.target != spec.target_ref.name:
                 if seen.target is not None:
                     self.info.remove(*key, seen.target)
+                    seen.values.pop((self.info, (*key, seen.target)), None)
                 seen.target = spec.target_ref.name
-            self.info.labels(*key, spec.target_ref.name).set(1)
+            put = seen.put
+            put(self.info, (*key, spec.target_ref.name), 1)
             if seen.phase is not None and seen.phase != status.phase:
                 if status.phase == Phase.SUCCEEDED:
                     self.promotions.labels(*key).inc()
@@ -181,26 +187,26 @@ class Telemetry:
                     self.rollbacks.labels(*key).inc()
             seen.phase = status.phase
             for phase in Phase:
-                self.phase.labels(*key, phase.value).set(1 if phase == status.phase else 0)
-            self.weight.labels(*key).set(status.canary_weight)
-            self.step.labels(*key).set(status.current_step)
-            self.steps.labels(*key).set(len(spec.steps()))
+                put(self.phase, (*key, phase.value), 1 if phase == status.phase else 0)
+            put(self.weight, key, status.canary_weight)
+            put(self.step, key, status.current_step)
+            put(self.steps, key, len(spec.steps()))
             expected = spec.schedule.interval_seconds() * spec.schedule.intervals_per_step
-            self.step_expected.labels(*key).set(expected)
+            put(self.step_expected, key, expected)
             started = status.step_started_at or status.rollout_started_at
             if started is not None:
-                self.step_started.labels(*key).set(started.timestamp())
+                put(self.step_started, key, started.timestamp())
             verdict = status.verdict or status.analysis.outcome
             for outcome in Outcome:
-                self.verdict.labels(*key, outcome.value).set(1 if outcome == verdict else 0)
-            self.intervals.labels(*key).set(status.analysis.intervals)
-            self.no_data_intervals.labels(*key).set(status.analysis.no_data_intervals)
+                put(self.verdict, (*key, outcome.value), 1 if outcome == verdict else 0)
+            put(self.intervals, key, status.analysis.intervals)
+            put(self.no_data_intervals, key, status.analysis.no_data_intervals)
             names = {ev.name for ev in status.analysis.metrics}
             for gone in seen.metrics - names:
-                self._remove_metric(key, gone)
+                self._remove_metric(key, gone, seen)
             seen.metrics = names
             for ev in status.analysis.metrics:
-                self._observe_evidence(key, ev)
+                self._observe_evidence(key, ev, seen)
             self.rollouts.set(len(self._known))
 
     def forget(self, namespace: str, rollout: str) -> None:
@@ -211,7 +217,7 @@ class Telemetry:
             if seen is None:
                 return
             for metric in seen.metrics:
-                self._remove_metric(key, metric)
+                self._remove_metric(key, metric, seen)
             if seen.target is not None:
                 _remove(self.info, *key, seen.target)
             for phase in Phase:
@@ -272,32 +278,49 @@ class Telemetry:
             self.rollbacks,
         )
 
-    def _observe_evidence(self, key: RolloutKey, ev: MetricEvidence) -> None:
+    def _observe_evidence(self, key: RolloutKey, ev: MetricEvidence, seen: _Seen) -> None:
         for outcome in Outcome:
-            self.outcome.labels(*key, ev.name, outcome.value).set(1 if outcome == ev.outcome else 0)
+            seen.put(
+                self.outcome, (*key, ev.name, outcome.value), 1 if outcome == ev.outcome else 0
+            )
         for attr, gauge in self.evidence.items():
             value: float | None = getattr(ev, attr)
             if value is None:
-                _remove(gauge, *key, ev.name)
+                seen.drop(gauge, (*key, ev.name))
             else:
-                gauge.labels(*key, ev.name).set(value)
+                seen.put(gauge, (*key, ev.name), value)
 
-    def _remove_metric(self, key: RolloutKey, metric: str) -> None:
+    def _remove_metric(self, key: RolloutKey, metric: str, seen: _Seen) -> None:
         for outcome in Outcome:
-            _remove(self.outcome, *key, metric, outcome.value)
+            seen.drop(self.outcome, (*key, metric, outcome.value))
         for gauge in self.evidence.values():
-            _remove(gauge, *key, metric)
+            seen.drop(gauge, (*key, metric))
 
 
 class _Seen:
-    """What this process last exported for one Rollout (to remove stale series)."""
+    """What this process last exported for one Rollout (to remove stale series, and to set a
+    series only when its value changes)."""
 
-    __slots__ = ("metrics", "phase", "target")
+    __slots__ = ("metrics", "phase", "target", "values")
 
     def __init__(self) -> None:
         self.target: str | None = None
         self.phase: Phase | None = None
         self.metrics: set[str] = set()
+        self.values: dict[tuple[Gauge, tuple[str, ...]], float] = {}
+        """The value last set per (gauge, labels) of this Rollout's series."""
+
+    def put(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        """``gauge{labels} = value``, unless it already is."""
+        held = self.values.get((gauge, labels))
+        if held is None or held != value:
+            gauge.labels(*labels).set(value)
+            self.values[(gauge, labels)] = value
+
+    def drop(self, gauge: Gauge, labels: tuple[str, ...]) -> None:
+        """Remove the series (when it exists)."""
+        self.values.pop((gauge, labels), None)
+        _remove(gauge, *labels)
 
 
 def _remove(family: MetricWrapperBase, *labels: str) -> None:
