@@ -86,7 +86,7 @@ IDLE_PHASES = frozenset({"Initialized", "Succeeded", "Failed"})
 
 SKIPPED_RETRY_SECONDS = 0.01
 """A wanted run that apscheduler skipped (its previous run was returning) is asked for again
-this much later (:meth:`Scheduler._on_skipped`)."""
+this much later, then twice as long each time (:meth:`Scheduler._on_skipped`)."""
 
 
 def job_id(key: Key) -> str:
@@ -147,6 +147,8 @@ class _Job:
     """When the next tick was asked for (scheduler lag is measured from it)."""
     asked: datetime | None = None
     """The run time last given to apscheduler: ``wanted``, or a retry of it after a skip."""
+    retries: int = 0
+    """Skips of ``wanted`` so far (each retry waits twice as long as the last)."""
     deferred: bool = False
     """A tick was wanted while this process did not lead: run it once leading."""
     triggered: bool = False
@@ -333,6 +335,7 @@ class Scheduler:
                 return
             job.wanted = when
             job.asked = when
+            job.retries = 0
         with contextlib.suppress(JobLookupError):
             self._aps.modify_job(job_id(key), next_run_time=when)
 
@@ -341,8 +344,10 @@ class Scheduler:
         job was moved to its trigger's next fire time, one interval on. When the skipped run
         is the one this scheduler asked for (the time it last set), it is not lost: during the
         tick the next run is remembered (the tick's end sets it), after the tick it is asked
-        for again a moment later (the finished run is only returning). A trigger's own fire
-        while a tick runs is not a wanted run (that tick sets the next one) and is dropped.
+        for again a moment later (the finished run is only returning), each retry waiting
+        twice as long as the last (a run still queued behind a backlog is not polled: at
+        worst its Rollout gets one extra tick once it ran). A trigger's own fire while a tick
+        runs is not a wanted run (that tick sets the next one) and is dropped.
         Measured without this: of 1,000 Rollouts whose tick asked for its next run at once,
         152 ran again only one interval later."""
         if self._stopping.is_set() or not event.scheduled_run_times:
@@ -359,7 +364,9 @@ class Scheduler:
             if key in self._running:
                 self._dirty.add(key)
                 return
-            retry = max(skipped, self._clock()) + timedelta(seconds=SKIPPED_RETRY_SECONDS)
+            wait = min(SKIPPED_RETRY_SECONDS * 2.0**job.retries, job.interval)
+            job.retries += 1
+            retry = max(skipped, self._clock()) + timedelta(seconds=wait)
             job.asked = retry
         with contextlib.suppress(JobLookupError):
             self._aps.modify_job(job_id(key), next_run_time=retry)
