@@ -148,12 +148,7 @@ def _object_checks(schema: dict[str, Any], sub: Callable[[Any], Check]) -> list[
     if required:
         names = tuple(required)
         out.append(lambda v: not isinstance(v, dict) or all(n in v for n in names))
-    low, high = schema.get("minProperties"), schema.get("maxProperties")
-    if low is not None:
-        out.append(lambda v: not isinstance(v, dict) or len(v) >= low)
-    if high is not None:
-        out.append(lambda v: not isinstance(v, dict) or len(v) <= high)
-    return out
+    return out + _size_checks(schema, dict, "minProperties", "maxProperties")
 
 
 def _array_checks(schema: dict[str, Any], sub: Callable[[Any], Check]) -> list[Check]:
@@ -169,23 +164,27 @@ def _array_checks(schema: dict[str, Any], sub: Callable[[Any], Check]) -> list[C
                 not isinstance(v, list) or all(c(x) for c, x in zip(positional, v, strict=False))
             )
         )
-    low, high = schema.get("minItems"), schema.get("maxItems")
+    return out + _size_checks(schema, list, "minItems", "maxItems")
+
+
+def _size_checks(
+    schema: dict[str, Any], kind: type[dict[Any, Any] | list[Any] | str], least: str, most: str
+) -> list[Check]:
+    """``minProperties``/``maxProperties``, ``minItems``/``maxItems``, ``minLength``/
+    ``maxLength``: they bound the size of a value of their own kind and pass any other."""
+    out: list[Check] = []
+    low, high = schema.get(least), schema.get(most)
     if low is not None:
-        out.append(lambda v: not isinstance(v, list) or len(v) >= low)
+        out.append(lambda v: not isinstance(v, kind) or len(v) >= low)
     if high is not None:
-        out.append(lambda v: not isinstance(v, list) or len(v) <= high)
+        out.append(lambda v: not isinstance(v, kind) or len(v) <= high)
     return out
 
 
 def _scalar_checks(
     schema: dict[str, Any], pattern: Callable[[str], re.Pattern[str]]
 ) -> list[Check]:
-    out: list[Check] = []
-    low_len, high_len = schema.get("minLength"), schema.get("maxLength")
-    if low_len is not None:
-        out.append(lambda v: not isinstance(v, str) or len(v) >= low_len)
-    if high_len is not None:
-        out.append(lambda v: not isinstance(v, str) or len(v) <= high_len)
+    out = _size_checks(schema, str, "minLength", "maxLength")
     if "pattern" in schema:
         compiled = pattern(schema["pattern"])
         out.append(lambda v: not isinstance(v, str) or compiled.search(v) is not None)
