@@ -93,6 +93,12 @@ def job_id(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
 
+def key_of(job: str) -> Key:
+    """The Rollout of a :func:`job_id` (names and namespaces never hold a ``/``)."""
+    namespace, _, name = job.partition("/")
+    return namespace, name
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -186,7 +192,6 @@ class Scheduler:
         self._aps.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self._lock = threading.Lock()
         self._jobs: dict[Key, _Job] = {}
-        self._ids: dict[str, Key] = {}
         self._running: set[Key] = set()
         self._started: dict[Key, float] = {}  # monotonic start of each running tick (/healthz)
         self._dirty: set[Key] = set()
@@ -240,7 +245,6 @@ class Scheduler:
             hint = hint or StartHint()
             first = self._first_tick(hint, now)
             self._jobs[key] = _Job(interval=interval, hint=hint, wanted=first)
-            self._ids[job_id(key)] = key
         self._aps.add_job(
             self._run,
             IntervalTrigger(seconds=interval, timezone=UTC),
@@ -255,7 +259,6 @@ class Scheduler:
     def remove(self, key: Key) -> None:
         with self._lock:
             self._jobs.pop(key, None)
-            self._ids.pop(job_id(key), None)
             self._dirty.discard(key)
         with contextlib.suppress(JobLookupError):
             self._aps.remove_job(job_id(key))
@@ -354,9 +357,9 @@ class Scheduler:
             return
         skipped = event.scheduled_run_times[-1]
         with self._lock:
-            key = self._ids.get(event.job_id)
-            job = self._jobs.get(key) if key is not None else None
-            if key is None or job is None:
+            key = key_of(event.job_id)
+            job = self._jobs.get(key)
+            if job is None:
                 return
             asked = job.asked or job.wanted
             if abs((skipped - asked).total_seconds()) > 1e-3:
