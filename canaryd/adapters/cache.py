@@ -282,6 +282,17 @@ class Reader:
             )
         return store.get(namespace, name)
 
+    def held(self, namespace: str, name: str) -> JSON | None:
+        """The stored object, never a request: None without a synced covering store, when the
+        copy is known stale, or when the store holds none."""
+        store = self.store_for(namespace)
+        if store is None or not store.synced:
+            return None
+        with self._lock:
+            if (namespace, name) in self._stale:
+                return None
+        return store.get(namespace, name)
+
     def live(self, namespace: str, name: str) -> JSON | None:
         """A GET (and the store updated with its answer)."""
         found = self.api.get_or_none(

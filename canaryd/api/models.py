@@ -7,6 +7,7 @@ are camelCase on the wire (Kubernetes convention) and snake_case in Python.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from datetime import datetime
@@ -102,8 +103,12 @@ def brief(items: list[Any] | tuple[Any, ...]) -> str:
     return f"[{shown}, ... (+{more} more)]" if more > 0 else f"[{shown}]"
 
 
+@functools.lru_cache(maxsize=512)
 def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration string such as ``"1m30s"`` (units ms, s, m, h)."""
+    """Seconds in a Go-style duration string such as ``"1m30s"`` (units ms, s, m, h).
+
+    Remembered per string: a tick asks for the same few (interval, warm-up, deadlines) about
+    ten times."""
     if len(text) > 64 or not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"invalid duration {text[:64]!r}: use e.g. 30s, 1m, 1h30m")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))

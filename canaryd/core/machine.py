@@ -1115,11 +1115,15 @@ def _judge_interval(t: _Tick, judge: Judge, readings: Sequence[MetricReading]) -
         step_intervals=a.step_intervals + (0 if gate_closed else 1),
         step_requests=a.step_requests + requests,
     )
-    t.event(
-        "Analysis",
-        f"interval {a.intervals + 1} at {t.status.canary_weight}%: {verdict.outcome.value}"
-        f" ({verdict.reason}); {requests:.0f} canary requests",
-    )
+    if a.step_requests == 0 or verdict.outcome != a.outcome:
+        # A transition only (a step's first judged interval, a changed verdict), as every other
+        # Event: the status carries each interval, and an Event per interval would be one more
+        # API write per Rollout-interval for the same words.
+        t.event(
+            "Analysis",
+            f"interval {a.intervals + 1} at {t.status.canary_weight}%: {verdict.outcome.value}"
+            f" ({verdict.reason}); {requests:.0f} canary requests",
+        )
     if verdict.promote_early and spec.early_promotion:
         return Interval.EARLY
     return Interval.COUNTED

@@ -617,3 +617,27 @@ def test_a_new_revision_applied_with_replicas_is_not_scaled_down_first() -> None
     decision = world.tick()
     assert "ScaleTarget(0)" not in kinds(decision)
     assert "ScaleTarget(2)" in kinds(decision)
+
+
+def test_the_analysis_event_marks_transitions_not_every_interval() -> None:
+    # One Event per judged interval would be an API write per Rollout-interval saying what the
+    # status already says; a step's first interval and a changed verdict are the news.
+    world = bootstrapped(schedule={"interval": "1m", "stepWeights": [5, 20], "intervalsPerStep": 4})
+    world.target_hash = "rev2"
+    world.tick()
+    judged: list[tuple[int, int, Outcome, bool]] = []
+    for _ in range(12):
+        before = world.status.analysis
+        d = world.tick()
+        after = world.status.analysis
+        if after.intervals == before.intervals + 1:
+            said = [e for e in d.events if e.reason == "Analysis"]
+            judged.append((world.status.canary_weight, after.step_intervals, after.outcome, bool(said)))
+        if world.phase != Phase.PROGRESSING:
+            break
+    assert len(judged) >= 6, judged
+    previous: Outcome | None = None
+    for weight, step_intervals, outcome, said in judged:
+        assert said == (step_intervals == 1 or outcome != previous), (weight, judged)
+        previous = outcome
+    assert sum(said for *_, said in judged) < len(judged) / 2

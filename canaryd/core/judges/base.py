@@ -12,10 +12,11 @@ judge kind.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,7 @@ from canaryd.api.models import (
     RECENT_INTERVALS,
     AnalysisSpec,
     IntervalRecord,
+    JudgeState,
     MetricEvidence,
     MetricKind,
     MetricSpec,
@@ -34,6 +36,52 @@ from canaryd.api.models import (
 )
 
 FloatArray = npt.NDArray[np.float64]
+M = TypeVar("M")
+
+
+class DecodedStates(Generic[M]):
+    """The decoded memory of the :class:`JudgeState` objects a judge wrote, for as long as each
+    object lives.
+
+    A judge's step decodes the previous state's numbers and encodes the new one's. The status
+    a tick writes is the one the next tick reads (the controller keeps the typed object it
+    wrote), so the next step finds its state here instead of decoding about a thousand numbers
+    again: a third of a latency step's CPU. Only the object that was written is recognised (by
+    identity, through a weak reference), so a state read from the API server, edited, or
+    restored after a restart is decoded from its numbers as before; the memory held here is
+    the one those numbers decode to (tests pin the two paths to identical evidence). An entry
+    goes when its object does, or when a step consumed it."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref[JudgeState], M]] = {}
+        self.hits = 0
+        """Steps that found their state here (not decoded); a diagnostic count."""
+
+    def take(self, state: JudgeState, decode: Callable[[JudgeState], M]) -> M:
+        """The memory ``state`` holds: remembered when this object was written here, else
+        ``decode(state)``."""
+        entry = self._by_id.pop(id(state), None)
+        if entry is not None and entry[0]() is state:
+            self.hits += 1
+            return entry[1]
+        return decode(state)
+
+    def remember(self, state: JudgeState | None, memory: M) -> None:
+        """``state`` (just encoded from ``memory``) decodes to ``memory``."""
+        if state is None:
+            return
+        key = id(state)
+        by_id = self._by_id
+
+        def gone(ref: weakref.ref[JudgeState]) -> None:
+            entry = by_id.get(key)
+            if entry is not None and entry[0] is ref:  # not a newer object at the same address
+                by_id.pop(key, None)
+
+        by_id[key] = (weakref.ref(state, gone), memory)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
 
 # ---- result types -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from canaryd.api.models import (
 )
 from canaryd.core.judges.base import (
     OUTCOME,
+    DecodedStates,
     FloatArray,
     MetricJudgement,
     evidence,
@@ -86,11 +87,12 @@ class _Memory:
             return None
         head = self.latency.to_floats()
         if not self.with_baseline:
-            return JudgeState(kind=KIND, values=head)
+            # The numbers come from tolist(): plain finite floats, nothing to validate.
+            return JudgeState.model_construct(kind=KIND, values=head)
         ref = 1.0 if self.last_reference == "baseline" else 0.0
         tail = self.aa_state.to_floats() if self.aa_state is not None else []
         values = [float(len(head)), *head, self.baseline_reference, ref, *tail]
-        return JudgeState(kind=KIND_BASELINE, values=values)
+        return JudgeState.model_construct(kind=KIND_BASELINE, values=values)
 
     @classmethod
     def from_state(cls, state: JudgeState) -> _Memory:
@@ -106,6 +108,10 @@ class _Memory:
         noise = aa.AAState.from_floats(rest) if rest else None
         ref = "baseline" if v[2 + n] == 1.0 else "primary"
         return cls(latency, True, noise, float(v[1 + n]), ref)
+
+
+_DECODED: DecodedStates[_Memory] = DecodedStates()
+"""The memory behind each state this judge wrote (its next step skips the decoding)."""
 
 
 class _NotJudgeableError(Exception):
@@ -360,7 +366,11 @@ class LatencyJudge:
         except _NotJudgeableError as exc:
             ev = evidence(spec, history[-RECENT_INTERVALS:], exc.outcome, exc.reason)
             return MetricJudgement(ev, (exc.outcome,))
-        return _judged(spec, history, after, (_outcome(after.latency),), note, seconds=self.seconds)
+        judged = _judged(
+            spec, history, after, (_outcome(after.latency),), note, seconds=self.seconds
+        )
+        _DECODED.remember(judged.evidence.state, after)
+        return judged
 
     def replay(
         self, analysis: AnalysisSpec, spec: MetricSpec, history: Sequence[IntervalRecord]
@@ -385,7 +395,7 @@ class LatencyJudge:
             return _Memory(None), ""
         if previous.state is not None and previous.state.kind in (KIND, KIND_BASELINE):
             try:
-                memory = _Memory.from_state(previous.state)
+                memory = _DECODED.take(previous.state, _Memory.from_state)
             except ValueError:
                 return _Memory(None), " (stored evidence unreadable: restarted)"
             if memory.latency is not None and _matches(memory.latency, analysis, spec):

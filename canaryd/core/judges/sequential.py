@@ -33,7 +33,14 @@ from canaryd.api.models import (
     MetricSpec,
     Outcome,
 )
-from canaryd.core.judges.base import OUTCOME, MetricJudgement, finite, num, pct
+from canaryd.core.judges.base import (
+    OUTCOME,
+    DecodedStates,
+    MetricJudgement,
+    finite,
+    num,
+    pct,
+)
 
 KIND = "counts/2"
 """Layout of :meth:`CountState.to_floats` in ``MetricEvidence.state``."""
@@ -63,7 +70,7 @@ class Judged:
 
     def to_state(self) -> JudgeState:
         if self.aa_state is None or self.own is None:
-            return JudgeState(kind=KIND, values=self.counts.to_floats())
+            return JudgeState.model_construct(kind=KIND, values=self.counts.to_floats())
         head = self.counts.to_floats()
         ref = 1.0 if self.last_reference == "baseline" else 0.0
         noise = self.aa_state.to_floats()
@@ -76,7 +83,7 @@ class Judged:
             *noise,
             *self.own.to_floats(),
         ]
-        return JudgeState(kind=KIND_BASELINE, values=values)
+        return JudgeState.model_construct(kind=KIND_BASELINE, values=values)
 
     @classmethod
     def from_state(cls, state: JudgeState) -> Judged:
@@ -162,6 +169,10 @@ def fold(
     return sq.update(state, *_clip(record), alpha=analysis.alpha, seconds=seconds)
 
 
+_DECODED: DecodedStates[Judged] = DecodedStates()
+"""The memory behind each state this judge wrote (its next step skips the decoding)."""
+
+
 def restore(
     analysis: AnalysisSpec, previous: MetricEvidence | None, seconds: float
 ) -> tuple[Judged, str]:
@@ -170,7 +181,7 @@ def restore(
         return Judged(fresh(analysis)), ""
     if previous.state is not None and previous.state.kind in (KIND, KIND_BASELINE):
         try:
-            judged = Judged.from_state(previous.state)
+            judged = _DECODED.take(previous.state, Judged.from_state)
         except ValueError:
             return Judged(fresh(analysis)), " (stored evidence unreadable: restarted)"
         if _matches(judged.counts, analysis):
@@ -292,6 +303,7 @@ class CountsJudge:
         state = fold_judged(state, record, analysis, self.seconds)
         recent = [*(previous.history if previous is not None else ()), record]
         ev = evidence_of(spec, state, analysis, recent, note, seconds=self.seconds)
+        _DECODED.remember(ev.state, state)
         return MetricJudgement(ev, (ev.outcome,))
 
     def replay(
