@@ -166,10 +166,10 @@ class HostRouter:
         ns = rollout.metadata.namespace
         key = (ns, rollout.metadata.name)
         before = self._inputs(rollout)
-        verified = self._verified.pop(key, None)
+        verified = self._verified.get(key)
         if verified is not None and _all_same(verified, before):
-            self._verified[key] = verified
             return
+        self._verified.pop(key, None)
         self._reconcile(rollout, canary_weight, baseline_weight)
         # Remembered only when this reconcile changed nothing (no write, no live read): a write
         # is verified against the server's answer by the next reconcile first.
