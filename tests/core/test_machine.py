@@ -632,7 +632,9 @@ def test_the_analysis_event_marks_transitions_not_every_interval() -> None:
         after = world.status.analysis
         if after.intervals == before.intervals + 1:
             said = [e for e in d.events if e.reason == "Analysis"]
-            judged.append((world.status.canary_weight, after.step_intervals, after.outcome, bool(said)))
+            judged.append(
+                (world.status.canary_weight, after.step_intervals, after.outcome, bool(said))
+            )
         if world.phase != Phase.PROGRESSING:
             break
     assert len(judged) >= 6, judged
