@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from canaryd.adapters.cache import DEPLOYMENTS, Cache
 from canaryd.adapters.kube import KubeApi, Leases
 from canaryd.adapters.kube.resources import ROLLOUT_KIND
+from canaryd.controller.gcfreeze import GcFreezer
 from canaryd.controller.leader import LeaderElector, lease_name_for
 from canaryd.controller.reconciler import Reconciler
 from canaryd.controller.scheduler import Scheduler
@@ -58,6 +59,11 @@ class ControllerConfig:
     """After winning the Lease (or starting), idle Rollouts' first ticks are spread at random
     over this many seconds (None: the idle resync); active and overdue ones tick at once."""
     watch_timeout_seconds: int = 60
+    gc_freeze_seconds: float = 5.0
+    """Freeze the cyclic collector's objects this often (0: never), so that a full collection
+    of the informer stores does not stop every tick (:mod:`canaryd.controller.gcfreeze`)."""
+    gc_full_seconds: float = 900.0
+    """With freezing, one full collection this often (garbage cycles live at most this long)."""
     wedged_tick_seconds: float = 600.0
     """/healthz fails once a tick has run this long: every call a tick makes is bounded (API
     retries, metric query timeouts, webhook answers are waited for 1 s), so a tick past it
@@ -148,6 +154,7 @@ class Controller:
                     timeout_seconds=config.watch_timeout_seconds,
                 )
         self._started = False
+        self._gc: GcFreezer | None = None
         self._stopped_ticking = False
         self.on_leader_change: Callable[[bool], None] | None = None
         """Called with True when this process starts leading, False when it stops."""
@@ -187,6 +194,9 @@ class Controller:
             self.on_leader_change(False)
 
     def start(self) -> None:
+        if self.config.gc_freeze_seconds > 0:
+            self._gc = GcFreezer(self.config.gc_freeze_seconds, self.config.gc_full_seconds)
+            self._gc.start()
         self.scheduler.start()
         for reflector in self.reflectors:
             reflector.start()
@@ -215,4 +225,7 @@ class Controller:
         self._started = False
         if self.elector is not None:
             self.elector.stop(release=True)
+        if self._gc is not None:
+            self._gc.stop()
+            self._gc = None
         log.info("controller %s stopped", self.identity)
