@@ -21,13 +21,14 @@ that apscheduler skips because the job's previous run still counts as running (t
 next run, due at once, and had not yet returned) is asked for again a moment later instead of
 waiting for the trigger's next fire, one interval on (:meth:`Scheduler._on_skipped`).
 
-Ticks run only while ``is_leader()`` is true. A tick wanted before the Lease is won (a trigger,
-or an active Rollout's timer) is kept, not dropped, and runs once this process leads. Start-up
-(a job's first tick, and :meth:`Scheduler.start_leading` after winning the Lease on a restart or
-a failover) is prioritised from what the watch last saw of each Rollout (:class:`StartHint`):
-Rollouts in an active phase and overdue analyses first, in order of due time, and idle ones
+Ticks run only while ``is_leader()`` is true. A tick a change asked for before the Lease is won
+is kept, not dropped, and runs once this process leads. Start-up (a job's first tick, and
+:meth:`Scheduler.start_leading` after winning the Lease on a restart or a failover) is
+prioritised from what the watch last saw of each Rollout (:class:`StartHint`): overdue analyses
+first, in order of due time, with the kept ticks and Rollouts in an active phase; idle ones
 spread at random over ``startup_spread_seconds``, so that 1,000 idle Rollouts do not delay the
-handful that are being judged.
+handful that are being judged. A standby that watched a Rollout for ``settle_seconds`` knows
+what its previous leader left undone, so there an analysis not yet due keeps its due time.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ class StartHint:
     pending: bool = False
     """Work to do in any phase: undelivered notices in ``status.outbox``, or a release that
     the status has not recorded yet (``RolloutTracker.release_pending`` in the watches)."""
+    version: str = ""
+    """``metadata.resourceVersion`` of the Rollout seen ("" when unknown): a new one after a
+    deferred tick means the leader wrote the Rollout since."""
 
     @property
     def idle(self) -> bool:
@@ -141,7 +145,9 @@ def start_hint(raw: Mapping[str, Any]) -> StartHint:
             last = last if last.tzinfo else last.replace(tzinfo=UTC)
             due_at = last + timedelta(seconds=interval)
     pending = bool(status.get("outbox"))
-    return StartHint(phase=phase, due_at=due_at, pending=pending)
+    meta = raw.get("metadata")
+    version = str(meta.get("resourceVersion") or "") if isinstance(meta, Mapping) else ""
+    return StartHint(phase=phase, due_at=due_at, pending=pending, version=version)
 
 
 @dataclass(slots=True)
@@ -155,8 +161,15 @@ class _Job:
     """The run time last given to apscheduler: ``wanted``, or a retry of it after a skip."""
     retries: int = 0
     """Skips of ``wanted`` so far (each retry waits twice as long as the last)."""
+    known_since: float = 0.0
+    """When this process added the job (monotonic): what happened to the Rollout before, it
+    cannot know."""
     deferred: bool = False
     """A tick was wanted while this process did not lead: run it once leading."""
+    deferred_at: float = 0.0
+    """When ``deferred`` was last set (monotonic)."""
+    deferred_version: str = ""
+    """``hint.version`` when ``deferred`` was last set."""
     triggered: bool = False
     """The next run was asked for by a trigger (a watched change), not by the schedule: a run
     that then finds this process not leading is deferred even for an idle Rollout (a release
@@ -173,6 +186,7 @@ class Scheduler:
         idle_resync_seconds: float = 60.0,
         min_interval_seconds: float = 0.1,
         startup_spread_seconds: float | None = None,
+        settle_seconds: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.reconciler = reconciler
@@ -183,6 +197,10 @@ class Scheduler:
             idle_resync_seconds if startup_spread_seconds is None else startup_spread_seconds
         )
         """Idle Rollouts' first ticks are spread at random over this many seconds."""
+        self.settle = settle_seconds
+        """On winning the Lease, what this process saw more than this many seconds before is
+        taken as handled by the previous leader when it wrote the Rollout since (see
+        :meth:`start_leading`)."""
         self._clock = clock
         self._aps = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -244,7 +262,9 @@ class Scheduler:
                 return False
             hint = hint or StartHint()
             first = self._first_tick(hint, now)
-            self._jobs[key] = _Job(interval=interval, hint=hint, wanted=first)
+            self._jobs[key] = _Job(
+                interval=interval, hint=hint, wanted=first, known_since=time.monotonic()
+            )
         self._aps.add_job(
             self._run,
             IntervalTrigger(seconds=interval, timezone=UTC),
@@ -277,7 +297,7 @@ class Scheduler:
                     return  # already due within the spread
                 delay = random.uniform(0.0, self.startup_spread)
             elif not self.is_leader() and delay <= 0:
-                job.deferred = True  # kept for when this process leads
+                _defer(job)  # kept for when this process leads
                 return
             if not maybe:
                 job.triggered = True
@@ -291,15 +311,29 @@ class Scheduler:
             self.trigger(key)
 
     def start_leading(self) -> None:
-        """This process just won the Lease (restart or failover): tick deferred, active and
-        overdue Rollouts now, the most overdue first, and spread the idle ones (module)."""
+        """This process just won the Lease (restart or failover): tick deferred and overdue
+        Rollouts now, the most overdue first, and spread the idle ones (module).
+
+        An analysis not yet due whose Rollout this process has watched for ``settle`` seconds,
+        with no deferred tick outstanding, keeps its due time instead of ticking now: a tick
+        the previous leader left half done (effects applied, status not written) still shows
+        the analysis due before the kill, so it is overdue here, and a change it may not have
+        handled was seen here and deferred. A deferral counts unless the leader wrote the
+        Rollout since and it is older than ``settle`` (the leader ticked after it, and had time
+        to honour it). At 3,000 Rollouts ticking every active one at once delayed the overdue
+        ones by the whole backlog (issue 13)."""
         now = self._clock()
+        mono = time.monotonic()
         plan: list[tuple[Key, datetime]] = []
         with self._lock:
             for key, job in self._jobs.items():
                 if key in self._running:
                     continue
-                first = self._first_tick(job.hint, now, deferred=job.deferred)
+                written = job.hint.version != job.deferred_version
+                handled = written and mono - job.deferred_at > self.settle
+                deferred = job.deferred and not handled
+                settled = mono - job.known_since > self.settle and not deferred
+                first = self._first_tick(job.hint, now, deferred=deferred, settled=settled)
                 job.deferred = False
                 plan.append((key, first))
         for key, when in plan:
@@ -314,14 +348,19 @@ class Scheduler:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _first_tick(self, hint: StartHint, now: datetime, *, deferred: bool = False) -> datetime:
+    def _first_tick(
+        self, hint: StartHint, now: datetime, *, deferred: bool = False, settled: bool = False
+    ) -> datetime:
         """Start-up order: a Rollout with work (active, never reconciled, or a tick deferred
         while not leading) at once, an overdue analysis at its due time (in the past, so the
         job store, ordered by next run time, runs the most overdue first), an idle Rollout at a
-        random moment within the spread."""
+        random moment within the spread; with ``settled`` (see :meth:`start_leading`), an
+        analysis not yet due, with nothing pending, at its due time."""
         if hint.idle and not deferred:
             return now + timedelta(seconds=random.uniform(0.0, self.startup_spread))
         if hint.due_at is not None and hint.due_at < now:
+            return hint.due_at
+        if settled and hint.due_at is not None and not hint.pending:
             return hint.due_at
         return now
 
@@ -380,10 +419,11 @@ class Scheduler:
         if not self.is_leader():
             with self._lock:
                 job = self._jobs.get(key)
-                if job is not None and (not job.hint.idle or job.triggered):
-                    # An active Rollout's tick, or one a change asked for, came while this
-                    # process did not lead: keep it for when it leads.
-                    job.deferred = True
+                if job is not None and job.triggered:
+                    # A tick a change asked for came while this process did not lead: keep it
+                    # for when it leads. An active Rollout's timer is not kept: on winning,
+                    # start_leading times it from its status (due, overdue, or at once).
+                    _defer(job)
             return
         with self._idle:
             self._in_flight += 1
@@ -447,7 +487,7 @@ class Scheduler:
             with self._lock:
                 job = self._jobs.get(key)
                 if job is not None:
-                    job.deferred = True
+                    _defer(job)
         now = self._clock()
         idle = result.phase in IDLE_PHASES
         with self._lock:
@@ -457,7 +497,12 @@ class Scheduler:
             if result.phase:
                 # An idle phase re-queued early has notices to deliver (the outbox retry).
                 pending = idle and result.requeue_after is not None
-                job.hint = StartHint(phase=result.phase, due_at=result.due_at, pending=pending)
+                job.hint = StartHint(
+                    phase=result.phase,
+                    due_at=result.due_at,
+                    pending=pending,
+                    version=job.hint.version,
+                )
             old = job.interval
             if result.interval_seconds is not None:
                 job.interval = max(result.interval_seconds, self.min_interval)
@@ -479,3 +524,10 @@ class Scheduler:
             when = min(when, max(result.due_at, now))
         self._next_at(key, when)
         return True
+
+
+def _defer(job: _Job) -> None:
+    """Keep a wanted tick for when this process leads (called under the scheduler's lock)."""
+    job.deferred = True
+    job.deferred_at = time.monotonic()
+    job.deferred_version = job.hint.version

@@ -120,6 +120,59 @@ def test_after_winning_the_lease_overdue_and_active_rollouts_come_first_idle_one
         scheduler.shutdown(wait=True)
 
 
+def test_a_standby_that_watched_long_enough_keeps_not_yet_due_analyses_at_their_due_time() -> None:
+    # Failover at scale: ticking every active Rollout at once delayed the overdue ones by the
+    # whole backlog. A standby that watched for ``settle`` seconds ticks at once only what the
+    # dead leader may have left undone: overdue analyses (a half-done tick leaves the analysis
+    # due before the kill), changes it saw and deferred (unless the leader wrote the Rollout
+    # since, long enough ago), pending notices, and Rollouts it has not watched for long.
+    settle = 0.6
+    now = datetime.now(UTC)
+    later = now + timedelta(seconds=4)
+    phases = {n: "Progressing" for n in ("due", "overdue", "fresh-deferral", "old-deferral",
+              "unwritten-deferral", "owed", "late-comer")}  # fmt: skip
+    ticks = Recorder(phases, cost=0.0)
+    leading = Leading()
+    scheduler = Scheduler(
+        cast(Reconciler, ticks), is_leader=leading, workers=2, settle_seconds=settle
+    )
+    scheduler.start()
+    try:
+
+        def hint(version: str, due: datetime = later, pending: bool = False) -> StartHint:
+            return StartHint(phase="Progressing", due_at=due, pending=pending, version=version)
+
+        for name in phases:
+            if name != "late-comer":
+                scheduler.ensure((NS, name), 60.0, hint("1"))
+        scheduler.ensure((NS, "overdue"), 60.0, hint("1", due=now - timedelta(seconds=2)))
+        scheduler.ensure((NS, "owed"), 60.0, hint("1", pending=True))
+        scheduler.trigger((NS, "old-deferral"))  # e.g. its Deployment changed...
+        scheduler.trigger((NS, "unwritten-deferral"))  # ...but the leader never wrote it since
+        time.sleep(0.2)
+        scheduler.ensure((NS, "old-deferral"), 60.0, hint("2"))  # the leader's status write
+        time.sleep(settle + 0.2)
+        scheduler.trigger((NS, "fresh-deferral"))  # a change just before the takeover
+        scheduler.ensure((NS, "fresh-deferral"), 60.0, hint("2"))
+        scheduler.ensure((NS, "late-comer"), 60.0, hint("1"))  # watched for too short a time
+        assert ticks.order == []
+        leading.value = True
+        won = time.monotonic()
+        scheduler.start_leading()
+        at_once = {"overdue", "fresh-deferral", "unwritten-deferral", "owed", "late-comer"}
+        wait_for("the ticks owed at once", lambda: at_once <= set(ticks.first()), timeout=5)
+        first = ticks.first()
+        assert max(first[n] for n in at_once) - won < 1.0, first
+        assert "due" not in first and "old-deferral" not in first, first
+        wait_for("the due ones", lambda: len(ticks.first()) == len(phases), timeout=10)
+        first = ticks.first()
+        due_in = (later - datetime.now(UTC)).total_seconds() + time.monotonic() - won
+        for name in ("due", "old-deferral"):
+            assert first[name] - won > due_in - 0.5, (name, first[name] - won, due_in)
+    finally:
+        scheduler.shutdown(wait=True)
+
+
 def test_a_relist_spreads_idle_rollouts_and_ticks_active_ones_at_once() -> None:
     random.seed(7)
     phases = {f"idle-{i}": "Succeeded" for i in range(10)}
