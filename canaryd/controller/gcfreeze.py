@@ -44,6 +44,8 @@ class GcFreezer:
         self.full_seconds = full_seconds
         self.clock = clock
         self.full_collections = 0
+        self.last_full_pause: float | None = None
+        """Seconds the last full collection held the GIL (every tick waited meanwhile)."""
         self._last_full = clock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,9 +55,17 @@ class GcFreezer:
         now = self.clock()
         if now - self._last_full >= self.full_seconds:
             gc.unfreeze()
-            gc.collect()
+            started = time.perf_counter()
+            found = gc.collect()
+            self.last_full_pause = time.perf_counter() - started
             self._last_full = now
             self.full_collections += 1
+            # Logged because every tick waits for it: a long pause here explains a lag spike.
+            log.info(
+                "full garbage collection: %d unreachable objects, %.2f s",
+                found,
+                self.last_full_pause,
+            )
         gc.freeze()
 
     def start(self) -> GcFreezer:

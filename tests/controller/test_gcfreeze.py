@@ -4,6 +4,7 @@ and a garbage cycle among frozen objects lives at most until the next full round
 from __future__ import annotations
 
 import gc
+import logging
 import weakref
 from collections.abc import Iterator
 
@@ -25,7 +26,10 @@ def unfrozen() -> Iterator[None]:
     gc.collect()
 
 
-def test_frozen_objects_are_skipped_by_collections_and_freed_by_refcount() -> None:
+def test_frozen_objects_are_skipped_by_collections_and_freed_by_refcount(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="canaryd.controller.gcfreeze")
     now = [0.0]
     freezer = GcFreezer(5.0, 900.0, clock=lambda: now[0])
     acyclic, cyclic = Node(), Node()
@@ -42,9 +46,15 @@ def test_frozen_objects_are_skipped_by_collections_and_freed_by_refcount() -> No
     freezer.step()
     gc.collect()
     assert cycle() is not None and freezer.full_collections == 0
+    assert freezer.last_full_pause is None and not caplog.records
     now[0] = 900.0
     freezer.step()  # the full round: the permanent generation released and collected
     assert cycle() is None and freezer.full_collections == 1
+    # The pause every tick waited for is measured and logged (the cycle: 2 unreachable).
+    assert freezer.last_full_pause is not None and freezer.last_full_pause >= 0
+    (record,) = caplog.records
+    assert record.getMessage().startswith("full garbage collection: ")
+    assert int(record.getMessage().split()[3]) >= 2
     assert gc.get_freeze_count() > 0  # and frozen again
 
 
