@@ -39,7 +39,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -497,11 +497,8 @@ class Scheduler:
             if result.phase:
                 # An idle phase re-queued early has notices to deliver (the outbox retry).
                 pending = idle and result.requeue_after is not None
-                job.hint = StartHint(
-                    phase=result.phase,
-                    due_at=result.due_at,
-                    pending=pending,
-                    version=job.hint.version,
+                job.hint = replace(
+                    job.hint, phase=result.phase, due_at=result.due_at, pending=pending
                 )
             old = job.interval
             if result.interval_seconds is not None:
