@@ -162,6 +162,8 @@ class ControllerSpec:
     burst: int = RateLimit().burst
     nice: int | None = None
     """Niceness of the controller process (None: inherited from the driver)."""
+    gc_full_seconds: float | None = None
+    """The controller's ``gc_full_seconds`` (None: its default)."""
 
 
 def controller_main(conn: Connection, spec: ControllerSpec) -> None:
@@ -177,6 +179,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     if spec.nice is not None:
         os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
     metrics = BenchMetrics(spec.interval)
+    gc_options = {} if spec.gc_full_seconds is None else {"gc_full_seconds": spec.gc_full_seconds}
     client = load_api_client(kubeconfig=spec.kubeconfig)
     client.user_agent = f"bench/{spec.identity}"
     options = Options(
@@ -185,6 +188,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
             shard=spec.shard,
             identity=spec.identity,
             workers=spec.workers,
+            **gc_options,
         ),
         retry=RetryPolicy(attempts=5, base_seconds=0.05, cap_seconds=1.0),
         rate_limit=RateLimit(qps=spec.qps, burst=spec.burst),
@@ -198,6 +202,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     lock = threading.Lock()
     split = _CpuSplit(scheduler)
     lags = array("d")
+    lag_at = array("d")  # when each lagged run started (wall clock), to place it near a pause
     durations = array("d")
     started: dict[tuple[str, str], float] = {}
     phases: dict[str, str] = {}
@@ -207,6 +212,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
     def on_start(key: tuple[str, str], lag: float) -> None:
         with lock:
             lags.append(lag)
+            lag_at.append(time.time())
             started[key] = time.perf_counter()
 
     def on_tick(key: tuple[str, str], result: Any) -> None:
@@ -237,6 +243,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
             with lock, metrics._lock:
                 out = {
                     "lags": list(lags),
+                    "lag_at": list(lag_at),
                     "durations": list(durations),
                     "ticks": scheduler.ticks,
                     "errors": errors[0],
@@ -251,9 +258,11 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "tick_cpu": split.ticks,
                     "gc_cpu": split.gc,
                     "gc_counts": list(split.collections),
+                    "gc_full": list(split.full),
+                    "gc_frozen": freezer.frozen if (freezer := parts.controller.gc_freezer) else 0,
                 }
                 if arg and arg[0] == "drain":
-                    del lags[:], durations[:], metrics.deviation[:], metrics.lateness[:]
+                    del lags[:], lag_at[:], durations[:], metrics.deviation[:], metrics.lateness[:]
                     if profile_to and not profiling:  # the start of the steady state
                         profiles.clear()  # each thread starts a new profile with its next tick
                         profiling.append(True)
@@ -286,8 +295,10 @@ class _CpuSplit:
         self.ticks = 0.0
         self.gc = 0.0
         self.collections = [0, 0, 0]
+        self.full: list[tuple[float, float, int]] = []
+        """Each generation-2 collection: wall-clock start, its length (s), objects collected."""
         self._lock = threading.Lock()
-        self._gc_started: dict[int, float] = {}
+        self._gc_started: dict[int, tuple[float, float, float]] = {}
         reconciler = scheduler.reconciler
         tick = reconciler.tick
 
@@ -306,12 +317,16 @@ class _CpuSplit:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         me = threading.get_ident()
         if phase == "start":
-            self._gc_started[me] = time.thread_time()
+            self._gc_started[me] = (time.thread_time(), time.perf_counter(), time.time())
             return
-        t0 = self._gc_started.pop(me, None)
-        if t0 is not None:  # under the GIL: no other thread runs Python meanwhile
-            self.gc += time.thread_time() - t0
-            self.collections[info.get("generation", 2)] += 1
+        began = self._gc_started.pop(me, None)
+        if began is not None:  # under the GIL: no other thread runs Python meanwhile
+            self.gc += time.thread_time() - began[0]
+            generation = info.get("generation", 2)
+            self.collections[generation] += 1
+            if generation == 2:
+                took = time.perf_counter() - began[1]
+                self.full.append((began[2], took, info.get("collected", 0)))
 
 
 def _profile_ticks(scheduler: Any, profiles: dict[int, cProfile.Profile]) -> None:
@@ -449,6 +464,7 @@ class Run:
             qps=self.args.kube_api_qps,
             burst=self.args.kube_api_burst,
             nice=self.args.controller_nice,
+            gc_full_seconds=self.args.gc_full_seconds,
         )
         proc = spawn(self.ctx, identity, controller_main, spec)
         self.controllers[identity] = proc
@@ -504,6 +520,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         run.controllers[name].ask("snapshot", "drain")
     run.emulator.ask("audit")
     before = {n: run.controllers[n].ask("snapshot") for n in leaders}
+    wall0 = time.time()
     first = run.sample(names)
     samples = [first]
     end = first.at + run.args.minutes * 60
@@ -526,6 +543,10 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
                 by_verb[f"{verb} {resource}"] += c
         cpu = last.cpu[name] - first.cpu[name]
         rss = [s.rss[name] for s in samples]
+        full = [f for f in snap["gc_full"] if f[0] >= wall0]
+        frozen = (before[name]["gc_frozen"], snap["gc_frozen"])
+        near = near_pause(snap["lag_at"], full)
+        away = [v for v, n in zip(snap["lags"], near, strict=True) if not n]
         rows[name] = {
             "rollouts": n_per,
             "seconds": elapsed,
@@ -547,6 +568,11 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "lag_p50": pct(snap["lags"], 0.50),
             "lag_p99": pct(snap["lags"], 0.99),
             "lag_max": max(snap["lags"], default=0.0),
+            "gc_full": full,
+            "gc_frozen": frozen,
+            "lag_p99_away": pct(away, 0.99),
+            "slow_near": sum(1 for v, n in zip(snap["lags"], near, strict=True) if n and v > 2),
+            "slow": sum(1 for v in snap["lags"] if v > 2),
             "tick_p50_ms": 1000 * pct(snap["durations"], 0.50),
             "tick_p99_ms": 1000 * pct(snap["durations"], 0.99),
             "judged_per_ri": (snap["judged"] - before[name]["judged"]) / rollout_intervals,
@@ -568,6 +594,17 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         "emulator_rss": (first.rss[run.emulator.name], last.rss[run.emulator.name]),
         "others_rss": {o: (first.rss[o], last.rss[o]) for o in others},
     }
+
+
+PAUSE_SETTLE = 10.0
+"""Seconds after a full collection ends during which a run's lag still counts as its doing."""
+
+
+def near_pause(starts: Sequence[float], full: Sequence[tuple[float, float, int]]) -> list[bool]:
+    """For each run (its wall-clock start), did it start during a full collection or within
+    ``PAUSE_SETTLE`` s after one (the backlog the pause left)?"""
+    spans = [(at, at + took + PAUSE_SETTLE) for at, took, _ in full]
+    return [any(a <= t <= b for a, b in spans) for t in starts]
 
 
 def takeover(
@@ -656,6 +693,15 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"(GC inside or outside ticks; collections by generation "
             f"{'/'.join(str(c) for c in r['gc_counts'])})"
         )
+        full = r["gc_full"]
+        print(
+            f"  full collections (generation 2): {len(full)}"
+            + "".join(f"; {took:.2f} s, {found} collected" for _, took, found in full)
+            + f"; runs with lag > 2 s: {r['slow']}, of which {r['slow_near']} within "
+            f"{PAUSE_SETTLE:g} s of a full collection; lag p99 of the other runs "
+            f"{r['lag_p99_away']:.3f} s; frozen objects {r['gc_frozen'][0]:,} -> "
+            f"{r['gc_frozen'][1]:,}"
+        )
         print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
             f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip
     emu = result["emulator_rss"]
@@ -712,6 +758,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="niceness of the controller processes (default: the driver's)",
     )
+    parser.add_argument(
+        "--warmup-intervals",
+        type=float,
+        default=1.5,
+        help="intervals between the release and the steady state (11: every Rollout's display "
+        "history of 10 intervals is full when the measurement starts)",
+    )
+    parser.add_argument(
+        "--gc-full-seconds",
+        type=float,
+        default=None,
+        help="the controllers' gc_full_seconds (default: ControllerConfig's)",
+    )
     args = parser.parse_args(argv)
     interval = parse_duration(args.interval)
     ctx = mp.get_context("spawn")
@@ -757,8 +816,11 @@ def execute(run: Run) -> int:
     print(f"all {len(every)} Initialized {boot:.1f} s after the controllers started")
     release(run, every)
     prog = run.wait_phase(leaders, "Progressing", len(every), "release")
-    print(f"all Progressing {prog:.1f} s after the image change; warm-up {args.interval}")
-    time.sleep(run.interval * 1.5)
+    print(
+        f"all Progressing {prog:.1f} s after the image change; warm-up "
+        f"{args.warmup_intervals:g} x {args.interval}"
+    )
+    time.sleep(run.interval * args.warmup_intervals)
     result = steady(run, leaders, [standby] if standby else [], n)
     print(
         f"\n## controller_scale: {len(shards)} leader(s) x {n} Rollouts, interval "

@@ -62,8 +62,14 @@ class ControllerConfig:
     gc_freeze_seconds: float = 5.0
     """Freeze the cyclic collector's objects this often (0: never), so that a full collection
     of the informer stores does not stop every tick (:mod:`canaryd.controller.gcfreeze`)."""
-    gc_full_seconds: float = 900.0
-    """With freezing, one full collection this often (garbage cycles live at most this long)."""
+    gc_full_seconds: float = 21600.0
+    """With freezing, a full collection at least this often (garbage cycles live at most this
+    long); sooner once the frozen objects grew by ``gc_full_growth``."""
+    gc_full_growth: float = 0.25
+    """A full collection once the frozen objects grew by this fraction since the last one left
+    them (garbage cycles may have built up)."""
+    gc_full_min_seconds: float = 900.0
+    """Never two full collections (each stops every tick for a while) closer than this."""
     wedged_tick_seconds: float = 600.0
     """/healthz fails once a tick has run this long: every call a tick makes is bounded (API
     retries, metric query timeouts, webhook answers are waited for 1 s), so a tick past it
@@ -195,7 +201,12 @@ class Controller:
 
     def start(self) -> None:
         if self.config.gc_freeze_seconds > 0:
-            self._gc = GcFreezer(self.config.gc_freeze_seconds, self.config.gc_full_seconds)
+            self._gc = GcFreezer(
+                self.config.gc_freeze_seconds,
+                self.config.gc_full_seconds,
+                growth=self.config.gc_full_growth,
+                min_full_seconds=min(self.config.gc_full_min_seconds, self.config.gc_full_seconds),
+            )
             self._gc.start()
         self.scheduler.start()
         for reflector in self.reflectors:
@@ -216,6 +227,11 @@ class Controller:
         for reflector in self.reflectors:
             reflector.stop()
         self.scheduler.shutdown(wait=True)
+
+    @property
+    def gc_freezer(self) -> GcFreezer | None:
+        """The collector's freezer while running (None when freezing is off)."""
+        return self._gc
 
     def stop(self) -> None:
         """Stop watching and ticking (waits for running ticks), then release the Lease."""
