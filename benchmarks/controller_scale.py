@@ -259,7 +259,6 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "gc_cpu": split.gc,
                     "gc_counts": list(split.collections),
                     "gc_full": list(split.full),
-                    "gc_frozen": freezer.frozen if (freezer := parts.controller.gc_freezer) else 0,
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], lag_at[:], durations[:], metrics.deviation[:], metrics.lateness[:]
@@ -544,7 +543,6 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         cpu = last.cpu[name] - first.cpu[name]
         rss = [s.rss[name] for s in samples]
         full = [f for f in snap["gc_full"] if f[0] >= wall0]
-        frozen = (before[name]["gc_frozen"], snap["gc_frozen"])
         near = near_pause(snap["lag_at"], full)
         away = [v for v, n in zip(snap["lags"], near, strict=True) if not n]
         rows[name] = {
@@ -569,7 +567,6 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "lag_p99": pct(snap["lags"], 0.99),
             "lag_max": max(snap["lags"], default=0.0),
             "gc_full": full,
-            "gc_frozen": frozen,
             "lag_p99_away": pct(away, 0.99),
             "slow_near": sum(1 for v, n in zip(snap["lags"], near, strict=True) if n and v > 2),
             "slow": sum(1 for v in snap["lags"] if v > 2),
@@ -699,8 +696,7 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
             + "".join(f"; {took:.2f} s, {found} collected" for _, took, found in full)
             + f"; runs with lag > 2 s: {r['slow']}, of which {r['slow_near']} within "
             f"{PAUSE_SETTLE:g} s of a full collection; lag p99 of the other runs "
-            f"{r['lag_p99_away']:.3f} s; frozen objects {r['gc_frozen'][0]:,} -> "
-            f"{r['gc_frozen'][1]:,}"
+            f"{r['lag_p99_away']:.3f} s"
         )
         print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
             f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip

@@ -64,10 +64,10 @@ class ControllerConfig:
     of the informer stores does not stop every tick (:mod:`canaryd.controller.gcfreeze`)."""
     gc_full_seconds: float = 21600.0
     """With freezing, a full collection at least this often (garbage cycles live at most this
-    long); sooner once the frozen objects grew by ``gc_full_growth``."""
+    long); sooner once resident memory grew by ``gc_full_growth``."""
     gc_full_growth: float = 0.25
-    """A full collection once the frozen objects grew by this fraction since the last one left
-    them (garbage cycles may have built up)."""
+    """A full collection once resident memory grew by this fraction since the last one left it
+    (garbage cycles may have built up)."""
     gc_full_min_seconds: float = 900.0
     """Never two full collections (each stops every tick for a while) closer than this."""
     wedged_tick_seconds: float = 600.0
@@ -227,11 +227,6 @@ class Controller:
         for reflector in self.reflectors:
             reflector.stop()
         self.scheduler.shutdown(wait=True)
-
-    @property
-    def gc_freezer(self) -> GcFreezer | None:
-        """The collector's freezer while running (None when freezing is off)."""
-        return self._gc
 
     def stop(self) -> None:
         """Stop watching and ticking (waits for running ticks), then release the Lease."""

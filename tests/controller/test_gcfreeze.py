@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from canaryd.controller.gcfreeze import GcFreezer
+from canaryd.controller.gcfreeze import GcFreezer, resident_bytes
 
 
 class Node:
@@ -32,7 +32,7 @@ def test_frozen_objects_are_skipped_by_collections_and_freed_by_refcount(
 ) -> None:
     caplog.set_level(logging.INFO, logger="canaryd.controller.gcfreeze")
     now = [0.0]
-    freezer = GcFreezer(5.0, 900.0, min_full_seconds=0.0, clock=lambda: now[0])
+    freezer = GcFreezer(5.0, 900.0, min_full_seconds=0.0, clock=lambda: now[0], memory=lambda: 1000)
     acyclic, cyclic = Node(), Node()
     cyclic.other = Node()
     cyclic.other.other = cyclic
@@ -84,52 +84,66 @@ def test_settings_are_checked() -> None:
         GcFreezer(5.0, 100.0, growth=0.0)
 
 
-def test_a_full_round_comes_when_the_frozen_generation_grew_and_not_sooner_than_the_spacing() -> (
-    None
-):
-    now = [0.0]
-    freezer = GcFreezer(5.0, 21600.0, growth=0.25, min_full_seconds=900.0, clock=lambda: now[0])
+def test_a_full_round_comes_when_memory_grew_and_not_sooner_than_the_spacing() -> None:
+    now, rss = [0.0], [1000]
+    freezer = GcFreezer(
+        5.0,
+        21600.0,
+        growth=0.25,
+        min_full_seconds=900.0,
+        clock=lambda: now[0],
+        memory=lambda: rss[0],
+    )
     freezer.step()
-    start = freezer.frozen
-    assert start > 0 and freezer.full_collections == 0
-    # A heap that doubles within the spacing (caches filling at start-up): no full round yet.
-    held = [[i] for i in range(start + 1000)]
-    now[0] = 600.0
-    freezer.step()
-    assert freezer.frozen >= 2 * start and freezer.full_collections == 0
-    # At the spacing the count becomes the reference; no growth since then, no full round.
-    now[0] = 900.0
-    freezer.step()
-    now[0] = 5000.0
+    # Memory that doubles within the spacing (caches filling at start-up): no full round yet.
+    rss[0], now[0] = 2000, 600.0
     freezer.step()
     assert freezer.full_collections == 0
-    # Growth of a quarter since the reference (garbage cycles may have built up): one full round,
-    # which frees what died in a cycle while frozen.
-    cycle = [held]
-    cycle.append(cycle)
-    ref = weakref.ref(cycle_marker := Node())
-    cycle_marker.other = cycle_marker
-    cycle.append(cycle_marker)
-    more = [[i] for i in range(len(held))]  # +50% of the reference
-    freezer.step()  # freezes the cycle with the new objects
-    del cycle, cycle_marker
-    now[0] = 5005.0
+    # At the spacing the memory becomes the reference; +24% since then: no full round.
+    now[0] = 900.0
+    freezer.step()
+    rss[0], now[0] = 2480, 5000.0
+    freezer.step()
+    assert freezer.full_collections == 0
+    # +25% (garbage cycles may have built up): one full round, which frees what died in a cycle
+    # while frozen.
+    marker = Node()
+    marker.other = marker
+    ref = weakref.ref(marker)
+    freezer.step()  # freezes the cycle
+    del marker
+    gc.collect()
+    assert ref() is not None
+    rss[0], now[0] = 2500, 5005.0
     freezer.step()
     assert freezer.full_collections == 1 and ref() is None
     assert freezer.last_full_pause is not None
-    # The reference is now the heap as the full round left it: the same size, no second round
-    # (and never one within the spacing).
-    now[0] = 5010.0
-    freezer.step()
+    # The reference is now the memory the full round left (2500): no second round at the same
+    # size, and none within the spacing even after more growth.
     now[0] = 9000.0
     freezer.step()
     assert freezer.full_collections == 1
-    del more
+    rss[0], now[0] = 4000, 5010.0 + 800.0
+    freezer.step()
+    assert freezer.full_collections == 1
+    now[0] = 5005.0 + 900.0
+    freezer.step()
+    assert freezer.full_collections == 2
+
+
+def test_resident_bytes_reads_this_process() -> None:
+    before = resident_bytes()
+    block = bytearray(64 << 20)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    assert 32 << 20 < resident_bytes() - before < 256 << 20
+    del block
 
 
 def test_without_growth_a_full_round_still_comes_every_full_seconds() -> None:
     now = [0.0]
-    freezer = GcFreezer(5.0, 3600.0, min_full_seconds=900.0, clock=lambda: now[0])
+    freezer = GcFreezer(
+        5.0, 3600.0, min_full_seconds=900.0, clock=lambda: now[0], memory=lambda: 1000
+    )
     for t in (5.0, 900.0, 1800.0, 3599.0):
         now[0] = t
         freezer.step()
