@@ -64,6 +64,7 @@ from canaryd.adapters.kube import KubeApi, RetryPolicy, load_api_client  # noqa:
 from canaryd.adapters.transport import RateLimit  # noqa: E402
 from canaryd.api.models import parse_duration  # noqa: E402
 from canaryd.controller.assemble import Options, assemble  # noqa: E402
+from canaryd.controller.gcfreeze import GcFreezer  # noqa: E402
 from canaryd.controller.runtime import ControllerConfig  # noqa: E402
 from canaryd.controller.scheduler import skipped_runs  # noqa: E402
 from canaryd.core.types import MetricQuery, MetricReading  # noqa: E402
@@ -104,20 +105,51 @@ def pct(values: Sequence[float], q: float) -> float:
 # ---- the emulator process -------------------------------------------------------------------
 
 
-def emulator_main(conn: Connection, kubeconfig: str) -> None:
+class GcPauses:
+    """Every generation-2 (full) collection of this process: wall-clock start, length (s),
+    objects collected (a ``gc.callbacks`` pair; a collection holds the GIL throughout)."""
+
+    def __init__(self) -> None:
+        self.full: list[tuple[float, float, int]] = []
+        self._started: dict[int, tuple[float, float]] = {}
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        me = threading.get_ident()
+        if phase == "start":
+            self._started[me] = (time.perf_counter(), time.time())
+            return
+        began = self._started.pop(me, None)
+        if began is not None:
+            self.full.append((began[1], time.perf_counter() - began[0], info.get("collected", 0)))
+
+
+def emulator_main(conn: Connection, kubeconfig: str, freeze: bool) -> None:
+    """The API emulator. ``freeze``: its collector's objects frozen as the controller's are
+    (:class:`GcFreezer`). kube-apiserver is Go, whose collector runs beside the program with
+    sub-millisecond stops; this Python process, holding every object version, otherwise stops
+    for seconds in each full collection, and every controller request waits meanwhile."""
+    pauses = GcPauses()
+    freezer = GcFreezer().start() if freeze else None
     emu = Emulator(crd_paths=[ROOT / "crds"], install_istio=True).start()
     emu.write_kubeconfig(kubeconfig)
     state = emu._state  # the audit log, taken and cleared under its own lock
     conn.send(("ready", os.getpid()))
     while True:
         cmd, *_ = conn.recv()
-        if cmd == "audit":
+        if cmd == "gc":
+            conn.send(list(pauses.full))
+        elif cmd == "audit":
             with state.audit_lock:
                 records = list(state.audit)
                 state.audit.clear()
             conn.send(Counter((r.user_agent, r.verb, r.resource) for r in records))
         elif cmd == "stop":
             emu.stop()
+            if freezer is not None:
+                freezer.stop()
             conn.send("stopped")
             return
 
@@ -258,7 +290,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "tick_cpu": split.ticks,
                     "gc_cpu": split.gc,
                     "gc_counts": list(split.collections),
-                    "gc_full": list(split.full),
+                    "gc_full": list(split.pauses.full),
                 }
                 if arg and arg[0] == "drain":
                     del lags[:], lag_at[:], durations[:], metrics.deviation[:], metrics.lateness[:]
@@ -294,10 +326,9 @@ class _CpuSplit:
         self.ticks = 0.0
         self.gc = 0.0
         self.collections = [0, 0, 0]
-        self.full: list[tuple[float, float, int]] = []
-        """Each generation-2 collection: wall-clock start, its length (s), objects collected."""
+        self.pauses = GcPauses()
         self._lock = threading.Lock()
-        self._gc_started: dict[int, tuple[float, float, float]] = {}
+        self._gc_started: dict[int, float] = {}
         reconciler = scheduler.reconciler
         tick = reconciler.tick
 
@@ -316,16 +347,12 @@ class _CpuSplit:
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         me = threading.get_ident()
         if phase == "start":
-            self._gc_started[me] = (time.thread_time(), time.perf_counter(), time.time())
+            self._gc_started[me] = time.thread_time()
             return
-        began = self._gc_started.pop(me, None)
-        if began is not None:  # under the GIL: no other thread runs Python meanwhile
-            self.gc += time.thread_time() - began[0]
-            generation = info.get("generation", 2)
-            self.collections[generation] += 1
-            if generation == 2:
-                took = time.perf_counter() - began[1]
-                self.full.append((began[2], took, info.get("collected", 0)))
+        t0 = self._gc_started.pop(me, None)
+        if t0 is not None:  # under the GIL: no other thread runs Python meanwhile
+            self.gc += time.thread_time() - t0
+            self.collections[info.get("generation", 2)] += 1
 
 
 def _profile_ticks(scheduler: Any, profiles: dict[int, cProfile.Profile]) -> None:
@@ -528,6 +555,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         samples.append(run.sample(names))
     last = samples[-1]
     audit: Counter[tuple[str, str, str]] = run.emulator.ask("audit")
+    emu_full = [f for f in run.emulator.ask("gc") if f[0] >= wall0]
     elapsed = last.at - first.at
     rollout_intervals = n_per * elapsed / run.interval
     rows = {}
@@ -544,7 +572,8 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         rss = [s.rss[name] for s in samples]
         full = [f for f in snap["gc_full"] if f[0] >= wall0]
         near = near_pause(snap["lag_at"], full)
-        away = [v for v, n in zip(snap["lags"], near, strict=True) if not n]
+        near_emu = near_pause(snap["lag_at"], emu_full)
+        away = [v for v, a, b in zip(snap["lags"], near, near_emu, strict=True) if not (a or b)]
         rows[name] = {
             "rollouts": n_per,
             "seconds": elapsed,
@@ -569,6 +598,9 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "gc_full": full,
             "lag_p99_away": pct(away, 0.99),
             "slow_near": sum(1 for v, n in zip(snap["lags"], near, strict=True) if n and v > 2),
+            "slow_near_emulator": sum(
+                1 for v, n in zip(snap["lags"], near_emu, strict=True) if n and v > 2
+            ),
             "slow": sum(1 for v in snap["lags"] if v > 2),
             "tick_p50_ms": 1000 * pct(snap["durations"], 0.50),
             "tick_p99_ms": 1000 * pct(snap["durations"], 0.99),
@@ -589,6 +621,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
         "rows": rows,
         "emulator_cpu_share": emu_cpu / elapsed,
         "emulator_rss": (first.rss[run.emulator.name], last.rss[run.emulator.name]),
+        "emulator_full": emu_full,
         "others_rss": {o: (first.rss[o], last.rss[o]) for o in others},
     }
 
@@ -692,21 +725,29 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
         )
         full = r["gc_full"]
         print(
-            f"  full collections (generation 2): {len(full)}"
-            + "".join(f"; {took:.2f} s, {found} collected" for _, took, found in full)
-            + f"; runs with lag > 2 s: {r['slow']}, of which {r['slow_near']} within "
-            f"{PAUSE_SETTLE:g} s of a full collection; lag p99 of the other runs "
-            f"{r['lag_p99_away']:.3f} s"
+            f"  full collections (generation 2): {len(full)}{_pauses(full)}; runs with lag > 2 s: "
+            f"{r['slow']}, of which {r['slow_near']} within {PAUSE_SETTLE:g} s of one of its "
+            f"full collections and {r['slow_near_emulator']} of the emulator's; lag p99 of "
+            f"the runs near neither {r['lag_p99_away']:.3f} s"
         )
         print(f"  RSS series (MiB, every {args.sample_seconds:g} s): " + " ".join(
             f"{v:.0f}" for v in r["rss_series"]))  # fmt: skip
     emu = result["emulator_rss"]
+    efull = result["emulator_full"]
     print(
-        f"- emulator: CPU share {100 * result['emulator_cpu_share']:.0f}%, "
-        f"RSS {emu[0]:.0f} -> {emu[1]:.0f} MiB"
+        f"- emulator ({args.emulator_gc} collector): CPU share "
+        f"{100 * result['emulator_cpu_share']:.0f}%, RSS {emu[0]:.0f} -> {emu[1]:.0f} MiB; full "
+        f"collections {len(efull)}{_pauses(efull)}"
     )
     for name, (a, b) in result["others_rss"].items():
         print(f"- {name} (standby): RSS {a:.0f} -> {b:.0f} MiB")
+
+
+def _pauses(full: Sequence[tuple[float, float, int]]) -> str:
+    if not full:
+        return ""
+    took = sorted(t for _, t, _ in full)
+    return f" ({took[0]:.2f}-{took[-1]:.2f} s each, {sum(f for *_, f in full)} objects found)"
 
 
 def print_takeover(rows: Sequence[dict[str, Any]]) -> None:
@@ -762,6 +803,13 @@ def main(argv: list[str] | None = None) -> int:
         "history of 10 intervals is full when the measurement starts)",
     )
     parser.add_argument(
+        "--emulator-gc",
+        choices=["freeze", "plain"],
+        default="freeze",
+        help="the emulator's collector: frozen as the controller's (default; kube-apiserver's "
+        "Go collector does not stop the server for seconds), or Python's plain one",
+    )
+    parser.add_argument(
         "--gc-full-seconds",
         type=float,
         default=None,
@@ -772,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="canaryd-scale-") as tmp:
         kubeconfig = str(Path(tmp) / "kubeconfig")
-        emulator = spawn(ctx, "emulator", emulator_main, kubeconfig)
+        emulator = spawn(ctx, "emulator", emulator_main, kubeconfig, args.emulator_gc == "freeze")
         admin = KubeApi(load_api_client(kubeconfig=kubeconfig), retry=RetryPolicy(attempts=8))
         run = Run(args, ctx, kubeconfig, emulator, admin, interval)
         try:
