@@ -1,6 +1,7 @@
 """benchmarks/controller_scale.py's accounting of full collections: each generation-2
 collection is recorded with its start, length and what it found, and a run counts as near one
-when it started during it or within PAUSE_SETTLE seconds after it ended."""
+(of at least PAUSE_MIN seconds) when it started during it or within PAUSE_SETTLE seconds after
+it ended."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import gc
 import time
 from types import SimpleNamespace
 
-from benchmarks.controller_scale import PAUSE_SETTLE, _CpuSplit, near_pause
+from benchmarks.controller_scale import PAUSE_MIN, PAUSE_SETTLE, _CpuSplit, near_pause
 
 
 class Node:
@@ -45,3 +46,5 @@ def test_runs_near_a_pause_are_those_during_it_or_within_the_settle_time_after()
     starts = [99.9, 100.0, 101.5, 102.0 + PAUSE_SETTLE, 102.1 + PAUSE_SETTLE, 499.0, 505.0]
     assert near_pause(starts, full) == [False, True, True, True, False, False, True]
     assert near_pause(starts, []) == [False] * len(starts)
+    # A short collection (a frozen heap's) is not a pause.
+    assert near_pause([100.5], [(100.0, PAUSE_MIN / 2, 0)]) == [False]
