@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def resident_bytes() -> int:
@@ -89,18 +89,17 @@ class GcFreezer:
     def full_due(self, now: float) -> bool:
         """Is a full collection due (the growth or ``full_seconds`` rule, spaced as above)?"""
         since = now - self._last_full
-        if since < self.min_full_seconds:
+        if since < self.min_full_seconds or self._reference is None:
             return False
         if since >= self.full_seconds:
             return True
-        if self._reference is None:
-            self._reference = self.memory()  # the caches have filled: grow from here
-            return False
         return self.memory() >= self._reference * (1 + self.growth)
 
     def step(self) -> None:
         """One round: freeze, or (when :meth:`full_due`) collect everything once, then freeze."""
         now = self.clock()
+        if self._reference is None and now - self._last_full >= self.min_full_seconds:
+            self._reference = self.memory()  # the caches have filled: grow from here
         full = self.full_due(now)
         if full:
             before = self.memory()

@@ -1,6 +1,6 @@
 """GcFreezer: what it freezes is skipped by collections but still freed by reference counting,
 a garbage cycle among frozen objects lives at most until the next full round, and full rounds
-come only when the frozen generation grew (or the longest period passed), spaced apart."""
+come only when resident memory grew (or the longest period passed), spaced apart."""
 
 from __future__ import annotations
 
