@@ -288,6 +288,7 @@ def controller_main(conn: Connection, spec: ControllerSpec) -> None:
                     "leading": list(leading),
                     "throttled": parts.api.limiter.throttled if parts.api.limiter else 0,
                     "skipped": skipped_runs(),
+                    "kept": scheduler.retimes_skipped,
                     "tick_cpu": split.ticks,
                     "gc_cpu": split.gc,
                     "gc_counts": list(split.collections),
@@ -611,6 +612,7 @@ def steady(run: Run, leaders: Sequence[str], others: Sequence[str], n_per: int) 
             "errors": snap["errors"] - before[name]["errors"],
             "throttled": snap["throttled"] - before[name]["throttled"],
             "skipped": snap["skipped"] - before[name]["skipped"],
+            "kept": snap["kept"] - before[name]["kept"],
             "rss_start": rss[0],
             "rss_end": rss[-1],
             "rss_max": max(rss),
@@ -718,7 +720,8 @@ def print_steady(result: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"- {name}: {verbs}; watch requests: {r['watches']}; tick errors: {r['errors']}; "
             f"throttled requests: {r['throttled']}; runs skipped while the Rollout's previous "
-            f"run was in flight: {r['skipped']}"
+            f"run was in flight: {r['skipped']}; next runs kept as apscheduler held them: "
+            f"{r['kept']}"
         )
         print(
             f"  CPU ms per RI: {r['cpu_ms_per_ri']:.2f} in all, of which inside ticks "

@@ -7,9 +7,14 @@ are camelCase on the wire (Kubernetes convention) and snake_case in Python.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import ipaddress
 import re
+import sys
+from array import array
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -1076,7 +1081,44 @@ class JudgeState(Model):
     kind: str = Field(
         min_length=1, description="The judge and layout that wrote it, e.g. 'counts/2'."
     )
-    values: list[float] = Field(default_factory=list, description="The numbers, in its layout.")
+    values: list[float] = Field(
+        default_factory=list,
+        description="The numbers, in its layout, as a list (read when 'packed' is absent: "
+        "statuses of earlier versions, and judges with a few numbers).",
+    )
+    packed: str | None = Field(
+        default=None,
+        description="The numbers, in its layout, as base64 of little-endian IEEE 754 doubles "
+        "(8 bytes each, bit-exact); takes precedence over 'values'.",
+    )
+
+    @classmethod
+    def of(cls, kind: str, numbers: Sequence[float]) -> JudgeState:
+        """A state holding ``numbers`` packed: a latency state's thousand numbers as text
+        take a third of the bytes, and a fraction of the time to write, send and parse, that
+        they take as a JSON list (they went through every status write and its watch echo)."""
+        doubles = array("d", numbers)
+        if sys.byteorder == "big":
+            doubles.byteswap()
+        packed = base64.b64encode(doubles.tobytes()).decode("ascii")
+        return cls.model_construct(kind=kind, values=[], packed=packed)
+
+    def numbers(self) -> list[float]:
+        """The numbers, from ``packed`` when present; ``ValueError`` when it does not decode
+        (not base64, or not a whole number of doubles). Their meaning is the judge's to check."""
+        if self.packed is None:
+            return list(self.values)
+        try:
+            raw = base64.b64decode(self.packed, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"state.packed is not base64: {exc}") from exc
+        if len(raw) % 8:
+            raise ValueError(f"state.packed holds {len(raw)} bytes, not a whole number of doubles")
+        doubles = array("d")
+        doubles.frombytes(raw)
+        if sys.byteorder == "big":
+            doubles.byteswap()
+        return doubles.tolist()
 
 
 class BaselineNoise(Model):

@@ -90,7 +90,7 @@ def test_without_a_baseline_the_judge_is_the_two_arm_test() -> None:
             seconds=SECONDS,
         )  # fmt: skip
     assert ev.state is not None and ev.state.kind == KIND
-    assert ev.state.values == state.to_floats()
+    assert ev.state.numbers() == state.to_floats()
     assert ev.compared_with is None and ev.baseline_noise is None
     assert "A/A" not in ev.reason
 

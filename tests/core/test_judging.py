@@ -63,7 +63,7 @@ def test_history_grows_and_a_regression_fails_with_numbers_in_the_reason():
     verdicts = run(analysis, bad_ticks())
     # Fixed size: the last RECENT_INTERVALS intervals are kept for display, the state is O(1).
     assert [len(v.metrics[0].history) for v in verdicts] == [min(n, 10) for n in range(1, 16)]
-    assert len({len(v.metrics[0].state.values) for v in verdicts}) == 1
+    assert len({len(v.metrics[0].state.numbers()) for v in verdicts}) == 1
     assert verdicts[0].outcome == Outcome.INCONCLUSIVE
     last = verdicts[-1]
     assert last.outcome == Outcome.FAIL

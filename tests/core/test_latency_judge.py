@@ -16,6 +16,7 @@ from canaryd.api.models import (
     ArmCounts,
     IntervalRecord,
     JudgeKind,
+    JudgeState,
     MetricEvidence,
     MetricKind,
     MetricSpec,
@@ -59,7 +60,7 @@ def state_of(ev: MetricEvidence) -> list[float] | None:
     if ev.state is None:
         return None
     assert ev.state.kind == KIND
-    return ev.state.values
+    return ev.state.numbers()
 
 
 def whole(analysis, records):
@@ -143,11 +144,7 @@ def test_status_without_state_is_rebuilt_and_other_settings_restart():
     _, changed = tick(stricter, evidence, records[5])
     assert state_of(changed[0]) == state_of(whole(stricter, records[5:]).evidence)
     assert "judge settings changed: evidence restarted" in changed[0].reason
-    unreadable = [
-        evidence[0].model_copy(
-            update={"state": evidence[0].state.model_copy(update={"values": [1.0, 2.0]})}
-        )
-    ]
+    unreadable = [evidence[0].model_copy(update={"state": JudgeState.of(KIND, [1.0, 2.0])})]
     _, restarted = tick(LATENCY, unreadable, records[5])
     assert state_of(restarted[0]) == state_of(whole(LATENCY, records[5:]).evidence)
     assert "stored evidence unreadable: restarted" in restarted[0].reason

@@ -88,18 +88,18 @@ class _Memory:
         head = self.latency.to_floats()
         if not self.with_baseline:
             # The numbers come from tolist(): plain finite floats, nothing to validate.
-            return JudgeState.model_construct(kind=KIND, values=head)
+            return JudgeState.of(KIND, head)
         ref = 1.0 if self.last_reference == "baseline" else 0.0
         tail = self.aa_state.to_floats() if self.aa_state is not None else []
         values = [float(len(head)), *head, self.baseline_reference, ref, *tail]
-        return JudgeState.model_construct(kind=KIND_BASELINE, values=values)
+        return JudgeState.of(KIND_BASELINE, values)
 
     @classmethod
     def from_state(cls, state: JudgeState) -> _Memory:
         """``ValueError`` when the numbers are malformed."""
         if state.kind == KIND:
-            return cls(LatencyState.from_floats(state.values))
-        v = state.values
+            return cls(LatencyState.from_floats(state.numbers()))
+        v = state.numbers()
         if not v or not float(v[0]).is_integer() or not 0 < v[0] <= len(v) - 3:
             raise ValueError("latency state with baseline: malformed")
         n = int(v[0])

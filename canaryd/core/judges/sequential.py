@@ -70,7 +70,7 @@ class Judged:
 
     def to_state(self) -> JudgeState:
         if self.aa_state is None or self.own is None:
-            return JudgeState.model_construct(kind=KIND, values=self.counts.to_floats())
+            return JudgeState.of(KIND, self.counts.to_floats())
         head = self.counts.to_floats()
         ref = 1.0 if self.last_reference == "baseline" else 0.0
         noise = self.aa_state.to_floats()
@@ -83,14 +83,14 @@ class Judged:
             *noise,
             *self.own.to_floats(),
         ]
-        return JudgeState.model_construct(kind=KIND_BASELINE, values=values)
+        return JudgeState.of(KIND_BASELINE, values)
 
     @classmethod
     def from_state(cls, state: JudgeState) -> Judged:
         """``ValueError`` when the numbers are malformed."""
         if state.kind == KIND:
-            return cls(CountState.from_floats(state.values))
-        v = state.values
+            return cls(CountState.from_floats(state.numbers()))
+        v = state.numbers()
         if not v or not float(v[0]).is_integer() or not 0 < v[0] < len(v) - 3:
             raise ValueError("count state with baseline: malformed")
         n = int(v[0])
