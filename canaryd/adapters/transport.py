@@ -52,6 +52,9 @@ config: Any = _config  # kubeconfig loading is untyped in the client
 
 RETRYABLE_STATUS = frozenset({0, 429, 500, 502, 503, 504})
 
+WATCH_PIECE_BYTES = 1 << 16
+"""Largest piece of a chunked watch stream read at once (an event is one chunk)."""
+
 
 class NotFoundError(PermanentError):
     """404: the object does not exist."""
@@ -465,7 +468,12 @@ class KubeApi:
                     response.status, what, server_message(data, str(response.reason or ""))
                 )
             pending = b""
-            for chunk in raw.stream(4096, decode_content=True):
+            # The API server sends each event as one HTTP chunk, which urllib3 hands over in
+            # pieces of at most this size: a Rollout's ~30-KB echo of a status write came in
+            # eight 4-KB pieces, each a round of Python. A stream that is not chunked keeps
+            # small reads (there a read waits until its size has arrived).
+            piece = WATCH_PIECE_BYTES if getattr(raw, "chunked", False) else 4096
+            for chunk in raw.stream(piece, decode_content=True):
                 if stop is not None and stop.is_set():
                     return
                 pending += chunk
