@@ -1094,9 +1094,9 @@ class JudgeState(Model):
 
     @classmethod
     def of(cls, kind: str, numbers: Sequence[float]) -> JudgeState:
-        """A state holding ``numbers`` packed: a latency state's thousand numbers as text
-        take a third of the bytes, and a fraction of the time to write, send and parse, that
-        they take as a JSON list (they went through every status write and its watch echo)."""
+        """A state holding ``numbers`` packed: a latency state's thousand numbers take about
+        half the bytes of a JSON list (11 KB instead of 20), in every status write, its
+        answer and its watch echo, and parse as one string instead of a thousand numbers."""
         doubles = array("d", numbers)
         if sys.byteorder == "big":
             doubles.byteswap()

@@ -15,6 +15,10 @@ not due and ran again: 1.4-1.8 ticks per interval, issue 13):
   when its target changes);
 * else: the interval. The job's ``IntervalTrigger`` is only the fallback behind all of this.
 
+In a steady analysis that fallback is exactly right: apscheduler moves the job one interval on
+after each run, which is the due time, so the time set is already held and is left alone (no
+re-sort of the job store, no wake-up of apscheduler's loop per tick).
+
 ``trigger(key)`` runs a tick as soon as possible; a trigger that arrives while that Rollout's
 tick is running is remembered and honoured right after it (apscheduler would drop it). A run
 that apscheduler skips because the job's previous run still counts as running (the tick set its
@@ -385,9 +389,9 @@ class Scheduler:
             job.asked = when
             job.retries = 0
         # After a run apscheduler has already moved the job one interval on, which in a
-        # steady analysis is the due time itself: then leave it. A modify_job re-sorts the
-        # job store and wakes the scheduler's loop for nothing (a sixth of its per-tick CPU
-        # at 300 Rollouts). Never when the job would fire earlier than asked ("not due").
+        # steady analysis is the due time itself: then leave it (a modify_job would re-sort
+        # the job store and wake the scheduler's loop for nothing). Never when the job would
+        # fire earlier than asked: that tick would find the analysis not due.
         aps_job = self._aps.get_job(job_id(key))
         if aps_job is None:
             return

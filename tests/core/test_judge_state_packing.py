@@ -1,5 +1,5 @@
 """A judge's state is written packed (base64 of little-endian doubles): bit-exact through the
-JSON of a status write and its echo, a third of the bytes of the list, still read from a list
+JSON of a status write and its echo, about half the bytes of the list, still read from a list
 (statuses of earlier versions), and a packed text that does not decode is a clear error the
 judge recovers from, never a crash."""
 
@@ -32,7 +32,7 @@ def test_the_layout_is_little_endian_doubles_in_order() -> None:
     assert JudgeState.of("k", AWKWARD).packed == expected
 
 
-def test_packed_is_a_third_of_the_list_for_a_latency_sized_state() -> None:
+def test_packed_is_about_half_the_list_for_a_latency_sized_state() -> None:
     numbers = np.random.default_rng(7).normal(0, 50, 1019).tolist()
     as_list = len(json.dumps(JudgeState(kind="k", values=numbers).model_dump(mode="json")))
     as_text = len(json.dumps(JudgeState.of("k", numbers).model_dump(mode="json")))
