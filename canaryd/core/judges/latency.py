@@ -87,7 +87,6 @@ class _Memory:
             return None
         head = self.latency.to_floats()
         if not self.with_baseline:
-            # The numbers come from tolist(): plain finite floats, nothing to validate.
             return JudgeState.of(KIND, head)
         ref = 1.0 if self.last_reference == "baseline" else 0.0
         tail = self.aa_state.to_floats() if self.aa_state is not None else []
